@@ -1,0 +1,32 @@
+# Set-up and everyday commands. `make run` and `make test` create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_PIN := torch==2.13.0
+TIMESTEPS ?= 20000
+
+.PHONY: run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH_PIN)"
+	touch $(STAMP)
+
+run: $(STAMP)  ## short RIVC training on the default env with the snntorch backend
+	$(PY) -m agents.cli train --env CartPole-v1 --variant rivc --backend snntorch --bits 4 \
+		--timesteps $(TIMESTEPS) --seed 0 --out runs/quickstart
+
+test: $(STAMP)  ## the fast test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-all: $(STAMP)  ## also the slow end-to-end runs
+	$(PY) -m pytest -q -m "slow or not slow"
+
+bench: $(STAMP)  ## benchmarks: conversion/latency and training throughput vs Stable-Baselines3 DQN
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) runs *.egg-info

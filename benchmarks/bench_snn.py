@@ -1,0 +1,55 @@
+"""Conversion time and per-action latency of spiking policies against the quantized torch network.
+
+    python benchmarks/bench_snn.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from benchmarks.common import print_table, time_call
+from neurochip import make_backend
+from rivc import QuantConfig, QuantizedQNetwork
+
+
+def main(obs_dim: int = 8, n_actions: int = 4, hidden=(64, 64)) -> None:
+    torch.manual_seed(0)
+    space = spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
+    qnet = QuantizedQNetwork(space, n_actions, QuantConfig(4, 4, 8), hidden_sizes=hidden)
+    backends = {
+        "fast (synchronous)": make_backend("snntorch"),
+        "fast (layered)": make_backend("snntorch", schedule="layered"),
+        "snntorch reference": make_backend("snntorch", exact_reference=True),
+    }
+    t_export = time_call(qnet.export)
+    exported = qnet.export()
+    rows = [["export (torch -> integer net)", t_export * 1e3]]
+    for name, backend in backends.items():
+        rows.append([f"convert: {name}", time_call(lambda: backend.convert(exported)) * 1e3])
+        rows.append([f"export + convert: {name}", time_call(lambda: backend.convert(qnet)) * 1e3])
+    print_table(f"Conversion, 2x{hidden[0]} MLP, 4-bit (target <= 1 ms)", ["step", "ms"], rows)
+
+    rows = []
+    for batch in (1, 256):
+        obs = np.random.default_rng(0).uniform(-1, 1, (batch, obs_dim)).astype(np.float32)
+        obs_t = torch.as_tensor(obs)
+
+        def torch_forward():
+            with torch.no_grad():
+                return qnet(obs_t)
+
+        t_torch = time_call(torch_forward)
+        rows.append([f"quantized torch forward, batch {batch}", t_torch / batch * 1e6, 1.0])
+        for name, backend in backends.items():
+            policy = backend.convert(exported)
+            t = time_call(lambda: policy.q_values(obs), min_time=0.05 if "reference" in name else 0.2)
+            rows.append([f"{name}, batch {batch}", t / batch * 1e6, t / t_torch])
+    print_table("Per-action latency (us per observation; ratio to the quantized torch forward, target <= 3x)",
+                ["path", "us/action", "x torch"], rows)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    main()

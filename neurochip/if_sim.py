@@ -1,0 +1,186 @@
+"""Integrate-and-fire simulation of an integer network, vectorised over time (numpy only).
+
+Semantics (DESIGN.md, "SNN semantics"). Hidden layer with shift ``sh``: threshold
+``theta = L * 2**sh``, membrane starts at ``theta / 2``, spikes when strictly above ``theta``,
+at most one spike per step, reset by subtraction. Per-step input current (integers):
+
+* first layer   ``J = multiplier * (W @ x + b)`` with ``x`` the constant input codes;
+* later layers  ``J_t = multiplier * (L * W @ spikes_t + b)``;
+* output layer  accumulates ``L * W @ spikes_t + b`` without spiking; ``Q = scale * membrane / T``.
+
+With ``T = L`` the first layer's spike counts equal the integer reference's codes exactly.
+Later layers see spike trains, not constant currents, so a neuron may fire early on input that
+later inputs would have cancelled: the synchronous schedule approximates them. The layered
+schedule (:func:`run_layered`) makes every layer exact at the cost of ``T`` steps per layer.
+
+Fast path: the cumulative input ``S_t = theta/2 + sum_{tau<=t} J_tau`` depends only on the
+previous layer's cumulative spike counts, so one matrix product covers all time steps; a neuron
+then spikes at step ``t`` exactly when ``S_t > (n_{t-1} + 1) * theta`` (``n`` its count so far),
+a cheap elementwise recursion over ``T``. This holds for any current, also one above the
+threshold (the neuron then fires every step and carries the excess). float64 holds exact integers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rivc.integer_net import IntegerNetwork
+
+EXACT_FLOAT = 2.0**52  # float64 holds every integer below this exactly
+EXACT_FLOAT32 = 2.0**24  # and float32 every integer below this
+
+
+@dataclass
+class IFLayer:
+    """Precomputed constants of one layer of the spiking network.
+
+    The per-step current of output ``j`` is ``gain_j * (W @ input)_j + bias_j``: ``gain`` folds the
+    requantization multiplier and, for spike inputs, the spike's worth ``L`` into one factor.
+    """
+
+    weights: np.ndarray  # [in, out] float64 weight codes
+    weights32: np.ndarray | None  # float32 copy when every partial sum of spike counts stays exact
+    gain: np.ndarray  # [out] float64
+    bias: np.ndarray  # [out] float64, per-step bias current (already multiplied by the multiplier)
+    theta: float  # threshold; 0 for the (non-spiking) output layer
+
+
+def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
+    """Fold multipliers and the spike worth ``L`` into per-neuron gains; check exactness bounds."""
+    levels = network.config.activation_levels
+    prepared = []
+    in_max = float(network.input.levels)  # largest input code per step
+    for i, layer in enumerate(network.layers):
+        spike_input = i > 0
+        w = layer.weights.astype(np.float64)
+        m = np.ones(w.shape[0]) if layer.is_output else layer.multiplier.astype(np.float64)
+        gain = m * (levels if spike_input else 1)
+        theta = 0.0 if layer.is_output else float(levels * 2**layer.shift)
+        partial = np.abs(w).sum(axis=1).max(initial=0.0) * (timesteps if spike_input else in_max)
+        bound = (np.abs(w).sum(axis=1) * (1 if spike_input else in_max) * gain + np.abs(layer.bias * m)).max(initial=0.0)
+        if theta * (timesteps + 2) + timesteps * bound >= EXACT_FLOAT:
+            raise ValueError(f"layer {i}: membrane values could exceed 2**52 at T={timesteps}; use fewer time steps")
+        weights = np.ascontiguousarray(w.T)
+        prepared.append(IFLayer(
+            weights=weights,
+            weights32=weights.astype(np.float32) if spike_input and partial < EXACT_FLOAT32 else None,
+            gain=gain, bias=layer.bias * m, theta=theta))
+    return prepared
+
+
+class Workspace:
+    """Reusable float64 buffers: fresh multi-megabyte arrays on every call cost page faults."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], dtype=np.float64) -> np.ndarray:
+        buffer = self._buffers.get((key, dtype))
+        if buffer is None or buffer.shape != shape:
+            buffer = self._buffers[(key, dtype)] = np.empty(shape, dtype=dtype)
+        return buffer
+
+
+def spike_counts(cumulative_input: np.ndarray, theta: float, out: np.ndarray, work: Workspace) -> np.ndarray:
+    """Cumulative spike counts ``[T, B, H]`` (into ``out``) of IF neurons with cumulative input ``S_t``.
+
+    Spike at ``t`` iff ``S_t > (n_{t-1} + 1) * theta`` iff ``fl(S_t / theta) - 1 > n_{t-1}``: exact,
+    since correctly rounded division and subtraction preserve that order for integers below 2**52.
+    ``cumulative_input`` is overwritten.
+    """
+    excess = cumulative_input
+    excess /= theta
+    excess -= 1.0
+    spiked = work.get("spiked", excess.shape[1:], bool)
+    np.greater(excess[0], 0.0, out=spiked)
+    np.copyto(out[0], spiked)
+    for t in range(1, excess.shape[0]):
+        np.greater(excess[t], out[t - 1], out=spiked)
+        np.add(out[t - 1], spiked, out=out[t])
+    return out
+
+
+def _synaptic_input(counts: np.ndarray, layer: IFLayer, out: np.ndarray, work: Workspace) -> np.ndarray:
+    """``gain * (counts @ W)`` into ``out``; the product runs in float32 where that is exact (2x faster)."""
+    if layer.weights32 is not None:
+        counts32 = work.get("counts32", counts.shape, np.float32)
+        np.copyto(counts32, counts)
+        product = work.get("product32", out.shape, np.float32)
+        np.matmul(counts32, layer.weights32, out=product)
+        np.multiply(product, layer.gain, out=out)
+    else:
+        np.matmul(counts, layer.weights, out=out)
+        out *= layer.gain
+    return out
+
+
+def _first_layer_counts(first: IFLayer, input_codes: np.ndarray, timesteps: int, work: Workspace) -> np.ndarray:
+    """Cumulative counts ``[T, B, H]`` of the first hidden layer, driven by a constant current."""
+    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
+    current = (input_codes @ first.weights) * first.gain + first.bias
+    cumulative = work.get("cumulative0", (timesteps, input_codes.shape[0], current.shape[1]))
+    np.multiply(t, current, out=cumulative)
+    cumulative += first.theta / 2
+    return spike_counts(cumulative, first.theta, work.get("counts0", cumulative.shape), work)
+
+
+def _output_membrane(layer: IFLayer, counts: np.ndarray, timesteps: int) -> np.ndarray:
+    return (counts @ layer.weights) * layer.gain + timesteps * layer.bias
+
+
+def run_fast(
+    layers: list[IFLayer], input_codes: np.ndarray, timesteps: int, work: Workspace | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Synchronous schedule: output membrane ``[B, A]`` and each hidden layer's counts ``[T, B, H]``.
+
+    The count arrays live in ``work`` and are overwritten by its next run: copy them to keep them.
+    """
+    work = work or Workspace()
+    if layers[0].theta == 0.0:  # no hidden layer: the output integrates a constant current
+        return _output_membrane(layers[0], input_codes, timesteps), []
+    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
+    counts = _first_layer_counts(layers[0], input_codes, timesteps, work)
+    history = [counts]
+    for i, layer in enumerate(layers[1:], start=1):
+        if layer.theta == 0.0:
+            return _output_membrane(layer, counts[-1], timesteps), history
+        shape = (timesteps, input_codes.shape[0], layer.weights.shape[1])
+        cumulative = _synaptic_input(counts, layer, work.get(f"cumulative{i}", shape), work)
+        cumulative += t * layer.bias + layer.theta / 2
+        counts = spike_counts(cumulative, layer.theta, work.get(f"counts{i}", shape), work)
+        history.append(counts)
+    raise ValueError("the network has no output layer")
+
+
+def integration_offset(layer: IFLayer, timesteps: int) -> np.ndarray:
+    """Layered schedule: the most positive input a neuron can gather in one window of ``T`` steps.
+
+    Its membrane starts that far below ``theta / 2`` so that it cannot fire while integrating;
+    the offset is injected back at the first step of the neuron's own firing window.
+    """
+    return timesteps * (np.clip(layer.weights * layer.gain, 0, None).sum(axis=0) + np.clip(layer.bias, 0, None))
+
+
+def run_layered(
+    layers: list[IFLayer], input_codes: np.ndarray, timesteps: int, work: Workspace | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Layered schedule: each hidden layer after the first integrates its input for a window of
+    ``T`` steps, then fires in the next window (a burst of ``min(T, n)`` spikes). The counts then
+    equal the integer reference's codes at every layer when ``T = L``; latency is ``T`` per hidden layer.
+    """
+    work = work or Workspace()
+    if layers[0].theta == 0.0:
+        return _output_membrane(layers[0], input_codes, timesteps), []
+    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
+    counts = _first_layer_counts(layers[0], input_codes, timesteps, work)  # exact already
+    history = [counts]
+    final = counts[-1]
+    for layer in layers[1:]:
+        if layer.theta == 0.0:
+            return _output_membrane(layer, final, timesteps), history
+        membrane = layer.theta / 2 + _output_membrane(layer, final, timesteps)
+        final = np.clip(np.ceil(membrane / layer.theta) - 1.0, 0.0, timesteps)  # #{k >= 1: membrane > k theta}
+        history.append(np.minimum(t, final))  # fires every step of its window until spent
+    raise ValueError("the network has no output layer")

@@ -1,0 +1,38 @@
+"""Conversion-error metrics: how far a spiking policy is from the network it was converted from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ConversionError:
+    action_agreement: float  # fraction of observations with the same greedy action
+    mean_abs_dq: float  # mean |Q_ref - Q_snn| over observations and actions
+
+    def as_log(self) -> dict[str, float]:
+        """SB3 logger keys."""
+        return {"conversion/action_agreement": self.action_agreement, "conversion/mean_abs_dq": self.mean_abs_dq}
+
+
+def conversion_error(q_reference: np.ndarray, q_spiking: np.ndarray) -> ConversionError:
+    """Greedy-action agreement and mean |dQ| between two Q-value batches ``[B, n_actions]``."""
+    q_reference = np.asarray(q_reference, dtype=np.float64)
+    q_spiking = np.asarray(q_spiking, dtype=np.float64)
+    if q_reference.shape != q_spiking.shape or q_reference.ndim != 2 or q_reference.shape[0] == 0:
+        raise ValueError(f"Q-value batches must share a non-empty [B, n_actions] shape: {q_reference.shape} vs {q_spiking.shape}")
+    agreement = float(np.mean(q_reference.argmax(axis=1) == q_spiking.argmax(axis=1)))
+    return ConversionError(action_agreement=agreement, mean_abs_dq=float(np.mean(np.abs(q_reference - q_spiking))))
+
+
+def network_conversion_error(qnet, policy, observations) -> ConversionError:
+    """Conversion error of ``policy`` (a SpikingPolicy) against the torch network ``qnet`` on ``observations``."""
+    import torch
+
+    obs = np.asarray(observations, dtype=np.float32).reshape(-1, policy.obs_dim)
+    param = next(qnet.parameters())
+    with torch.no_grad():
+        q_ref = qnet(torch.as_tensor(obs, device=param.device)).cpu().numpy()
+    return conversion_error(q_ref, policy.q_values(obs))

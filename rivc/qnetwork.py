@@ -1,0 +1,233 @@
+"""Quantized Q-network: an MLP trained with the chip's bit widths, exportable as integers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rivc.config import QuantConfig
+from rivc.integer_net import UNBOUNDED, InputQuantizer, IntegerLayer, IntegerNetwork, requantization
+from rivc.quant import activation_codes, bias_codes, input_codes, straight_through, weight_codes
+
+MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
+
+
+def _flat_dim(observation_space: spaces.Space) -> int:
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"QuantizedQNetwork takes a flat Box observation space, got {observation_space}; "
+            "flatten the observation (gymnasium.wrappers.FlattenObservation) first"
+        )
+    return int(observation_space.shape[0])
+
+
+class QuantizedQNetwork(nn.Module):
+    """MLP mapping observations to Q-values through quantized layers.
+
+    ``qat=True`` (default): fake-quantized inputs, weights, biases and ReLU activations with
+    straight-through gradients (PACT clip values, learned per layer), so the exported integer
+    network computes (almost exactly) what was trained. ``qat=False``: a float network (the
+    baselines' FPNN), exported by post-training quantization at the same bit widths.
+
+    Inputs are normalised to ``[0, 1]`` over an observation range: the space's finite bounds,
+    ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
+    :meth:`calibrate_input_range` and frozen in every export.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        n_actions: int,
+        config: QuantConfig | None = None,
+        hidden_sizes: Sequence[int] = (64, 64),
+        obs_range: tuple[np.ndarray, np.ndarray] | None = None,
+        qat: bool = True,
+        activation_clip: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.config = config or QuantConfig()
+        self.qat = qat
+        self.observation_space = observation_space
+        obs_dim = _flat_dim(observation_space)
+        if n_actions < 1:
+            raise ValueError(f"n_actions must be >= 1, got {n_actions}")
+        if activation_clip <= 0:
+            raise ValueError(f"activation_clip must be > 0, got {activation_clip}")
+        sizes = [obs_dim, *map(int, hidden_sizes), int(n_actions)]
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.clips = nn.ParameterList(
+            nn.Parameter(torch.tensor(float(activation_clip))) for _ in range(len(sizes) - 2)
+        )
+        if obs_range is not None:
+            low, high = (np.broadcast_to(np.asarray(v, dtype=np.float64), (obs_dim,)) for v in obs_range)
+            bounded = np.ones(obs_dim, dtype=bool)
+        else:
+            low = np.asarray(observation_space.low, dtype=np.float64)
+            high = np.asarray(observation_space.high, dtype=np.float64)
+            bounded = np.isfinite(low) & np.isfinite(high) & (np.abs(low) < UNBOUNDED) & (np.abs(high) < UNBOUNDED)
+        low, high = np.where(bounded, low, 0.0), np.where(bounded, high, 0.0)
+        self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float64))
+        self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
+        self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
+        self._refresh_input_quantizer()
+
+    # -- input range ----------------------------------------------------------------------------
+    @property
+    def obs_dim(self) -> int:
+        return self.linears[0].in_features
+
+    @property
+    def n_actions(self) -> int:
+        return self.linears[-1].out_features
+
+    @property
+    def needs_calibration(self) -> bool:
+        return not bool(self.obs_calibrated.all())
+
+    def input_quantizer(self) -> InputQuantizer:
+        self._check_calibrated()
+        return InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
+
+    def _refresh_input_quantizer(self) -> None:
+        # inv_step is computed by numpy so that torch and the integer reference use the same float64
+        inv = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits).inv_step
+        self._inv_step = torch.as_tensor(inv, dtype=torch.float64, device=self.obs_low.device)
+
+    def calibrate_input_range(self, observations, margin: float = 0.1, all_dims: bool = False) -> None:
+        """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
+
+        The range is the data's min/max widened by ``margin`` of its width on each side; values
+        outside it are clipped at run time. Call once before training and keep it frozen.
+        """
+        obs = np.asarray(observations.cpu() if torch.is_tensor(observations) else observations, dtype=np.float64)
+        obs = obs.reshape(-1, self.obs_dim)
+        if obs.shape[0] == 0 or not np.all(np.isfinite(obs)):
+            raise ValueError("calibration needs at least one observation and only finite values")
+        lo, hi = obs.min(axis=0), obs.max(axis=0)
+        pad = margin * np.maximum(hi - lo, 1e-6)
+        mask = np.ones(self.obs_dim, bool) if all_dims else ~self.obs_calibrated.cpu().numpy()
+        low = np.where(mask, lo - pad, self.obs_low.cpu().numpy())
+        high = np.where(mask, hi + pad, self.obs_high.cpu().numpy())
+        self.obs_low.copy_(torch.as_tensor(low))
+        self.obs_high.copy_(torch.as_tensor(high))
+        self.obs_calibrated.fill_(True)
+        self._refresh_input_quantizer()
+
+    def _check_calibrated(self) -> None:
+        if self.needs_calibration:
+            dims = np.flatnonzero(~self.obs_calibrated.cpu().numpy()).tolist()
+            raise RuntimeError(
+                f"observation dimensions {dims} have no finite bounds: call "
+                "calibrate_input_range(observations) or pass obs_range=(low, high)"
+            )
+
+    def _apply(self, fn, recurse=True):  # keep the cached inv_step on the module's device
+        out = super()._apply(fn, recurse)
+        self._refresh_input_quantizer()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._refresh_input_quantizer()
+
+    # -- forward ----------------------------------------------------------------------------------
+    def _input(self, obs: torch.Tensor, quantized: bool | None = None) -> torch.Tensor:
+        """Validated observations normalised to [0, 1]; as input codes / levels when quantized (QAT)."""
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(
+                f"observation shape {tuple(obs.shape)} does not match the network: expected (batch, {self.obs_dim})"
+            )
+        if not torch.isfinite(obs).all():
+            raise ValueError("observation contains NaN or inf; check the environment's observations")
+        self._check_calibrated()
+        levels = self.config.input_levels
+        if self.qat if quantized is None else quantized:
+            codes = input_codes(obs, self.obs_low, self.obs_high, self._inv_step)
+            return (codes / levels).to(torch.float32)
+        x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
+        return (x / levels).to(torch.float32)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Q-values ``[B, n_actions]`` for observations ``[B, obs_dim]``."""
+        x = self._input(obs)
+        if not self.qat:
+            for linear in self.linears[:-1]:
+                x = torch.relu(linear(x))
+            return self.linears[-1](x)
+        step = torch.tensor(1.0 / self.config.input_levels)  # value of one code of the layer's input
+        levels = self.config.activation_levels
+        for i, linear in enumerate(self.linears):
+            codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
+            acc_scale = w_scale.squeeze(1) * step.detach()
+            weight = straight_through(linear.weight, codes * w_scale)
+            bias = straight_through(linear.bias, bias_codes(linear.bias, acc_scale) * acc_scale)
+            z = x @ weight.T + bias
+            if i == len(self.linears) - 1:
+                return z
+            clip = self.clips[i].clamp_min(MIN_CLIP)
+            step = clip / levels
+            y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
+            x = straight_through(y, activation_codes(z, step.detach(), levels) * step.detach())
+        raise AssertionError("unreachable")
+
+    # -- export -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def float_activation_max(self, observations) -> list[float]:
+        """Largest ReLU output of each hidden layer of the float (unquantized) network on ``observations``."""
+        obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.obs_low.device)
+        x = self._input(obs.reshape(-1, self.obs_dim), quantized=False)
+        maxima = []
+        for linear in self.linears[:-1]:
+            x = torch.relu(linear(x))
+            maxima.append(max(float(x.max()), MIN_CLIP))
+        return maxima
+
+    @torch.no_grad()
+    def calibrate_activation_clips(self, observations) -> None:
+        """Start each PACT clip at the float network's largest activation on ``observations``.
+
+        A clip far above the activations wastes the few levels a 2- or 4-bit neuron has (and
+        makes the SNN's spike counts sparse); QAT then keeps learning the clips.
+        """
+        for clip, value in zip(self.clips, self.float_activation_max(observations)):
+            clip.fill_(value)
+
+    def activation_clips(self, calibration_obs=None) -> list[float]:
+        """Clip value per hidden layer: learned (QAT) or, for a float network, the calibration max."""
+        if self.qat:
+            return [float(c.detach().clamp_min(MIN_CLIP)) for c in self.clips]
+        if calibration_obs is None:
+            raise ValueError(
+                "a float (qat=False) network needs calibration_obs for post-training quantization: "
+                "pass a batch of typical observations (e.g. from the replay buffer)"
+            )
+        return self.float_activation_max(calibration_obs)
+
+    @torch.no_grad()
+    def export(self, calibration_obs=None) -> IntegerNetwork:
+        """The integer network (numpy) that backends convert; post-training quantized if ``qat=False``."""
+        clips = self.activation_clips(calibration_obs)
+        quantizer = self.input_quantizer()
+        levels = self.config.activation_levels
+        step = 1.0 / self.config.input_levels
+        layers = []
+        for i, linear in enumerate(self.linears):
+            codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
+            acc_scale_t = w_scale.squeeze(1) * torch.tensor(step)
+            b = bias_codes(linear.bias, acc_scale_t)
+            acc_scale = acc_scale_t.double().cpu().numpy()
+            layer = IntegerLayer(
+                weights=codes.cpu().numpy().astype(np.int64),
+                bias=b.cpu().numpy().astype(np.int64),
+                scale=acc_scale,
+            )
+            if i < len(self.linears) - 1:
+                step_t = torch.tensor(clips[i]) / levels
+                layer.multiplier, layer.shift = requantization(acc_scale, float(step_t))
+                step = float(step_t)
+            layers.append(layer)
+        return IntegerNetwork(config=self.config, input=quantizer, layers=layers)

@@ -1,0 +1,47 @@
+"""Fake quantizers with straight-through gradients (the QAT half of RIVC).
+
+Each quantizer returns integer codes and their scale, so the forward pass and the export
+(``QuantizedQNetwork.export``) read the very same codes: no float re-rounding between them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
+    """Forward ``quantized``, backward identity to ``x``."""
+    return x + (quantized - x).detach()
+
+
+def weight_codes(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric signed codes per output channel and their scale ``[out, 1]``.
+
+    ``bits >= 2``: codes in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` over the channel's max |w|.
+    ``bits == 1``: binary codes +-1 with the channel's mean |w| as scale (XNOR-Net).
+    """
+    w = weight.detach()
+    if bits == 1:
+        scale = w.abs().mean(dim=1, keepdim=True)
+        codes = torch.where(w >= 0, 1.0, -1.0)
+    else:
+        levels = 2 ** (bits - 1) - 1
+        scale = w.abs().amax(dim=1, keepdim=True) / levels
+        codes = torch.clamp(torch.round(w / torch.where(scale > 0, scale, 1.0)), -levels, levels)
+    return codes, torch.where(scale > 0, scale, torch.ones_like(scale))
+
+
+def bias_codes(bias: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
+    """Bias in accumulator units (integer codes), ``acc_scale`` per output channel."""
+    return torch.round(bias.detach() / acc_scale)
+
+
+def activation_codes(pre_activation: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
+    """``clip(round_half_down(z / step), 0, levels)``: what an IF neuron's spike count realises."""
+    return torch.clamp(torch.ceil(pre_activation.detach() / step - 0.5), 0, levels)
+
+
+def input_codes(obs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, inv_step: torch.Tensor) -> torch.Tensor:
+    """Unsigned input codes, computed in float64 exactly as ``InputQuantizer.codes`` does."""
+    x = torch.clamp(obs.to(torch.float64), low, high)
+    return torch.floor((x - low) * inv_step + 0.5)

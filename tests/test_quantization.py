@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from conftest import random_network, random_obs
+from rivc import QuantConfig, QuantizedQNetwork
+from rivc.quant import activation_codes, weight_codes
+
+
+@pytest.mark.parametrize("field", ["weight_bits", "activation_bits", "input_bits"])
+@pytest.mark.parametrize("value", [0, 9, -1, 2.5, True])
+def test_bit_widths_out_of_range_name_the_field(field, value):
+    with pytest.raises(ValueError, match=rf"QuantConfig\.{field}=.*1 to 8"):
+        QuantConfig(**{field: value})
+
+
+def test_levels():
+    cfg = QuantConfig(weight_bits=4, activation_bits=4, input_bits=8)
+    assert (cfg.weight_levels, cfg.activation_levels, cfg.input_levels) == (7, 15, 255)
+    assert QuantConfig(weight_bits=1).weight_levels == 1
+
+
+def test_weight_codes_symmetric_per_channel():
+    w = torch.tensor([[0.6, -1.0, 0.25], [0.0, 0.0, 0.0]])
+    codes, scale = weight_codes(w, 4)
+    assert codes.tolist()[0] == [4.0, -7.0, 2.0]  # 0.6 * 7 = 4.2 -> 4, -1 -> -7, 1.75 -> 2
+    assert codes.tolist()[1] == [0.0, 0.0, 0.0] and scale[1].item() == 1.0
+    binary, bscale = weight_codes(w, 1)
+    assert set(binary.unique().tolist()) <= {-1.0, 1.0}
+    assert bscale[0].item() == pytest.approx(1.85 / 3)
+
+
+def test_activation_codes_round_half_down_and_clip():
+    z = torch.tensor([-1.0, 0.5, 0.51, 1.5, 2.5, 100.0])
+    assert activation_codes(z, torch.tensor(1.0), 3).tolist() == [0, 0, 1, 1, 2, 3]
+
+
+def test_straight_through_gradients_reach_weights_and_clips(net):
+    obs = torch.as_tensor(random_obs(64))
+    net(obs).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.linears.parameters())
+    assert all(p.grad is not None for p in net.clips)
+    assert any(p.grad.abs().sum() > 0 for p in net.linears.parameters())
+
+
+@pytest.mark.parametrize("bits", [(4, 4, 8), (8, 4, 8), (2, 2, 4), (8, 8, 8), (1, 1, 8), (4, 3, 6)])
+def test_integer_export_matches_quantized_network(bits):
+    net = random_network(config=QuantConfig(*bits))
+    obs = random_obs(2000)
+    q_torch = net(torch.as_tensor(obs)).detach().numpy()
+    q_int = net.export().q_values(obs)
+    # same codes except at rare near-ties of the fixed-point requantization
+    assert np.mean(q_torch.argmax(1) == q_int.argmax(1)) >= 0.995
+    assert np.median(np.abs(q_torch - q_int)) < 1e-4
+
+
+def test_export_save_load_roundtrip(tmp_path, net):
+    exported = net.export()
+    path = exported.save(tmp_path / "policy.npz")
+    loaded = type(exported).load(path)
+    obs = random_obs(100)
+    np.testing.assert_array_equal(loaded.q_values(obs), exported.q_values(obs))
+    assert loaded.config == exported.config
+    assert not list(tmp_path.glob(".*tmp"))  # no temp file left behind
+
+
+def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path, net):
+    from rivc import CorruptFileError, IntegerNetwork
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip file at all")
+    with pytest.raises(CorruptFileError, match="not a readable rivc integer network"):
+        IntegerNetwork.load(garbage)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.arange(3))
+    with pytest.raises(CorruptFileError, match="not a valid rivc integer network"):
+        IntegerNetwork.load(foreign)
+    truncated = tmp_path / "truncated.npz"
+    data = net.export().save(tmp_path / "ok.npz").read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError):
+        IntegerNetwork.load(truncated)
+    with pytest.raises(FileNotFoundError):
+        IntegerNetwork.load(tmp_path / "missing.npz")
+
+
+def test_post_training_quantization_of_float_network():
+    torch.manual_seed(0)
+    space = spaces.Box(-1.0, 1.0, (8,), np.float32)
+    fpnn = QuantizedQNetwork(space, 4, QuantConfig(8, 8, 8), qat=False)
+    obs = random_obs(2000)
+    with pytest.raises(ValueError, match="calibration_obs"):
+        fpnn.export()
+    exported = fpnn.export(calibration_obs=obs)
+    q_float = fpnn(torch.as_tensor(obs)).detach().numpy()
+    # 8-bit PTQ of a float network stays close; 2-bit does not (the naive baseline's problem)
+    assert np.mean(q_float.argmax(1) == exported.q_values(obs).argmax(1)) > 0.9
+    coarse = QuantizedQNetwork(space, 4, QuantConfig(2, 2, 8), qat=False)
+    coarse.load_state_dict(fpnn.state_dict())
+    err8 = np.abs(q_float - exported.q_values(obs)).mean()
+    err2 = np.abs(q_float - coarse.export(calibration_obs=obs).q_values(obs)).mean()
+    assert err2 > 3 * err8
+
+
+def test_unbounded_dimensions_need_calibration_and_freeze():
+    high = np.array([1.0, np.finfo(np.float32).max, np.inf], dtype=np.float32)
+    space = spaces.Box(-high, high, dtype=np.float32)
+    net = QuantizedQNetwork(space, 2)
+    obs = np.random.default_rng(0).normal(0, 3, (500, 3)).astype(np.float32)
+    with pytest.raises(RuntimeError, match=r"dimensions \[1, 2\] have no finite bounds"):
+        net(torch.as_tensor(obs))
+    net.calibrate_input_range(obs)
+    exported = net.export()
+    assert exported.input.low[0] == -1.0 and exported.input.high[0] == 1.0
+    assert exported.input.low[1] < obs[:, 1].min() and exported.input.high[2] > obs[:, 2].max()
+    # the range is frozen in the export and survives a state_dict round trip
+    clone = QuantizedQNetwork(space, 2)
+    clone.load_state_dict(net.state_dict())
+    np.testing.assert_array_equal(clone.export().input.high, exported.input.high)
+    np.testing.assert_allclose(clone(torch.as_tensor(obs)).detach(), net(torch.as_tensor(obs)).detach())
+
+
+def test_user_obs_range():
+    space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    net = QuantizedQNetwork(space, 2, obs_range=(-5.0, 5.0))
+    assert not net.needs_calibration
+    assert net.export().input.high.tolist() == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_inf_observations_raise(net, bad):
+    obs = random_obs(3)
+    obs[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or inf"):
+        net(torch.as_tensor(obs))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        net.export().q_values(obs)
+
+
+def test_observation_shape_mismatch_raises(net):
+    with pytest.raises(ValueError, match=r"expected \(batch, 8\)"):
+        net(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match=r"expected \(8,\) or \(batch, 8\)"):
+        net.export().q_values(np.zeros((3, 5)))
+
+
+def test_non_flat_observation_space_rejected():
+    with pytest.raises(ValueError, match="flat Box"):
+        QuantizedQNetwork(spaces.Discrete(3), 2)
+
+
+def test_rivc_integer_parts_import_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import rivc, neurochip; from rivc import IntegerNetwork, QuantConfig; "
+            "import neurochip.if_sim; assert 'torch' not in sys.modules, 'torch was imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
