@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
-TIMESTEPS ?= 20000
+TIMESTEPS ?= 40000
 
 .PHONY: run test test-all bench clean
 

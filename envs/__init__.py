@@ -1,0 +1,1 @@
+"""Robot environments and wrappers for RIVC (discrete actions, bounded observations)."""

@@ -51,7 +51,7 @@ def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
     """Fold multipliers and the spike worth ``L`` into per-neuron gains; check exactness bounds."""
     levels = network.config.activation_levels
     prepared = []
-    in_max = float(network.input.levels)  # largest input code per step
+    in_max = float(network.input.zero_point)  # largest input code magnitude
     for i, layer in enumerate(network.layers):
         spike_input = i > 0
         w = layer.weights.astype(np.float64)
@@ -117,13 +117,20 @@ def _synaptic_input(counts: np.ndarray, layer: IFLayer, out: np.ndarray, work: W
 
 
 def _first_layer_counts(first: IFLayer, input_codes: np.ndarray, timesteps: int, work: Workspace) -> np.ndarray:
-    """Cumulative counts ``[T, B, H]`` of the first hidden layer, driven by a constant current."""
+    """Cumulative counts ``[T, B, H]`` of the first hidden layer, driven by a constant current ``J``.
+
+    Closed form: ``n_t = min(t, #{k >= 1: theta/2 + t J > k theta}) = clip(ceil(S_t / theta) - 1, 0, t)``.
+    """
     t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
     current = (input_codes @ first.weights) * first.gain + first.bias
-    cumulative = work.get("cumulative0", (timesteps, input_codes.shape[0], current.shape[1]))
-    np.multiply(t, current, out=cumulative)
-    cumulative += first.theta / 2
-    return spike_counts(cumulative, first.theta, work.get("counts0", cumulative.shape), work)
+    counts = work.get("counts0", (timesteps, input_codes.shape[0], current.shape[1]))
+    np.multiply(t, current, out=counts)
+    counts += first.theta / 2
+    counts /= first.theta
+    np.ceil(counts, out=counts)
+    counts -= 1.0
+    np.maximum(counts, 0.0, out=counts)
+    return np.minimum(counts, t, out=counts)
 
 
 def _output_membrane(layer: IFLayer, counts: np.ndarray, timesteps: int) -> np.ndarray:

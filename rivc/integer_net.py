@@ -4,8 +4,9 @@ numpy only (no torch): a deployed policy loads and runs it on an edge board with
 
 Arithmetic (all integers; ``L = 2**activation_bits - 1``):
 
-* input codes   ``x = floor((clip(obs, low, high) - low) * inv_step + 1/2)`` in ``0..2**input_bits - 1``
-  where ``inv_step = (2**input_bits - 1) / (high - low)`` (float64);
+* input codes   ``x = floor((clip(obs, low, high) - low) * inv_step + 1/2) - 2**(input_bits - 1)``, signed
+  (``-128..127`` for 8 bits, the mid-range observation near 0), where
+  ``inv_step = (2**input_bits - 1) / (high - low)`` (float64); the float network sees ``x / 2**(input_bits - 1)``;
 * every layer   ``acc = W @ codes + b`` with signed weight codes ``W`` and bias codes ``b``;
 * hidden layers ``codes = clip(round_half_down(multiplier * acc / 2**shift), 0, L)``, the
   fixed-point form of ``relu`` clipped at the layer's clip value and quantized to ``L`` levels;
@@ -46,7 +47,7 @@ def round_half_down_shift(numerator: np.ndarray, shift: int) -> np.ndarray:
 
 @dataclass
 class InputQuantizer:
-    """Maps observations to unsigned ``bits``-bit codes over a fixed range ``[low, high]``."""
+    """Maps observations to signed ``bits``-bit codes over a fixed range ``[low, high]``."""
 
     low: np.ndarray
     high: np.ndarray
@@ -68,6 +69,11 @@ class InputQuantizer:
         return 2**self.bits - 1
 
     @property
+    def zero_point(self) -> int:
+        """Subtracted from the unsigned code: centres the codes (and the largest code magnitude)."""
+        return 2 ** (self.bits - 1)
+
+    @property
     def inv_step(self) -> np.ndarray:
         """Codes per observation unit; 0 where the range is empty (constant input)."""
         width = self.high - self.low
@@ -75,10 +81,10 @@ class InputQuantizer:
             return np.where(width > 0, self.levels / np.where(width > 0, width, 1.0), 0.0)
 
     def codes(self, obs: np.ndarray) -> np.ndarray:
-        """Integer codes (as float64 holding exact integers) for a batch ``[B, obs_dim]``."""
+        """Signed integer codes (as float64 holding exact integers) for a batch ``[B, obs_dim]``."""
         obs = check_observations(obs, self.low.shape[0])
         clipped = np.clip(obs, self.low, self.high)
-        return np.floor((clipped - self.low) * self.inv_step + 0.5)
+        return np.floor((clipped - self.low) * self.inv_step + 0.5) - self.zero_point
 
 
 def check_observations(obs, obs_dim: int) -> np.ndarray:

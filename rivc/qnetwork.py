@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,6 +15,16 @@ from rivc.integer_net import UNBOUNDED, InputQuantizer, IntegerLayer, IntegerNet
 from rivc.quant import activation_codes, bias_codes, input_codes, straight_through, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
+
+
+class QuantizedLinear(NamedTuple):
+    """A layer's fake-quantized parameters (detached) and the integer codes behind them."""
+
+    weight: torch.Tensor  # codes * scale
+    bias: torch.Tensor  # bias codes * accumulator scale
+    weight_codes: torch.Tensor
+    bias_codes: torch.Tensor
+    acc_scale: torch.Tensor  # [out], value of one accumulator unit
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -33,7 +44,7 @@ class QuantizedQNetwork(nn.Module):
     network computes (almost exactly) what was trained. ``qat=False``: a float network (the
     baselines' FPNN), exported by post-training quantization at the same bit widths.
 
-    Inputs are normalised to ``[0, 1]`` over an observation range: the space's finite bounds,
+    Inputs are normalised to about ``[-1, 1]`` over an observation range: the space's finite bounds,
     ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
     :meth:`calibrate_input_range` and frozen in every export.
     """
@@ -73,6 +84,7 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float64))
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
+        self._quantization_cache: dict[int, tuple] = {}
         self._refresh_input_quantizer()
 
     # -- input range ----------------------------------------------------------------------------
@@ -136,7 +148,7 @@ class QuantizedQNetwork(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
     def _input(self, obs: torch.Tensor, quantized: bool | None = None) -> torch.Tensor:
-        """Validated observations normalised to [0, 1]; as input codes / levels when quantized (QAT)."""
+        """Validated observations normalised to about [-1, 1]; input codes / zero point when quantized."""
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(
                 f"observation shape {tuple(obs.shape)} does not match the network: expected (batch, {self.obs_dim})"
@@ -144,12 +156,12 @@ class QuantizedQNetwork(nn.Module):
         if not torch.isfinite(obs).all():
             raise ValueError("observation contains NaN or inf; check the environment's observations")
         self._check_calibrated()
-        levels = self.config.input_levels
+        zero_point = 2 ** (self.config.input_bits - 1)
         if self.qat if quantized is None else quantized:
-            codes = input_codes(obs, self.obs_low, self.obs_high, self._inv_step)
-            return (codes / levels).to(torch.float32)
+            codes = input_codes(obs, self.obs_low, self.obs_high, self._inv_step, zero_point)
+            return (codes / zero_point).to(torch.float32)
         x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
-        return (x / levels).to(torch.float32)
+        return ((x - zero_point) / zero_point).to(torch.float32)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values ``[B, n_actions]`` for observations ``[B, obs_dim]``."""
@@ -158,21 +170,47 @@ class QuantizedQNetwork(nn.Module):
             for linear in self.linears[:-1]:
                 x = torch.relu(linear(x))
             return self.linears[-1](x)
-        step = torch.tensor(1.0 / self.config.input_levels)  # value of one code of the layer's input
+        step = self._input_step()
         levels = self.config.activation_levels
         for i, linear in enumerate(self.linears):
-            codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
-            acc_scale = w_scale.squeeze(1) * step.detach()
-            weight = straight_through(linear.weight, codes * w_scale)
-            bias = straight_through(linear.bias, bias_codes(linear.bias, acc_scale) * acc_scale)
-            z = x @ weight.T + bias
+            quantized = self.quantize_layer(i, step)
+            weight = straight_through(linear.weight, quantized.weight)
+            bias = straight_through(linear.bias, quantized.bias)
+            z = torch.addmm(bias, x, weight.T)
             if i == len(self.linears) - 1:
                 return z
             clip = self.clips[i].clamp_min(MIN_CLIP)
-            step = clip / levels
+            step = (clip / levels).detach()
             y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
-            x = straight_through(y, activation_codes(z, step.detach(), levels) * step.detach())
+            x = straight_through(y, activation_codes(z, step, levels) * step)
         raise AssertionError("unreachable")
+
+    def _input_step(self) -> torch.Tensor:
+        """Value of one input code after normalisation to about [-1, 1] (float32, as in every layer)."""
+        return torch.tensor(1.0 / 2 ** (self.config.input_bits - 1), device=self.obs_low.device)
+
+    @torch.no_grad()
+    def quantize_layer(self, i: int, input_step: torch.Tensor) -> QuantizedLinear:
+        """Layer ``i``'s quantized parameters for inputs worth ``input_step`` per code.
+
+        Cached until the parameters change (their version counters move on every optimizer step
+        or ``load_state_dict``); in-place edits through ``.data`` (e.g. SB3's ``polyak_update``)
+        bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
+        """
+        linear = self.linears[i]
+        key = (linear.weight.data_ptr(), linear.weight._version, linear.bias._version, float(input_step))
+        cached = self._quantization_cache.get(i)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
+        acc_scale = w_scale.squeeze(1) * input_step
+        b_codes = bias_codes(linear.bias, acc_scale)
+        quantized = QuantizedLinear(codes * w_scale, b_codes * acc_scale, codes, b_codes, acc_scale)
+        self._quantization_cache[i] = (key, quantized)
+        return quantized
+
+    def clear_quantization_cache(self) -> None:
+        self._quantization_cache.clear()
 
     # -- export -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -213,21 +251,19 @@ class QuantizedQNetwork(nn.Module):
         clips = self.activation_clips(calibration_obs)
         quantizer = self.input_quantizer()
         levels = self.config.activation_levels
-        step = 1.0 / self.config.input_levels
+        step = self._input_step()
         layers = []
-        for i, linear in enumerate(self.linears):
-            codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
-            acc_scale_t = w_scale.squeeze(1) * torch.tensor(step)
-            b = bias_codes(linear.bias, acc_scale_t)
-            acc_scale = acc_scale_t.double().cpu().numpy()
+        for i in range(len(self.linears)):
+            quantized = self.quantize_layer(i, step)
+            acc_scale = quantized.acc_scale.double().cpu().numpy()
             layer = IntegerLayer(
-                weights=codes.cpu().numpy().astype(np.int64),
-                bias=b.cpu().numpy().astype(np.int64),
+                weights=quantized.weight_codes.cpu().numpy().astype(np.int64),
+                bias=quantized.bias_codes.cpu().numpy().astype(np.int64),
                 scale=acc_scale,
             )
             if i < len(self.linears) - 1:
-                step_t = torch.tensor(clips[i]) / levels
-                layer.multiplier, layer.shift = requantization(acc_scale, float(step_t))
-                step = float(step_t)
+                # the same float32 arithmetic as forward's step = clip / levels
+                step = torch.tensor(clips[i], dtype=torch.float32, device=step.device) / levels
+                layer.multiplier, layer.shift = requantization(acc_scale, float(step))
             layers.append(layer)
         return IntegerNetwork(config=self.config, input=quantizer, layers=layers)

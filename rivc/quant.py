@@ -9,9 +9,21 @@ from __future__ import annotations
 import torch
 
 
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        return quantized.view_as(quantized)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ARG004
+        return grad, None
+
+
 def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
-    """Forward ``quantized``, backward identity to ``x``."""
-    return x + (quantized - x).detach()
+    """Forward exactly ``quantized``; backward the identity to ``x`` (straight-through estimator)."""
+    if not torch.is_grad_enabled() or not x.requires_grad:
+        return quantized
+    return _StraightThrough.apply(x, quantized.detach())
 
 
 def weight_codes(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +53,9 @@ def activation_codes(pre_activation: torch.Tensor, step: torch.Tensor, levels: i
     return torch.clamp(torch.ceil(pre_activation.detach() / step - 0.5), 0, levels)
 
 
-def input_codes(obs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, inv_step: torch.Tensor) -> torch.Tensor:
-    """Unsigned input codes, computed in float64 exactly as ``InputQuantizer.codes`` does."""
+def input_codes(
+    obs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, inv_step: torch.Tensor, zero_point: int
+) -> torch.Tensor:
+    """Signed input codes, computed in float64 exactly as ``InputQuantizer.codes`` does."""
     x = torch.clamp(obs.to(torch.float64), low, high)
-    return torch.floor((x - low) * inv_step + 0.5)
+    return torch.floor((x - low) * inv_step + 0.5) - zero_point

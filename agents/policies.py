@@ -1,0 +1,84 @@
+"""Stable-Baselines3 policy whose Q-network is rivc's quantized network."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.dqn.policies import DQNPolicy
+
+from rivc import QuantConfig
+from rivc.qnetwork import QuantizedQNetwork
+
+
+class QuantizedQPolicyNet(BasePolicy):
+    """SB3's ``QNetwork`` role (``forward`` -> Q-values, ``_predict`` -> greedy action) for a
+    :class:`~rivc.qnetwork.QuantizedQNetwork`."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        quant: dict[str, int],
+        net_arch: list[int],
+        qat: bool,
+        activation_clip: float,
+        obs_range: tuple | None,
+    ) -> None:
+        super().__init__(observation_space, action_space, normalize_images=False)
+        self.quant, self.net_arch, self.qat = quant, net_arch, qat
+        self.activation_clip, self.obs_range = activation_clip, obs_range
+        self.net = QuantizedQNetwork(
+            observation_space, int(action_space.n), QuantConfig.from_dict(quant), hidden_sizes=net_arch,
+            obs_range=obs_range, qat=qat, activation_clip=activation_clip,
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+    def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(observation).argmax(dim=1).reshape(-1)
+
+
+class RIVCPolicy(DQNPolicy):
+    """DQN policy (online + target Q-network, optimizer) built from quantized Q-networks.
+
+    policy_kwargs: ``net_arch`` (hidden sizes, default [64, 64]), ``activation_clip`` (initial
+    PACT clip), ``obs_range`` ((low, high) for the input quantizer; default: the space's bounds,
+    calibrated from replay data where they are infinite). The agent sets ``quant`` and ``qat``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule,
+        net_arch: list[int] | None = None,
+        quant: dict[str, int] | None = None,
+        qat: bool = True,
+        activation_clip: float = 2.0,
+        obs_range: tuple | None = None,
+        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.quant_args = {
+            "quant": quant or QuantConfig().to_dict(), "qat": qat,
+            "activation_clip": activation_clip, "obs_range": obs_range,
+        }
+        super().__init__(
+            observation_space, action_space, lr_schedule, net_arch=list(net_arch or [64, 64]),
+            normalize_images=False, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
+        )
+
+    def make_q_net(self) -> QuantizedQPolicyNet:
+        return QuantizedQPolicyNet(
+            self.observation_space, self.action_space, net_arch=self.net_arch, **self.quant_args
+        ).to(self.device)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.pop("activation_fn", None)
+        data.update(self.quant_args)
+        return data

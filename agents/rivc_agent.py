@@ -1,0 +1,442 @@
+"""The RIVC agent: quantization-aware DQN with the gap-increasing update, converted to a spiking
+policy after every update; the spiking policy collects the data.
+
+Built on Stable-Baselines3's DQN (replay buffer, exploration schedule, target updates, logger,
+callbacks, progress bar); ``train`` and ``predict`` are overridden so that the loop is
+
+    SNN policy acts -> env.step -> replay buffer -> QAT update (gap-increasing target) -> convert -> ...
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3 import DQN
+
+from agents.policies import RIVCPolicy
+from neurochip import SpikingPolicy, make_backend
+from rivc import QuantConfig, __version__
+from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
+from rivc.metrics import conversion_error
+from rivc.targets import OPERATORS, gap_increasing_target
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the paper's ablation (DESIGN.md, "Baselines")."""
+
+    qat: bool  # quantization-aware training (else a float network, post-training quantized)
+    gap_increasing: bool  # the gap-increasing target (else the DQN target)
+    snn_acts: bool  # the converted spiking policy collects the data (else the float network)
+
+
+VARIANTS: dict[str, Variant] = {
+    "rivc": Variant(qat=True, gap_increasing=True, snn_acts=True),
+    "qat": Variant(qat=True, gap_increasing=False, snn_acts=True),
+    "gap": Variant(qat=False, gap_increasing=True, snn_acts=True),
+    "naive": Variant(qat=False, gap_increasing=False, snn_acts=True),
+    "fpnn": Variant(qat=False, gap_increasing=False, snn_acts=False),
+}
+EXPLORATIONS = ("epsilon", "boltzmann")
+FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 1
+
+
+def _space_to_json(space: spaces.Box) -> dict[str, Any]:
+    return {"shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
+
+
+def _space_from_json(data: dict[str, Any]) -> spaces.Box:
+    return spaces.Box(np.array(data["low"], dtype=data["dtype"]), np.array(data["high"], dtype=data["dtype"]),
+                      dtype=data["dtype"])
+
+
+def _check_env_spaces(env: gym.Env | Any) -> None:
+    if not isinstance(env.action_space, spaces.Discrete):
+        raise ValueError(
+            f"RIVC needs a Discrete action space, got {env.action_space}: wrap a continuous-action env "
+            "with gymnasium.wrappers.DiscretizeAction(env, bins=3) (or envs.DiscretizeAction)"
+        )
+    obs = env.observation_space
+    if not isinstance(obs, spaces.Box) or len(obs.shape) != 1:
+        raise ValueError(
+            f"RIVC needs a flat Box observation space, got {obs}: flatten it with gymnasium.wrappers.FlattenObservation"
+        )
+
+
+class RIVC(DQN):
+    """Robust Iterative Value Conversion.
+
+    :param backend: neurochip backend name (``"snntorch"``) or a ``neurochip.Backend`` instance.
+    :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
+    :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (DESIGN.md baselines).
+    :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
+    :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
+    :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
+    :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
+        (sample from ``softmax(beta * Q_snn)``).
+    :param convert_every: convert after every ``convert_every``-th gradient update.
+    :param conversion_eval_size: replay observations on which each conversion's error is measured.
+    :param calibration_margin: widening of data-calibrated input ranges (fraction of the range per side).
+    :param input_range: ``"space"``: quantize inputs over the observation space's finite bounds
+        (data-calibrated where unbounded); ``"data"``: over the warm-up data's range in every
+        dimension (finer input codes when the bounds are loose, e.g. CartPole's).
+    :param calibrate_clips: start the QAT activation clips at the float activations' maxima on the
+        warm-up data (else at ``policy_kwargs["activation_clip"]``).
+    Other parameters are Stable-Baselines3 DQN's, with defaults that train CartPole-v1 in minutes.
+    """
+
+    policy_aliases = {"MlpPolicy": RIVCPolicy}  # noqa: RUF012 (SB3 style)
+
+    def __init__(
+        self,
+        policy: str | type[RIVCPolicy],
+        env: gym.Env | str | None,
+        backend: str = "snntorch",
+        backend_kwargs: dict[str, Any] | None = None,
+        quant: QuantConfig | dict[str, int] | None = None,
+        variant: str = "rivc",
+        alpha: float = 0.9,
+        beta: float = 10.0,
+        operator: str = "logsumexp",
+        exploration: str = "epsilon",
+        convert_every: int = 1,
+        conversion_eval_size: int = 32,
+        calibration_margin: float = 0.5,
+        calibrate_clips: bool = True,
+        input_range: str = "space",
+        learning_rate: float = 1e-3,
+        buffer_size: int = 50_000,
+        learning_starts: int = 1_000,
+        batch_size: int = 64,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int = 4,
+        gradient_steps: int = 1,
+        target_update_interval: int = 500,
+        exploration_fraction: float = 0.2,
+        exploration_initial_eps: float = 1.0,
+        exploration_final_eps: float = 0.02,
+        max_grad_norm: float = 10.0,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: str = "cpu",
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+        if not 0.0 <= alpha < 1.0:
+            raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        if beta <= 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        if operator not in OPERATORS:
+            raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
+        if exploration not in EXPLORATIONS:
+            raise ValueError(f"unknown exploration {exploration!r}; use one of {', '.join(EXPLORATIONS)}")
+        if convert_every < 1:
+            raise ValueError(f"convert_every must be >= 1, got {convert_every}")
+        if isinstance(env, str):
+            env = gym.make(env)
+        if env is not None:
+            _check_env_spaces(env)
+        self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig(**(quant or {}))
+        self.variant = variant
+        self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
+        self.convert_every, self.conversion_eval_size = int(convert_every), int(conversion_eval_size)
+        self.calibration_margin = float(calibration_margin)
+        self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
+        self.backend_kwargs = dict(backend_kwargs or {})
+        self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
+        self.spiking_policy: SpikingPolicy | None = None
+        self.calibrate_clips = bool(calibrate_clips)
+        if input_range not in ("space", "data"):
+            raise ValueError(f"input_range must be 'space' or 'data', got {input_range!r}")
+        self.input_range = input_range
+        self._calibrated = False
+        self.num_conversions = 0
+        policy_kwargs = dict(policy_kwargs or {})
+        policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat)
+        super().__init__(
+            policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
+            batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
+            target_update_interval=target_update_interval, exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps, exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
+            verbose=verbose, seed=seed, device=device, _init_setup_model=_init_setup_model, **kwargs,
+        )
+
+    # -- networks -------------------------------------------------------------------------------
+    @property
+    def variant_spec(self) -> Variant:
+        return VARIANTS[self.variant]
+
+    @property
+    def q_network(self):
+        """The trained ``rivc.QuantizedQNetwork`` (float for the naive/gap/fpnn variants)."""
+        return self.q_net.net
+
+    def _replay_observations(self, limit: int | None = None) -> np.ndarray | None:
+        buffer = self.replay_buffer
+        if buffer is None or (buffer.pos == 0 and not buffer.full):
+            return None
+        size = buffer.buffer_size if buffer.full else buffer.pos
+        obs = buffer.observations[:size].reshape(-1, self.q_network.obs_dim)
+        if limit is not None and len(obs) > limit:
+            obs = obs[np.random.randint(0, len(obs), size=limit)]
+        return obs
+
+    def _ensure_calibrated(self) -> None:
+        """Once, from the replay data (the warm-up's random rollouts): fix the input range of
+        unbounded observation dimensions, and start the PACT clips at the activations' range."""
+        if self._calibrated:
+            return
+        obs = self._replay_observations()
+        if obs is None:
+            if self.q_network.needs_calibration:
+                raise RuntimeError(
+                    "the observation space has unbounded dimensions and no data has been collected to "
+                    "calibrate them: call learn() first or pass policy_kwargs=dict(obs_range=(low, high))"
+                )
+            return  # acting before any data: the space's bounds and the initial clips serve
+        for net in (self.q_net.net, self.q_net_target.net):
+            if net.needs_calibration or self.input_range == "data":
+                net.calibrate_input_range(obs, margin=self.calibration_margin, all_dims=self.input_range == "data")
+            if net.qat and self.calibrate_clips:
+                net.calibrate_activation_clips(obs)
+        self._calibrated = True
+
+    def convert(self) -> SpikingPolicy:
+        """Convert the current Q-network into a spiking policy on the backend (and use it to act)."""
+        self._ensure_calibrated()
+        calibration = None if self.variant_spec.qat else self._replay_observations(limit=1024)
+        self.spiking_policy = self.backend.convert(self.q_network.export(calibration_obs=calibration))
+        self.num_conversions += 1
+        return self.spiking_policy
+
+    def _conversion_error(self) -> tuple[float, float, float] | None:
+        obs = self._replay_observations(limit=self.conversion_eval_size)
+        if obs is None or self.spiking_policy is None:
+            return None
+        with torch.no_grad():
+            q_ref = self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        error = conversion_error(q_ref, self.spiking_policy.q_values(obs))
+        return error.action_agreement, error.mean_abs_dq, self.spiking_policy.spikes_per_action
+
+    # -- the update -----------------------------------------------------------------------------
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """QAT gradient steps on the gap-increasing target, each followed by a conversion."""
+        self._ensure_calibrated()
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        gap = self.variant_spec.gap_increasing
+        alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
+        losses, errors, convert_seconds = [], [], 0.0
+        for _ in range(gradient_steps):
+            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            with torch.no_grad():
+                if alpha:  # one target-network pass over s' and s
+                    q_next, q_current = self.q_net_target(
+                        torch.cat([data.next_observations, data.observations])).split(len(data.actions))
+                else:
+                    q_next, q_current = self.q_net_target(data.next_observations), None
+                target = gap_increasing_target(
+                    q_target_next=q_next, q_target_current=q_current, actions=data.actions, rewards=data.rewards,
+                    dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
+                )
+            q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
+            loss = F.smooth_l1_loss(q_taken, target)
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            losses.append(loss.item())
+            self._n_updates += 1
+            if self.variant_spec.snn_acts and self._n_updates % self.convert_every == 0:
+                start = time.perf_counter()
+                self.convert()
+                convert_seconds += time.perf_counter() - start
+                errors.append(self._conversion_error())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", float(np.mean(losses)))
+        errors = [e for e in errors if e is not None]
+        if errors:
+            agreement, mean_abs_dq, spikes = np.mean(errors, axis=0)
+            self.logger.record("conversion/action_agreement", float(agreement))
+            self.logger.record("conversion/mean_abs_dq", float(mean_abs_dq))
+            self.logger.record("conversion/ms_per_conversion", 1e3 * convert_seconds / len(errors))
+            self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
+            self.logger.record("snn/spikes_per_action", float(spikes))
+
+    def _on_step(self) -> None:
+        """SB3's exploration schedule and target update; the target's quantized weights are cached,
+        and SB3 copies the weights through ``.data`` (invisible to the cache), so drop the cache."""
+        super()._on_step()
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            self.q_net_target.net.clear_quantization_cache()
+
+    # -- acting -----------------------------------------------------------------------------------
+    def q_values(self, observation: np.ndarray) -> np.ndarray:
+        """Q-values ``[B, A]`` of the acting policy: the SNN (float network for ``fpnn``)."""
+        obs = np.asarray(observation, dtype=np.float32).reshape(-1, self.q_network.obs_dim)
+        if not self.variant_spec.snn_acts:
+            self._ensure_calibrated()
+            with torch.no_grad():
+                return self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+        if self.spiking_policy is None:
+            self.convert()
+        return self.spiking_policy.q_values(obs)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Actions of the spiking policy (SB3 signature): greedy when ``deterministic``, else
+        epsilon-greedy or Boltzmann on the SNN's Q-values."""
+        obs = np.asarray(observation)
+        vectorized = obs.ndim == 2
+        if obs.shape[-1:] != self.observation_space.shape or obs.ndim > 2:
+            raise ValueError(
+                f"observation shape {obs.shape} does not match the observation space {self.observation_space.shape}"
+            )
+        batch = obs.reshape(-1, self.q_network.obs_dim)
+        if not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate:
+            actions = np.array([self.action_space.sample() for _ in range(len(batch))])
+        else:
+            q = self.q_values(batch)
+            if deterministic or self.exploration == "epsilon":
+                actions = q.argmax(axis=1)
+            else:
+                logits = self.beta * (q - q.max(axis=1, keepdims=True))
+                probs = np.exp(logits)
+                probs /= probs.sum(axis=1, keepdims=True)
+                actions = np.array([np.random.choice(len(p), p=p) for p in probs])
+        return (actions if vectorized else actions[0]), state
+
+    # -- persistence -----------------------------------------------------------------------------
+    HYPERPARAMETERS = (
+        "variant", "alpha", "beta", "operator", "exploration", "convert_every", "conversion_eval_size",
+        "calibration_margin", "calibrate_clips", "input_range", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
+        "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+        "max_grad_norm", "gradient_steps",
+    )
+
+    def _metadata(self) -> dict[str, Any]:
+        hyper = {name: getattr(self, name) for name in self.HYPERPARAMETERS}
+        if callable(hyper["learning_rate"]):
+            hyper["learning_rate"] = float(self.lr_schedule(1.0))
+        hyper["train_freq"] = int(self.train_freq.frequency)
+        policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k in ("net_arch", "activation_clip", "obs_range")}
+        if policy_kwargs.get("obs_range") is not None:
+            policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
+        env_id = None
+        if self.env is not None:
+            spec = self.env.envs[0].unwrapped.spec if hasattr(self.env, "envs") else None
+            env_id = spec.id if spec is not None else None
+        return {
+            "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
+            "hyperparameters": hyper, "quant": self.quant.to_dict(),
+            "backend": self.backend_name, "backend_kwargs": self.backend_kwargs, "policy_kwargs": policy_kwargs,
+            "observation_space": _space_to_json(self.observation_space),
+            "n_actions": int(self.action_space.n), "env_id": env_id,
+            "num_timesteps": int(self.num_timesteps), "n_updates": int(self._n_updates),
+            "num_conversions": int(self.num_conversions), "calibrated": self._calibrated,
+        }
+
+    def save(self, path: str | os.PathLike, exclude=None, include=None) -> Path:  # noqa: ARG002 (SB3 signature)
+        """Write ``path`` (a zip: JSON metadata, torch weights, the deployable integer network), atomically."""
+        path = Path(path)
+        if path.suffix != ".zip":
+            path = path.with_suffix(".zip")
+        weights = io.BytesIO()
+        torch.save({"policy": self.policy.state_dict(), "optimizer": self.policy.optimizer.state_dict()}, weights)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("rivc.json", json.dumps(self._metadata(), indent=2))
+            archive.writestr("weights.pt", weights.getvalue())
+            if self.spiking_policy is not None:
+                network = io.BytesIO()
+                np.savez(network, **self.spiking_policy.network.to_arrays())
+                archive.writestr("policy.npz", network.getvalue())
+        return atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(  # noqa: D417
+        cls, path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu", **kwargs: Any
+    ) -> RIVC:
+        """Load a model saved by :meth:`save`; never unpickles (JSON + ``torch.load(weights_only=True)``).
+
+        ``env`` must have the saved observation space; without it the model can still predict.
+        """
+        path = Path(path)
+        if not path.is_file() and path.with_suffix(".zip").is_file():
+            path = path.with_suffix(".zip")
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved RIVC model at {path}")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                meta = json.loads(archive.read("rivc.json"))
+                weights = torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True, map_location=device)
+                network = None
+                if "policy.npz" in archive.namelist():
+                    with np.load(io.BytesIO(archive.read("policy.npz")), allow_pickle=False) as data:
+                        network = IntegerNetwork.from_arrays({k: data[k] for k in data.files})
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError) as exc:
+            raise CorruptFileError(f"{path} is not a readable RIVC model ({type(exc).__name__}: {exc})") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise CorruptFileError(f"{path} is not a RIVC model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        if meta.get("version") != FORMAT_VERSION:
+            raise CorruptFileError(f"{path}: model format version {meta.get('version')} is not supported")
+        observation_space = _space_from_json(meta["observation_space"])
+        if isinstance(env, str):
+            env = gym.make(env)
+        if env is not None:
+            _check_env_spaces(env)
+            if env.observation_space.shape != observation_space.shape or not (
+                np.allclose(env.observation_space.low, observation_space.low)
+                and np.allclose(env.observation_space.high, observation_space.high)
+            ):
+                raise ValueError(
+                    f"observation space mismatch: the model was trained on {observation_space}, "
+                    f"the env has {env.observation_space}"
+                )
+            if env.action_space.n != meta["n_actions"]:
+                raise ValueError(f"action space mismatch: the model has {meta['n_actions']} actions, the env {env.action_space.n}")
+        hyper = dict(meta["hyperparameters"])
+        model = cls(
+            "MlpPolicy", env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"], quant=meta["quant"],
+            policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **hyper, **kwargs,
+        )
+        model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
+        model.n_envs = 1
+        model._setup_model()
+        try:
+            model.policy.load_state_dict(weights["policy"])
+            model.policy.optimizer.load_state_dict(weights["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CorruptFileError(f"{path}: weights do not fit the saved architecture ({exc})") from exc
+        model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
+        model.num_conversions = meta.get("num_conversions", 0)
+        model._calibrated = bool(meta.get("calibrated", False))
+        if network is not None:
+            model.spiking_policy = model.backend.convert(network)
+        if env is not None:
+            model.set_env(env)
+        model.env_id = meta.get("env_id")
+        return model

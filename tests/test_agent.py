@@ -1,0 +1,171 @@
+import zipfile
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents import RIVC
+from neurochip import Backend, SpikingPolicy, register_backend
+from neurochip.snntorch_backend import SnnTorchBackend
+from rivc import CorruptFileError
+
+FAST = dict(learning_starts=200, batch_size=32, train_freq=4, target_update_interval=100, buffer_size=5000)
+
+
+class FavourOnePolicy(SpikingPolicy):
+    """An instrumented spiking policy: always prefers action 1 and counts its calls."""
+
+    calls = 0
+
+    def __init__(self, network):
+        self.network = network
+
+    def q_values(self, obs):
+        FavourOnePolicy.calls += 1
+        q = np.zeros((np.atleast_2d(obs).shape[0], self.n_actions))
+        q[:, 1] = 1.0
+        return q
+
+
+class FavourOneBackend(Backend):
+    name = "favour-one"
+
+    def convert(self, network):
+        return FavourOnePolicy(network.export() if hasattr(network, "export") else network)
+
+
+register_backend("favour-one", FavourOneBackend)
+
+
+def test_rollout_actions_come_from_the_spiking_policy():
+    FavourOnePolicy.calls = 0
+    model = RIVC("MlpPolicy", "CartPole-v1", backend="favour-one", seed=0, exploration_initial_eps=0.0,
+                 exploration_final_eps=0.0, **FAST)
+    model.learn(600)
+    buffer = model.replay_buffer
+    actions = buffer.actions[FAST["learning_starts"]:buffer.pos].ravel()
+    assert len(actions) > 300 and np.all(actions == 1)  # the float network would not always pick 1
+    assert FavourOnePolicy.calls >= len(actions)
+
+
+def test_one_conversion_per_update():
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(800)
+    # one conversion after every update, plus the initial network's, which acts before the first update
+    assert model._n_updates > 100 and model.num_conversions == model._n_updates + 1
+    every3 = RIVC("MlpPolicy", "CartPole-v1", seed=0, convert_every=3, **FAST)
+    every3.learn(800)
+    assert every3.num_conversions == every3._n_updates // 3 + 1
+    fpnn = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="fpnn", **FAST)
+    fpnn.learn(800)
+    assert fpnn.num_conversions == 0  # the float network acts itself
+
+
+@pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
+def test_variants_train_and_predict(variant):
+    model = RIVC("MlpPolicy", "CartPole-v1", variant=variant, seed=0, **FAST)
+    model.learn(500)
+    action, _ = model.predict(np.zeros(4, dtype=np.float32), deterministic=True)
+    assert action in (0, 1)
+    assert model.q_network.qat == (variant in ("rivc", "qat"))
+
+
+def test_boltzmann_exploration_samples_from_the_snn():
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, exploration="boltzmann", beta=1.0, **FAST)
+    model.learn(400)
+    actions = {int(model.predict(np.zeros(4, dtype=np.float32))[0]) for _ in range(50)}
+    assert actions == {0, 1}
+
+
+def test_save_load_gives_identical_actions(tmp_path):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(600)
+    path = model.save(tmp_path / "model")
+    assert path.name == "model.zip" and not list(tmp_path.glob(".*tmp"))
+    loaded = RIVC.load(path, env="CartPole-v1")
+    obs = np.random.default_rng(0).normal(0, 1, (200, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))
+    np.testing.assert_array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    assert loaded.num_timesteps == model.num_timesteps and loaded.alpha == model.alpha
+    loaded.learn(300)  # training continues from a loaded model
+    # the naive baseline's post-training quantization is part of what was saved
+    naive = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="naive", **FAST)
+    naive.learn(600)
+    np.testing.assert_array_equal(RIVC.load(naive.save(tmp_path / "naive.zip")).q_values(obs), naive.q_values(obs))
+
+
+def test_load_rejects_bad_files_and_mismatched_envs(tmp_path):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(300)
+    path = model.save(tmp_path / "model.zip")
+    with pytest.raises(ValueError, match="observation space mismatch"):
+        RIVC.load(path, env="Acrobot-v1")
+    (tmp_path / "junk.zip").write_bytes(b"junk")
+    with pytest.raises(CorruptFileError, match="not a readable RIVC model"):
+        RIVC.load(tmp_path / "junk.zip")
+    with zipfile.ZipFile(tmp_path / "foreign.zip", "w") as archive:
+        archive.writestr("rivc.json", '{"format": "something-else"}')
+        archive.writestr("weights.pt", b"")
+    with pytest.raises(CorruptFileError):
+        RIVC.load(tmp_path / "foreign.zip")
+    with pytest.raises(FileNotFoundError):
+        RIVC.load(tmp_path / "missing.zip")
+
+
+def _run(seed):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=seed, **FAST)
+    model.learn(700)
+    return model
+
+
+def test_seeded_runs_are_reproducible():
+    a, b = _run(3), _run(3)
+    np.testing.assert_array_equal(a.replay_buffer.actions, b.replay_buffer.actions)
+    for pa, pb in zip(a.policy.state_dict().values(), b.policy.state_dict().values()):
+        assert torch.equal(pa, pb)
+    c = _run(4)
+    assert not np.array_equal(a.replay_buffer.actions, c.replay_buffer.actions)
+
+
+def test_bad_inputs_have_clear_errors():
+    with pytest.raises(ValueError, match="Discrete action space.*DiscretizeAction"):
+        RIVC("MlpPolicy", "Pendulum-v1")
+    with pytest.raises(ValueError, match="unknown backend 'loihi'"):
+        RIVC("MlpPolicy", "CartPole-v1", backend="loihi")
+    with pytest.raises(ValueError, match="unknown variant 'dqn'"):
+        RIVC("MlpPolicy", "CartPole-v1", variant="dqn")
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        RIVC("MlpPolicy", "CartPole-v1", alpha=1.0)
+    with pytest.raises(ValueError, match="weight_bits=12"):
+        RIVC("MlpPolicy", "CartPole-v1", quant={"weight_bits": 12})
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    with pytest.raises(ValueError, match="observation shape"):
+        model.predict(np.zeros(5, dtype=np.float32))
+
+
+def test_discretized_continuous_env_trains():
+    env = gym.wrappers.DiscretizeAction(gym.make("Pendulum-v1"), bins=3)
+    model = RIVC("MlpPolicy", env, seed=0, **FAST)
+    model.learn(400)
+    assert model.num_conversions > 0
+
+
+def test_training_smoke_cartpole_learns_something():
+    """Default-suite smoke test: a short RIVC run (4-bit, snntorch) beats the random policy (~22)."""
+    from agents.cli import evaluate_spiking_policy
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0)
+    model.learn(8000)
+    mean, _, _ = evaluate_spiking_policy(model, gym.make("CartPole-v1"), episodes=5)
+    assert mean > 40, mean
+
+
+def test_logs_conversion_metrics(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(1500, log_interval=1)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"conversion/action_agreement", "conversion/mean_abs_dq", "snn/spikes_per_action"} <= set(header)

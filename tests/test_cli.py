@@ -1,0 +1,38 @@
+import json
+import subprocess
+import sys
+
+from agents.cli import main
+
+
+def test_train_evaluate_convert(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--timesteps", "1500", "--out", str(out), "--eval-episodes", "2", "--seed", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "SNN policy return:" in printed and "conversions" in printed
+    assert (out / "model.zip").is_file() and (out / "policy.npz").is_file() and (out / "logs" / "progress.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["conversions"] > 0 and summary["eval_episodes"] == 2
+
+    assert main(["evaluate", str(out), "--episodes", "2"]) == 0
+    assert "CartPole-v1: SNN policy return" in capsys.readouterr().out
+    assert main(["convert", str(out), "--steps", "300"]) == 0
+    assert "action agreement" in capsys.readouterr().out
+
+
+def test_user_errors_exit_2_without_traceback(tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True)
+
+    missing = run("evaluate", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "no trained model" in missing.stderr and "Traceback" not in missing.stderr
+    bad_env = run("train", "--env", "NoSuchEnv-v0", "--timesteps", "10", "--out", str(tmp_path / "x"))
+    assert bad_env.returncode == 2 and "cannot make environment" in bad_env.stderr
+    continuous = run("train", "--env", "Pendulum-v1", "--timesteps", "10", "--out", str(tmp_path / "y"))
+    assert continuous.returncode == 2 and "DiscretizeAction" in continuous.stderr
+    bits = run("train", "--bits", "9", "--timesteps", "10", "--out", str(tmp_path / "z"))
+    assert bits.returncode == 2 and "weight_bits=9" in bits.stderr and "Traceback" not in bits.stderr
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "model.zip").write_bytes(b"garbage")
+    corrupt = run("evaluate", str(tmp_path / "corrupt"))
+    assert corrupt.returncode == 2 and "not a readable RIVC model" in corrupt.stderr
