@@ -66,7 +66,7 @@ def _check_env_spaces(env: gym.Env | Any) -> None:
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
             f"RIVC needs a Discrete action space, got {env.action_space}: wrap a continuous-action env "
-            "with gymnasium.wrappers.DiscretizeAction(env, bins=3) (or envs.DiscretizeAction)"
+            "with envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints)"
         )
     obs = env.observation_space
     if not isinstance(obs, spaces.Box) or len(obs.shape) != 1:

@@ -1,0 +1,161 @@
+"""MobileReach: a differential-drive robot (MuJoCo, wheels on a floor) drives to a random target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+from gymnasium import spaces
+from gymnasium.envs.mujoco import MujocoEnv
+
+ASSET = str(Path(__file__).with_name("assets") / "mobile_reach.xml")
+
+#: discrete action -> (left, right) wheel speed command in rad/s
+WHEEL_COMMANDS = np.array([
+    [0.0, 0.0],     # 0 stop
+    [12.0, 12.0],   # 1 forward
+    [-6.0, 6.0],    # 2 turn left (in place)
+    [6.0, -6.0],    # 3 turn right (in place)
+    [6.0, 12.0],    # 4 forward-left
+    [12.0, 6.0],    # 5 forward-right
+])
+ACTION_NAMES = ("stop", "forward", "turn_left", "turn_right", "forward_left", "forward_right")
+MAX_WHEEL_SPEED = 20.0  # rad/s, observation bound
+ARENA = 1.0  # walls' inner faces at +-ARENA metres
+
+
+class MobileReachEnv(MujocoEnv):
+    """Drive a two-wheeled robot to a target placed at random in a walled 2 m x 2 m arena.
+
+    Actions (``Discrete(6)``): stop, forward, turn left, turn right, forward-left, forward-right
+    (wheel speed commands, see ``WHEEL_COMMANDS``); one step is 0.05 s of simulation.
+
+    Observation, ``obs_mode="state"`` (float32, finite bounds): target position in the robot
+    frame ``(x, y)`` in metres, bounded by +-3; heading ``(cos, sin)``; wheel speeds divided by
+    20 rad/s, clipped to +-1.25. ``obs_mode="image"``: a ``size x size`` grayscale uint8 view of
+    the onboard camera (offscreen MuJoCo rendering; EGL on a headless machine).
+
+    Reward: 10 x (distance gained towards the target) - 0.01 per step, +10 on reaching it
+    (centre within ``success_radius``), which ends the episode (``info["is_success"]``). Episodes
+    are truncated after ``max_episode_steps`` (registered: 200).
+    """
+
+    metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}  # headless-safe modes
+
+    def __init__(
+        self,
+        obs_mode: str = "state",
+        image_size: int = 32,
+        success_radius: float = 0.1,
+        render_mode: str | None = None,
+        width: int = 320,
+        height: int = 320,
+    ) -> None:
+        if obs_mode not in ("state", "image"):
+            raise ValueError(f"obs_mode must be 'state' or 'image', got {obs_mode!r}")
+        if not 8 <= image_size <= 256:
+            raise ValueError(f"image_size must be in 8..256, got {image_size}")
+        self.obs_mode, self.image_size, self.success_radius = obs_mode, int(image_size), float(success_radius)
+        if obs_mode == "state":
+            high = np.array([3.0, 3.0, 1.0, 1.0, 1.25, 1.25], dtype=np.float32)
+            observation_space = spaces.Box(-high, high, dtype=np.float32)
+        else:
+            observation_space = spaces.Box(0, 255, (self.image_size, self.image_size, 1), dtype=np.uint8)
+        super().__init__(
+            ASSET, frame_skip=10, observation_space=observation_space, render_mode=render_mode,
+            width=width, height=height,
+            default_camera_config={"distance": 3.2, "elevation": -65.0, "azimuth": 90.0, "lookat": np.zeros(3)},
+        )
+        self.action_space = spaces.Discrete(len(WHEEL_COMMANDS))
+        self._camera_renderer: mujoco.Renderer | None = None
+        self._distance = 0.0
+
+    # -- geometry ---------------------------------------------------------------------------------
+    @property
+    def robot_pose(self) -> tuple[np.ndarray, float]:
+        """(x, y) position and heading (yaw, radians) of the robot."""
+        qpos = self.data.qpos
+        w, z = qpos[3], qpos[6]
+        x_axis_x = 1 - 2 * (qpos[5] ** 2 + z**2)
+        x_axis_y = 2 * (qpos[4] * qpos[5] + w * z)
+        return qpos[:2].copy(), float(np.arctan2(x_axis_y, x_axis_x))
+
+    @property
+    def target_position(self) -> np.ndarray:
+        return self.data.mocap_pos[0, :2].copy()
+
+    def target_in_robot_frame(self) -> np.ndarray:
+        (position, yaw), target = self.robot_pose, self.target_position
+        dx, dy = target - position
+        c, s = np.cos(yaw), np.sin(yaw)
+        return np.array([c * dx + s * dy, -s * dx + c * dy])
+
+    # -- gymnasium API ------------------------------------------------------------------------------
+    def _get_obs(self) -> np.ndarray:
+        if self.obs_mode == "image":
+            return self.camera_image()
+        _, yaw = self.robot_pose
+        wheels = np.clip(self.data.qvel[6:8] / MAX_WHEEL_SPEED, -1.25, 1.25)
+        rel = np.clip(self.target_in_robot_frame(), -3.0, 3.0)
+        return np.array([rel[0], rel[1], np.cos(yaw), np.sin(yaw), wheels[0], wheels[1]], dtype=np.float32)
+
+    def camera_image(self) -> np.ndarray:
+        """Grayscale onboard camera frame ``[size, size, 1]`` (uint8)."""
+        if self._camera_renderer is None:
+            try:
+                self._camera_renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
+            except Exception as exc:  # mujoco raises several types when no GL context can be made
+                raise RuntimeError(
+                    "MobileReach's image mode needs offscreen OpenGL: set MUJOCO_GL=egl (Mesa: apt-get install "
+                    "libegl1 libgl1-mesa-dri) or MUJOCO_GL=osmesa (apt-get install libosmesa6) before "
+                    f"importing mujoco ({type(exc).__name__}: {exc})"
+                ) from exc
+        self._camera_renderer.update_scene(self.data, camera="onboard")
+        rgb = self._camera_renderer.render().astype(np.float32)
+        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return np.clip(gray + 0.5, 0, 255).astype(np.uint8)[:, :, None]
+
+    def reset_model(self) -> np.ndarray:
+        rng = self.np_random
+        qpos = self.init_qpos.copy()
+        position = rng.uniform(-0.7, 0.7, size=2)
+        yaw = rng.uniform(-np.pi, np.pi)
+        qpos[:2] = position
+        qpos[3:7] = [np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
+        while True:
+            target = rng.uniform(-0.8, 0.8, size=2)
+            if np.linalg.norm(target - position) >= 0.4:
+                break
+        self.set_state(qpos, np.zeros_like(self.init_qvel))
+        self.data.mocap_pos[0, :2] = target
+        mujoco.mj_forward(self.model, self.data)
+        self._distance = float(np.linalg.norm(target - position))
+        return self._get_obs()
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"action {action!r} is not in {self.action_space}")
+        self.do_simulation(WHEEL_COMMANDS[int(action)], self.frame_skip)
+        distance = float(np.linalg.norm(self.target_position - self.robot_pose[0]))
+        success = distance < self.success_radius
+        reward = 10.0 * (self._distance - distance) - 0.01 + (10.0 if success else 0.0)
+        self._distance = distance
+        info = {"is_success": success, "distance": distance}
+        return self._get_obs(), reward, success, False, info
+
+    def close(self) -> None:
+        if self._camera_renderer is not None:
+            self._camera_renderer.close()
+            self._camera_renderer = None
+        super().close()
+
+
+def scripted_action(obs: np.ndarray) -> int:
+    """A hand-written controller (state observations): face the target, then drive to it."""
+    angle = float(np.arctan2(obs[1], obs[0]))
+    if abs(angle) > 0.5:
+        return 2 if angle > 0 else 3
+    if abs(angle) > 0.15:
+        return 4 if angle > 0 else 5
+    return 1
