@@ -18,6 +18,7 @@ half the threshold and it spikes when the membrane is strictly above the thresho
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -73,9 +74,10 @@ class InputQuantizer:
         """Subtracted from the unsigned code: centres the codes (and the largest code magnitude)."""
         return 2 ** (self.bits - 1)
 
-    @property
+    @functools.cached_property
     def inv_step(self) -> np.ndarray:
-        """Codes per observation unit; 0 where the range is empty (constant input)."""
+        """Codes per observation unit; 0 where the range is empty (constant input). Computed once:
+        the range of a quantizer is fixed (calibration makes a new one)."""
         width = self.high - self.low
         with np.errstate(divide="ignore"):
             return np.where(width > 0, self.levels / np.where(width > 0, width, 1.0), 0.0)

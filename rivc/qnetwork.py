@@ -108,6 +108,8 @@ class QuantizedQNetwork(nn.Module):
         # inv_step is computed by numpy so that torch and the integer reference use the same float64
         inv = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits).inv_step
         self._inv_step = torch.as_tensor(inv, dtype=torch.float64, device=self.obs_low.device)
+        # value of one input code after normalisation to about [-1, 1] (float32, as in every layer)
+        self._input_step = torch.tensor(1.0 / 2 ** (self.config.input_bits - 1), device=self.obs_low.device)
 
     def calibrate_input_range(self, observations, margin: float = 0.1, all_dims: bool = False) -> None:
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
@@ -170,7 +172,7 @@ class QuantizedQNetwork(nn.Module):
             for linear in self.linears[:-1]:
                 x = torch.relu(linear(x))
             return self.linears[-1](x)
-        step = self._input_step()
+        step = self._input_step
         levels = self.config.activation_levels
         for i, linear in enumerate(self.linears):
             quantized = self.quantize_layer(i, step)
@@ -184,10 +186,6 @@ class QuantizedQNetwork(nn.Module):
             y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
             x = straight_through(y, activation_codes(z, step, levels) * step)
         raise AssertionError("unreachable")
-
-    def _input_step(self) -> torch.Tensor:
-        """Value of one input code after normalisation to about [-1, 1] (float32, as in every layer)."""
-        return torch.tensor(1.0 / 2 ** (self.config.input_bits - 1), device=self.obs_low.device)
 
     @torch.no_grad()
     def quantize_layer(self, i: int, input_step: torch.Tensor) -> QuantizedLinear:
@@ -251,7 +249,7 @@ class QuantizedQNetwork(nn.Module):
         clips = self.activation_clips(calibration_obs)
         quantizer = self.input_quantizer()
         levels = self.config.activation_levels
-        step = self._input_step()
+        step = self._input_step
         layers = []
         for i in range(len(self.linears)):
             quantized = self.quantize_layer(i, step)
