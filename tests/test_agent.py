@@ -169,3 +169,15 @@ def test_logs_conversion_metrics(tmp_path):
     model.learn(1500, log_interval=1)
     header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"conversion/action_agreement", "conversion/mean_abs_dq", "snn/spikes_per_action"} <= set(header)
+    rows = (tmp_path / "progress.csv").read_text().splitlines()[1:]
+    agreement = [float(r.split(",")[header.index("conversion/action_agreement")] or "nan") for r in rows]
+    assert any(0.5 <= a <= 1.0 for a in agreement)
+
+
+def test_conversion_error_measured_every_nth_conversion(monkeypatch):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion_eval_every=5, **FAST)
+    calls = []
+    original = model._conversion_error
+    monkeypatch.setattr(model, "_conversion_error", lambda: calls.append(1) or original())
+    model.learn(800)
+    assert model.num_conversions == model._n_updates + 1 and len(calls) == (model.num_conversions) // 5
