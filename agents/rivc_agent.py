@@ -229,7 +229,8 @@ class RIVC(DQN):
         """Convert the current Q-network into a spiking policy on the backend (and use it to act)."""
         self._ensure_calibrated()
         calibration = None if self.variant_spec.qat else self._replay_observations(limit=1024)
-        self.spiking_policy = self.backend.convert(self.q_network.export(calibration_obs=calibration))
+        exported = self.q_network.export(calibration_obs=calibration, **self.backend.export_options)
+        self.spiking_policy = self.backend.convert(exported)
         self.num_conversions += 1
         return self.spiking_policy
 

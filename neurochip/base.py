@@ -14,13 +14,13 @@ import numpy as np
 from rivc.integer_net import IntegerNetwork
 
 
-def as_integer_network(network: Any) -> IntegerNetwork:
-    """Accept an ``IntegerNetwork`` or anything with ``export()`` returning one (a quantized Q-network)."""
+def as_integer_network(network: Any, **export_options: Any) -> IntegerNetwork:
+    """Accept an ``IntegerNetwork`` or anything with ``export(**export_options)`` returning one."""
     if isinstance(network, IntegerNetwork):
         return network
     export = getattr(network, "export", None)
     if callable(export):
-        exported = export()
+        exported = export(**export_options)
         if isinstance(exported, IntegerNetwork):
             return exported
     raise TypeError(
@@ -57,6 +57,8 @@ class Backend(ABC):
     """Converts integer networks into spiking policies for one neurochip (or its emulation)."""
 
     name: str = "backend"
+    #: keyword arguments for ``QuantizedQNetwork.export`` that this chip needs (e.g. 8-bit scales)
+    export_options: dict[str, Any] = {}  # noqa: RUF012
 
     @abstractmethod
     def convert(self, network: Any) -> SpikingPolicy:
@@ -66,6 +68,7 @@ class Backend(ABC):
 # name -> "module:Class"; modules are imported only when a backend is made
 _REGISTRY: dict[str, str] = {
     "snntorch": "neurochip.snntorch_backend:SnnTorchBackend",
+    "akida": "neurochip.akida_backend:AkidaBackend",
 }
 
 

@@ -1,7 +1,8 @@
 """Integrate-and-fire simulation of an integer network, vectorised over time (numpy only).
 
 Semantics (DESIGN.md, "SNN semantics"). Hidden layer with shift ``sh``: threshold
-``theta = L * 2**sh``, membrane starts at ``theta / 2``, spikes when strictly above ``theta``,
+``theta = L * 2**sh``, membrane starts at ``theta / 2 + 1`` (half the threshold plus one integer
+unit, so that counts round half up), spikes when strictly above ``theta``,
 at most one spike per step, reset by subtraction. Per-step input current (integers):
 
 * first layer   ``J = multiplier * (W @ x + b)`` with ``x`` the constant input codes;
@@ -13,7 +14,7 @@ Later layers see spike trains, not constant currents, so a neuron may fire early
 later inputs would have cancelled: the synchronous schedule approximates them. The layered
 schedule (:func:`run_layered`) makes every layer exact at the cost of ``T`` steps per layer.
 
-Fast path: the cumulative input ``S_t = theta/2 + sum_{tau<=t} J_tau`` depends only on the
+Fast path: the cumulative input ``S_t = start + sum_{tau<=t} J_tau`` depends only on the
 previous layer's cumulative spike counts, so one matrix product covers all time steps; a neuron
 then spikes at step ``t`` exactly when ``S_t > (n_{t-1} + 1) * theta`` (``n`` its count so far),
 a cheap elementwise recursion over ``T``. This holds for any current, also one above the
@@ -30,6 +31,12 @@ from rivc.integer_net import IntegerNetwork
 
 EXACT_FLOAT = 2.0**52  # float64 holds every integer below this exactly
 EXACT_FLOAT32 = 2.0**24  # and float32 every integer below this
+
+
+def membrane_start(theta: float) -> float:
+    """Initial membrane of a hidden neuron: ``theta / 2 + 1``; with the strict threshold its spike
+    count rounds half up, as the integer reference does (0 for the non-spiking output layer)."""
+    return theta / 2 + 1.0 if theta > 0 else 0.0
 
 
 @dataclass
@@ -119,13 +126,13 @@ def _synaptic_input(counts: np.ndarray, layer: IFLayer, out: np.ndarray, work: W
 def _first_layer_counts(first: IFLayer, input_codes: np.ndarray, timesteps: int, work: Workspace) -> np.ndarray:
     """Cumulative counts ``[T, B, H]`` of the first hidden layer, driven by a constant current ``J``.
 
-    Closed form: ``n_t = min(t, #{k >= 1: theta/2 + t J > k theta}) = clip(ceil(S_t / theta) - 1, 0, t)``.
+    Closed form: ``n_t = min(t, #{k >= 1: start + t J > k theta}) = clip(ceil(S_t / theta) - 1, 0, t)``.
     """
     t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
     current = (input_codes @ first.weights) * first.gain + first.bias
     counts = work.get("counts0", (timesteps, input_codes.shape[0], current.shape[1]))
     np.multiply(t, current, out=counts)
-    counts += first.theta / 2
+    counts += membrane_start(first.theta)
     counts /= first.theta
     np.ceil(counts, out=counts)
     counts -= 1.0
@@ -155,7 +162,7 @@ def run_fast(
             return _output_membrane(layer, counts[-1], timesteps), history
         shape = (timesteps, input_codes.shape[0], layer.weights.shape[1])
         cumulative = _synaptic_input(counts, layer, work.get(f"cumulative{i}", shape), work)
-        cumulative += t * layer.bias + layer.theta / 2
+        cumulative += t * layer.bias + membrane_start(layer.theta)
         counts = spike_counts(cumulative, layer.theta, work.get(f"counts{i}", shape), work)
         history.append(counts)
     raise ValueError("the network has no output layer")
@@ -164,7 +171,7 @@ def run_fast(
 def integration_offset(layer: IFLayer, timesteps: int) -> np.ndarray:
     """Layered schedule: the most positive input a neuron can gather in one window of ``T`` steps.
 
-    Its membrane starts that far below ``theta / 2`` so that it cannot fire while integrating;
+    Its membrane starts that far below its usual start so that it cannot fire while integrating;
     the offset is injected back at the first step of the neuron's own firing window.
     """
     return timesteps * (np.clip(layer.weights * layer.gain, 0, None).sum(axis=0) + np.clip(layer.bias, 0, None))
@@ -187,7 +194,7 @@ def run_layered(
     for layer in layers[1:]:
         if layer.theta == 0.0:
             return _output_membrane(layer, final, timesteps), history
-        membrane = layer.theta / 2 + _output_membrane(layer, final, timesteps)
+        membrane = membrane_start(layer.theta) + _output_membrane(layer, final, timesteps)
         final = np.clip(np.ceil(membrane / layer.theta) - 1.0, 0.0, timesteps)  # #{k >= 1: membrane > k theta}
         history.append(np.minimum(t, final))  # fires every step of its window until spent
     raise ValueError("the network has no output layer")

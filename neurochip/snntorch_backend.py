@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 
 from neurochip.base import Backend, SpikingPolicy, as_integer_network
-from neurochip.if_sim import IFLayer, Workspace, integration_offset, prepare_layers, run_fast, run_layered
+from neurochip.if_sim import (
+    IFLayer,
+    Workspace,
+    integration_offset,
+    membrane_start,
+    prepare_layers,
+    run_fast,
+    run_layered,
+)
 from rivc.integer_net import IntegerNetwork
 
 
@@ -95,7 +103,7 @@ class SnnTorchReferencePolicy(IFPolicy):
         batch, n_hidden, layered = codes.shape[0], len(self.layers) - 1, self.schedule == "layered"
         membranes = []
         for i, (w, layer) in enumerate(zip(self.weights, self.layers)):
-            start = layer.theta / 2 - (self.offsets[i] if layered and 0 < i < n_hidden else 0.0)
+            start = membrane_start(layer.theta) - (self.offsets[i] if layered and 0 < i < n_hidden else 0.0)
             membranes.append(torch.zeros(batch, w.shape[1], dtype=torch.float64) + start)
         counts = [torch.zeros_like(m) for m in membranes[:-1]]
         history: list[list[np.ndarray]] = [[] for _ in counts]

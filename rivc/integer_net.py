@@ -8,12 +8,13 @@ Arithmetic (all integers; ``L = 2**activation_bits - 1``):
   (``-128..127`` for 8 bits, the mid-range observation near 0), where
   ``inv_step = (2**input_bits - 1) / (high - low)`` (float64); the float network sees ``x / 2**(input_bits - 1)``;
 * every layer   ``acc = W @ codes + b`` with signed weight codes ``W`` and bias codes ``b``;
-* hidden layers ``codes = clip(round_half_down(multiplier * acc / 2**shift), 0, L)``, the
+* hidden layers ``codes = clip(round_half_up(multiplier * acc / 2**shift), 0, L)``, the
   fixed-point form of ``relu`` clipped at the layer's clip value and quantized to ``L`` levels;
 * output layer  ``q = scale * acc`` (float): the Q-values.
 
-Round-half-down is the rule an integrate-and-fire neuron realises when its membrane starts at
-half the threshold and it spikes when the membrane is strictly above the threshold.
+Round-half-up is what BrainChip Akida's output shift computes, and what an integrate-and-fire
+neuron realises when its membrane starts one unit above half the threshold and it spikes when
+the membrane is strictly above the threshold.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ class CorruptFileError(ValueError):
     """A file is not a (valid) rivc artifact."""
 
 
-def round_half_down_shift(numerator: np.ndarray, shift: int) -> np.ndarray:
-    """``round_half_down(numerator / 2**shift)`` for integer arrays, exactly (shift >= 1)."""
-    return np.floor_divide(numerator + (2 ** (shift - 1) - 1), 2**shift)
+def round_half_up_shift(numerator: np.ndarray, shift: int) -> np.ndarray:
+    """``floor(numerator / 2**shift + 1/2)`` for integer arrays, exactly (shift >= 1)."""
+    return np.floor_divide(numerator + 2 ** (shift - 1), 2**shift)
 
 
 @dataclass
@@ -123,12 +124,31 @@ class IntegerLayer:
 
 
 def requantization(acc_scale: np.ndarray, activation_step: float, bits: int = MULTIPLIER_BITS) -> tuple[np.ndarray, int]:
-    """Fixed-point ``(multiplier, shift)`` with ``multiplier / 2**shift ~= acc_scale / activation_step``."""
+    """Fixed-point ``(multiplier, shift)``, multipliers below ``2**bits``, with
+    ``multiplier / 2**shift ~= acc_scale / activation_step``."""
     ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
     top = float(np.max(ratio)) if ratio.size else 0.0
     shift = bits - 1 - int(np.floor(np.log2(top))) if top > 0 else bits
     shift = int(min(max(shift, 1), 40))
-    return np.round(ratio * 2.0**shift).astype(np.int64), shift
+    multiplier = np.round(ratio * 2.0**shift).astype(np.int64)
+    if shift > 1 and multiplier.max(initial=0) >= 2**bits:  # rounded up to 2**bits
+        shift -= 1
+        multiplier = np.round(ratio * 2.0**shift).astype(np.int64)
+    return multiplier, shift
+
+
+def quantize_bias(bias: np.ndarray, bits: int | None) -> np.ndarray:
+    """Round bias codes to ``mantissa << shift`` with a signed ``bits``-bit mantissa (Akida's
+    int8 bias with a bias shift); ``bits=None`` leaves them unrestricted."""
+    bias = np.asarray(bias, dtype=np.int64)
+    if bits is None:
+        return bias
+    top = 2 ** (bits - 1) - 1
+    shift = np.zeros_like(bias)
+    while np.any(np.abs(bias) > top << shift):
+        shift = np.where(np.abs(bias) > top << shift, shift + 1, shift)
+    mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
+    return np.clip(mantissa, -top, top) << shift
 
 
 @dataclass
@@ -184,7 +204,7 @@ class IntegerNetwork:
         levels = self.config.activation_levels
         for layer in self.hidden_layers:
             acc = codes @ layer.weights.T + layer.bias
-            codes = np.clip(round_half_down_shift(acc * layer.multiplier, layer.shift), 0, levels)
+            codes = np.clip(round_half_up_shift(acc * layer.multiplier, layer.shift), 0, levels)
             hidden.append(codes)
         out = self.layers[-1]
         return hidden, codes @ out.weights.T + out.bias

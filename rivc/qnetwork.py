@@ -11,7 +11,15 @@ from gymnasium import spaces
 from torch import nn
 
 from rivc.config import QuantConfig
-from rivc.integer_net import UNBOUNDED, InputQuantizer, IntegerLayer, IntegerNetwork, requantization
+from rivc.integer_net import (
+    MULTIPLIER_BITS,
+    UNBOUNDED,
+    InputQuantizer,
+    IntegerLayer,
+    IntegerNetwork,
+    quantize_bias,
+    requantization,
+)
 from rivc.quant import activation_codes, bias_codes, input_codes, straight_through, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
@@ -244,8 +252,12 @@ class QuantizedQNetwork(nn.Module):
         return self.float_activation_max(calibration_obs)
 
     @torch.no_grad()
-    def export(self, calibration_obs=None) -> IntegerNetwork:
-        """The integer network (numpy) that backends convert; post-training quantized if ``qat=False``."""
+    def export(self, calibration_obs=None, multiplier_bits: int = MULTIPLIER_BITS, bias_bits: int | None = None) -> IntegerNetwork:
+        """The integer network (numpy) that backends convert; post-training quantized if ``qat=False``.
+
+        ``multiplier_bits`` / ``bias_bits`` restrict the requantization multipliers and the biases to
+        what a chip can hold (Akida: 8 and 8, see ``Backend.export_options``).
+        """
         clips = self.activation_clips(calibration_obs)
         quantizer = self.input_quantizer()
         levels = self.config.activation_levels
@@ -256,12 +268,12 @@ class QuantizedQNetwork(nn.Module):
             acc_scale = quantized.acc_scale.double().cpu().numpy()
             layer = IntegerLayer(
                 weights=quantized.weight_codes.cpu().numpy().astype(np.int64),
-                bias=quantized.bias_codes.cpu().numpy().astype(np.int64),
+                bias=quantize_bias(quantized.bias_codes.cpu().numpy().astype(np.int64), bias_bits),
                 scale=acc_scale,
             )
             if i < len(self.linears) - 1:
                 # the same float32 arithmetic as forward's step = clip / levels
                 step = torch.tensor(clips[i], dtype=torch.float32, device=step.device) / levels
-                layer.multiplier, layer.shift = requantization(acc_scale, float(step))
+                layer.multiplier, layer.shift = requantization(acc_scale, float(step), multiplier_bits)
             layers.append(layer)
         return IntegerNetwork(config=self.config, input=quantizer, layers=layers)

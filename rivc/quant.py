@@ -49,8 +49,9 @@ def bias_codes(bias: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
 
 
 def activation_codes(pre_activation: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
-    """``clip(round_half_down(z / step), 0, levels)``: what an IF neuron's spike count realises."""
-    return torch.clamp(torch.ceil(pre_activation.detach() / step - 0.5), 0, levels)
+    """``clip(floor(z / step + 1/2), 0, levels)`` (round half up): what an IF neuron's spike count
+    and Akida's output shift realise."""
+    return torch.clamp(torch.floor(pre_activation.detach() / step + 0.5), 0, levels)
 
 
 def input_codes(

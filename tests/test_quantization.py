@@ -31,9 +31,9 @@ def test_weight_codes_symmetric_per_channel():
     assert bscale[0].item() == pytest.approx(1.85 / 3)
 
 
-def test_activation_codes_round_half_down_and_clip():
-    z = torch.tensor([-1.0, 0.5, 0.51, 1.5, 2.5, 100.0])
-    assert activation_codes(z, torch.tensor(1.0), 3).tolist() == [0, 0, 1, 1, 2, 3]
+def test_activation_codes_round_half_up_and_clip():
+    z = torch.tensor([-1.0, 0.49, 0.5, 1.5, 2.49, 100.0])
+    assert activation_codes(z, torch.tensor(1.0), 3).tolist() == [0, 0, 1, 2, 2, 3]
 
 
 def test_straight_through_gradients_reach_weights_and_clips(net):
