@@ -1,5 +1,11 @@
 """Agents: RIVC (Stable-Baselines3 style) and the ablation baselines, selected by ``variant``."""
 
-from agents.rivc_agent import RIVC, VARIANTS, Variant
-
 __all__ = ["RIVC", "VARIANTS", "Variant"]
+
+
+def __getattr__(name: str):  # lazy: `rivc deploy` runs without importing torch
+    if name in __all__:
+        from agents import rivc_agent
+
+        return getattr(rivc_agent, name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -38,14 +38,18 @@ def _model_path(run_dir: str) -> Path:
 
 def evaluate_spiking_policy(model, env, episodes: int, seed: int = 1000) -> tuple[float, float, float]:
     """Mean and std of the episode return of the model's (spiking) greedy policy, and its
-    mean per-action latency in milliseconds."""
+    mean per-action latency in milliseconds. ``model``: an agent or a deployed ``SpikingPolicy``."""
+    if hasattr(model, "spikes_per_action"):  # a deployed policy: greedy actions, batch of one
+        act = lambda obs: model.predict(obs)[0]  # noqa: E731
+    else:
+        act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
     returns, latencies = [], []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         done, total = False, 0.0
         while not done:
             start = time.perf_counter()
-            action, _ = model.predict(obs, deterministic=True)
+            action = act(obs)
             latencies.append(time.perf_counter() - start)
             obs, reward, terminated, truncated, _ = env.step(int(action))
             total += float(reward)
@@ -111,22 +115,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert the saved network afresh and measure its conversion error on states the policy visits."""
-    from rivc.metrics import network_conversion_error
-
-    model, env_id = _load(args.run_dir)
-    env = _make_env(env_id)
-    observations, (obs, _) = [], env.reset(seed=args.seed)
-    for _ in range(args.steps):
+def _visited_states(model, env, steps: int, seed: int) -> np.ndarray:
+    """Observations met by the model's exploring policy (for calibration and conversion checks)."""
+    observations, (obs, _) = [], env.reset(seed=seed)
+    for _ in range(steps):
         observations.append(obs)
         action, _ = model.predict(obs, deterministic=False)
         obs, _, terminated, truncated, _ = env.step(int(action))
         if terminated or truncated:
             obs, _ = env.reset()
-    observations = np.asarray(observations, dtype=np.float32)
+    return np.asarray(observations, dtype=np.float32)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert the saved network afresh and measure its conversion error on states the policy visits."""
+    from rivc.metrics import network_conversion_error
+
+    model, env_id = _load(args.run_dir)
+    observations = _visited_states(model, _make_env(env_id), args.steps, args.seed)
     start = time.perf_counter()
-    policy = model.backend.convert(model.q_network.export(calibration_obs=observations))
+    policy = model.backend.convert(model.q_network.export(calibration_obs=observations, **model.backend.export_options))
     ms = 1e3 * (time.perf_counter() - start)
     error = network_conversion_error(model.q_network, policy, observations)
     print(f"{env_id}: converted with {model.backend_name} in {ms:.2f} ms; on {len(observations)} visited states: "
@@ -135,15 +143,47 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a deployable policy folder (integer network + JSON; Akida's .fbz too) for a backend."""
+    from neurochip import make_backend, save_policy
+    from rivc.metrics import network_conversion_error
+
+    model, env_id = _load(args.run_dir)
+    options = {k: v for k, v in (("timesteps", args.timesteps), ("schedule", args.schedule)) if v is not None}
+    backend = make_backend(args.backend, **options)
+    observations = _visited_states(model, _make_env(env_id), args.steps, args.seed)
+    network = model.q_network.export(calibration_obs=observations, **backend.export_options)
+    folder = save_policy(args.out, network, args.backend, options, metadata={"env_id": env_id, "variant": model.variant})
+    error = network_conversion_error(model.q_network, backend.convert(network), observations)
+    print(f"exported {env_id} policy for {args.backend} to {folder}: action agreement with the trained network "
+          f"{100 * error.action_agreement:.2f} % on {len(observations)} visited states")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Run a deployed policy folder (numpy, and akida for Akida policies; no torch)."""
+    from neurochip import load_policy
+
+    policy = load_policy(args.policy_dir)
+    env_id = args.env or (policy.metadata or {}).get("env_id")
+    if env_id is None:
+        raise UserError("the policy folder records no environment: pass --env ID")
+    mean, std, latency = evaluate_spiking_policy(policy, _make_env(env_id), args.episodes, seed=args.seed)
+    print(f"{env_id}: deployed {policy.metadata['backend']} policy return {mean:.1f} +- {std:.1f} over "
+          f"{args.episodes} episodes, {latency:.3f} ms per action")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from agents.rivc_agent import VARIANTS
     from neurochip import available_backends
+
+    variants = ["rivc", "qat", "gap", "naive", "fpnn"]  # agents.VARIANTS, without importing torch
 
     parser = argparse.ArgumentParser(prog="rivc", description="Train RL policies that run as spiking neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent and save it")
     train.add_argument("--env", default="CartPole-v1", help="Gymnasium id (default CartPole-v1)")
-    train.add_argument("--variant", default="rivc", choices=list(VARIANTS))
+    train.add_argument("--variant", default="rivc", choices=variants)
     train.add_argument("--backend", default="snntorch", choices=available_backends())
     train.add_argument("--bits", type=int, default=4, help="weight (and activation) bits, 1..8")
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
@@ -167,6 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--steps", type=int, default=2000, help="visited states to measure on")
     convert.add_argument("--seed", type=int, default=0)
     convert.set_defaults(func=cmd_convert)
+    export = sub.add_parser("export", help="write a deployable policy folder for a neurochip backend")
+    export.add_argument("run_dir")
+    export.add_argument("--backend", default="snntorch", choices=available_backends())
+    export.add_argument("--out", required=True, help="policy folder to write")
+    export.add_argument("--timesteps", type=int, default=None, help="snntorch: time steps per window")
+    export.add_argument("--schedule", default=None, choices=["synchronous", "layered"], help="snntorch schedule")
+    export.add_argument("--steps", type=int, default=2000, help="visited states for calibration and the check")
+    export.add_argument("--seed", type=int, default=0)
+    export.set_defaults(func=cmd_export)
+    deploy = sub.add_parser("deploy", help="run a deployed policy folder on an environment (no torch)")
+    deploy.add_argument("policy_dir")
+    deploy.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
+    deploy.add_argument("--episodes", type=int, default=10)
+    deploy.add_argument("--seed", type=int, default=1000)
+    deploy.set_defaults(func=cmd_deploy)
     return parser
 
 
@@ -176,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UserError, CorruptFileError, ValueError, FileNotFoundError) as exc:
+    except (UserError, CorruptFileError, ValueError, FileNotFoundError, ImportError) as exc:
         print(f"rivc {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -23,16 +25,19 @@ def main(obs_dim: int = 8, n_actions: int = 4, hidden=(64, 64)) -> None:
         "fast (layered)": make_backend("snntorch", schedule="layered"),
         "snntorch reference": make_backend("snntorch", exact_reference=True),
     }
-    def fresh_export():  # as after an update: the weights changed, nothing cached
-        qnet.clear_quantization_cache()
-        return qnet.export()
+    if importlib.util.find_spec("akida") is not None:
+        backends["akida software engine"] = make_backend("akida")
 
-    t_export = time_call(fresh_export)
-    exported = qnet.export()
-    rows = [["export (torch -> integer net)", t_export * 1e3]]
+    def fresh_export(**options):  # as after an update: the weights changed, nothing cached
+        qnet.clear_quantization_cache()
+        return qnet.export(**options)
+
+    rows = [["export (torch -> integer net)", time_call(fresh_export) * 1e3]]
     for name, backend in backends.items():
+        exported = qnet.export(**backend.export_options)
         rows.append([f"convert: {name}", time_call(lambda: backend.convert(exported)) * 1e3])
-        rows.append([f"export + convert: {name}", time_call(lambda: backend.convert(fresh_export())) * 1e3])
+        rows.append([f"export + convert: {name}",
+                     time_call(lambda: backend.convert(fresh_export(**backend.export_options))) * 1e3])
     print_table(f"Conversion, 2x{hidden[0]} MLP, 4-bit (target <= 1 ms)", ["step", "ms"], rows)
 
     rows = []
@@ -47,7 +52,7 @@ def main(obs_dim: int = 8, n_actions: int = 4, hidden=(64, 64)) -> None:
         t_torch = time_call(torch_forward)
         rows.append([f"quantized torch forward, batch {batch}", t_torch / batch * 1e6, 1.0])
         for name, backend in backends.items():
-            policy = backend.convert(exported)
+            policy = backend.convert(qnet.export(**backend.export_options))
             t = time_call(lambda: policy.q_values(obs), min_time=0.05 if "reference" in name else 0.2)
             rows.append([f"{name}, batch {batch}", t / batch * 1e6, t / t_torch])
     print_table("Per-action latency (us per observation; ratio to the quantized torch forward, target <= 3x)",

@@ -33,6 +33,7 @@ def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
         "RIVC, conversion error every 10th conversion": lambda: RIVC(
             "MlpPolicy", env_id, seed=0, conversion_eval_every=10, **SHARED),
         "RIVC, snntorch layered": lambda: RIVC("MlpPolicy", env_id, seed=0, backend_kwargs={"schedule": "layered"}, **SHARED),
+        "RIVC, akida software engine": lambda: RIVC("MlpPolicy", env_id, seed=0, backend="akida", **SHARED),
         "RIVC variant naive (PTQ each conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="naive", **SHARED),
         "RIVC variant fpnn (no conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="fpnn", **SHARED),
     }

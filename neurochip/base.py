@@ -35,6 +35,8 @@ class SpikingPolicy(ABC):
     network: IntegerNetwork
     #: mean number of hidden-layer spikes per observation in the last ``q_values`` call
     spikes_per_action: float = 0.0
+    #: what ``neurochip.load_policy`` read from the policy folder's ``policy.json``
+    metadata: dict | None = None
 
     @property
     def obs_dim(self) -> int:

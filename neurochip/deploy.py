@@ -1,0 +1,58 @@
+"""Portable policy folders: what runs on an edge board with numpy (and akida), without torch.
+
+A folder written by :func:`save_policy` holds ``network.npz`` (the integer network),
+``policy.json`` (backend, its options, spaces, provenance) and, for Akida, ``akida_model.fbz``
+(BrainChip's own model file, loadable with ``akida.Model(path)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from neurochip.base import SpikingPolicy, make_backend
+from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
+
+FORMAT_NAME, FORMAT_VERSION = "rivc.policy", 1
+NETWORK_FILE, META_FILE, AKIDA_FILE = "network.npz", "policy.json", "akida_model.fbz"
+
+
+def save_policy(
+    path: str | os.PathLike, network: IntegerNetwork, backend: str = "snntorch",
+    backend_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a deployable policy folder; converts once to check that the backend accepts the network."""
+    folder = Path(path)
+    backend_options = dict(backend_options or {})
+    policy = make_backend(backend, **backend_options).convert(network)
+    folder.mkdir(parents=True, exist_ok=True)
+    network.save(folder / NETWORK_FILE)
+    if backend == "akida":
+        policy.save(folder / AKIDA_FILE)
+    meta = {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "backend": backend, "backend_options": backend_options,
+        "obs_dim": network.obs_dim, "n_actions": network.n_actions, "quant": network.config.to_dict(),
+        **(metadata or {}),
+    }
+    atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=2).encode())
+    return folder
+
+
+def load_policy(path: str | os.PathLike, **backend_overrides: Any) -> SpikingPolicy:
+    """Load a policy folder and convert it on its backend (numpy fast path or Akida); no torch needed."""
+    folder = Path(path)
+    if not (folder / META_FILE).is_file():
+        raise FileNotFoundError(f"no deployable policy at {folder} (expected {META_FILE} and {NETWORK_FILE})")
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{folder / META_FILE} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
+        raise CorruptFileError(f"{folder} is not a rivc policy folder (format {FORMAT_NAME} v{FORMAT_VERSION})")
+    network = IntegerNetwork.load(folder / NETWORK_FILE)
+    options = {**meta.get("backend_options", {}), **backend_overrides}
+    policy = make_backend(meta["backend"], **options).convert(network)
+    policy.metadata = meta
+    return policy
