@@ -153,7 +153,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     backend = make_backend(args.backend, **options)
     observations = _visited_states(model, _make_env(env_id), args.steps, args.seed)
     network = model.q_network.export(calibration_obs=observations, **backend.export_options)
-    folder = save_policy(args.out, network, args.backend, options, metadata={"env_id": env_id, "variant": model.variant})
+    metadata = {"env_id": env_id, "variant": model.variant}
+    if args.backend == "akida":
+        from neurochip.akida_backend import mapping_report
+
+        metadata["mapping"] = report = mapping_report(network, args.map_to)
+        on_chip = ", ".join(report["hardware_layers"]) or "none"
+        print(f"{args.map_to}: fits={report['fits']}, {report['nps']} NPs; on hardware: {on_chip}; in software: "
+              f"{', '.join(report['software_layers']) or 'none'}" + (f" ({report['error']})" if report["error"] else ""))
+    folder = save_policy(args.out, network, args.backend, options, metadata=metadata)
     error = network_conversion_error(model.q_network, backend.convert(network), observations)
     print(f"exported {env_id} policy for {args.backend} to {folder}: action agreement with the trained network "
           f"{100 * error.action_agreement:.2f} % on {len(observations)} visited states")
@@ -214,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--timesteps", type=int, default=None, help="snntorch: time steps per window")
     export.add_argument("--schedule", default=None, choices=["synchronous", "layered"], help="snntorch schedule")
     export.add_argument("--steps", type=int, default=2000, help="visited states for calibration and the check")
+    export.add_argument("--map-to", default="TwoNodesIPv2", help="akida: virtual device to report the fit on")
     export.add_argument("--seed", type=int, default=0)
     export.set_defaults(func=cmd_export)
     deploy = sub.add_parser("deploy", help="run a deployed policy folder on an environment (no torch)")

@@ -148,7 +148,13 @@ class AkidaPolicy(SpikingPolicy):
         self.model = build_model(network)
         self.device = device
         if device is not None:
-            self.model.map(device, hw_only=False)
+            try:
+                self.model.map(device, hw_only=False)
+            except RuntimeError as exc:
+                raise RuntimeError(
+                    f"mapping the policy onto the Akida board {device} failed ({exc}); check the board "
+                    "(akida.devices()) or run on the software engine: backend_kwargs={'device': 'software'}"
+                ) from exc
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         codes = self.network.input.codes(obs).astype(np.int8)

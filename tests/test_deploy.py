@@ -41,15 +41,21 @@ def test_export_akida_writes_its_model_file_and_runs_exactly(run_dir, tmp_path):
     np.testing.assert_array_equal(policy.q_values(obs), policy.network.q_values(obs))
 
 
-def test_deploy_runs_without_torch(run_dir, tmp_path):
-    assert main(["export", str(run_dir), "--out", str(tmp_path / "snn"), "--steps", "200"]) == 0
+@pytest.mark.parametrize("backend", ["snntorch", "akida"])
+def test_deploy_runs_without_torch(run_dir, tmp_path, backend, capsys):
+    if backend == "akida":
+        pytest.importorskip("akida")
+    assert main(["export", str(run_dir), "--backend", backend, "--out", str(tmp_path / "p"), "--steps", "200"]) == 0
+    if backend == "akida":
+        assert "TwoNodesIPv2: fits=" in capsys.readouterr().out
+        assert "hardware_layers" in json.loads((tmp_path / "p" / "policy.json").read_text())["mapping"]
     code = (
         "import sys; from agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '2']); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "snn")], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert "CartPole-v1: deployed snntorch policy return" in done.stdout and "ms per action" in done.stdout
+    assert f"CartPole-v1: deployed {backend} policy return" in done.stdout and "ms per action" in done.stdout
 
 
 def test_load_policy_errors(tmp_path):
