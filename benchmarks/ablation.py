@@ -1,0 +1,233 @@
+"""The paper's ablation: variants fpnn / naive / qat / gap / rivc x bit widths x seeds x tasks.
+
+    python benchmarks/ablation.py --quick        # about 10 minutes on 2 cores (4-bit only)
+    python benchmarks/ablation.py                # full: 2, 4 and 8 bits (8 for rivc and naive)
+    python benchmarks/ablation.py --report-only  # rebuild docs/ from stored results
+
+Each run trains with the snntorch backend, evaluates the acting policy (the SNN; the float network
+for fpnn) along the way, and is stored as one JSON file (written atomically), so an interrupted
+sweep resumes where it stopped. Runs go to parallel worker processes, one per core. The report
+is ``docs/RESULTS.md`` plus learning-curve and conversion-agreement PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+VARIANTS = ("fpnn", "naive", "qat", "gap", "rivc")
+TASKS = {  # env id -> (quick steps, full steps)
+    "CartPole-v1": (15_000, 40_000),
+    "rivc/ArmReach-v0": (20_000, 60_000),
+    "rivc/MobileReach-v0": (20_000, 60_000),
+}
+EVAL_POINTS = 8  # learning-curve evaluations per run
+EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    env_id: str
+    variant: str
+    bits: int
+    seed: int
+    timesteps: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.env_id.replace('/', '_')}__{self.variant}__{self.bits}bit__seed{self.seed}__{self.timesteps}"
+
+
+def grid(quick: bool, seeds: int) -> list[RunSpec]:
+    runs = []
+    for env_id, (quick_steps, full_steps) in TASKS.items():
+        for bits in ((4,) if quick else (2, 4, 8)):
+            for variant in VARIANTS:
+                if bits == 8 and variant not in ("rivc", "naive"):
+                    continue
+                for seed in range(seeds):
+                    runs.append(RunSpec(env_id, variant, bits, seed, quick_steps if quick else full_steps))
+    return runs
+
+
+def evaluate(model, env_id: str, episodes: int, seed: int) -> tuple[float, float]:
+    """Mean return and success rate (``info["is_success"]`` where the env reports it) of the acting policy."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns, successes = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, total, info = False, 0.0, {}
+        while not done:
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(int(action))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        successes.append(float(info.get("is_success", np.nan)))
+    env.close()
+    return float(np.mean(returns)), float(np.mean(successes))
+
+
+def run_one(spec: RunSpec) -> dict:
+    """Train one configuration and return its record (curves, final scores, wall time)."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    import envs  # noqa: F401
+    from agents import RIVC
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    model = RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,
+                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8})
+    curve: list[list[float]] = []
+    agreement: list[list[float]] = []
+    every = spec.timesteps // EVAL_POINTS
+
+    class Recorder(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0:
+                mean, success = evaluate(self.model, spec.env_id, EVAL_EPISODES, seed=10_000 + self.num_timesteps)
+                curve.append([self.num_timesteps, mean, success])
+                error = self.model._conversion_error() if self.model.variant_spec.snn_acts else None
+                if error is not None:
+                    agreement.append([self.num_timesteps, error[0]])
+            return True
+
+    model.learn(spec.timesteps, callback=Recorder())
+    final_return, final_success = evaluate(model, spec.env_id, 20, seed=100_000)
+    final_agreement = None
+    if model.variant_spec.snn_acts and model.spiking_policy is not None:
+        error = model._conversion_error()
+        final_agreement = None if error is None else error[0]
+    return {
+        **asdict(spec), "final_return": final_return, "final_success": final_success,
+        "final_agreement": final_agreement, "curve": curve, "agreement_curve": agreement,
+        "wall_seconds": time.perf_counter() - start,
+    }
+
+
+def _store(results_dir: Path, record: dict, key: str) -> None:
+    from rivc.integer_net import atomic_write_bytes
+
+    atomic_write_bytes(results_dir / f"{key}.json", json.dumps(record).encode())
+
+
+def sweep(runs: list[RunSpec], results_dir: Path, workers: int) -> None:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    todo = [spec for spec in runs if not (results_dir / f"{spec.key}.json").exists()]
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to go on {workers} workers", flush=True)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(run_one, spec): spec for spec in todo}
+        for done, future in enumerate(as_completed(futures), start=1):
+            spec = futures[future]
+            record = future.result()
+            _store(results_dir, record, spec.key)
+            print(f"[{done}/{len(todo)}] {spec.env_id} {spec.variant} {spec.bits}-bit seed {spec.seed}: "
+                  f"return {record['final_return']:.1f} ({record['wall_seconds']:.0f} s)", flush=True)
+
+
+def load_records(results_dir: Path, runs: list[RunSpec]) -> list[dict]:
+    return [json.loads((results_dir / f"{s.key}.json").read_text()) for s in runs if (results_dir / f"{s.key}.json").exists()]
+
+
+def _fmt(values: list[float], digits: int = 1) -> str:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.{digits}f} +- {np.std(values):.{digits}f}"
+
+
+def report(records: list[dict], docs: Path, title: str) -> Path:
+    """Write ``docs/RESULTS.md`` and the PNG plots from stored records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    docs.mkdir(parents=True, exist_ok=True)
+    lines = [f"# RIVC ablation: {title}", "",
+             "SNN-policy return (the float network's for fpnn) and success rate after training, mean +- std",
+             "over seeds; agreement = greedy-action agreement of the SNN with the trained network on replay",
+             "states at the end of training. Produced by `python benchmarks/ablation.py"
+             + (" --quick" if "quick" in title else "") + "`.", ""]
+    for env_id in TASKS:
+        task = [r for r in records if r["env_id"] == env_id]
+        if not task:
+            continue
+        lines += [f"## {env_id}", "", "| variant | bits | seeds | return | success | agreement | wall s |",
+                  "|---|---|---|---|---|---|---|"]
+        for bits in sorted({r["bits"] for r in task}):
+            for variant in VARIANTS:
+                rs = [r for r in task if r["variant"] == variant and r["bits"] == bits]
+                if rs:
+                    lines.append(
+                        f"| {variant} | {bits} | {len(rs)} | {_fmt([r['final_return'] for r in rs])} | "
+                        f"{_fmt([r['final_success'] for r in rs], 2)} | {_fmt([r['final_agreement'] for r in rs], 3)} | "
+                        f"{np.mean([r['wall_seconds'] for r in rs]):.0f} |")
+        lines.append("")
+        figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for variant in VARIANTS:
+            for bits in sorted({r["bits"] for r in task}):
+                rs = [r for r in task if r["variant"] == variant and r["bits"] == bits and r["curve"]]
+                if not rs:
+                    continue
+                length = min(len(r["curve"]) for r in rs)
+                steps = np.array(rs[0]["curve"][:length])[:, 0]
+                values = np.array([np.array(r["curve"][:length])[:, 1] for r in rs])
+                label = f"{variant} {bits}-bit"
+                axes[0].plot(steps, values.mean(0), label=label)
+                axes[0].fill_between(steps, values.mean(0) - values.std(0), values.mean(0) + values.std(0), alpha=0.15)
+                agree = [r for r in rs if r["agreement_curve"]]
+                if agree:
+                    n = min(len(r["agreement_curve"]) for r in agree)
+                    a_steps = np.array(agree[0]["agreement_curve"][:n])[:, 0]
+                    a_values = np.array([np.array(r["agreement_curve"][:n])[:, 1] for r in agree])
+                    axes[1].plot(a_steps, a_values.mean(0), label=label)
+        axes[0].set(title=f"{env_id}: return of the acting policy", xlabel="environment steps", ylabel="return")
+        axes[1].set(title="SNN vs trained network: action agreement", xlabel="environment steps", ylabel="agreement")
+        axes[0].legend(fontsize=7)
+        axes[1].legend(fontsize=7)
+        figure.tight_layout()
+        name = f"curves_{env_id.replace('/', '_')}.png"
+        figure.savefig(docs / name, dpi=90)
+        plt.close(figure)
+        lines += [f"![{env_id}]({name})", ""]
+    path = docs / "RESULTS.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="4-bit only, short budgets (about 10 min on 2 cores)")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--results", default=None, help="results folder (default benchmarks/results/quick|full)")
+    parser.add_argument("--docs", default=str(Path(__file__).resolve().parents[1] / "docs"))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    results = Path(args.results or Path(__file__).resolve().parent / "results" / mode)
+    runs = grid(args.quick, args.seeds)
+    if not args.report_only:
+        sweep(runs, results, args.workers)
+    path = report(load_records(results, runs), Path(args.docs), f"{mode} mode, {args.seeds} seeds")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
