@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 TIMESTEPS ?= 40000
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all bench ablation ablation-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test-all: $(STAMP)  ## also the slow end-to-end runs
 
 bench: $(STAMP)  ## benchmarks: conversion/latency and training throughput vs Stable-Baselines3 DQN
 	$(PY) benchmarks/run.py
+
+ablation-quick: $(STAMP)  ## the paper's ablation, 4-bit, short budgets (about 10 min on 2 cores) -> docs/
+	$(PY) benchmarks/ablation.py --quick
+
+ablation: $(STAMP)  ## the full ablation: 2/4/8 bits, 3 seeds, 3 tasks (hours on 2 cores; resumable) -> docs/
+	$(PY) benchmarks/ablation.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

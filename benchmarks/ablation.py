@@ -33,6 +33,8 @@ TASKS = {  # env id -> (quick steps, full steps)
 }
 EVAL_POINTS = 8  # learning-curve evaluations per run
 EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
+COLORS = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
+STYLES = {2: ":", 4: "-", 8: "--"}  # line style per bit width
 
 
 @dataclass(frozen=True)
@@ -187,15 +189,16 @@ def report(records: list[dict], docs: Path, title: str) -> Path:
                 length = min(len(r["curve"]) for r in rs)
                 steps = np.array(rs[0]["curve"][:length])[:, 0]
                 values = np.array([np.array(r["curve"][:length])[:, 1] for r in rs])
-                label = f"{variant} {bits}-bit"
-                axes[0].plot(steps, values.mean(0), label=label)
-                axes[0].fill_between(steps, values.mean(0) - values.std(0), values.mean(0) + values.std(0), alpha=0.15)
+                label, style = f"{variant} {bits}-bit", dict(color=COLORS[variant], linestyle=STYLES.get(bits, "-"))
+                axes[0].plot(steps, values.mean(0), label=label, **style)
+                axes[0].fill_between(steps, values.mean(0) - values.std(0), values.mean(0) + values.std(0),
+                                     color=COLORS[variant], alpha=0.12)
                 agree = [r for r in rs if r["agreement_curve"]]
                 if agree:
                     n = min(len(r["agreement_curve"]) for r in agree)
                     a_steps = np.array(agree[0]["agreement_curve"][:n])[:, 0]
                     a_values = np.array([np.array(r["agreement_curve"][:n])[:, 1] for r in agree])
-                    axes[1].plot(a_steps, a_values.mean(0), label=label)
+                    axes[1].plot(a_steps, a_values.mean(0), label=label, **style)
         axes[0].set(title=f"{env_id}: return of the acting policy", xlabel="environment steps", ylabel="return")
         axes[1].set(title="SNN vs trained network: action agreement", xlabel="environment steps", ylabel="agreement")
         axes[0].legend(fontsize=7)
