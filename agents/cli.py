@@ -39,7 +39,9 @@ def _model_path(run_dir: str) -> Path:
 def evaluate_spiking_policy(model, env, episodes: int, seed: int = 1000) -> tuple[float, float, float]:
     """Mean and std of the episode return of the model's (spiking) greedy policy, and its
     mean per-action latency in milliseconds. ``model``: an agent or a deployed ``SpikingPolicy``."""
-    if hasattr(model, "spikes_per_action"):  # a deployed policy: greedy actions, batch of one
+    from neurochip import SpikingPolicy
+
+    if isinstance(model, SpikingPolicy):  # a deployed policy: greedy actions, batch of one
         act = lambda obs: model.predict(obs)[0]  # noqa: E731
     else:
         act = lambda obs: model.predict(obs, deterministic=True)[0]  # noqa: E731
