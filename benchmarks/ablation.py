@@ -7,7 +7,9 @@
 Each run trains with the snntorch backend, evaluates the acting policy (the SNN; the float network
 for fpnn) along the way, and is stored as one JSON file (written atomically), so an interrupted
 sweep resumes where it stopped. Runs go to parallel worker processes, one per core. The report
-is ``docs/RESULTS.md`` plus learning-curve and conversion-agreement PNGs.
+is ``docs/RESULTS.md`` (``docs/quick/RESULTS.md`` for --quick) plus learning-curve and
+conversion-agreement PNGs; the per-run records live in ``docs/results/`` and are committed, so a
+sweep can be resumed on another machine.
 """
 
 from __future__ import annotations
@@ -218,16 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4-bit only, short budgets (about 10 min on 2 cores)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--results", default=None, help="results folder (default benchmarks/results/quick|full)")
-    parser.add_argument("--docs", default=str(Path(__file__).resolve().parents[1] / "docs"))
+    parser.add_argument("--results", default=None, help="per-run records (default docs/results/quick|full)")
+    parser.add_argument("--docs", default=None, help="report folder (default docs/ for full, docs/quick/ for quick)")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
-    results = Path(args.results or Path(__file__).resolve().parent / "results" / mode)
+    docs_root = Path(__file__).resolve().parents[1] / "docs"
+    results = Path(args.results or docs_root / "results" / mode)
+    docs = Path(args.docs or (docs_root / "quick" if args.quick else docs_root))
     runs = grid(args.quick, args.seeds)
     if not args.report_only:
         sweep(runs, results, args.workers)
-    path = report(load_records(results, runs), Path(args.docs), f"{mode} mode, {args.seeds} seeds")
+    path = report(load_records(results, runs), docs, f"{mode} mode, {args.seeds} seeds")
     print(f"wrote {path}")
     return 0
 
