@@ -157,3 +157,21 @@ def test_rivc_integer_parts_import_without_torch():
     code = ("import sys; import rivc, neurochip; from rivc import IntegerNetwork, QuantConfig; "
             "import neurochip.if_sim; assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_export_limits_for_chips():
+    from rivc.integer_net import quantize_bias, requantization
+
+    bias = np.array([0, 5, -127, 128, -300, 1000, 40001])
+    limited = quantize_bias(bias, 8)
+    for value, original in zip(limited, bias):
+        shift = 0
+        while abs(value >> shift) > 127 or ((value >> shift) << shift) != value:
+            shift += 1
+        assert -127 <= value >> shift <= 127 and ((value >> shift) << shift) == value
+        assert abs(value - original) <= max(1, abs(original) / 127)  # half a step of the int8 mantissa
+    np.testing.assert_array_equal(quantize_bias(bias, None), bias)
+    ratio = np.array([0.3, 1.7, 255.9 / 256])
+    multiplier, shift = requantization(ratio, 1.0, bits=8)
+    assert multiplier.max() < 256 and shift >= 1
+    np.testing.assert_allclose(multiplier / 2.0**shift, ratio, rtol=2 / 128)
