@@ -65,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from agents.rivc_agent import RIVC
     from rivc import QuantConfig
+    from rivc.integer_net import atomic_write_bytes
 
     env = _make_env(args.env)
     quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits, input_bits=args.input_bits)
@@ -90,7 +91,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "eval_return_mean": mean, "eval_return_std": std, "eval_episodes": args.eval_episodes,
         "ms_per_action": round(latency, 3),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {model.num_conversions} conversions")
     actor = "SNN" if model.variant_spec.snn_acts else "float"
     print(f"{actor} policy return: {mean:.1f} +- {std:.1f} over {args.eval_episodes} episodes "
