@@ -4,7 +4,8 @@ from benchmarks.ablation import RunSpec, grid, report, run_one
 def test_grid_shapes():
     quick, full = grid(quick=True, seeds=3), grid(quick=False, seeds=3)
     assert len(quick) == 3 * 5 * 3  # tasks x variants x seeds, 4-bit only
-    assert len(full) == 3 * (5 + 5 + 2) * 3  # 2 and 4 bits for all variants, 8 bits for rivc and naive
+    # 2 and 4 bits for the quantized variants, 8 bits for rivc and naive, fpnn (float) once
+    assert len(full) == 3 * (4 + 5 + 2) * 3
     assert len({spec.key for spec in full}) == len(full)
 
 
