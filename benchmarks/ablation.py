@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     runs = grid(args.quick, args.seeds)
     if not args.report_only:
         sweep(runs, results, args.workers)
-    path = report(load_records(results, runs), docs, f"{mode} mode, {args.seeds} seeds")
+    records = load_records(results, runs)
+    done = "" if len(records) == len(runs) else f", {len(records)} of {len(runs)} runs (incomplete)"
+    path = report(records, docs, f"{mode} mode, {args.seeds} seeds{done}")
     print(f"wrote {path}")
     return 0
 
