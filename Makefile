@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
 TIMESTEPS ?= 40000
 
-.PHONY: run test test-all bench ablation ablation-quick clean
+.PHONY: run test test-all bench ablation ablation-quick tune failure-modes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,8 +31,14 @@ bench: $(STAMP)  ## benchmarks: conversion/latency and training throughput vs St
 ablation-quick: $(STAMP)  ## the paper's ablation, 4-bit, short budgets (about 10 min on 2 cores) -> docs/
 	$(PY) benchmarks/ablation.py --quick
 
-ablation: $(STAMP)  ## the full ablation: 2/4/8 bits, 3 seeds, 3 tasks (hours on 2 cores; resumable) -> docs/
+ablation: $(STAMP)  ## the full ablation: 2/4/8 bits, 3 seeds, 3 tasks (about 70 min on 2 cores; resumable) -> docs/
 	$(PY) benchmarks/ablation.py
+
+tune: $(STAMP)  ## per-task hyperparameter sweep for RIVC (about 45 min on 2 cores; resumable) -> docs/TUNING.md
+	$(PY) benchmarks/tune.py
+
+failure-modes: $(STAMP)  ## how CartPole policies fail, per variant and bit width -> docs/failure_modes.md
+	$(PY) benchmarks/failure_modes.py
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -63,13 +63,15 @@ def evaluate_spiking_policy(model, env, episodes: int, seed: int = 1000) -> tupl
 def cmd_train(args: argparse.Namespace) -> int:
     from stable_baselines3.common.logger import configure
 
+    from agents.hyperparams import tuned_hyperparams
     from agents.rivc_agent import RIVC
     from rivc import QuantConfig
     from rivc.integer_net import atomic_write_bytes
 
     env = _make_env(args.env)
     quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits, input_bits=args.input_bits)
-    options = {k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None}
+    options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
+    options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
     model = RIVC("MlpPolicy", env, backend=args.backend, quant=quant, variant=args.variant, seed=args.seed,
                  verbose=0, **options)
     out = Path(args.out)
@@ -77,7 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose else [])
     model.set_logger(configure(str(out / "logs"), formats))
     print(f"training {args.variant} on {args.env}: {args.timesteps} steps, {args.backend} backend, "
-          f"{quant.weight_bits}-bit weights / {quant.activation_bits}-bit activations, seed {args.seed}")
+          f"{quant.weight_bits}-bit weights / {quant.activation_bits}-bit activations, seed {args.seed}"
+          + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
     start = time.perf_counter()
     model.learn(args.timesteps, progress_bar=args.progress_bar)
     seconds = time.perf_counter() - start
@@ -86,7 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.spiking_policy.network.save(out / POLICY_FILE)
     mean, std, latency = evaluate_spiking_policy(model, _make_env(args.env), args.eval_episodes)
     summary = {
-        "env": args.env, "variant": args.variant, "timesteps": args.timesteps, "seconds": round(seconds, 1),
+        "env": args.env, "variant": args.variant, "hyperparams": options, "timesteps": args.timesteps,
+        "seconds": round(seconds, 1),
         "steps_per_second": round(args.timesteps / seconds, 1), "conversions": model.num_conversions,
         "eval_return_mean": mean, "eval_return_std": std, "eval_episodes": args.eval_episodes,
         "ms_per_action": round(latency, 3),
@@ -199,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bits", type=int, default=4, help="weight (and activation) bits, 1..8")
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
     train.add_argument("--input-bits", type=int, default=8)
+    train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults"],
+                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's")
     train.add_argument("--alpha", type=float, default=None, help="gap-increasing strength in [0, 1)")
     train.add_argument("--beta", type=float, default=None, help="inverse temperature > 0")
     train.add_argument("--timesteps", type=int, default=20_000)

@@ -4,8 +4,10 @@
     python benchmarks/ablation.py                # full: 2, 4 and 8 bits (8 for rivc and naive)
     python benchmarks/ablation.py --report-only  # rebuild docs/ from stored results
 
-Each run trains with the snntorch backend, evaluates the acting policy (the SNN; the float network
-for fpnn) along the way, and is stored as one JSON file (written atomically), so an interrupted
+Each run trains with the snntorch backend and the task's tuned hyperparameters
+(``agents.hyperparams``, from ``benchmarks/tune.py``; every variant gets the same ones, less those it
+never reads), evaluates the acting policy (the SNN; the float network for fpnn) along the way,
+and is stored as one JSON file (written atomically), so an interrupted
 sweep resumes where it stopped. Runs go to parallel worker processes, one per core. The report
 is ``docs/RESULTS.md`` (``docs/quick/RESULTS.md`` for --quick) plus learning-curve and
 conversion-agreement PNGs; the per-run records live in ``docs/results/`` and are committed, so a
@@ -22,6 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,15 +49,28 @@ class RunSpec:
     bits: int
     seed: int
     timesteps: int
+    params: tuple[tuple[str, Any], ...] = ()  # RIVC keyword arguments beyond the defaults, sorted
 
     @property
     def key(self) -> str:
-        return f"{self.env_id.replace('/', '_')}__{self.variant}__{self.bits}bit__seed{self.seed}__{self.timesteps}"
+        key = f"{self.env_id.replace('/', '_')}__{self.variant}__{self.bits}bit__seed{self.seed}__{self.timesteps}"
+        return key + "".join(f"__{name}={value}" for name, value in self.params)
+
+
+def run_params(variant: str, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The hyperparameters a run of ``variant`` reads, as a sorted tuple (part of the run's key)."""
+    from agents.hyperparams import effective_hyperparams
+
+    return tuple(sorted(effective_hyperparams(variant, params).items()))
 
 
 def grid(quick: bool, seeds: int) -> list[RunSpec]:
+    """Every run of the sweep; each task uses its tuned hyperparameters (agents.hyperparams) for all variants."""
+    from agents.hyperparams import tuned_hyperparams
+
     runs = []
     for env_id, (quick_steps, full_steps) in TASKS.items():
+        tuned = tuned_hyperparams(env_id)
         for bits in ((4,) if quick else (2, 4, 8)):
             for variant in VARIANTS:
                 if bits == 8 and variant not in ("rivc", "naive"):
@@ -62,7 +78,8 @@ def grid(quick: bool, seeds: int) -> list[RunSpec]:
                 if variant == "fpnn" and bits != 4:  # the float network acts: bit widths do not matter
                     continue
                 for seed in range(seeds):
-                    runs.append(RunSpec(env_id, variant, bits, seed, quick_steps if quick else full_steps))
+                    runs.append(RunSpec(env_id, variant, bits, seed, quick_steps if quick else full_steps,
+                                        run_params(variant, tuned)))
     return runs
 
 
@@ -97,7 +114,7 @@ def run_one(spec: RunSpec) -> dict:
     torch.set_num_threads(1)
     start = time.perf_counter()
     model = RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,
-                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8})
+                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **dict(spec.params))
     curve: list[list[float]] = []
     agreement: list[list[float]] = []
     every = spec.timesteps // EVAL_POINTS
@@ -119,7 +136,7 @@ def run_one(spec: RunSpec) -> dict:
         error = model._conversion_error()
         final_agreement = None if error is None else error[0]
     return {
-        **asdict(spec), "final_return": final_return, "final_success": final_success,
+        **asdict(spec), "params": dict(spec.params), "final_return": final_return, "final_success": final_success,
         "final_agreement": final_agreement, "curve": curve, "agreement_curve": agreement,
         "wall_seconds": time.perf_counter() - start,
     }
@@ -156,6 +173,30 @@ def _fmt(values: list[float], digits: int = 1) -> str:
     return f"{np.mean(values):.{digits}f} +- {np.std(values):.{digits}f}"
 
 
+def summary(records: list[dict]) -> list[str]:
+    """The paper's claims, checked per task: RIVC at 4 bits vs fpnn, and RIVC vs naive per bit width."""
+    def mean_return(env_id: str, variant: str, bits: int) -> float | None:
+        values = [r["final_return"] for r in records if (r["env_id"], r["variant"], r["bits"]) == (env_id, variant, bits)]
+        return float(np.mean(values)) if values else None
+
+    all_bits = sorted({r["bits"] for r in records})
+    lines = ["## Summary", "", "Mean final return over seeds. Target: RIVC at 4 bits >= 90 % of fpnn; naive clearly "
+             "below RIVC at 2 and 4 bits.", "",
+             "| task | rivc 4-bit / fpnn | " + " | ".join(f"rivc vs naive, {b}-bit" for b in all_bits) + " |",
+             "|---|---|" + "---|" * len(all_bits)]
+    for env_id in TASKS:
+        rivc4, fpnn = mean_return(env_id, "rivc", 4), mean_return(env_id, "fpnn", 4)
+        if rivc4 is None:
+            continue
+        ratio = f"{rivc4:.1f} / {fpnn:.1f} = {rivc4 / fpnn:.0%}" if fpnn and fpnn > 0 else "-"
+        cells = []
+        for bits in all_bits:
+            rivc, naive = mean_return(env_id, "rivc", bits), mean_return(env_id, "naive", bits)
+            cells.append("-" if rivc is None or naive is None else f"{rivc:.1f} vs {naive:.1f}")
+        lines.append(f"| {env_id} | {ratio} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def report(records: list[dict], docs: Path, title: str) -> Path:
     """Write ``docs/RESULTS.md`` and the PNG plots from stored records."""
     import matplotlib
@@ -169,11 +210,15 @@ def report(records: list[dict], docs: Path, title: str) -> Path:
              "over seeds; agreement = greedy-action agreement of the SNN with the trained network on replay",
              "states at the end of training. Produced by `python benchmarks/ablation.py"
              + (" --quick" if "quick" in title else "") + "`.", ""]
+    lines += summary(records)
     for env_id in TASKS:
         task = [r for r in records if r["env_id"] == env_id]
         if not task:
             continue
-        lines += [f"## {env_id}", "", "| variant | bits | seeds | return | success | agreement | wall s |",
+        rivc_params = next((r.get("params") for r in task if r["variant"] == "rivc"), None)
+        lines += [f"## {env_id}", "", "Hyperparameters (agents/hyperparams.py; variants share them, less those they "
+                  f"never read): {', '.join(f'{k}={v}' for k, v in sorted((rivc_params or {}).items())) or 'RIVC defaults'}.",
+                  "", "| variant | bits | seeds | return | success | agreement | wall s |",
                   "|---|---|---|---|---|---|---|"]
         for bits in sorted({r["bits"] for r in task}):
             for variant in VARIANTS:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from neurochip.base import Backend, SpikingPolicy, as_integer_network
-from rivc.integer_net import IntegerNetwork
+from rivc.integer_net import IntegerNetwork, split_bias
 
 SUPPORTED_WEIGHT_BITS = (1, 2, 4, 8)
 SUPPORTED_ACTIVATION_BITS = (1, 2, 4)  # an 8-bit ReLU output saturates at 127 (int8), not 255
@@ -62,7 +62,7 @@ def check_network(network: IntegerNetwork) -> None:
         acc_bound = np.abs(layer.weights).sum(axis=1).max() * fan_in_max + np.abs(layer.bias).max(initial=0)
         if acc_bound >= 2 ** (ACCUMULATOR_BITS - 1):
             raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {ACCUMULATOR_BITS}-bit buffer")
-        mantissa, shift = bias_mantissa(layer.bias)
+        mantissa, shift = split_bias(layer.bias, 8)
         unexpressed = np.flatnonzero((mantissa << shift) != layer.bias)
         if unexpressed.size:
             raise AkidaConversionError(
@@ -81,15 +81,6 @@ def check_network(network: IntegerNetwork) -> None:
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
 
 
-def bias_mantissa(bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest ``shift >= 0`` per unit with ``bias >> shift`` in int8, and that int8 mantissa."""
-    bias = np.asarray(bias, dtype=np.int64)
-    shift = np.zeros_like(bias)
-    while np.any((bias >> shift) > 127) or np.any((bias >> shift) < -128):
-        shift = np.where(((bias >> shift) > 127) | ((bias >> shift) < -128), shift + 1, shift)
-    return bias >> shift, shift
-
-
 def build_model(network: IntegerNetwork):
     """An ``akida.Model`` computing the integer network's hidden codes and output accumulator."""
     akida = import_akida()
@@ -105,7 +96,7 @@ def build_model(network: IntegerNetwork):
                                   activation=akida.ActivationType.ReLU, name=f"hidden_{i}")
         model.add(dense)
         dense.set_variable("weights", layer.weights.T.astype(np.int8))
-        mantissa, shift = bias_mantissa(layer.bias)
+        mantissa, shift = split_bias(layer.bias, 8)
         dense.set_variable("bias", mantissa.astype(np.int8))
         dense.set_variable("bias_shift", shift.astype(np.uint8))
         if not layer.is_output:

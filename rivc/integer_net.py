@@ -137,18 +137,25 @@ def requantization(acc_scale: np.ndarray, activation_step: float, bits: int = MU
     return multiplier, shift
 
 
-def quantize_bias(bias: np.ndarray, bits: int | None) -> np.ndarray:
-    """Round bias codes to ``mantissa << shift`` with a signed ``bits``-bit mantissa (Akida's
-    int8 bias with a bias shift); ``bits=None`` leaves them unrestricted."""
+def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the smallest ``shift >= 0`` and a signed ``bits``-bit mantissa (symmetric range)
+    with ``mantissa << shift`` nearest to ``bias`` (half up): exact for biases that are such values."""
     bias = np.asarray(bias, dtype=np.int64)
-    if bits is None:
-        return bias
     top = 2 ** (bits - 1) - 1
     shift = np.zeros_like(bias)
     while np.any(np.abs(bias) > top << shift):
         shift = np.where(np.abs(bias) > top << shift, shift + 1, shift)
     mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
-    return np.clip(mantissa, -top, top) << shift
+    return np.clip(mantissa, -top, top), shift
+
+
+def quantize_bias(bias: np.ndarray, bits: int | None) -> np.ndarray:
+    """Round bias codes to ``mantissa << shift`` with a signed ``bits``-bit mantissa (Akida's
+    int8 bias with a bias shift); ``bits=None`` leaves them unrestricted."""
+    if bits is None:
+        return np.asarray(bias, dtype=np.int64)
+    mantissa, shift = split_bias(bias, bits)
+    return mantissa << shift
 
 
 @dataclass

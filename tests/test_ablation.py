@@ -17,4 +17,18 @@ def test_one_run_and_report(tmp_path):
     path = report([record, fpnn], tmp_path, "smoke")
     text = path.read_text()
     assert "| rivc | 4 | 1 |" in text and "| fpnn | 4 | 1 |" in text
+    ratio = record["final_return"] / fpnn["final_return"]
+    assert f"| CartPole-v1 | {record['final_return']:.1f} / {fpnn['final_return']:.1f} = {ratio:.0%} | - |" in text
     assert (tmp_path / "curves_CartPole-v1.png").stat().st_size > 1000
+
+
+def test_failure_modes_diagnosis(tmp_path):
+    from benchmarks.failure_modes import diagnose, main
+
+    record = diagnose("rivc:4:0", timesteps=1500, episodes=2)
+    assert sum(record["ends"].values()) == 2 and record["return"] > 0
+    assert 0 <= record["saturated"] <= 1 and len(record["saturated_dims"]) == 4
+    assert record["action_gap"] >= 0 and record["mean_abs_dq"] >= 0 and 0 <= record["agreement"] <= 1
+    out = tmp_path / "failure_modes.md"
+    assert main(["--runs", "fpnn:4:0", "--timesteps", "1200", "--episodes", "1", "--workers", "1", "--out", str(out)]) == 0
+    assert "| fpnn:4:0 |" in out.read_text()

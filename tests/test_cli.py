@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from agents.cli import main
+from agents.hyperparams import tuned_hyperparams
 
 
 def test_train_evaluate_convert(tmp_path, capsys):
@@ -13,6 +14,7 @@ def test_train_evaluate_convert(tmp_path, capsys):
     assert (out / "model.zip").is_file() and (out / "policy.npz").is_file() and (out / "logs" / "progress.csv").is_file()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["conversions"] > 0 and summary["eval_episodes"] == 2
+    assert summary["hyperparams"] == tuned_hyperparams("CartPole-v1")  # the task's tuned values by default
 
     assert main(["evaluate", str(out), "--episodes", "2"]) == 0
     assert "CartPole-v1: SNN policy return" in capsys.readouterr().out
@@ -36,3 +38,11 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     (tmp_path / "corrupt" / "model.zip").write_bytes(b"garbage")
     corrupt = run("evaluate", str(tmp_path / "corrupt"))
     assert corrupt.returncode == 2 and "not a readable RIVC model" in corrupt.stderr
+
+
+def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--hyperparams", "defaults"]
+    assert main([*args, "--alpha", "0.5"]) == 0
+    assert json.loads((out / "summary.json").read_text())["hyperparams"] == {"alpha": 0.5}
+    assert "alpha=0.5" in capsys.readouterr().out

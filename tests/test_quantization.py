@@ -160,10 +160,13 @@ def test_rivc_integer_parts_import_without_torch():
 
 
 def test_export_limits_for_chips():
-    from rivc.integer_net import quantize_bias, requantization
+    from rivc.integer_net import quantize_bias, requantization, split_bias
 
     bias = np.array([0, 5, -127, 128, -300, 1000, 40001])
     limited = quantize_bias(bias, 8)
+    mantissa, shifts = split_bias(limited, 8)  # what the Akida backend programs: exact, smallest shift
+    np.testing.assert_array_equal(mantissa << shifts, limited)
+    assert np.all(np.abs(mantissa) <= 127) and list(shifts) == [0, 0, 0, 1, 2, 3, 9]
     for value, original in zip(limited, bias):
         shift = 0
         while abs(value >> shift) > 127 or ((value >> shift) << shift) != value:
