@@ -103,18 +103,24 @@ def evaluate(model, env_id: str, episodes: int, seed: int) -> tuple[float, float
     return float(np.mean(returns)), float(np.mean(successes))
 
 
-def run_one(spec: RunSpec) -> dict:
-    """Train one configuration and return its record (curves, final scores, wall time)."""
+def make_model(spec: RunSpec):
+    """The untrained agent of one run (one torch thread: runs go to parallel processes)."""
     import torch
-    from stable_baselines3.common.callbacks import BaseCallback
 
     import envs  # noqa: F401
     from agents import RIVC
 
     torch.set_num_threads(1)
+    return RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,
+                quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **dict(spec.params))
+
+
+def run_one(spec: RunSpec) -> dict:
+    """Train one configuration and return its record (curves, final scores, wall time)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
     start = time.perf_counter()
-    model = RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,
-                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **dict(spec.params))
+    model = make_model(spec)
     curve: list[list[float]] = []
     agreement: list[list[float]] = []
     every = spec.timesteps // EVAL_POINTS

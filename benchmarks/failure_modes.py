@@ -38,16 +38,13 @@ def diagnose(run: str, timesteps: int, episodes: int) -> dict:
     import gymnasium as gym
     import torch
 
-    from agents import RIVC
     from agents.hyperparams import tuned_hyperparams
-    from benchmarks.ablation import run_params
-    from rivc.metrics import network_conversion_error
+    from benchmarks.ablation import RunSpec, make_model, run_params
+    from rivc.metrics import conversion_error
 
-    torch.set_num_threads(1)
     variant, bits, seed = run.split(":")
-    params = dict(run_params(variant, tuned_hyperparams(ENV_ID)))
-    model = RIVC("MlpPolicy", ENV_ID, variant=variant, seed=int(seed),
-                 quant={"weight_bits": int(bits), "activation_bits": int(bits), "input_bits": 8}, **params)
+    model = make_model(RunSpec(ENV_ID, variant, int(bits), int(seed), timesteps,
+                               run_params(variant, tuned_hyperparams(ENV_ID))))
     model.learn(timesteps)
     env = gym.make(ENV_ID)
     ends = {"cart left the track": 0, "pole fell": 0, "time limit": 0}
@@ -78,7 +75,7 @@ def diagnose(run: str, timesteps: int, episodes: int) -> dict:
         with torch.no_grad():
             q = model.q_net(torch.as_tensor(observations, dtype=torch.float32)).numpy()
         top2 = np.sort(q, axis=1)[:, -2:]
-        error = network_conversion_error(model.q_net, model.spiking_policy, observations)
+        error = conversion_error(q, model.spiking_policy.q_values(observations))
         record["action_gap"] = float(np.mean(top2[:, 1] - top2[:, 0]))
         record["mean_abs_dq"] = error.mean_abs_dq
         record["agreement"] = error.action_agreement
