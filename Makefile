@@ -16,14 +16,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## short RIVC training on the default env with the snntorch backend
-	$(PY) -m agents.cli train --env CartPole-v1 --variant rivc --backend snntorch --bits 4 \
+	$(PY) -m rivc.agents.cli train --env CartPole-v1 --variant rivc --backend snntorch --bits 4 \
 		--timesteps $(TIMESTEPS) --seed 0 --out runs/quickstart
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
-	$(PY) -m pytest -q
+	$(VENV)/bin/pytest -q
 
 test-all: $(STAMP)  ## also the slow end-to-end runs
-	$(PY) -m pytest -q -m "slow or not slow"
+	$(VENV)/bin/pytest -q -m "slow or not slow"
 
 bench: $(STAMP)  ## benchmarks: conversion/latency and training throughput vs Stable-Baselines3 DQN
 	$(PY) benchmarks/run.py

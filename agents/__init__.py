@@ -5,7 +5,7 @@ __all__ = ["RIVC", "VARIANTS", "Variant"]
 
 def __getattr__(name: str):  # lazy: `rivc deploy` runs without importing torch
     if name in __all__:
-        from agents import rivc_agent
+        from rivc.agents import rivc_agent
 
         return getattr(rivc_agent, name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+    raise AttributeError(f"module 'rivc.agents' has no attribute {name!r}")

@@ -20,7 +20,7 @@ class UserError(Exception):
 def _make_env(env_id: str):
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers the rivc/ environments)
+    import rivc.envs  # noqa: F401  (registers the rivc/ environments)
 
     try:
         return gym.make(env_id)
@@ -39,7 +39,7 @@ def _model_path(run_dir: str) -> Path:
 def evaluate_spiking_policy(model, env, episodes: int, seed: int = 1000) -> tuple[float, float, float]:
     """Mean and std of the episode return of the model's (spiking) greedy policy, and its
     mean per-action latency in milliseconds. ``model``: an agent or a deployed ``SpikingPolicy``."""
-    from neurochip import SpikingPolicy
+    from rivc.neurochip import SpikingPolicy
 
     if isinstance(model, SpikingPolicy):  # a deployed policy: greedy actions, batch of one
         act = lambda obs: model.predict(obs)[0]  # noqa: E731
@@ -63,8 +63,8 @@ def evaluate_spiking_policy(model, env, episodes: int, seed: int = 1000) -> tupl
 def cmd_train(args: argparse.Namespace) -> int:
     from stable_baselines3.common.logger import configure
 
-    from agents.hyperparams import tuned_hyperparams
-    from agents.rivc_agent import RIVC
+    from rivc.agents.hyperparams import tuned_hyperparams
+    from rivc.agents.rivc_agent import RIVC
     from rivc import QuantConfig
     from rivc.integer_net import atomic_write_bytes
 
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(run_dir: str):
-    from agents.rivc_agent import RIVC
+    from rivc.agents.rivc_agent import RIVC
 
     model = RIVC.load(_model_path(run_dir))
     env_id = getattr(model, "env_id", None)
@@ -152,7 +152,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write a deployable policy folder (integer network + JSON; Akida's .fbz too) for a backend."""
-    from neurochip import make_backend, save_policy
+    from rivc.neurochip import make_backend, save_policy
     from rivc.metrics import network_conversion_error
 
     model, env_id = _load(args.run_dir)
@@ -162,7 +162,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     network = model.q_network.export(calibration_obs=observations, **backend.export_options)
     metadata = {"env_id": env_id, "variant": model.variant}
     if args.backend == "akida":
-        from neurochip.akida_backend import mapping_report
+        from rivc.neurochip.akida_backend import mapping_report
 
         metadata["mapping"] = report = mapping_report(network, args.map_to)
         on_chip = ", ".join(report["hardware_layers"]) or "none"
@@ -177,7 +177,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Run a deployed policy folder (numpy, and akida for Akida policies; no torch)."""
-    from neurochip import load_policy
+    from rivc.neurochip import load_policy
 
     policy = load_policy(args.policy_dir)
     env_id = args.env or (policy.metadata or {}).get("env_id")
@@ -190,9 +190,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from neurochip import available_backends
+    from rivc.neurochip import available_backends
 
-    variants = ["rivc", "qat", "gap", "naive", "fpnn"]  # agents.VARIANTS, without importing torch
+    variants = ["rivc", "qat", "gap", "naive", "fpnn"]  # rivc.agents.VARIANTS, without importing torch
 
     parser = argparse.ArgumentParser(prog="rivc", description="Train RL policies that run as spiking neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
     train.add_argument("--input-bits", type=int, default=8)
     train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults"],
-                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's")
+                       help="tuned: the task's values from rivc.agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's")
     train.add_argument("--alpha", type=float, default=None, help="gap-increasing strength in [0, 1)")
     train.add_argument("--beta", type=float, default=None, help="inverse temperature > 0")
     train.add_argument("--timesteps", type=int, default=20_000)

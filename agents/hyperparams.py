@@ -4,8 +4,8 @@ The values come from ``python benchmarks/tune.py`` (a one-at-a-time sweep around
 defaults, RIVC at 4 bits, on tuning seeds that the ablation does not use); ``docs/TUNING.md``
 lists every configuration tried and its score. Tasks not listed here use the agent's defaults.
 
-    from agents import RIVC
-    from agents.hyperparams import tuned_hyperparams
+    from rivc.agents import RIVC
+    from rivc.agents.hyperparams import tuned_hyperparams
     model = RIVC("MlpPolicy", "rivc/ArmReach-v0", **tuned_hyperparams("rivc/ArmReach-v0"))
 """
 
@@ -44,7 +44,7 @@ def effective_hyperparams(variant: str, params: dict[str, Any]) -> dict[str, Any
     Variants without the gap-increasing target (naive, qat, fpnn) ignore alpha and the operator,
     and read beta only for Boltzmann exploration.
     """
-    from agents.rivc_agent import VARIANTS
+    from rivc.agents.rivc_agent import VARIANTS
 
     if VARIANTS[variant].gap_increasing:
         return dict(params)

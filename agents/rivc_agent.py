@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
 
-from agents.policies import RIVCPolicy
-from neurochip import SpikingPolicy, make_backend
+from rivc.agents.policies import RIVCPolicy
+from rivc.neurochip import SpikingPolicy, make_backend
 from rivc import QuantConfig, __version__
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.metrics import conversion_error
@@ -66,7 +66,7 @@ def _check_env_spaces(env: gym.Env | Any) -> None:
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
             f"RIVC needs a Discrete action space, got {env.action_space}: wrap a continuous-action env "
-            "with envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints)"
+            "with rivc.envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints)"
         )
     obs = env.observation_space
     if not isinstance(obs, spaces.Box) or len(obs.shape) != 1:

@@ -5,7 +5,7 @@
     python benchmarks/ablation.py --report-only  # rebuild docs/ from stored results
 
 Each run trains with the snntorch backend and the task's tuned hyperparameters
-(``agents.hyperparams``, from ``benchmarks/tune.py``; every variant gets the same ones, less those it
+(``rivc.agents.hyperparams``, from ``benchmarks/tune.py``; every variant gets the same ones, less those it
 never reads), evaluates the acting policy (the SNN; the float network for fpnn) along the way,
 and is stored as one JSON file (written atomically), so an interrupted
 sweep resumes where it stopped. Runs go to parallel worker processes, one per core. The report
@@ -59,14 +59,14 @@ class RunSpec:
 
 def run_params(variant: str, params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The hyperparameters a run of ``variant`` reads, as a sorted tuple (part of the run's key)."""
-    from agents.hyperparams import effective_hyperparams
+    from rivc.agents.hyperparams import effective_hyperparams
 
     return tuple(sorted(effective_hyperparams(variant, params).items()))
 
 
 def grid(quick: bool, seeds: int) -> list[RunSpec]:
-    """Every run of the sweep; each task uses its tuned hyperparameters (agents.hyperparams) for all variants."""
-    from agents.hyperparams import tuned_hyperparams
+    """Every run of the sweep; each task uses its tuned hyperparameters (rivc.agents.hyperparams) for all variants."""
+    from rivc.agents.hyperparams import tuned_hyperparams
 
     runs = []
     for env_id, (quick_steps, full_steps) in TASKS.items():
@@ -107,8 +107,8 @@ def make_model(spec: RunSpec):
     """The untrained agent of one run (one torch thread: runs go to parallel processes)."""
     import torch
 
-    import envs  # noqa: F401
-    from agents import RIVC
+    import rivc.envs  # noqa: F401
+    from rivc.agents import RIVC
 
     torch.set_num_threads(1)
     return RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,

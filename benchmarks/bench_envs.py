@@ -10,7 +10,7 @@ import time
 
 import gymnasium as gym
 
-import envs  # noqa: F401  (registers rivc/ ids)
+import rivc.envs  # noqa: F401  (registers rivc/ ids)
 from benchmarks.common import print_table
 
 

@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 
 from benchmarks.common import print_table, time_call
-from neurochip import make_backend
+from rivc.neurochip import make_backend
 from rivc import QuantConfig, QuantizedQNetwork
 
 

@@ -11,7 +11,7 @@ import time
 import torch
 from stable_baselines3 import DQN
 
-from agents import RIVC
+from rivc.agents import RIVC
 from benchmarks.common import print_table
 
 SHARED = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts=1_000, batch_size=64, gamma=0.99,

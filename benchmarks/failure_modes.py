@@ -38,7 +38,7 @@ def diagnose(run: str, timesteps: int, episodes: int) -> dict:
     import gymnasium as gym
     import torch
 
-    from agents.hyperparams import tuned_hyperparams
+    from rivc.agents.hyperparams import tuned_hyperparams
     from benchmarks.ablation import RunSpec, make_model, run_params
     from rivc.metrics import conversion_error
 

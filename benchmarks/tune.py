@@ -6,7 +6,7 @@
 
 RIVC at 4 bits (weights and activations), the ablation's full step budget, on tuning seeds the
 ablation never evaluates (100, 101), so the tuned values are not fitted to the reported seeds.
-Stage 1 changes one parameter of ``agents.hyperparams.TUNABLE`` at a time; stage 2 combines, per
+Stage 1 changes one parameter of ``rivc.agents.hyperparams.TUNABLE`` at a time; stage 2 combines, per
 task, every change that beat the defaults. The configuration with the best score wins, where
 
     score = mean over seeds of ( final return + mean return over the second half of the curve ) / 2
@@ -39,7 +39,7 @@ BITS = 4
 
 def single_changes() -> list[dict[str, Any]]:
     """The defaults, then every tunable value but the default, one parameter at a time."""
-    from agents.hyperparams import TUNABLE
+    from rivc.agents.hyperparams import TUNABLE
 
     return [{}] + [{name: value} for name, values in TUNABLE.items() for value in values[1:]]
 
@@ -107,7 +107,7 @@ def describe(params: dict[str, Any]) -> str:
 
 def report(tasks: list[str], results: Path, docs: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Write docs/TUNING.md; return it and the chosen parameters per task."""
-    from agents.hyperparams import TUNABLE
+    from rivc.agents.hyperparams import TUNABLE
 
     chosen: dict[str, dict[str, Any]] = {}
     lines = ["# RIVC hyperparameter tuning", "",

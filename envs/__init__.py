@@ -1,6 +1,6 @@
 """Robot environments (MuJoCo, discrete actions, bounded observations) and wrappers for RIVC.
 
-``import envs`` registers ``rivc/MobileReach-v0`` and ``rivc/ArmReach-v0`` with Gymnasium::
+``import rivc.envs`` registers ``rivc/MobileReach-v0`` and ``rivc/ArmReach-v0`` with Gymnasium::
 
     env = gymnasium.make("rivc/MobileReach-v0")                    # state observations
     env = gymnasium.make("rivc/MobileReach-v0", obs_mode="image")  # 32x32 onboard camera
@@ -14,12 +14,12 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
-from envs.wrappers import DiscretizeAction  # noqa: E402
+from rivc.envs.wrappers import DiscretizeAction  # noqa: E402
 
 ENV_IDS = ("rivc/MobileReach-v0", "rivc/ArmReach-v0")
 
 if "rivc/MobileReach-v0" not in registry:
-    register(id="rivc/MobileReach-v0", entry_point="envs.mobile_reach:MobileReachEnv", max_episode_steps=200)
-    register(id="rivc/ArmReach-v0", entry_point="envs.arm_reach:ArmReachEnv", max_episode_steps=100)
+    register(id="rivc/MobileReach-v0", entry_point="rivc.envs.mobile_reach:MobileReachEnv", max_episode_steps=200)
+    register(id="rivc/ArmReach-v0", entry_point="rivc.envs.arm_reach:ArmReachEnv", max_episode_steps=100)
 
 __all__ = ["ENV_IDS", "DiscretizeAction"]

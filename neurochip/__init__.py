@@ -6,8 +6,8 @@
 Importing this package needs numpy only; a backend imports its own dependencies when made.
 """
 
-from neurochip.base import Backend, SpikingPolicy, available_backends, make_backend, register_backend
-from neurochip.deploy import load_policy, save_policy
+from rivc.neurochip.base import Backend, SpikingPolicy, available_backends, make_backend, register_backend
+from rivc.neurochip.deploy import load_policy, save_policy
 
 __all__ = ["Backend", "SpikingPolicy", "available_backends", "load_policy", "make_backend", "register_backend",
            "save_policy"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from neurochip.base import Backend, SpikingPolicy, as_integer_network
+from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
 from rivc.integer_net import IntegerNetwork, split_bias
 
 SUPPORTED_WEIGHT_BITS = (1, 2, 4, 8)

@@ -35,7 +35,7 @@ class SpikingPolicy(ABC):
     network: IntegerNetwork
     #: mean number of hidden-layer spikes per observation in the last ``q_values`` call
     spikes_per_action: float = 0.0
-    #: what ``neurochip.load_policy`` read from the policy folder's ``policy.json``
+    #: what ``rivc.neurochip.load_policy`` read from the policy folder's ``policy.json``
     metadata: dict | None = None
 
     @property
@@ -69,8 +69,8 @@ class Backend(ABC):
 
 # name -> "module:Class"; modules are imported only when a backend is made
 _REGISTRY: dict[str, str] = {
-    "snntorch": "neurochip.snntorch_backend:SnnTorchBackend",
-    "akida": "neurochip.akida_backend:AkidaBackend",
+    "snntorch": "rivc.neurochip.snntorch_backend:SnnTorchBackend",
+    "akida": "rivc.neurochip.akida_backend:AkidaBackend",
 }
 
 

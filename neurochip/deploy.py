@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from neurochip.base import SpikingPolicy, make_backend
+from rivc.neurochip.base import SpikingPolicy, make_backend
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 
 FORMAT_NAME, FORMAT_VERSION = "rivc.policy", 1

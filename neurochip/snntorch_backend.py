@@ -1,6 +1,6 @@
 """The default backend: integrate-and-fire emulation with snntorch semantics.
 
-``exact_reference=False`` (default) runs the vectorised numpy path of :mod:`neurochip.if_sim`;
+``exact_reference=False`` (default) runs the vectorised numpy path of :mod:`rivc.neurochip.if_sim`;
 ``exact_reference=True`` steps ``snntorch.Leaky`` neurons (beta=1, reset by subtraction)
 through time. Both produce the same spikes and Q-values, bit for bit.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurochip.base import Backend, SpikingPolicy, as_integer_network
-from neurochip.if_sim import (
+from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
+from rivc.neurochip.if_sim import (
     IFLayer,
     Workspace,
     integration_offset,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from agents import RIVC
-from neurochip import Backend, SpikingPolicy, register_backend
-from neurochip.snntorch_backend import SnnTorchBackend
+from rivc.agents import RIVC
+from rivc.neurochip import Backend, SpikingPolicy, register_backend
+from rivc.neurochip.snntorch_backend import SnnTorchBackend
 from rivc import CorruptFileError
 
 FAST = dict(learning_starts=200, batch_size=32, train_freq=4, target_update_interval=100, buffer_size=5000)
@@ -153,7 +153,7 @@ def test_discretized_continuous_env_trains():
 
 def test_training_smoke_cartpole_learns_something():
     """Default-suite smoke test: a short RIVC run (4-bit, snntorch) beats the random policy (~22)."""
-    from agents.cli import evaluate_spiking_policy
+    from rivc.agents.cli import evaluate_spiking_policy
 
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0)
     model.learn(8000)

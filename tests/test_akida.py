@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from conftest import random_network, random_obs
-from neurochip import make_backend
+from rivc.neurochip import make_backend
 from rivc import QuantConfig
 
 pytest.importorskip("akida")
 
-from neurochip.akida_backend import AkidaBackend, AkidaConversionError, AkidaPolicy, mapping_report  # noqa: E402
+from rivc.neurochip.akida_backend import AkidaBackend, AkidaConversionError, AkidaPolicy, mapping_report  # noqa: E402
 
 BITS = [(4, 4, 8), (8, 4, 8), (2, 2, 8), (4, 1, 8), (1, 1, 8), (8, 2, 8)]
 
@@ -68,7 +68,7 @@ def test_device_option_and_missing_package(monkeypatch):
 
 
 def test_rivc_trains_with_the_akida_backend():
-    from agents import RIVC
+    from rivc.agents import RIVC
 
     model = RIVC("MlpPolicy", "CartPole-v1", backend="akida", seed=0, learning_starts=200, batch_size=32,
                  target_update_interval=100, buffer_size=5000)

@@ -2,8 +2,8 @@ import json
 import subprocess
 import sys
 
-from agents.cli import main
-from agents.hyperparams import tuned_hyperparams
+from rivc.agents.cli import main
+from rivc.agents.hyperparams import tuned_hyperparams
 
 
 def test_train_evaluate_convert(tmp_path, capsys):
@@ -24,7 +24,7 @@ def test_train_evaluate_convert(tmp_path, capsys):
 
 def test_user_errors_exit_2_without_traceback(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True)
+        return subprocess.run([sys.executable, "-m", "rivc.agents.cli", *args], capture_output=True, text=True)
 
     missing = run("evaluate", str(tmp_path / "nothing"))
     assert missing.returncode == 2 and "no trained model" in missing.stderr and "Traceback" not in missing.stderr

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from agents import RIVC, VARIANTS
-from agents.cli import build_parser, main
-from neurochip import load_policy, save_policy
+from rivc.agents import RIVC, VARIANTS
+from rivc.agents.cli import build_parser, main
+from rivc.neurochip import load_policy, save_policy
 from rivc import CorruptFileError
 
 FAST = dict(learning_starts=200, batch_size=32, target_update_interval=100, buffer_size=5000)
@@ -50,7 +50,7 @@ def test_deploy_runs_without_torch(run_dir, tmp_path, backend, capsys):
         assert "TwoNodesIPv2: fits=" in capsys.readouterr().out
         assert "hardware_layers" in json.loads((tmp_path / "p" / "policy.json").read_text())["mapping"]
     code = (
-        "import sys; from agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '2']); "
+        "import sys; from rivc.agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '2']); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True)
@@ -74,7 +74,7 @@ def test_load_policy_errors(tmp_path):
 def test_save_policy_refuses_a_network_the_backend_cannot_run(tmp_path):
     pytest.importorskip("akida")
     from conftest import random_network
-    from neurochip.akida_backend import AkidaConversionError
+    from rivc.neurochip.akida_backend import AkidaConversionError
 
     with pytest.raises(AkidaConversionError):
         save_policy(tmp_path / "p", random_network().export(), backend="akida")

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import envs
-from envs import DiscretizeAction
-from envs.arm_reach import scripted_action as arm_controller
-from envs.mobile_reach import scripted_action as mobile_controller
+import rivc.envs
+from rivc.envs import DiscretizeAction
+from rivc.envs.arm_reach import scripted_action as arm_controller
+from rivc.envs.mobile_reach import scripted_action as mobile_controller
 
 MODES = [("rivc/MobileReach-v0", {}), ("rivc/MobileReach-v0", {"obs_mode": "image"}), ("rivc/ArmReach-v0", {})]
 
@@ -60,7 +60,7 @@ def test_solvable_but_not_trivial(env_id, controller):
     assert success_rate(env_id, None) <= 0.25
 
 
-@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+@pytest.mark.parametrize("env_id", rivc.envs.ENV_IDS)
 def test_rgb_array_rendering(env_id):
     env = gym.make(env_id, render_mode="rgb_array", width=96, height=64)
     env.reset(seed=0)

@@ -154,8 +154,8 @@ def test_rivc_integer_parts_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import rivc, neurochip; from rivc import IntegerNetwork, QuantConfig; "
-            "import neurochip.if_sim; assert 'torch' not in sys.modules, 'torch was imported'")
+    code = ("import sys; import rivc, rivc.neurochip; from rivc import IntegerNetwork, QuantConfig; "
+            "import rivc.neurochip.if_sim; assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

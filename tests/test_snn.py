@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import random_network, random_obs
-from neurochip import available_backends, make_backend
+from rivc.neurochip import available_backends, make_backend
 from rivc import QuantConfig, conversion_error, network_conversion_error
 
 CASES = [((4, 4, 8), None), ((4, 4, 8), 7), ((4, 4, 8), 40), ((8, 4, 8), None), ((2, 2, 4), None),

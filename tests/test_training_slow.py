@@ -4,8 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents import RIVC
-from agents.cli import evaluate_spiking_policy
+from rivc.agents import RIVC
+from rivc.agents.cli import evaluate_spiking_policy
 
 
 @pytest.mark.slow
@@ -39,7 +39,7 @@ def success_rate(model, env_id, episodes=30):
 def test_rivc_4bit_learns_robot_reaching(env_id):
     """60k steps (about 100 s): measured 87 % (MobileReach) and 73 % (ArmReach) SNN success,
     against 7 % and 0 % for the random policy."""
-    import envs  # noqa: F401
+    import rivc.envs  # noqa: F401
 
     model = RIVC("MlpPolicy", env_id, seed=0)
     model.learn(60_000)

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from agents import RIVC
-from agents.hyperparams import TUNABLE, TUNED_HYPERPARAMS, effective_hyperparams, tuned_hyperparams
+from rivc.agents import RIVC
+from rivc.agents.hyperparams import TUNABLE, TUNED_HYPERPARAMS, effective_hyperparams, tuned_hyperparams
 from benchmarks import tune
 from benchmarks.ablation import TASKS, run_params
 
@@ -18,7 +18,7 @@ def test_tunable_values_start_at_the_agent_defaults():
 
 @pytest.mark.parametrize("env_id", list(TASKS))
 def test_tuned_hyperparams_build_an_agent(env_id):
-    import envs  # noqa: F401
+    import rivc.envs  # noqa: F401
 
     params = tuned_hyperparams(env_id)
     assert env_id in TUNED_HYPERPARAMS and set(params) <= set(TUNABLE)
