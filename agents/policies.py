@@ -26,13 +26,14 @@ class QuantizedQPolicyNet(BasePolicy):
         qat: bool,
         activation_clip: float,
         obs_range: tuple | None,
+        target: str,
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=False)
         self.quant, self.net_arch, self.qat = quant, net_arch, qat
-        self.activation_clip, self.obs_range = activation_clip, obs_range
+        self.activation_clip, self.obs_range, self.target = activation_clip, obs_range, target
         self.net = QuantizedQNetwork(
             observation_space, int(action_space.n), QuantConfig.from_dict(quant), hidden_sizes=net_arch,
-            obs_range=obs_range, qat=qat, activation_clip=activation_clip,
+            obs_range=obs_range, qat=qat, activation_clip=activation_clip, target=target,
         )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -47,7 +48,7 @@ class RIVCPolicy(DQNPolicy):
 
     policy_kwargs: ``net_arch`` (hidden sizes, default [64, 64]), ``activation_clip`` (initial
     PACT clip), ``obs_range`` ((low, high) for the input quantizer; default: the space's bounds,
-    calibrated from replay data where they are infinite). The agent sets ``quant`` and ``qat``.
+    calibrated from replay data where they are infinite). The agent sets ``quant``, ``qat`` and ``target``.
     """
 
     def __init__(
@@ -60,12 +61,13 @@ class RIVCPolicy(DQNPolicy):
         qat: bool = True,
         activation_clip: float = 2.0,
         obs_range: tuple | None = None,
+        target: str = "akida",
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.quant_args = {
             "quant": quant or QuantConfig().to_dict(), "qat": qat,
-            "activation_clip": activation_clip, "obs_range": obs_range,
+            "activation_clip": activation_clip, "obs_range": obs_range, "target": target,
         }
         super().__init__(
             observation_space, action_space, lr_schedule, net_arch=list(net_arch or [64, 64]),

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
 
-from rivc.agents.policies import RIVCPolicy
-from rivc.neurochip import SpikingPolicy, make_backend
 from rivc import QuantConfig, __version__
+from rivc.agents.policies import RIVCPolicy
+from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
-from rivc.metrics import conversion_error
+from rivc.metrics import ConversionError, conversion_error
+from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
@@ -78,7 +79,11 @@ def _check_env_spaces(env: gym.Env | Any) -> None:
 class RIVC(DQN):
     """Robust Iterative Value Conversion.
 
-    :param backend: neurochip backend name (``"snntorch"``) or a ``neurochip.Backend`` instance.
+    :param target: the chip whose arithmetic is trained and deployed (``rivc.chip.TARGETS``):
+        ``"akida"`` (Akida 2.0, default), ``"akd1000"`` (AKD1000/AKD1500) or ``"rate"`` (rate-coded IF,
+        time-stepped chips). A network the chip cannot hold on hardware is refused here.
+    :param backend: where the spiking policy runs while training: ``"snntorch"`` (integrate-and-fire
+        emulation of the target, bit-exact for the Akida targets) or ``"akida"`` (Akida's engine).
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
     :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (DESIGN.md baselines).
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
@@ -105,6 +110,7 @@ class RIVC(DQN):
         self,
         policy: str | type[RIVCPolicy],
         env: gym.Env | str | None,
+        target: str = DEFAULT_TARGET,
         backend: str = "snntorch",
         backend_kwargs: dict[str, Any] | None = None,
         quant: QuantConfig | dict[str, int] | None = None,
@@ -157,6 +163,7 @@ class RIVC(DQN):
         if env is not None:
             _check_env_spaces(env)
         self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig(**(quant or {}))
+        self.target = get_target(target).name
         self.variant = variant
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
         self.convert_every, self.conversion_eval_size = int(convert_every), int(conversion_eval_size)
@@ -167,6 +174,9 @@ class RIVC(DQN):
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
+        if self.backend_name == "akida" and get_target(self.target).ip_version is None:
+            raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
+                             "train the rate-coded target on backend='snntorch'")
         self.spiking_policy: SpikingPolicy | None = None
         self.calibrate_clips = bool(calibrate_clips)
         if input_range not in ("space", "data"):
@@ -175,7 +185,7 @@ class RIVC(DQN):
         self._calibrated = False
         self.num_conversions = 0
         policy_kwargs = dict(policy_kwargs or {})
-        policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat)
+        policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat, target=self.target)
         super().__init__(
             policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
             batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
@@ -184,6 +194,19 @@ class RIVC(DQN):
             max_grad_norm=max_grad_norm, tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs,
             verbose=verbose, seed=seed, device=device, _init_setup_model=_init_setup_model, **kwargs,
         )
+
+    def _setup_model(self) -> None:
+        """SB3's set-up, then the chip check: a network the target cannot hold on hardware is refused
+        now (akida's mapper, where the package is installed), not at export. A network whose input
+        range is known converts at once; one with unbounded inputs at the end of warm-up."""
+        super()._setup_model()
+        chip = get_target(self.target)
+        if chip.device is not None:
+            from rivc.neurochip.akida_backend import check_hardware_fit
+
+            check_hardware_fit(self.q_network.config, self.q_network.sizes, chip)
+        if self.variant_spec.snn_acts and not self.q_network.needs_calibration and self.variant_spec.qat:
+            self.convert()
 
     # -- networks -------------------------------------------------------------------------------
     @property
@@ -227,26 +250,46 @@ class RIVC(DQN):
 
     def convert(self) -> SpikingPolicy:
         """Convert the current Q-network into a spiking policy on the backend (and use it to act)."""
-        self._ensure_calibrated()
         calibration = None if self.variant_spec.qat else self._replay_observations(limit=1024)
-        exported = self.q_network.export(calibration_obs=calibration, **self.backend.export_options)
-        self.spiking_policy = self.backend.convert(exported)
+        self.spiking_policy = self.backend.convert(self.q_network.export(calibration_obs=calibration))
         self.num_conversions += 1
         return self.spiking_policy
 
-    def _conversion_error(self) -> tuple[float, float, float] | None:
-        obs = self._replay_observations(limit=self.conversion_eval_size)
+    def end_warmup(self) -> None:
+        """At the end of warm-up (the first ``train``): calibrate on the warm-up data, and convert."""
+        self._ensure_calibrated()
+        if self.variant_spec.snn_acts:
+            self.convert()
+
+    def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RIVC:
+        """SB3's ``learn``; a run shorter than the warm-up still ends with a converted policy."""
+        super().learn(total_timesteps, *args, **kwargs)
+        if not self._calibrated and self._replay_observations() is not None:
+            self.end_warmup()
+        return self
+
+    def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
+        """SB3's action sampling; the first action after warm-up comes from the converted policy."""
+        if not self._calibrated and self.num_timesteps >= learning_starts:
+            self.end_warmup()
+        return super()._sample_action(learning_starts, action_noise, n_envs)
+
+    def conversion_error(self, observations: np.ndarray | None = None) -> ConversionError | None:
+        """Conversion error of the acting spiking policy against the trained network, on
+        ``observations`` (default: a sample of ``conversion_eval_size`` replay observations)."""
+        obs = self._replay_observations(limit=self.conversion_eval_size) if observations is None else observations
         if obs is None or self.spiking_policy is None:
             return None
+        obs = np.asarray(obs, dtype=np.float32).reshape(-1, self.q_network.obs_dim)
         with torch.no_grad():
             q_ref = self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-        error = conversion_error(q_ref, self.spiking_policy.q_values(obs))
-        return error.action_agreement, error.mean_abs_dq, self.spiking_policy.spikes_per_action
+        return conversion_error(q_ref, *self.spiking_policy.q_values_and_spikes(obs))
 
     # -- the update -----------------------------------------------------------------------------
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """QAT gradient steps on the gap-increasing target, each followed by a conversion."""
-        self._ensure_calibrated()
+        if not self._calibrated:
+            self.end_warmup()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing
@@ -278,7 +321,7 @@ class RIVC(DQN):
                 convert_seconds += time.perf_counter() - start
                 conversions += 1
                 if self.num_conversions % self.conversion_eval_every == 0:
-                    errors.append(self._conversion_error())
+                    errors.append(self.conversion_error())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
         if conversions:
@@ -286,10 +329,8 @@ class RIVC(DQN):
             self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
         errors = [e for e in errors if e is not None]
         if errors:
-            agreement, mean_abs_dq, spikes = np.mean(errors, axis=0)
-            self.logger.record("conversion/action_agreement", float(agreement))
-            self.logger.record("conversion/mean_abs_dq", float(mean_abs_dq))
-            self.logger.record("snn/spikes_per_action", float(spikes))
+            for key, value in ConversionError.mean(errors).as_log().items():
+                self.logger.record(key, value)
 
     def _on_step(self) -> None:
         """SB3's exploration schedule and target update; the target's quantized weights are cached,
@@ -307,7 +348,9 @@ class RIVC(DQN):
             with torch.no_grad():
                 return self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
         if self.spiking_policy is None:
-            self.convert()
+            raise RuntimeError(
+                "no spiking policy yet: the network converts at the end of warm-up (learn()), or at once "
+                "when the observation space is bounded; call convert() after setting an input range")
         return self.spiking_policy.q_values(obs)
 
     def predict(
@@ -341,7 +384,7 @@ class RIVC(DQN):
 
     # -- persistence -----------------------------------------------------------------------------
     HYPERPARAMETERS = (
-        "variant", "alpha", "beta", "operator", "exploration", "convert_every", "conversion_eval_size",
+        "variant", "target", "alpha", "beta", "operator", "exploration", "convert_every", "conversion_eval_size",
         "conversion_eval_every",
         "calibration_margin", "calibrate_clips", "input_range", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
         "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",

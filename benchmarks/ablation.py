@@ -84,23 +84,13 @@ def grid(quick: bool, seeds: int) -> list[RunSpec]:
 
 
 def evaluate(model, env_id: str, episodes: int, seed: int) -> tuple[float, float]:
-    """Mean return and success rate (``info["is_success"]`` where the env reports it) of the acting policy."""
+    """Mean return and success rate (NaN where the env reports none) of the acting policy."""
     import gymnasium as gym
 
-    env = gym.make(env_id)
-    returns, successes = [], []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, total, info = False, 0.0, {}
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, info = env.step(int(action))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        successes.append(float(info.get("is_success", np.nan)))
-    env.close()
-    return float(np.mean(returns)), float(np.mean(successes))
+    from rivc.agents.rollout import rollout
+
+    result = rollout(model, gym.make(env_id), episodes, seed=seed)
+    return result.mean_return, np.nan if result.success_rate is None else result.success_rate
 
 
 def make_model(spec: RunSpec):
@@ -127,20 +117,21 @@ def run_one(spec: RunSpec) -> dict:
 
     class Recorder(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % every == 0:
+            acting = self.model.spiking_policy is not None or not self.model.variant_spec.snn_acts
+            if self.num_timesteps % every == 0 and acting:  # the SNN exists from the end of warm-up
                 mean, success = evaluate(self.model, spec.env_id, EVAL_EPISODES, seed=10_000 + self.num_timesteps)
                 curve.append([self.num_timesteps, mean, success])
-                error = self.model._conversion_error() if self.model.variant_spec.snn_acts else None
+                error = self.model.conversion_error() if self.model.variant_spec.snn_acts else None
                 if error is not None:
-                    agreement.append([self.num_timesteps, error[0]])
+                    agreement.append([self.num_timesteps, error.action_agreement])
             return True
 
     model.learn(spec.timesteps, callback=Recorder())
     final_return, final_success = evaluate(model, spec.env_id, 20, seed=100_000)
     final_agreement = None
     if model.variant_spec.snn_acts and model.spiking_policy is not None:
-        error = model._conversion_error()
-        final_agreement = None if error is None else error[0]
+        error = model.conversion_error()
+        final_agreement = None if error is None else error.action_agreement
     return {
         **asdict(spec), "params": dict(spec.params), "final_return": final_return, "final_success": final_success,
         "final_agreement": final_agreement, "curve": curve, "agreement_curve": agreement,

@@ -1,32 +1,38 @@
-"""BrainChip Akida backend: the integer network as an ``akida.Model`` (InputData + Dense1D layers).
+"""BrainChip Akida backend: the integer network as an ``akida.Model``, bit-exact with it.
 
-Mapping of the integer arithmetic (``rivc.integer_net``) onto Akida's Dense1D, per layer:
+Two chip targets (:mod:`rivc.chip`), two layer sets:
 
-* input        ``InputData((1, 1, obs_dim), input_bits)``; the signed input codes are fed as int8;
-* weights      the int8 weight codes, transposed to Akida's ``(inputs, units)`` kernel;
-* bias         ``bias << bias_shift`` with an int8 ``bias`` per unit: the network must be exported
-               with ``bias_bits=8`` (``AkidaBackend.export_options``) so that every bias is such a value;
-* requantize   ``output_scales = multiplier`` (uint8: ``multiplier_bits=8``), ``output_shift = -shift``:
-               Akida computes ``(acc * scale) >> shift`` rounding half up, as the integer reference does;
-* activation   ReLU saturated at ``output_bits = activation_bits`` gives ``clip(., 0, L)``;
-* output layer no activation, ``output_bits=32``: the raw accumulator; ``Q = scale * acc`` on the host.
+``akida`` (Akida 2.0, IPv2): ``InputData((1, 1, obs_dim), 8)`` + ``Dense1D`` layers. Weight codes as int8
+kernels (``weights_bits`` 4, or 8 for 8-bit codes), biases as ``int8 << bias_shift``, requantization as
+``output_scales`` (uint8) and a negative ``output_shift`` (rounding half up), ReLU with 4-bit outputs,
+1/2-bit activations clipped on the accumulator (``max_value << max_value_shift``); the Q-value head is
+a 32-bit accumulator scaled on the host.
 
-Anything Akida cannot express raises ``AkidaConversionError`` naming the layer and the limit.
-The software engine runs when no board is attached; ``device=`` picks a board from ``akida.devices()``.
+``akd1000`` (Akida 1.0, IPv1: AKD1000, AKD1500): the observation codes ``+ 128`` as a small uint8
+image into ``InputConvolutional`` (the first Valid kernel position covers the observation: a dense
+layer with 8-bit weights; the zero point moves into the threshold; the second output column, which
+the chip's minimum width adds, gets zero weights), then ``FullyConnected`` layers; each activation is
+``ceil((acc - threshold) / act_step)`` with the engine's act_step in sixteenths; the head returns
+the raw accumulator and its bias is added on the host.
+
+A model that cannot be hardware-resident on the target's device raises ``AkidaConversionError``,
+naming the layer and the limit. The software engine runs when no board is attached; ``device=`` picks
+a board from ``akida.devices()``.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import io
 from typing import Any
 
 import numpy as np
 
+from rivc.chip import THRESHOLD_STEP, act_step, split_bias
+from rivc.integer_net import InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
-from rivc.integer_net import IntegerNetwork, split_bias
 
-SUPPORTED_WEIGHT_BITS = (1, 2, 4, 8)
-SUPPORTED_ACTIVATION_BITS = (1, 2, 4)  # an 8-bit ReLU output saturates at 127 (int8), not 255
-ACCUMULATOR_BITS = 28  # Dense1D buffer_bits
 POST_OP_BITS = 32  # Dense1D post_op_buffer_bits
 
 
@@ -45,54 +51,53 @@ def import_akida():
 
 
 def check_network(network: IntegerNetwork) -> None:
-    """Raise ``AkidaConversionError`` where the network does not fit Akida's Dense1D arithmetic."""
-    config = network.config
-    if config.weight_bits not in SUPPORTED_WEIGHT_BITS:
-        raise AkidaConversionError(f"weight_bits={config.weight_bits}: Akida supports {SUPPORTED_WEIGHT_BITS}")
-    if config.activation_bits not in SUPPORTED_ACTIVATION_BITS:
+    """Raise ``AkidaConversionError`` where the network is not one of the Akida targets' arithmetic."""
+    chip = network.chip
+    if chip.ip_version is None:
         raise AkidaConversionError(
-            f"activation_bits={config.activation_bits}: Akida's unsigned ReLU outputs support "
-            f"{SUPPORTED_ACTIVATION_BITS} bits (its 8-bit outputs saturate at 127)")
-    if config.input_bits != 8:
-        raise AkidaConversionError(
-            f"input_bits={config.input_bits}: Akida takes signed inputs only as int8; use input_bits=8")
+            f"the network was trained for target {network.target!r}, which Akida does not run: train with "
+            "target='akida' (Akida 2.0) or target='akd1000' (AKD1000), or deploy on the snntorch backend")
+    chip.check(network.config, [network.obs_dim, *(layer.weights.shape[0] for layer in network.layers)])
     input_max = network.input.zero_point
     for i, layer in enumerate(network.layers):
-        fan_in_max = input_max if i == 0 else config.activation_levels
+        fan_in_max = input_max if i == 0 else network.config.activation_levels
         acc_bound = np.abs(layer.weights).sum(axis=1).max() * fan_in_max + np.abs(layer.bias).max(initial=0)
-        if acc_bound >= 2 ** (ACCUMULATOR_BITS - 1):
-            raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {ACCUMULATOR_BITS}-bit buffer")
+        if acc_bound >= 2 ** (chip.accumulator_bits - 1):
+            raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {chip.accumulator_bits}-bit buffer")
+        if chip.requantization == THRESHOLD_STEP:
+            continue
         mantissa, shift = split_bias(layer.bias, 8)
-        unexpressed = np.flatnonzero((mantissa << shift) != layer.bias)
-        if unexpressed.size:
-            raise AkidaConversionError(
-                f"layer {i}: bias {layer.bias[unexpressed[0]]} is not an int8 times a power of two: export the "
-                "network with bias_bits=8 (AkidaBackend.export_options)"
-            )
+        if np.any((mantissa << shift) != layer.bias):
+            raise AkidaConversionError(f"layer {i}: a bias is not an int8 times a power of two (Akida's bias format)")
         if layer.is_output:
             continue
         if layer.multiplier.max(initial=0) > 255 or layer.multiplier.min(initial=0) < 0:
             raise AkidaConversionError(
-                f"layer {i}: requantization multiplier up to {layer.multiplier.max()} exceeds Akida's uint8 "
-                "output scale: export with multiplier_bits=8 (AkidaBackend.export_options)")
+                f"layer {i}: output scale up to {layer.multiplier.max()} exceeds Akida's uint8 output_scales")
         if layer.shift > 127:
             raise AkidaConversionError(f"layer {i}: output shift {layer.shift} exceeds Akida's int8 range")
         if acc_bound * layer.multiplier.max(initial=0) >= 2 ** (POST_OP_BITS - 1):
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
 
 
-def build_model(network: IntegerNetwork):
-    """An ``akida.Model`` computing the integer network's hidden codes and output accumulator."""
-    akida = import_akida()
-    check_network(network)
+def _value_and_shift(value: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``value = mantissa << shift`` with an unsigned ``bits``-bit mantissa (exact for such values)."""
+    shift = np.zeros_like(value)
+    while np.any(value >> shift > 2**bits - 1):
+        shift = np.where(value >> shift > 2**bits - 1, shift + 1, shift)
+    return value >> shift, shift
+
+
+def _build_ipv2(akida, network: IntegerNetwork):
     model = akida.Model()
     model.add(akida.InputData((1, 1, network.obs_dim), input_bits=network.config.input_bits))
     for i, layer in enumerate(network.layers):
+        weights_bits = 4 if network.chip.layer_weight_bits(i, network.config.weight_bits) <= 4 else 8
         if layer.is_output:
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=32, activation=akida.ActivationType.NoActivation,
-                                  name="q_values")
+            dense = akida.Dense1D(layer.weights.shape[0], output_bits=32, weights_bits=weights_bits,
+                                  activation=akida.ActivationType.NoActivation, name="q_values")
         else:
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=network.config.activation_bits,
+            dense = akida.Dense1D(layer.weights.shape[0], output_bits=4, weights_bits=weights_bits,
                                   activation=akida.ActivationType.ReLU, name=f"hidden_{i}")
         model.add(dense)
         dense.set_variable("weights", layer.weights.T.astype(np.int8))
@@ -102,33 +107,116 @@ def build_model(network: IntegerNetwork):
         if not layer.is_output:
             dense.set_variable("output_scales", layer.multiplier.astype(np.uint8))
             dense.set_variable("output_shift", np.full(layer.multiplier.shape, -layer.shift, dtype=np.int8))
+            if layer.acc_clip is not None:
+                value, value_shift = _value_and_shift(layer.acc_clip)
+                dense.set_variable("max_value", value.astype(np.uint8))
+                dense.set_variable("max_value_shift", value_shift.astype(np.uint8))
     return model
 
 
-def mapping_report(network: IntegerNetwork, device: Any = "TwoNodesIPv2") -> dict[str, Any]:
-    """Map the policy onto a (virtual) Akida device and report what runs on hardware NPs.
+def _build_ipv1(akida, network: IntegerNetwork):
+    config = network.config
+    layout = network.chip.input_layout(network.obs_dim)
+    kernel_inputs = layout.kernel**2 * layout.image[2]
+    model = akida.Model()
+    for i, layer in enumerate(network.layers):
+        units = layer.weights.shape[0]
+        if i == 0:
+            conv = akida.InputConvolutional(
+                input_shape=layout.image, kernel_size=(layout.kernel, layout.kernel), filters=units,
+                kernel_stride=(layout.stride, layout.stride), padding=akida.Padding.Valid, weights_bits=8,
+                activation=True, act_bits=config.activation_bits, name="hidden_0")
+            flat = np.zeros((kernel_inputs, units), dtype=np.int64)
+            flat[: network.obs_dim] = layer.weights.T
+            weights = flat.reshape(layout.kernel, layout.kernel, layout.image[2], units)  # (kh, kw, C, F)
+            zero_point = network.input.zero_point * layer.weights.sum(axis=1)  # pixels are codes + 128
+        else:
+            conv = akida.FullyConnected(units, weights_bits=network.chip.layer_weight_bits(i, config.weight_bits),
+                                        activation=not layer.is_output, act_bits=config.activation_bits,
+                                        name="q_values" if layer.is_output else f"hidden_{i}")
+            weights = layer.weights.T
+            if i == 1:  # the input layer's output is (1, 2, F), flattened f-major: input 2 f + x, x = 0 used
+                weights = np.zeros((2 * layer.weights.shape[1], units), dtype=np.int64)
+                weights[0::2] = layer.weights.T
+            weights, zero_point = weights.reshape(1, 1, -1, units), 0
+        model.add(conv)
+        conv.set_variable("weights", weights.astype(np.int8))
+        if not layer.is_output:  # ceil((W @ pixels - threshold) / step) = ceil((acc - offset) / step)
+            conv.set_variable("threshold", (layer.offset - layer.bias + zero_point).astype(np.int32))
+            conv.set_variable("act_step", act_step(layer.step, config.activation_bits))
+    return model
 
-    ``device``: an ``akida`` device, or the name of a virtual one (``"TwoNodesIPv2"``, ``"AKD1000"``...).
-    Returns ``{"device", "fits", "hardware_layers", "software_layers", "nps", "error"}``.
+
+def build_model(network: IntegerNetwork):
+    """An ``akida.Model`` computing the integer network's hidden codes and output accumulator."""
+    akida = import_akida()
+    check_network(network)
+    return (_build_ipv1 if network.chip.ip_version == "v1" else _build_ipv2)(akida, network)
+
+
+def fit_report(network: IntegerNetwork, device: Any = None) -> dict[str, Any]:
+    """Map the policy onto a (virtual) Akida device with ``hw_only=True`` and report the fit from
+    akida's own APIs: NPs by type, sequences and passes, program memory, MACs.
+
+    ``device``: an ``akida`` device, or the name of a virtual one; default the target's
+    (``TwoNodesIPv2`` for Akida 2.0, ``AKD1000`` for Akida 1.0). Raises ``AkidaConversionError``
+    with the mapper's reason when a layer cannot run on hardware.
     """
     akida = import_akida()
     model = build_model(network)
+    device = device or network.chip.device
     dev = getattr(akida, device)() if isinstance(device, str) else device
-    report: dict[str, Any] = {"device": str(device), "hardware_layers": [], "software_layers": [], "nps": 0, "error": None}
     try:
-        model.map(dev, hw_only=False)
-    except RuntimeError as exc:  # e.g. "The IP version of the model and device must be identical."
-        report.update(fits=False, error=str(exc))
-        return report
-    for sequence in model.sequences:
-        names = [layer.name for p in sequence.passes for layer in p.layers]
-        on_hardware = sequence.backend == akida.BackendType.Hardware
-        report["hardware_layers" if on_hardware else "software_layers"].extend(names)
-        if on_hardware:
-            report["nps"] += sum(len(layer.mapping.nps) for p in sequence.passes for layer in p.layers if layer.mapping)
-    hidden = [f"hidden_{i}" for i in range(len(network.layers) - 1)]
-    report["fits"] = all(name in report["hardware_layers"] for name in hidden)
-    return report
+        model.map(dev, hw_only=True)
+    except RuntimeError as exc:
+        raise AkidaConversionError(f"the policy is not hardware-resident on {device}: {exc}") from exc
+    nps = collections.Counter(str(np_.type).split(".")[-1] for layer in model.layers if layer.mapping
+                              for np_ in layer.mapping.nps)
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        model.summary()
+    return {
+        "device": str(device), "target": network.target, "hardware_only": True,
+        "nps": dict(sorted(nps.items())), "np_count": sum(nps.values()),
+        "sequences": len(model.sequences), "passes": sum(len(seq.passes) for seq in model.sequences),
+        "program_bytes": sum(len(seq.program) for seq in model.sequences),
+        "program_memory_bytes": sum(akida.get_program_memory_infos(seq.program).program_memory
+                                    for seq in model.sequences),
+        "macs": int(getattr(model, "macs", 0) or 0) or sum(layer.weights.size for layer in network.layers),
+        "summary": summary.getvalue(),
+    }
+
+
+def check_hardware_fit(config, sizes: list[int], target) -> dict[str, Any] | None:
+    """Refuse, when a network of these ``sizes`` is built, what the target's device cannot hold on
+    hardware: akida's own mapper (``hw_only=True``) on a network of that shape with random codes.
+    Returns the fit report, or ``None`` where the ``akida`` package is not installed (the target's
+    static limits were checked when the network was built)."""
+    try:
+        import_akida()
+    except ImportError:
+        return None
+    rng = np.random.default_rng(0)
+    layers = []
+    for i, (fan_in, units) in enumerate(zip(sizes[:-1], sizes[1:])):
+        top = max(1, 2 ** (target.layer_weight_bits(i, config.weight_bits) - 1) - 1)
+        layer = IntegerLayer(weights=rng.integers(-top, top + 1, (units, fan_in)) | 1, bias=np.zeros(units, np.int64),
+                             scale=np.ones(units))
+        if i < len(sizes) - 2:
+            if target.requantization == THRESHOLD_STEP:
+                layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
+            else:
+                layer.multiplier, layer.shift = np.ones(units, np.int64), 8
+        layers.append(layer)
+    quantizer = InputQuantizer(-np.ones(sizes[0]), np.ones(sizes[0]), config.input_bits)
+    network = IntegerNetwork(config=config, input=quantizer, layers=layers, target=target.name)
+    return fit_report(network)
+
+
+def format_fit(report: dict[str, Any]) -> str:
+    nps = ", ".join(f"{count} {kind}" for kind, count in report["nps"].items())
+    return (f"{report['device']}: hardware-resident ({nps}; {report['passes']} pass(es), program memory "
+            f"{report['program_memory_bytes']} B, {report['macs']} MACs)")
 
 
 class AkidaPolicy(SpikingPolicy):
@@ -138,19 +226,35 @@ class AkidaPolicy(SpikingPolicy):
         self.network = network
         self.model = build_model(network)
         self.device = device
+        self.ipv1 = network.chip.ip_version == "v1"
+        if self.ipv1:
+            self.layout = network.chip.input_layout(network.obs_dim)
         if device is not None:
             try:
-                self.model.map(device, hw_only=False)
+                self.model.map(device, hw_only=True)
             except RuntimeError as exc:
                 raise RuntimeError(
                     f"mapping the policy onto the Akida board {device} failed ({exc}); check the board "
                     "(akida.devices()) or run on the software engine: backend_kwargs={'device': 'software'}"
                 ) from exc
 
+    def _inputs(self, codes: np.ndarray) -> np.ndarray:
+        if not self.ipv1:
+            return codes.astype(np.int8).reshape(-1, 1, 1, self.obs_dim)
+        zero_point, (height, width, channels), kernel = self.network.input.zero_point, self.layout.image, self.layout.kernel
+        block = np.full((len(codes), kernel * kernel * channels), zero_point, dtype=np.int64)
+        block[:, : self.obs_dim] = codes + zero_point
+        image = np.full((len(codes), height, width, channels), zero_point, dtype=np.uint8)
+        image[:, :kernel, :kernel, :] = block.reshape(-1, kernel, kernel, channels)  # the first kernel position
+        return image
+
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        codes = self.network.input.codes(obs).astype(np.int8)
-        acc = self.model.forward(codes.reshape(-1, 1, 1, self.obs_dim)).reshape(len(codes), -1)
-        return acc.astype(np.float64) * self.network.layers[-1].scale
+        codes = self.network.input.codes(obs)
+        acc = self.model.forward(self._inputs(codes)).reshape(len(codes), -1).astype(np.int64)
+        head = self.network.layers[-1]
+        if self.ipv1:  # the head returns the raw accumulator: its bias is added on the host
+            acc = acc + head.bias
+        return acc.astype(np.float64) * head.scale
 
     def save(self, path) -> None:
         """Akida's own model file (``.fbz``), for ``akida.Model(path)`` on a board."""
@@ -162,8 +266,6 @@ class AkidaBackend(Backend):
     software engine), ``"software"``, or an index into ``akida.devices()``."""
 
     name = "akida"
-    #: the integer network must carry Akida-representable requantization scales and biases
-    export_options = {"multiplier_bits": 8, "bias_bits": 8}
 
     def __init__(self, device: str | int = "auto") -> None:
         akida = import_akida()
@@ -180,4 +282,4 @@ class AkidaBackend(Backend):
             raise ValueError(f"device must be 'auto', 'software' or an index into akida.devices(), got {device!r}")
 
     def convert(self, network) -> AkidaPolicy:
-        return AkidaPolicy(as_integer_network(network, **self.export_options), self.device)
+        return AkidaPolicy(as_integer_network(network), self.device)

@@ -14,13 +14,13 @@ import numpy as np
 from rivc.integer_net import IntegerNetwork
 
 
-def as_integer_network(network: Any, **export_options: Any) -> IntegerNetwork:
-    """Accept an ``IntegerNetwork`` or anything with ``export(**export_options)`` returning one."""
+def as_integer_network(network: Any) -> IntegerNetwork:
+    """Accept an ``IntegerNetwork`` or anything with ``export()`` returning one."""
     if isinstance(network, IntegerNetwork):
         return network
     export = getattr(network, "export", None)
     if callable(export):
-        exported = export(**export_options)
+        exported = export()
         if isinstance(exported, IntegerNetwork):
             return exported
     raise TypeError(
@@ -33,8 +33,6 @@ class SpikingPolicy(ABC):
     """A converted policy: Q-values from spiking dynamics, greedy actions."""
 
     network: IntegerNetwork
-    #: mean number of hidden-layer spikes per observation in the last ``q_values`` call
-    spikes_per_action: float = 0.0
     #: what ``rivc.neurochip.load_policy`` read from the policy folder's ``policy.json``
     metadata: dict | None = None
 
@@ -50,6 +48,12 @@ class SpikingPolicy(ABC):
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q-values ``[B, n_actions]`` (float64) for observations ``[B, obs_dim]`` (or one ``[obs_dim]``)."""
 
+    def q_values_and_spikes(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
+        """Q-values and the mean number of hidden-layer spikes (events) per observation. On an exact
+        target a neuron emits its activation code, so the count is the codes' sum."""
+        hidden, _ = self.network.forward_codes(obs)
+        return self.q_values(obs), float(sum(codes.sum() for codes in hidden)) / max(len(hidden[0]) if hidden else 1, 1)
+
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions ``[B]`` (int64)."""
         return np.argmax(self.q_values(obs), axis=1)
@@ -59,8 +63,6 @@ class Backend(ABC):
     """Converts integer networks into spiking policies for one neurochip (or its emulation)."""
 
     name: str = "backend"
-    #: keyword arguments for ``QuantizedQNetwork.export`` that this chip needs (e.g. 8-bit scales)
-    export_options: dict[str, Any] = {}  # noqa: RUF012
 
     @abstractmethod
     def convert(self, network: Any) -> SpikingPolicy:

@@ -11,8 +11,9 @@ at most one spike per step, reset by subtraction. Per-step input current (intege
 
 With ``T = L`` the first layer's spike counts equal the integer reference's codes exactly.
 Later layers see spike trains, not constant currents, so a neuron may fire early on input that
-later inputs would have cancelled: the synchronous schedule approximates them. The layered
-schedule (:func:`run_layered`) makes every layer exact at the cost of ``T`` steps per layer.
+later inputs would have cancelled: this synchronous schedule is the rate-coded target, which
+approximates them. Exact targets (Akida) run :func:`run_exact`: each layer integrates, then fires
+its count, exact at every layer at the cost of ``T`` steps per layer.
 
 Fast path: the cumulative input ``S_t = start + sum_{tau<=t} J_tau`` depends only on the
 previous layer's cumulative spike counts, so one matrix product covers all time steps; a neuron
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rivc.integer_net import IntegerNetwork
+from rivc.integer_net import IntegerLayer, IntegerNetwork
 
 EXACT_FLOAT = 2.0**52  # float64 holds every integer below this exactly
 EXACT_FLOAT32 = 2.0**24  # and float32 every integer below this
@@ -168,33 +169,36 @@ def run_fast(
     raise ValueError("the network has no output layer")
 
 
-def integration_offset(layer: IFLayer, timesteps: int) -> np.ndarray:
-    """Layered schedule: the most positive input a neuron can gather in one window of ``T`` steps.
+def firing_membrane(layer: IntegerLayer, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
+    """Exact targets: the membrane a hidden neuron holds after integrating its accumulator ``acc``,
+    and its threshold, such that it fires ``#{k >= 1: membrane > k * theta}`` spikes (at most one a
+    step, reset by subtraction): the target's activation code.
 
-    Its membrane starts that far below its usual start so that it cannot fire while integrating;
-    the offset is injected back at the first step of the neuron's own firing window.
+    Akida 2.0 (scale, shift): ``membrane = min(acc, acc_clip) * scale + 2**(shift-1) + 1``,
+    ``theta = 2**shift`` (the ``+ 1`` and the strict threshold round half up on integers).
+    AKD1000 (offset, step16): ``membrane = 16 * (acc - offset) + step16``, ``theta = step16`` per unit
+    (the ``k``-th spike needs ``16 * (acc - offset) > (k - 1) * step16``: ``ceil``, as the chip divides).
     """
-    return timesteps * (np.clip(layer.weights * layer.gain, 0, None).sum(axis=0) + np.clip(layer.bias, 0, None))
+    if layer.step is not None:
+        step = layer.step.astype(np.float64)
+        return 16.0 * (acc - layer.offset) + step, step
+    if layer.acc_clip is not None:
+        acc = np.minimum(acc, layer.acc_clip)
+    theta = float(2**layer.shift)
+    return acc * layer.multiplier.astype(np.float64) + (theta / 2 + 1.0), theta
 
 
-def run_layered(
-    layers: list[IFLayer], input_codes: np.ndarray, timesteps: int, work: Workspace | None = None
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Layered schedule: each hidden layer after the first integrates its input for a window of
-    ``T`` steps, then fires in the next window (a burst of ``min(T, n)`` spikes). The counts then
-    equal the integer reference's codes at every layer when ``T = L``; latency is ``T`` per hidden layer.
+def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Exact targets (Akida): each hidden layer integrates its input spikes for a window of ``T = L``
+    steps, then fires its count in the next window (``min(T, n)`` spikes, at most one a step); the
+    output layer integrates without spiking. Returns the output membrane ``[B, A]`` (the accumulator)
+    and each hidden layer's spike counts ``[B, H]``: the target's activation codes.
     """
-    work = work or Workspace()
-    if layers[0].theta == 0.0:
-        return _output_membrane(layers[0], input_codes, timesteps), []
-    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
-    counts = _first_layer_counts(layers[0], input_codes, timesteps, work)  # exact already
-    history = [counts]
-    final = counts[-1]
-    for layer in layers[1:]:
-        if layer.theta == 0.0:
-            return _output_membrane(layer, final, timesteps), history
-        membrane = membrane_start(layer.theta) + _output_membrane(layer, final, timesteps)
-        final = np.clip(np.ceil(membrane / layer.theta) - 1.0, 0.0, timesteps)  # #{k >= 1: membrane > k theta}
-        history.append(np.minimum(t, final))  # fires every step of its window until spent
-    raise ValueError("the network has no output layer")
+    levels = network.config.activation_levels
+    counts, history = input_codes, []
+    for layer in network.hidden_layers:
+        membrane, theta = firing_membrane(layer, counts @ layer.weights.T.astype(np.float64) + layer.bias)
+        counts = np.clip(np.ceil(membrane / theta) - 1.0, 0.0, levels)  # #{k >= 1: membrane > k theta}
+        history.append(counts)
+    out = network.layers[-1]
+    return counts @ out.weights.T.astype(np.float64) + out.bias, history

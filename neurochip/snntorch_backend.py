@@ -1,25 +1,22 @@
-"""The default backend: integrate-and-fire emulation with snntorch semantics.
+"""The default backend: integrate-and-fire emulation of a chip target with snntorch semantics.
 
-``exact_reference=False`` (default) runs the vectorised numpy path of :mod:`rivc.neurochip.if_sim`;
-``exact_reference=True`` steps ``snntorch.Leaky`` neurons (beta=1, reset by subtraction)
-through time. Both produce the same spikes and Q-values, bit for bit.
+The target of the integer network picks the schedule. Rate-coded target: every layer runs in the
+same ``T`` steps (synchronous; later layers approximate their codes). Exact targets (Akida 2.0,
+AKD1000): each hidden layer integrates its input for a window of ``T = L`` steps, then fires its
+activation code as a burst, so every spike count equals the chip's activation.
+
+``exact_reference=False`` (default) runs the vectorised numpy paths of :mod:`rivc.neurochip.if_sim`;
+``exact_reference=True`` steps ``snntorch.Leaky`` neurons (beta=1, reset by subtraction) through
+time. Both produce the same spikes and Q-values, bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
-from rivc.neurochip.if_sim import (
-    IFLayer,
-    Workspace,
-    integration_offset,
-    membrane_start,
-    prepare_layers,
-    run_fast,
-    run_layered,
-)
 from rivc.integer_net import IntegerNetwork
+from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
+from rivc.neurochip.if_sim import IFLayer, Workspace, firing_membrane, membrane_start, prepare_layers, run_exact, run_fast
 
 
 def check_timesteps(timesteps: int | None) -> int | None:
@@ -31,125 +28,131 @@ def check_timesteps(timesteps: int | None) -> int | None:
     return int(timesteps)
 
 
-SCHEDULES = ("synchronous", "layered")
-
-
-def check_schedule(schedule: str) -> str:
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; use one of {', '.join(SCHEDULES)}")
-    return schedule
-
-
 class IFPolicy(SpikingPolicy):
     """Spiking policy on the fast path (numpy only: what a deployed policy runs)."""
 
-    def __init__(
-        self,
-        network: IntegerNetwork,
-        timesteps: int | None = None,
-        schedule: str = "synchronous",
-        workspace: Workspace | None = None,
-    ) -> None:
+    def __init__(self, network: IntegerNetwork, timesteps: int | None = None, workspace: Workspace | None = None) -> None:
         self.network = network
-        self.timesteps = check_timesteps(timesteps) or network.config.activation_levels
-        self.schedule = check_schedule(schedule)
-        self.layers: list[IFLayer] = prepare_layers(network, self.timesteps)
+        self.rate_coded = network.chip.rate_coded
+        levels = network.config.activation_levels
+        if not self.rate_coded and timesteps not in (None, levels):
+            raise ValueError(
+                f"target {network.target!r} is exact: its neurons fire their activation code in T = 2**activation_bits"
+                f" - 1 = {levels} steps; timesteps={timesteps} applies only to the rate-coded target")
+        self.timesteps = check_timesteps(timesteps) or levels
+        self.layers: list[IFLayer] = prepare_layers(network, self.timesteps) if self.rate_coded else []
         self.workspace = workspace or Workspace()
 
     @property
     def latency_steps(self) -> int:
         """Time steps from input to Q-values."""
-        windows = max(1, len(self.layers) - 1) if self.schedule == "layered" else 1
+        windows = 1 if self.rate_coded else max(1, len(self.network.layers) - 1)
         return self.timesteps * windows
 
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Output membrane ``[B, A]`` and cumulative hidden spike counts ``[T, B, H]`` per layer
-        (each over its own firing window). The count arrays are reused by the next call."""
-        simulate = run_layered if self.schedule == "layered" else run_fast
-        return simulate(self.layers, self.network.input.codes(obs), self.timesteps, self.workspace)
+        """Q-values ``[B, A]`` and each hidden layer's spike counts ``[B, H]``. Rate-coded targets
+        give cumulative counts ``[T, B, H]`` (reused by the next call: copy them to keep them)."""
+        codes = self.network.input.codes(obs)
+        if self.rate_coded:
+            membrane, counts = run_fast(self.layers, codes, self.timesteps, self.workspace)
+            return membrane / self.timesteps * self.network.layers[-1].scale, counts
+        membrane, counts = run_exact(self.network, codes)
+        return membrane * self.network.layers[-1].scale, counts
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        membrane, counts = self.run(obs)
-        self.spikes_per_action = float(sum(c[-1].sum() for c in counts)) / membrane.shape[0]
-        return membrane / self.timesteps * self.network.layers[-1].scale
+        return self.q_values_and_spikes(obs)[0]
+
+    def q_values_and_spikes(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
+        """Q-values and the mean number of hidden-layer spikes per observation."""
+        q, counts = self.run(obs)
+        final = [c[-1] if self.rate_coded else c for c in counts]
+        return q, float(sum(c.sum() for c in final)) / q.shape[0]
 
 
 class SnnTorchReferencePolicy(IFPolicy):
     """Steps ``snntorch.Leaky`` integrate-and-fire neurons through time (slow; the reference)."""
 
-    def __init__(self, network: IntegerNetwork, timesteps: int | None = None, schedule: str = "synchronous",
-                 workspace: Workspace | None = None) -> None:
-        super().__init__(network, timesteps, schedule, workspace)
+    def __init__(self, network: IntegerNetwork, timesteps: int | None = None, workspace: Workspace | None = None) -> None:
+        super().__init__(network, timesteps, workspace)
         import snntorch
         import torch
 
-        self._torch = torch
-        self.neurons = []
-        for layer in self.layers:
-            if layer.theta > 0:  # hidden: integrate-and-fire, reset by subtraction
-                neuron = snntorch.Leaky(beta=1.0, threshold=torch.tensor(layer.theta, dtype=torch.float64),
-                                        reset_mechanism="subtract")
-            else:  # output: integrates, never spikes
-                neuron = snntorch.Leaky(beta=1.0, threshold=torch.tensor(float("inf"), dtype=torch.float64),
-                                        reset_mechanism="none")
-            self.neurons.append(neuron)
-        self.weights = [torch.as_tensor(layer.weights * layer.gain) for layer in self.layers]
-        self.biases = [torch.as_tensor(layer.bias) for layer in self.layers]
-        self.offsets = [torch.as_tensor(integration_offset(layer, self.timesteps)) for layer in self.layers]
+        self._torch, self._snntorch = torch, snntorch
+        integrator = dict(beta=1.0, threshold=torch.tensor(float("inf"), dtype=torch.float64), reset_mechanism="none")
+        if self.rate_coded:
+            self.neurons = [snntorch.Leaky(beta=1.0, threshold=torch.tensor(layer.theta, dtype=torch.float64),
+                                           reset_mechanism="subtract") if layer.theta > 0 else snntorch.Leaky(**integrator)
+                            for layer in self.layers]
+            self.weights = [torch.as_tensor(layer.weights * layer.gain) for layer in self.layers]
+            self.biases = [torch.as_tensor(layer.bias) for layer in self.layers]
+        self.integrator = snntorch.Leaky(**integrator)  # exact targets: the integrating half of a window
 
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self._run_synchronous(obs) if self.rate_coded else self._run_exact(obs)
+
+    def _run_synchronous(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         torch = self._torch
         codes = torch.as_tensor(self.network.input.codes(obs))
-        batch, n_hidden, layered = codes.shape[0], len(self.layers) - 1, self.schedule == "layered"
-        membranes = []
-        for i, (w, layer) in enumerate(zip(self.weights, self.layers)):
-            start = membrane_start(layer.theta) - (self.offsets[i] if layered and 0 < i < n_hidden else 0.0)
-            membranes.append(torch.zeros(batch, w.shape[1], dtype=torch.float64) + start)
+        membranes = [torch.zeros(codes.shape[0], w.shape[1], dtype=torch.float64) + membrane_start(layer.theta)
+                     for w, layer in zip(self.weights, self.layers)]
         counts = [torch.zeros_like(m) for m in membranes[:-1]]
         history: list[list[np.ndarray]] = [[] for _ in counts]
         first_current = codes @ self.weights[0] + self.biases[0]  # the input does not spike
-        # synchronous: every layer steps in one window; layered: window w fires layer w, integrates w + 1
-        windows = [range(len(self.layers))] if not layered else [
-            range(w, w + 2) for w in range(max(1, n_hidden))]
         with torch.no_grad():
-            for active in windows:
-                for step in range(self.timesteps):
-                    spikes = None
-                    for i in active:
-                        if i == 0:
-                            current = first_current
-                        elif spikes is not None:  # driven by the previous layer's spikes
-                            current = spikes @ self.weights[i] + self.biases[i]
-                        else:  # layered: the layer's own firing window, its offset released once
-                            current = (self.offsets[i] if step == 0 else 0.0) + torch.zeros_like(membranes[i])
-                        out, membranes[i] = self.neurons[i](current, membranes[i])
-                        firing = not layered or i == active.start  # layered: layer w + 1 only integrates
-                        if i < n_hidden and firing:
-                            spikes = out.to(torch.float64)
-                            counts[i] += spikes
-                            history[i].append(counts[i].numpy().copy())
-        return membranes[-1].numpy(), [np.stack(h) for h in history]
+            for _ in range(self.timesteps):
+                spikes = None
+                for i, neuron in enumerate(self.neurons):
+                    current = first_current if i == 0 else spikes @ self.weights[i] + self.biases[i]
+                    out, membranes[i] = neuron(current, membranes[i])
+                    if i < len(counts):
+                        spikes = out.to(torch.float64)
+                        counts[i] += spikes
+                        history[i].append(counts[i].numpy().copy())
+        q = membranes[-1].numpy() / self.timesteps * self.network.layers[-1].scale
+        return q, [np.stack(h) for h in history]
+
+    def _run_exact(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Window by window: a layer integrates the previous layer's spike train (the input codes for
+        the first layer), then its neurons, charged to the target's membrane, fire for ``T`` steps."""
+        torch = self._torch
+        spike_train = torch.as_tensor(self.network.input.codes(obs))[None]  # the input: one step of codes
+        history = []
+        with torch.no_grad():
+            for layer in self.network.layers:
+                weights, bias = torch.as_tensor(layer.weights.T.astype(np.float64)), torch.as_tensor(layer.bias * 1.0)
+                acc = torch.as_tensor(bias).expand(spike_train.shape[1], -1).clone()
+                for spikes in spike_train:  # integrate: the output never fires in this half
+                    _, acc = self.integrator(spikes @ weights, acc)
+                if layer.is_output:
+                    return acc.numpy() * layer.scale, history
+                membrane, theta = firing_membrane(layer, acc.numpy())
+                neuron = self._snntorch.Leaky(beta=1.0, threshold=torch.tensor(theta, dtype=torch.float64),
+                                              reset_mechanism="subtract")
+                charge, steps = torch.as_tensor(membrane), []
+                membrane = torch.zeros_like(charge)
+                for step in range(self.timesteps):  # fire: the charge arrives at once and leaves as spikes
+                    spikes, membrane = neuron(charge if step == 0 else torch.zeros_like(charge), membrane)
+                    steps.append(spikes.to(torch.float64))
+                spike_train = torch.stack(steps)
+                history.append(spike_train.sum(0).numpy())
+        raise ValueError("the network has no output layer")
 
 
 class SnnTorchBackend(Backend):
-    """Integrate-and-fire emulation.
+    """Integrate-and-fire emulation of the network's chip target.
 
-    timesteps: steps per window, default ``2**activation_bits - 1`` (exact first layer).
-    schedule: ``"synchronous"`` (all layers run in the same ``T`` steps; later layers approximate
-        their codes) or ``"layered"`` (each layer integrates, then fires in its own window: exact
-        at every layer, latency ``T`` per hidden layer).
+    timesteps: rate-coded target only: steps per action, default ``2**activation_bits - 1``.
     exact_reference: step ``snntorch.Leaky`` neurons in time instead of the vectorised fast path.
     """
 
     name = "snntorch"
 
-    def __init__(self, timesteps: int | None = None, schedule: str = "synchronous", exact_reference: bool = False) -> None:
+    def __init__(self, timesteps: int | None = None, exact_reference: bool = False) -> None:
         self.timesteps = check_timesteps(timesteps)
-        self.schedule = check_schedule(schedule)
         self.exact_reference = exact_reference
         self.workspace = Workspace()  # shared by the policies this backend converts (one per update)
 
     def convert(self, network) -> IFPolicy:
         network = as_integer_network(network)
         policy_cls = SnnTorchReferencePolicy if self.exact_reference else IFPolicy
-        return policy_cls(network, self.timesteps, self.schedule, self.workspace)
+        return policy_cls(network, self.timesteps, self.workspace)

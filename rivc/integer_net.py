@@ -8,13 +8,9 @@ Arithmetic (all integers; ``L = 2**activation_bits - 1``):
   (``-128..127`` for 8 bits, the mid-range observation near 0), where
   ``inv_step = (2**input_bits - 1) / (high - low)`` (float64); the float network sees ``x / 2**(input_bits - 1)``;
 * every layer   ``acc = W @ codes + b`` with signed weight codes ``W`` and bias codes ``b``;
-* hidden layers ``codes = clip(round_half_up(multiplier * acc / 2**shift), 0, L)``, the
-  fixed-point form of ``relu`` clipped at the layer's clip value and quantized to ``L`` levels;
+* hidden layers ``codes = `` the chip target's activation of ``acc`` (:mod:`rivc.chip`): a fixed-point
+  scale and shift (Akida 2.0, rate-coded chips) or a threshold and step (AKD1000), clipped to ``[0, L]``;
 * output layer  ``q = scale * acc`` (float): the Q-values.
-
-Round-half-up is what BrainChip Akida's output shift computes, and what an integrate-and-fire
-neuron realises when its membrane starts one unit above half the threshold and it spikes when
-the membrane is strictly above the threshold.
 """
 
 from __future__ import annotations
@@ -30,21 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
+from rivc.chip import SCALE_SHIFT, ChipTarget, get_target, scale_shift_codes, threshold_step_codes
 from rivc.config import QuantConfig
 
 FORMAT_NAME = "rivc.integer_network"
-FORMAT_VERSION = 1
-MULTIPLIER_BITS = 16  # precision of the fixed-point requantization multiplier
+FORMAT_VERSION = 2  # 2: chip targets; version 1 files (16-bit scales) load as the "rate" target
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
 
 
 class CorruptFileError(ValueError):
     """A file is not a (valid) rivc artifact."""
-
-
-def round_half_up_shift(numerator: np.ndarray, shift: int) -> np.ndarray:
-    """``floor(numerator / 2**shift + 1/2)`` for integer arrays, exactly (shift >= 1)."""
-    return np.floor_divide(numerator + 2 ** (shift - 1), 2**shift)
 
 
 @dataclass
@@ -110,52 +101,30 @@ def check_observations(obs, obs_dim: int) -> np.ndarray:
 
 @dataclass
 class IntegerLayer:
-    """One dense layer in integer form (see the module docstring for the arithmetic)."""
+    """One dense layer in integer form (see the module docstring for the arithmetic).
+
+    A hidden layer carries its target's requantization: ``multiplier``, ``shift`` (and, for
+    1/2-bit Akida activations, ``acc_clip``), or ``offset`` and ``step`` (AKD1000).
+    """
 
     weights: np.ndarray  # int64 [out, in], signed codes
     bias: np.ndarray  # int64 [out], accumulator units
     scale: np.ndarray  # float64 [out], real value of one accumulator unit
-    multiplier: np.ndarray | None = None  # int64 [out]; hidden layers only
-    shift: int | None = None  # hidden layers only, >= 1
+    multiplier: np.ndarray | None = None  # int64 [out]
+    shift: int | None = None  # >= 1
+    acc_clip: np.ndarray | None = None  # int64 [out], accumulator ceiling before scaling
+    offset: np.ndarray | None = None  # int64 [out]
+    step: np.ndarray | None = None  # int64 [out], in sixteenths of an accumulator unit
 
     @property
     def is_output(self) -> bool:
-        return self.multiplier is None
+        return self.multiplier is None and self.step is None
 
-
-def requantization(acc_scale: np.ndarray, activation_step: float, bits: int = MULTIPLIER_BITS) -> tuple[np.ndarray, int]:
-    """Fixed-point ``(multiplier, shift)``, multipliers below ``2**bits``, with
-    ``multiplier / 2**shift ~= acc_scale / activation_step``."""
-    ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
-    top = float(np.max(ratio)) if ratio.size else 0.0
-    shift = bits - 1 - int(np.floor(np.log2(top))) if top > 0 else bits
-    shift = int(min(max(shift, 1), 40))
-    multiplier = np.round(ratio * 2.0**shift).astype(np.int64)
-    if shift > 1 and multiplier.max(initial=0) >= 2**bits:  # rounded up to 2**bits
-        shift -= 1
-        multiplier = np.round(ratio * 2.0**shift).astype(np.int64)
-    return multiplier, shift
-
-
-def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per unit, the smallest ``shift >= 0`` and a signed ``bits``-bit mantissa (symmetric range)
-    with ``mantissa << shift`` nearest to ``bias`` (half up): exact for biases that are such values."""
-    bias = np.asarray(bias, dtype=np.int64)
-    top = 2 ** (bits - 1) - 1
-    shift = np.zeros_like(bias)
-    while np.any(np.abs(bias) > top << shift):
-        shift = np.where(np.abs(bias) > top << shift, shift + 1, shift)
-    mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
-    return np.clip(mantissa, -top, top), shift
-
-
-def quantize_bias(bias: np.ndarray, bits: int | None) -> np.ndarray:
-    """Round bias codes to ``mantissa << shift`` with a signed ``bits``-bit mantissa (Akida's
-    int8 bias with a bias shift); ``bits=None`` leaves them unrestricted."""
-    if bits is None:
-        return np.asarray(bias, dtype=np.int64)
-    mantissa, shift = split_bias(bias, bits)
-    return mantissa << shift
+    def activation(self, acc, levels: int):
+        """Activation codes of the accumulator ``acc`` (numpy or torch, float64 integers)."""
+        if self.step is not None:
+            return threshold_step_codes(acc, self.offset, self.step, levels)
+        return scale_shift_codes(acc, self.multiplier, self.shift, levels, self.acc_clip)
 
 
 @dataclass
@@ -165,9 +134,14 @@ class IntegerNetwork:
     config: QuantConfig
     input: InputQuantizer
     layers: list[IntegerLayer]
+    target: str = "rate"
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def chip(self) -> ChipTarget:
+        return get_target(self.target)
 
     # -- shape -----------------------------------------------------------------------------
     @property
@@ -186,21 +160,29 @@ class IntegerNetwork:
         """Check shapes, code ranges and that exactly the last layer is the output layer."""
         if not self.layers:
             raise ValueError("an integer network needs at least one layer")
-        qw = self.config.weight_levels
+        chip = self.chip
         fan_in = self.input.low.shape[0]
         for i, layer in enumerate(self.layers):
             w = layer.weights
             if w.ndim != 2 or w.shape[1] != fan_in:
                 raise ValueError(f"layer {i}: weights shape {w.shape} does not take {fan_in} inputs")
+            bits = chip.layer_weight_bits(i, self.config.weight_bits)
+            qw = QuantConfig(weight_bits=bits).weight_levels
             if np.any(np.abs(w) > qw):
-                raise ValueError(f"layer {i}: weight codes exceed {self.config.weight_bits}-bit range +-{qw}")
+                raise ValueError(f"layer {i}: weight codes exceed {bits}-bit range +-{qw}")
             if layer.bias.shape != (w.shape[0],) or layer.scale.shape != (w.shape[0],):
                 raise ValueError(f"layer {i}: bias/scale must have shape ({w.shape[0]},)")
             last = i == len(self.layers) - 1
             if last != layer.is_output:
                 raise ValueError(f"layer {i}: only the last layer may (and must) lack a requantization")
-            if not last and (layer.multiplier.shape != (w.shape[0],) or layer.shift is None or layer.shift < 1):
-                raise ValueError(f"layer {i}: multiplier must have shape ({w.shape[0]},) and shift >= 1")
+            if last:
+                pass
+            elif chip.requantization == SCALE_SHIFT:
+                if layer.multiplier is None or layer.multiplier.shape != (w.shape[0],) or layer.shift is None \
+                        or layer.shift < 1:
+                    raise ValueError(f"layer {i}: multiplier must have shape ({w.shape[0]},) and shift >= 1")
+            elif layer.step is None or layer.step.shape != (w.shape[0],) or layer.offset.shape != (w.shape[0],):
+                raise ValueError(f"layer {i}: offset and step must have shape ({w.shape[0]},)")
             fan_in = w.shape[0]
 
     # -- integer reference -------------------------------------------------------------------
@@ -210,8 +192,8 @@ class IntegerNetwork:
         hidden = []
         levels = self.config.activation_levels
         for layer in self.hidden_layers:
-            acc = codes @ layer.weights.T + layer.bias
-            codes = np.clip(round_half_up_shift(acc * layer.multiplier, layer.shift), 0, levels)
+            acc = (codes @ layer.weights.T + layer.bias).astype(np.float64)  # exact integers below 2**53
+            codes = layer.activation(acc, levels).astype(np.int64)
             hidden.append(codes)
         out = self.layers[-1]
         return hidden, codes @ out.weights.T + out.bias
@@ -227,6 +209,7 @@ class IntegerNetwork:
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
             "config": self.config.to_dict(),
+            "target": self.target,
             "n_layers": len(self.layers),
             "shifts": [layer.shift for layer in self.layers],
         }
@@ -238,6 +221,10 @@ class IntegerNetwork:
             arrays[f"s{i}"] = layer.scale
             if layer.multiplier is not None:
                 arrays[f"m{i}"] = layer.multiplier
+            if layer.acc_clip is not None:
+                arrays[f"c{i}"] = layer.acc_clip
+            if layer.step is not None:
+                arrays[f"o{i}"], arrays[f"t{i}"] = layer.offset, layer.step
         return arrays
 
     @classmethod
@@ -246,20 +233,22 @@ class IntegerNetwork:
             meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode())
             if meta.get("format") != FORMAT_NAME:
                 raise CorruptFileError(f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            if meta.get("version") != FORMAT_VERSION:
+            if meta.get("version") not in (1, FORMAT_VERSION):
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             layers = []
             for i in range(int(meta["n_layers"])):
-                multiplier = arrays[f"m{i}"].astype(np.int64) if f"m{i}" in arrays else None
+                optional = {name: arrays[f"{key}{i}"].astype(dtype) for name, key, dtype in (
+                    ("multiplier", "m", np.int64), ("acc_clip", "c", np.int64), ("offset", "o", np.int64),
+                    ("step", "t", np.int64)) if f"{key}{i}" in arrays}
                 layers.append(IntegerLayer(
                     weights=arrays[f"w{i}"].astype(np.int64), bias=arrays[f"b{i}"].astype(np.int64),
-                    scale=arrays[f"s{i}"].astype(np.float64), multiplier=multiplier, shift=meta["shifts"][i]))
+                    scale=arrays[f"s{i}"].astype(np.float64), shift=meta["shifts"][i], **optional))
             quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
-            return cls(config=config, input=quantizer, layers=layers)
+            return cls(config=config, input=quantizer, layers=layers, target=meta.get("target", "rate"))
         except CorruptFileError:
             raise
-        except (KeyError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CorruptFileError(f"not a valid rivc integer network ({type(exc).__name__}: {exc})") from exc
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -9,22 +9,37 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ConversionError:
+    """How far a spiking policy is from the network it was converted from (one metric type for the
+    agent's logs, the CLI and the benchmarks)."""
+
     action_agreement: float  # fraction of observations with the same greedy action
     mean_abs_dq: float  # mean |Q_ref - Q_snn| over observations and actions
+    spikes_per_action: float | None = None  # mean hidden-layer spikes per observation
 
     def as_log(self) -> dict[str, float]:
         """SB3 logger keys."""
-        return {"conversion/action_agreement": self.action_agreement, "conversion/mean_abs_dq": self.mean_abs_dq}
+        log = {"conversion/action_agreement": self.action_agreement, "conversion/mean_abs_dq": self.mean_abs_dq}
+        if self.spikes_per_action is not None:
+            log["snn/spikes_per_action"] = self.spikes_per_action
+        return log
+
+    @classmethod
+    def mean(cls, errors: list["ConversionError"]) -> "ConversionError":
+        """The average of several measurements (e.g. the conversions of one rollout)."""
+        spikes = [e.spikes_per_action for e in errors if e.spikes_per_action is not None]
+        return cls(float(np.mean([e.action_agreement for e in errors])), float(np.mean([e.mean_abs_dq for e in errors])),
+                   float(np.mean(spikes)) if spikes else None)
 
 
-def conversion_error(q_reference: np.ndarray, q_spiking: np.ndarray) -> ConversionError:
+def conversion_error(q_reference: np.ndarray, q_spiking: np.ndarray, spikes_per_action: float | None = None) -> ConversionError:
     """Greedy-action agreement and mean |dQ| between two Q-value batches ``[B, n_actions]``."""
     q_reference = np.asarray(q_reference, dtype=np.float64)
     q_spiking = np.asarray(q_spiking, dtype=np.float64)
     if q_reference.shape != q_spiking.shape or q_reference.ndim != 2 or q_reference.shape[0] == 0:
         raise ValueError(f"Q-value batches must share a non-empty [B, n_actions] shape: {q_reference.shape} vs {q_spiking.shape}")
     agreement = float(np.mean(q_reference.argmax(axis=1) == q_spiking.argmax(axis=1)))
-    return ConversionError(action_agreement=agreement, mean_abs_dq=float(np.mean(np.abs(q_reference - q_spiking))))
+    return ConversionError(action_agreement=agreement, mean_abs_dq=float(np.mean(np.abs(q_reference - q_spiking))),
+                           spikes_per_action=spikes_per_action)
 
 
 def network_conversion_error(qnet, policy, observations) -> ConversionError:
@@ -35,4 +50,4 @@ def network_conversion_error(qnet, policy, observations) -> ConversionError:
     param = next(qnet.parameters())
     with torch.no_grad():
         q_ref = qnet(torch.as_tensor(obs, device=param.device)).cpu().numpy()
-    return conversion_error(q_ref, policy.q_values(obs))
+    return conversion_error(q_ref, *policy.q_values_and_spikes(obs))

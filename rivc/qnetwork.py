@@ -1,4 +1,11 @@
-"""Quantized Q-network: an MLP trained with the chip's bit widths, exportable as integers."""
+"""Quantized Q-network: an MLP trained with a chip target's arithmetic, exportable as integers.
+
+Train what you deploy: with ``qat=True`` the forward pass returns exactly (bit for bit) the
+Q-values of the integer network that :meth:`QuantizedQNetwork.export` writes, because both read
+one description of each layer (:meth:`QuantizedQNetwork.quantize_layer`) and the target's
+activation function (:mod:`rivc.chip`). Gradients flow through a float surrogate of the same
+layer (straight-through estimators, PACT clips).
+"""
 
 from __future__ import annotations
 
@@ -10,29 +17,31 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rivc.config import QuantConfig
-from rivc.integer_net import (
-    MULTIPLIER_BITS,
-    UNBOUNDED,
-    InputQuantizer,
-    IntegerLayer,
-    IntegerNetwork,
+from rivc.chip import (
+    SCALE_SHIFT,
+    ChipTarget,
+    accumulator_clip,
+    get_target,
     quantize_bias,
     requantization,
+    threshold_step,
 )
-from rivc.quant import activation_codes, bias_codes, input_codes, straight_through, weight_codes
+from rivc.config import QuantConfig
+from rivc.integer_net import UNBOUNDED, InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.quant import bias_codes, input_codes, straight_through, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
 
 
 class QuantizedLinear(NamedTuple):
-    """A layer's fake-quantized parameters (detached) and the integer codes behind them."""
+    """A layer as the chip computes it (detached): the integer layer, and its torch views."""
 
-    weight: torch.Tensor  # codes * scale
-    bias: torch.Tensor  # bias codes * accumulator scale
-    weight_codes: torch.Tensor
-    bias_codes: torch.Tensor
-    acc_scale: torch.Tensor  # [out], value of one accumulator unit
+    integer: IntegerLayer  # what export() writes and the integer reference runs
+    weight: torch.Tensor  # codes * scale (float32): the surrogate's weights
+    bias: torch.Tensor  # bias codes * accumulator scale (float32)
+    weight_codes: torch.Tensor  # float64 [out, in], exact integers
+    bias_codes: torch.Tensor  # float64 [out]
+    integer_torch: IntegerLayer  # ``integer`` with torch float64 arrays, for the exact forward
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -47,10 +56,11 @@ def _flat_dim(observation_space: spaces.Space) -> int:
 class QuantizedQNetwork(nn.Module):
     """MLP mapping observations to Q-values through quantized layers.
 
-    ``qat=True`` (default): fake-quantized inputs, weights, biases and ReLU activations with
-    straight-through gradients (PACT clip values, learned per layer), so the exported integer
-    network computes (almost exactly) what was trained. ``qat=False``: a float network (the
-    baselines' FPNN), exported by post-training quantization at the same bit widths.
+    ``qat=True`` (default): the forward pass computes the chip target's integer arithmetic (the
+    exported network's Q-values, bit for bit) with straight-through gradients through fake-quantized
+    weights, biases and PACT-clipped ReLUs (clip values learned per layer). ``qat=False``: a float
+    network (the baselines' FPNN), exported by post-training quantization for the same target.
+    ``target``: the chip (:data:`rivc.chip.TARGETS`); a network it cannot run is refused here.
 
     Inputs are normalised to about ``[-1, 1]`` over an observation range: the space's finite bounds,
     ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
@@ -66,9 +76,11 @@ class QuantizedQNetwork(nn.Module):
         obs_range: tuple[np.ndarray, np.ndarray] | None = None,
         qat: bool = True,
         activation_clip: float = 2.0,
+        target: str | ChipTarget = "akida",
     ) -> None:
         super().__init__()
         self.config = config or QuantConfig()
+        self.target = get_target(target)
         self.qat = qat
         self.observation_space = observation_space
         obs_dim = _flat_dim(observation_space)
@@ -77,6 +89,7 @@ class QuantizedQNetwork(nn.Module):
         if activation_clip <= 0:
             raise ValueError(f"activation_clip must be > 0, got {activation_clip}")
         sizes = [obs_dim, *map(int, hidden_sizes), int(n_actions)]
+        self.target.check(self.config, sizes)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.clips = nn.ParameterList(
             nn.Parameter(torch.tensor(float(activation_clip))) for _ in range(len(sizes) - 2)
@@ -103,6 +116,11 @@ class QuantizedQNetwork(nn.Module):
     @property
     def n_actions(self) -> int:
         return self.linears[-1].out_features
+
+    @property
+    def sizes(self) -> list[int]:
+        """``[obs_dim, hidden..., n_actions]``."""
+        return [self.obs_dim, *(linear.out_features for linear in self.linears)]
 
     @property
     def needs_calibration(self) -> bool:
@@ -180,38 +198,71 @@ class QuantizedQNetwork(nn.Module):
             for linear in self.linears[:-1]:
                 x = torch.relu(linear(x))
             return self.linears[-1](x)
+        codes = (x.detach().double() * 2 ** (self.config.input_bits - 1)).round()  # exact input codes
         step = self._input_step
         levels = self.config.activation_levels
+        last = len(self.linears) - 1
         for i, linear in enumerate(self.linears):
-            quantized = self.quantize_layer(i, step)
+            clip = None if i == last else self.clips[i].clamp_min(MIN_CLIP)
+            quantized = self.quantize_layer(i, step, None if clip is None else float(clip.detach()))
             weight = straight_through(linear.weight, quantized.weight)
             bias = straight_through(linear.bias, quantized.bias)
-            z = torch.addmm(bias, x, weight.T)
-            if i == len(self.linears) - 1:
-                return z
-            clip = self.clips[i].clamp_min(MIN_CLIP)
+            z = torch.addmm(bias, x, weight.T)  # the float surrogate that carries the gradients
+            acc = torch.addmm(quantized.bias_codes, codes, quantized.weight_codes.T)  # exact integers
+            if i == last:
+                return straight_through(z, (acc * quantized.integer_torch.scale).float())
+            codes = quantized.integer_torch.activation(acc, levels)
             step = (clip / levels).detach()
             y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
-            x = straight_through(y, activation_codes(z, step, levels) * step)
+            x = straight_through(y, (codes * step.double()).float())
         raise AssertionError("unreachable")
 
     @torch.no_grad()
-    def quantize_layer(self, i: int, input_step: torch.Tensor) -> QuantizedLinear:
-        """Layer ``i``'s quantized parameters for inputs worth ``input_step`` per code.
+    def quantize_layer(self, i: int, input_step: torch.Tensor, clip: float | None = None) -> QuantizedLinear:
+        """Layer ``i`` as the target computes it, for inputs worth ``input_step`` per code and (hidden
+        layers) activations clipped at ``clip`` with ``L`` levels: the one description of the layer
+        that the forward pass and :meth:`export` share.
 
         Cached until the parameters change (their version counters move on every optimizer step
         or ``load_state_dict``); in-place edits through ``.data`` (e.g. SB3's ``polyak_update``)
         bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
         """
         linear = self.linears[i]
-        key = (linear.weight.data_ptr(), linear.weight._version, linear.bias._version, float(input_step))
+        key = (linear.weight.data_ptr(), linear.weight._version, linear.bias._version, float(input_step), clip)
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
             return cached[1]
-        codes, w_scale = weight_codes(linear.weight, self.config.weight_bits)
+        bits = self.target.layer_weight_bits(i, self.config.weight_bits)
+        codes, w_scale = weight_codes(linear.weight, bits)
         acc_scale = w_scale.squeeze(1) * input_step
-        b_codes = bias_codes(linear.bias, acc_scale)
-        quantized = QuantizedLinear(codes * w_scale, b_codes * acc_scale, codes, b_codes, acc_scale)
+        acc_scale64 = acc_scale.double().cpu().numpy()
+        b_codes = quantize_bias(bias_codes(linear.bias, acc_scale).cpu().numpy().astype(np.int64),
+                               self.target.bias_bits, self.target.bias_limit)
+        integer = IntegerLayer(weights=codes.cpu().numpy().astype(np.int64), bias=b_codes, scale=acc_scale64)
+        if clip is not None:
+            # the same float32 arithmetic as forward's step = clip / levels
+            step = float(torch.tensor(clip, dtype=torch.float32) / self.config.activation_levels)
+            if self.target.requantization == SCALE_SHIFT:
+                integer.multiplier, integer.shift = requantization(acc_scale64, step, self.target.scale_bits)
+                if self.target.name == "akida" and self.config.activation_bits < 4:  # 4-bit output, clipped
+                    integer.acc_clip = accumulator_clip(integer.multiplier, integer.shift,
+                                                        self.config.activation_levels)
+            else:
+                integer.offset, integer.step = threshold_step(acc_scale64, step, self.config.activation_bits,
+                                                              self.target.step_limit)
+        device = linear.weight.device
+
+        def tensor(array):
+            return None if array is None else torch.as_tensor(np.asarray(array, dtype=np.float64), device=device)
+
+        integer_torch = IntegerLayer(
+            weights=integer.weights, bias=integer.bias, scale=tensor(integer.scale), multiplier=tensor(integer.multiplier),
+            shift=integer.shift, acc_clip=tensor(integer.acc_clip), offset=tensor(integer.offset),
+            step=tensor(integer.step))
+        bias_tensor = tensor(b_codes)
+        quantized = QuantizedLinear(
+            integer=integer, weight=codes * w_scale, bias=(bias_tensor * acc_scale.double()).float(),
+            weight_codes=codes.double(), bias_codes=bias_tensor, integer_torch=integer_torch)
         self._quantization_cache[i] = (key, quantized)
         return quantized
 
@@ -252,28 +303,16 @@ class QuantizedQNetwork(nn.Module):
         return self.float_activation_max(calibration_obs)
 
     @torch.no_grad()
-    def export(self, calibration_obs=None, multiplier_bits: int = MULTIPLIER_BITS, bias_bits: int | None = None) -> IntegerNetwork:
-        """The integer network (numpy) that backends convert; post-training quantized if ``qat=False``.
-
-        ``multiplier_bits`` / ``bias_bits`` restrict the requantization multipliers and the biases to
-        what a chip can hold (Akida: 8 and 8, see ``Backend.export_options``).
-        """
+    def export(self, calibration_obs=None) -> IntegerNetwork:
+        """The integer network (numpy) of the target; post-training quantized if ``qat=False``."""
         clips = self.activation_clips(calibration_obs)
-        quantizer = self.input_quantizer()
-        levels = self.config.activation_levels
         step = self._input_step
         layers = []
         for i in range(len(self.linears)):
-            quantized = self.quantize_layer(i, step)
-            acc_scale = quantized.acc_scale.double().cpu().numpy()
-            layer = IntegerLayer(
-                weights=quantized.weight_codes.cpu().numpy().astype(np.int64),
-                bias=quantize_bias(quantized.bias_codes.cpu().numpy().astype(np.int64), bias_bits),
-                scale=acc_scale,
-            )
-            if i < len(self.linears) - 1:
-                # the same float32 arithmetic as forward's step = clip / levels
-                step = torch.tensor(clips[i], dtype=torch.float32, device=step.device) / levels
-                layer.multiplier, layer.shift = requantization(acc_scale, float(step), multiplier_bits)
-            layers.append(layer)
-        return IntegerNetwork(config=self.config, input=quantizer, layers=layers)
+            clip = clips[i] if i < len(clips) else None
+            # the forward's clip, as the float32 the forward's clamp_min returns
+            clip = None if clip is None else float(torch.tensor(clip, dtype=torch.float32))
+            layers.append(self.quantize_layer(i, step, clip).integer)
+            if clip is not None:
+                step = torch.tensor(clip, dtype=torch.float32, device=step.device) / self.config.activation_levels
+        return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name)

@@ -48,12 +48,6 @@ def bias_codes(bias: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
     return torch.round(bias.detach() / acc_scale)
 
 
-def activation_codes(pre_activation: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
-    """``clip(floor(z / step + 1/2), 0, levels)`` (round half up): what an IF neuron's spike count
-    and Akida's output shift realise."""
-    return torch.clamp(torch.floor(pre_activation.detach() / step + 0.5), 0, levels)
-
-
 def input_codes(
     obs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, inv_step: torch.Tensor, zero_point: int
 ) -> torch.Tensor:

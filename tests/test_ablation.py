@@ -11,7 +11,9 @@ def test_grid_shapes():
 
 def test_one_run_and_report(tmp_path):
     record = run_one(RunSpec("CartPole-v1", "rivc", 4, 0, 1600))
-    assert len(record["curve"]) == 8 and record["agreement_curve"] and 0 <= record["final_agreement"] <= 1
+    # the SNN exists from the end of warm-up (1,000 steps): the curve's 8 points start after it
+    assert [point[0] for point in record["curve"]] == [1200, 1400, 1600]
+    assert record["agreement_curve"] and 0 <= record["final_agreement"] <= 1
     fpnn = run_one(RunSpec("CartPole-v1", "fpnn", 4, 0, 1600))
     assert fpnn["final_agreement"] is None and not fpnn["agreement_curve"]
     path = report([record, fpnn], tmp_path, "smoke")

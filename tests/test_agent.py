@@ -153,11 +153,11 @@ def test_discretized_continuous_env_trains():
 
 def test_training_smoke_cartpole_learns_something():
     """Default-suite smoke test: a short RIVC run (4-bit, snntorch) beats the random policy (~22)."""
-    from rivc.agents.cli import evaluate_spiking_policy
+    from rivc.agents.rollout import rollout
 
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0)
     model.learn(8000)
-    mean, _, _ = evaluate_spiking_policy(model, gym.make("CartPole-v1"), episodes=5)
+    mean = rollout(model, gym.make("CartPole-v1"), episodes=5).mean_return
     assert mean > 40, mean
 
 
@@ -177,7 +177,7 @@ def test_logs_conversion_metrics(tmp_path):
 def test_conversion_error_measured_every_nth_conversion(monkeypatch):
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion_eval_every=5, **FAST)
     calls = []
-    original = model._conversion_error
-    monkeypatch.setattr(model, "_conversion_error", lambda: calls.append(1) or original())
+    original = model.conversion_error
+    monkeypatch.setattr(model, "conversion_error", lambda: calls.append(1) or original())
     model.learn(800)
     assert model.num_conversions == model._n_updates + 1 and len(calls) == (model.num_conversions) // 5

@@ -1,3 +1,6 @@
+"""Trained == deployed: `rivc train --target T` -> `rivc export` -> `rivc deploy` (numpy + akida, no torch)
+takes the training-time policy's action on every visited state and repeats its evaluation returns."""
+
 import json
 import subprocess
 import sys
@@ -5,57 +8,48 @@ import sys
 import numpy as np
 import pytest
 
-from rivc.agents import RIVC, VARIANTS
+from conftest import random_network
+from rivc import CorruptFileError
+from rivc.agents import VARIANTS
 from rivc.agents.cli import build_parser, main
 from rivc.neurochip import load_policy, save_policy
-from rivc import CorruptFileError
 
-FAST = dict(learning_starts=200, batch_size=32, target_update_interval=100, buffer_size=5000)
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
-    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
-    model.learn(1500)
-    model.save(folder / "model.zip")
-    return folder
+FAST = ["--timesteps", "1500", "--eval-episodes", "3", "--hyperparams", "defaults"]
 
 
-def test_export_and_load_policy_snntorch_gives_the_agents_actions(run_dir, tmp_path, capsys):
-    assert main(["export", str(run_dir), "--backend", "snntorch", "--out", str(tmp_path / "snn"), "--steps", "300"]) == 0
-    assert "action agreement" in capsys.readouterr().out
-    policy = load_policy(tmp_path / "snn")
-    model = RIVC.load(run_dir / "model.zip")
-    obs = np.random.default_rng(0).normal(0, 0.5, (300, 4)).astype(np.float32)
-    np.testing.assert_array_equal(policy.predict(obs), model.predict(obs, deterministic=True)[0])
-    assert policy.metadata["env_id"] == "CartPole-v1"
+@pytest.fixture(scope="module", params=["akida", "akd1000", "rate"])
+def run_dir(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"run_{request.param}")
+    assert main(["train", "--target", request.param, "--out", str(folder), *FAST]) == 0
+    return folder, request.param
 
 
-def test_export_akida_writes_its_model_file_and_runs_exactly(run_dir, tmp_path):
-    pytest.importorskip("akida")
-    assert main(["export", str(run_dir), "--backend", "akida", "--out", str(tmp_path / "ak"), "--steps", "300"]) == 0
-    assert (tmp_path / "ak" / "akida_model.fbz").stat().st_size > 0
-    policy = load_policy(tmp_path / "ak")
-    obs = np.random.default_rng(1).normal(0, 0.5, (300, 4)).astype(np.float32)
-    np.testing.assert_array_equal(policy.q_values(obs), policy.network.q_values(obs))
+def deployed_backends(target):
+    return ["snntorch"] if target == "rate" else ["snntorch", "akida"]
 
 
-@pytest.mark.parametrize("backend", ["snntorch", "akida"])
-def test_deploy_runs_without_torch(run_dir, tmp_path, backend, capsys):
-    if backend == "akida":
-        pytest.importorskip("akida")
-    assert main(["export", str(run_dir), "--backend", backend, "--out", str(tmp_path / "p"), "--steps", "200"]) == 0
-    if backend == "akida":
-        assert "TwoNodesIPv2: fits=" in capsys.readouterr().out
-        assert "hardware_layers" in json.loads((tmp_path / "p" / "policy.json").read_text())["mapping"]
-    code = (
-        "import sys; from rivc.agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '2']); "
-        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
-    )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert f"CartPole-v1: deployed {backend} policy return" in done.stdout and "ms per action" in done.stdout
+def test_export_deploys_the_training_time_actions_and_returns(run_dir, tmp_path, capsys):
+    folder, target = run_dir
+    for backend in deployed_backends(target):
+        if backend == "akida":
+            pytest.importorskip("akida")
+        out = tmp_path / backend
+        assert main(["export", str(folder), "--backend", backend, "--out", str(out), "--episodes", "3"]) == 0
+        printed = capsys.readouterr().out
+        assert "identical actions to the training-time policy on 100.00 %" in printed
+        meta = json.loads((out / "policy.json").read_text())
+        assert meta["identical_actions"]["rate"] == 1.0 and meta["target"] == target
+        if backend == "akida":
+            assert f"{meta['fit']['device']}: hardware-resident" in printed and meta["fit"]["hardware_only"]
+            assert (out / "akida_model.fbz").stat().st_size > 0
+        code = ("import sys; from rivc.agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '3']); "
+                "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+        done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert f"CartPole-v1: deployed {backend} policy return" in done.stdout
+        assert "deployed returns equal it episode for episode" in done.stdout
+        summary = json.loads((folder / "summary.json").read_text())
+        assert meta["training_evaluation"]["returns"] == summary["evaluation"]["returns"]
 
 
 def test_load_policy_errors(tmp_path):
@@ -71,13 +65,22 @@ def test_load_policy_errors(tmp_path):
         load_policy(tmp_path / "foreign")
 
 
-def test_save_policy_refuses_a_network_the_backend_cannot_run(tmp_path):
+def test_save_policy_refuses_a_network_the_backend_cannot_run_and_writes_nothing(tmp_path):
     pytest.importorskip("akida")
-    from conftest import random_network
     from rivc.neurochip.akida_backend import AkidaConversionError
 
-    with pytest.raises(AkidaConversionError):
-        save_policy(tmp_path / "p", random_network().export(), backend="akida")
+    with pytest.raises(AkidaConversionError, match="target 'rate'"):
+        save_policy(tmp_path / "p", random_network(target="rate").export(), backend="akida")
+    assert not (tmp_path / "p").exists()
+
+
+def test_export_of_a_rate_coded_run_to_akida_is_a_one_line_error(run_dir, tmp_path, capsys):
+    folder, target = run_dir
+    if target != "rate":
+        pytest.skip("the Akida targets export to Akida")
+    pytest.importorskip("akida")
+    assert main(["export", str(folder), "--backend", "akida", "--out", str(tmp_path / "p")]) == 2
+    assert "which Akida does not run" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
 
 
@@ -85,3 +88,13 @@ def test_cli_variants_match_the_agent():
     parser = build_parser()
     choices = next(a for a in parser._subparsers._group_actions[0].choices["train"]._actions if a.dest == "variant").choices
     assert list(choices) == list(VARIANTS)
+
+
+def test_deployed_policy_matches_the_agent_on_random_states(run_dir, tmp_path):
+    from rivc.agents import RIVC
+
+    folder, target = run_dir
+    assert main(["export", str(folder), "--out", str(tmp_path / "snn"), "--episodes", "1"]) == 0
+    policy, model = load_policy(tmp_path / "snn"), RIVC.load(folder / "model.zip")
+    obs = np.random.default_rng(0).normal(0, 0.5, (300, 4)).astype(np.float32)
+    np.testing.assert_array_equal(policy.predict(obs), model.predict(obs, deterministic=True)[0])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rivc.agents import RIVC
-from rivc.agents.cli import evaluate_spiking_policy
+from rivc.agents.rollout import rollout
 
 
 @pytest.mark.slow
@@ -16,22 +16,8 @@ def test_rivc_4bit_learns_cartpole_with_snn_rollouts():
     for seed in range(3):
         model = RIVC("MlpPolicy", "CartPole-v1", seed=seed)
         model.learn(40_000)
-        returns.append(evaluate_spiking_policy(model, gym.make("CartPole-v1"), episodes=10)[0])
+        returns.append(rollout(model, gym.make("CartPole-v1"), episodes=10).mean_return)
     assert np.mean(returns) >= 150, returns
-
-
-def success_rate(model, env_id, episodes=30):
-    env = gym.make(env_id)
-    successes = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=1000 + episode)
-        done = False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(int(action))
-            done = terminated or truncated
-        successes.append(info["is_success"])
-    return float(np.mean(successes))
 
 
 @pytest.mark.slow
@@ -43,4 +29,4 @@ def test_rivc_4bit_learns_robot_reaching(env_id):
 
     model = RIVC("MlpPolicy", env_id, seed=0)
     model.learn(60_000)
-    assert success_rate(model, env_id) >= 0.5
+    assert rollout(model, gym.make(env_id), episodes=30).success_rate >= 0.5

@@ -1,0 +1,243 @@
+"""Chip targets: the integer arithmetic of one chip family, described once (numpy only).
+
+A target is read by four consumers, which therefore compute the same numbers bit for bit: the
+QAT forward (:class:`rivc.QuantizedQNetwork`, on torch tensors), the integer reference
+(:class:`rivc.IntegerNetwork`, on numpy arrays), the snntorch emulation and the exporter
+(:mod:`rivc.neurochip`). ``acc`` is a hidden unit's integer accumulator, bias included.
+
+====================  =======================================================  ===========================
+target                hidden unit's activation code (``L = 2**activation_bits - 1``)  runs on
+====================  =======================================================  ===========================
+``akida``             ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, L)``  Akida 2.0 (IPv2)
+``akd1000``           ``clip(ceil(16 * (acc - offset) / step16), 0, L)``              AKD1000 / AKD1500 (IPv1)
+``rate``              as ``akida`` with 16-bit scales and any bias; run as rate-coded IF     time-stepped chips (NIR)
+====================  =======================================================  ===========================
+
+The Q-value head is ``Q = acc * scale_out`` on the host. ``akida`` holds a scale of 8 bits
+(``output_scales``), biases as int8 mantissas shifted left, and clips 1/2-bit activations on the
+accumulator (``max_value``). ``akd1000`` takes its observation through an 8-bit
+``InputConvolutional`` (so its first layer has 8-bit weights) and computes with a threshold and an
+``act_step`` that its engine floors to sixteenths (``step16 = floor(16 * act_step) * 2**(4 - bits)``,
+measured against akida 2.19.3); its head returns the raw accumulator and adds the bias on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SCALE_SHIFT, THRESHOLD_STEP = "scale_shift", "threshold_step"
+
+
+class TargetError(ValueError):
+    """A network or bit width the chip target cannot run (raised when the network is built)."""
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """AKD1000: the uint8 image an observation of up to ``max_inputs`` codes is laid out in, and the one
+    Valid kernel position that reads it (the second output column is unused). Measured limits of
+    ``InputConvolutional`` on ``akida.AKD1000()`` (akida 2.19.3): width >= kernel + stride, filters."""
+
+    max_inputs: int
+    image: tuple[int, int, int]  # (height, width, channels)
+    kernel: int
+    stride: int
+    max_filters: int
+
+
+AKD1000_INPUT_LAYOUTS = (
+    InputLayout(9, (5, 6, 1), 3, 3, 512),
+    InputLayout(25, (5, 6, 1), 5, 1, 192),
+    InputLayout(49, (7, 8, 1), 7, 1, 96),
+    InputLayout(147, (7, 8, 3), 7, 1, 32),
+)
+
+
+@dataclass(frozen=True)
+class ChipTarget:
+    """What one chip family computes and holds."""
+
+    name: str
+    chip: str  # the hardware, in words
+    requantization: str  # SCALE_SHIFT or THRESHOLD_STEP
+    weight_bits: tuple[int, ...]
+    activation_bits: tuple[int, ...]
+    input_bits: tuple[int, ...]
+    scale_bits: int = 16  # SCALE_SHIFT: bits of the unsigned per-unit scale
+    bias_bits: int | None = None  # signed mantissa bits of a bias (mantissa << shift); None: any integer
+    first_layer_weight_bits: int | None = None  # fixed by the chip's input layer (AKD1000: 8)
+    max_first_inputs: int | None = None  # observation size the input layer takes
+    max_inputs: int | None = None  # fan-in of a later layer
+    accumulator_bits: int = 32
+    input_layouts: tuple[InputLayout, ...] = ()  # AKD1000's observation image
+    bias_limit: int | None = None  # largest |bias code| the chip's threshold holds
+    step_limit: int | None = None  # largest act_step
+    rate_coded: bool = False  # True: spike timing approximates the codes (synchronous IF)
+    device: str | None = None  # akida virtual device the fit is checked on
+    ip_version: str | None = None
+
+    def input_layout(self, obs_dim: int) -> InputLayout:
+        for layout in self.input_layouts:
+            if obs_dim <= layout.max_inputs:
+                return layout
+        raise TargetError(
+            f"target {self.name!r}: layer 0 takes {obs_dim} observation inputs, the chip's input layer at most "
+            f"{self.input_layouts[-1].max_inputs}; reduce the observation (e.g. select or pool features)")
+
+    def layer_weight_bits(self, layer: int, weight_bits: int) -> int:
+        return self.first_layer_weight_bits if layer == 0 and self.first_layer_weight_bits else weight_bits
+
+    def check(self, config: Any, sizes: list[int]) -> None:
+        """Refuse, naming the layer and the limit, what this chip cannot run.
+
+        ``config``: a ``QuantConfig``; ``sizes``: ``[obs_dim, hidden..., n_actions]``.
+        """
+        for field, allowed in (("weight_bits", self.weight_bits), ("activation_bits", self.activation_bits),
+                               ("input_bits", self.input_bits)):
+            value = getattr(config, field)
+            if value not in allowed:
+                raise TargetError(
+                    f"target {self.name!r} ({self.chip}) cannot run {field}={value}: it supports "
+                    f"{', '.join(map(str, allowed))}; change QuantConfig.{field} or the target")
+        if self.ip_version is not None and len(sizes) < 3:
+            raise TargetError(f"target {self.name!r}: the network needs at least one hidden layer")
+        if self.input_layouts:
+            layout = self.input_layout(sizes[0])
+            if sizes[1] > layout.max_filters:
+                raise TargetError(
+                    f"target {self.name!r}: layer 0 has {sizes[1]} units; the chip's input layer holds at most "
+                    f"{layout.max_filters} filters for {sizes[0]} inputs (kernel {layout.kernel}x{layout.kernel}); "
+                    "use a narrower first hidden layer")
+        elif self.max_first_inputs is not None and sizes[0] > self.max_first_inputs:
+            raise TargetError(
+                f"target {self.name!r}: layer 0 takes {sizes[0]} observation inputs, the chip's input layer at most "
+                f"{self.max_first_inputs}; reduce the observation (e.g. select or pool features)")
+        if self.max_inputs is not None:
+            for i, fan_in in enumerate(sizes[1:-1], start=1):
+                if fan_in > self.max_inputs:
+                    raise TargetError(f"target {self.name!r}: layer {i} takes {fan_in} inputs, the chip at most "
+                                      f"{self.max_inputs}; use narrower hidden layers")
+
+
+TARGETS: dict[str, ChipTarget] = {
+    "akida": ChipTarget(
+        name="akida", chip="BrainChip Akida 2.0 (IPv2)", requantization=SCALE_SHIFT,
+        weight_bits=(1, 2, 4), activation_bits=(1, 2, 4), input_bits=(8,), scale_bits=8, bias_bits=8,
+        max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2"),
+    "akd1000": ChipTarget(
+        name="akd1000", chip="BrainChip AKD1000 / AKD1500 (Akida 1.0, IPv1)", requantization=THRESHOLD_STEP,
+        weight_bits=(2, 4), activation_bits=(1, 2, 4), input_bits=(8,), first_layer_weight_bits=8,
+        input_layouts=AKD1000_INPUT_LAYOUTS, max_inputs=57334, bias_limit=2**18, step_limit=65535,
+        accumulator_bits=32, device="AKD1000", ip_version="v1"),
+    "rate": ChipTarget(
+        name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
+        weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),
+        rate_coded=True),
+}
+DEFAULT_TARGET = "akida"
+
+
+def get_target(target: str | ChipTarget) -> ChipTarget:
+    if isinstance(target, ChipTarget):
+        return target
+    if target not in TARGETS:
+        raise TargetError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    return TARGETS[target]
+
+
+# -- the arithmetic: one function per requantization, for numpy arrays and torch tensors alike -----
+def _floor(x):
+    return np.floor(x) if isinstance(x, (np.ndarray, np.generic)) else x.floor()
+
+
+def _ceil(x):
+    return np.ceil(x) if isinstance(x, (np.ndarray, np.generic)) else x.ceil()
+
+
+def _minimum(x, bound):
+    return np.minimum(x, bound) if isinstance(x, (np.ndarray, np.generic)) else x.minimum(bound)
+
+
+def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
+    """Akida 2.0: ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, levels)``.
+
+    ``acc`` and ``scale`` hold integers in float64 (exact below 2**53): dividing by a power of two
+    is exact, so this equals the integer shift with rounding half up.
+    """
+    if acc_clip is not None:
+        acc = _minimum(acc, acc_clip)
+    return _floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift).clip(0, levels)
+
+
+def threshold_step_codes(acc, offset, step16, levels: int):
+    """AKD1000: ``clip(ceil(16 * (acc - offset) / step16), 0, levels)``, ``step16`` the step in sixteenths
+    of an accumulator unit (integers; float64 division of integers below 2**40 never crosses one)."""
+    return _ceil(16 * (acc - offset) / step16).clip(0, levels)
+
+
+def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:
+    """Fixed point ``(scale, shift)``: scales below ``2**bits``, ``scale / 2**shift ~= acc_scale / activation_step``."""
+    ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
+    top = float(np.max(ratio)) if ratio.size else 0.0
+    shift = bits - 1 - int(np.floor(np.log2(top))) if top > 0 else bits
+    shift = int(min(max(shift, 1), 40))
+    scale = np.round(ratio * 2.0**shift).astype(np.int64)
+    if shift > 1 and scale.max(initial=0) >= 2**bits:  # rounded up to 2**bits
+        shift -= 1
+        scale = np.round(ratio * 2.0**shift).astype(np.int64)
+    return scale, shift
+
+
+def accumulator_clip(scale: np.ndarray, shift: int, levels: int, value_bits: int = 8) -> np.ndarray:
+    """Akida's per-unit ``max_value << max_value_shift`` for ``levels`` below the 4-bit output's 15:
+    the largest accumulator, as a ``value_bits``-bit value shifted left, whose code stays <= ``levels``."""
+    scale = np.maximum(np.asarray(scale, dtype=np.int64), 1)
+    # floor((a * s + 2**(shift-1)) / 2**shift) <= levels  <=>  a * s < (2 * levels + 1) * 2**(shift-1)
+    top = ((2 * levels + 1) * 2 ** (shift - 1) - 1) // scale
+    value_shift = np.zeros_like(top)
+    while np.any(top >> value_shift > 2**value_bits - 1):
+        value_shift = np.where(top >> value_shift > 2**value_bits - 1, value_shift + 1, value_shift)
+    return (top >> value_shift) << value_shift
+
+
+def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit, the smallest ``shift >= 0`` and a signed ``bits``-bit mantissa (symmetric range)
+    with ``mantissa << shift`` nearest to ``bias`` (half up): exact for biases that are such values."""
+    bias = np.asarray(bias, dtype=np.int64)
+    top = 2 ** (bits - 1) - 1
+    shift = np.zeros_like(bias)
+    while np.any(np.abs(bias) > top << shift):
+        shift = np.where(np.abs(bias) > top << shift, shift + 1, shift)
+    mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
+    return np.clip(mantissa, -top, top), shift
+
+
+def quantize_bias(bias: np.ndarray, bits: int | None, limit: int | None = None) -> np.ndarray:
+    """Bias codes the chip holds: ``mantissa << shift`` with a signed ``bits``-bit mantissa; ``None``: any
+    integer, within ``+-limit`` when given."""
+    if bits is None:
+        bias = np.asarray(bias, dtype=np.int64)
+        return bias if limit is None else np.clip(bias, -limit, limit)
+    mantissa, shift = split_bias(bias, bits)
+    return mantissa << shift
+
+
+def threshold_step(
+    acc_scale: np.ndarray, activation_step: float, activation_bits: int, step_limit: int = 65535
+) -> tuple[np.ndarray, np.ndarray]:
+    """AKD1000 ``(offset, step16)``: the activation step in sixteenths of an accumulator unit, a multiple of
+    ``2**(4 - bits)`` below 4-bit activations and at most ``step_limit`` as act_step (what the chip
+    expresses), and the integer ``offset = floor(step / 2)`` that makes ``ceil`` round to nearest."""
+    quantum = 2 ** max(4 - activation_bits, 0)
+    step16 = np.round(16 * float(activation_step) / np.asarray(acc_scale, dtype=np.float64) / quantum) * quantum
+    step16 = np.clip(step16, quantum, 16 * quantum * step_limit).astype(np.int64)
+    return step16 // 32, step16
+
+
+def act_step(step16: np.ndarray, activation_bits: int) -> np.ndarray:
+    """The float32 ``act_step`` to program so that the AKD1000 engine computes with ``step16``."""
+    return (np.asarray(step16, dtype=np.float64) / 16 / 2 ** max(4 - activation_bits, 0)).astype(np.float32)
