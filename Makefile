@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_PIN := torch==2.13.0
+RIVC := $(VENV)/bin/rivc
 TIMESTEPS ?= 40000
+TARGET ?= akida
+SEED ?= 0
 
 .PHONY: run test test-all bench ablation ablation-quick tune failure-modes clean
 
@@ -15,9 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH_PIN)"
 	touch $(STAMP)
 
-run: $(STAMP)  ## short RIVC training on the default env with the snntorch backend
-	$(PY) -m rivc.agents.cli train --env CartPole-v1 --variant rivc --backend snntorch --bits 4 \
-		--timesteps $(TIMESTEPS) --seed 0 --out runs/quickstart
+run: $(STAMP)  ## the mission: train RIVC for Akida 2.0 (emulated), export to the chip, deploy on Akida's engine
+	$(RIVC) train --env CartPole-v1 --target $(TARGET) --bits 4 --timesteps $(TIMESTEPS) --seed $(SEED) --eval-freq 2500 \
+		--out runs/quickstart
+	$(RIVC) export runs/quickstart --backend akida --out runs/quickstart/policy
+	$(RIVC) deploy runs/quickstart/policy
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(VENV)/bin/pytest -q

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
+from rivc.chip import DEFAULT_TARGET, TARGETS
 
-MODEL_FILE, POLICY_FILE, SUMMARY_FILE = "model.zip", "policy.npz", "summary.json"
+MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
 VARIANTS = ["rivc", "qat", "gap", "naive", "fpnn"]  # rivc.agents.VARIANTS, without importing torch
-TARGETS = ["akida", "akd1000", "rate"]  # rivc.chip.TARGETS
 
 
 class UserError(Exception):
@@ -79,9 +79,20 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{args.timesteps} steps, {args.backend} backend, {quant.weight_bits}-bit weights / "
           f"{quant.activation_bits}-bit activations, seed {args.seed}"
           + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
+    callback = None
+    if args.eval_freq:
+        from rivc.agents.callbacks import BestPolicyCallback
+
+        callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
+                                      episodes=args.select_episodes, seed=args.select_seed)
     start = time.perf_counter()
-    model.learn(args.timesteps, progress_bar=args.progress_bar)
-    seconds = time.perf_counter() - start
+    model.learn(args.timesteps, progress_bar=args.progress_bar, callback=callback)
+    seconds, conversions = time.perf_counter() - start, model.num_conversions
+    if callback is not None and callback.best_timestep is not None:
+        model = RIVC.load(out / BEST_FILE, env=env)
+        print(f"kept the best of {len(callback.history)} evaluations: step {callback.best_timestep}, return "
+              f"{callback.best_return:.1f} on selection episodes (seeds {args.select_seed}..."
+              f"{args.select_seed + args.select_episodes - 1})")
     model.save(out / MODEL_FILE)
     if model.spiking_policy is not None:
         model.spiking_policy.network.save(out / POLICY_FILE)
@@ -89,13 +100,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = {
         "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
         "hyperparams": options, "timesteps": args.timesteps, "seed": args.seed, "seconds": round(seconds, 1),
-        "steps_per_second": round(args.timesteps / seconds, 1), "conversions": model.num_conversions,
+        "steps_per_second": round(args.timesteps / seconds, 1), "conversions": conversions,
+        "kept_step": None if callback is None else callback.best_timestep,
         "eval_return_mean": result.mean_return, "eval_return_std": result.std_return,
         "eval_episodes": args.eval_episodes, "evaluation": _evaluation(result, args.eval_seed),
         "ms_per_action": round(result.ms_per_action, 3),
     }
     atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
-    print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {model.num_conversions} conversions")
+    print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")
     actor = "SNN" if model.variant_spec.snn_acts else "float"
     print(f"{actor} policy {result.describe()}; saved to {out}")
     return 0
@@ -135,7 +147,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     ms = 1e3 * (time.perf_counter() - start)
     error = model.conversion_error(observations) if args.backend == model.backend_name else None
     identical = _identical_actions(model.spiking_policy, policy, observations)
-    print(f"{model.env_id}: target {network.target}, converted with {args.backend} in {ms:.2f} ms; on "
+    ptq = "" if model.variant_spec.qat else " (post-training quantized afresh on these states, not as in training)"
+    print(f"{model.env_id}: target {network.target}, converted with {args.backend} in {ms:.2f} ms{ptq}; on "
           f"{len(observations)} visited states: identical actions to the training-time policy {100 * identical:.2f} %"
           + (f", greedy agreement with the trained network {100 * error.action_agreement:.2f} %, mean |dQ| "
              f"{error.mean_abs_dq:.4g}, {error.spikes_per_action:.0f} spikes per action" if error else ""))
@@ -165,6 +178,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = save_policy(args.out, network, args.backend, metadata=metadata)
     print(f"exported {model.env_id} policy ({network.target} target) for {args.backend} to {folder}: identical actions "
           f"to the training-time policy on {100 * identical:.2f} % of {len(observations)} visited states")
+    if identical < 1.0 and not network.chip.rate_coded:
+        print("rivc export: error: the deployed policy differs from the training-time policy on an exact target",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -184,6 +201,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         same = trained["returns"] == result.returns
         print(f"training-time evaluation on the same episodes: return {trained['mean']:.1f}; deployed returns "
               + ("equal it episode for episode" if same else "DIFFER"))
+        if not same and not policy.network.chip.rate_coded:
+            return 1
     return 0
 
 
@@ -195,12 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent and save it")
     train.add_argument("--env", default="CartPole-v1", help="Gymnasium id (default CartPole-v1)")
     train.add_argument("--variant", default="rivc", choices=VARIANTS)
-    train.add_argument("--target", default="akida", choices=TARGETS,
+    train.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS),
                        help="chip arithmetic to train and deploy: akida (Akida 2.0), akd1000 (AKD1000/AKD1500), "
                             "rate (rate-coded IF)")
     train.add_argument("--backend", default="snntorch", choices=available_backends(),
                        help="where the SNN acts while training: snntorch (emulation) or akida (Akida's engine)")
-    train.add_argument("--bits", type=int, default=4, help="weight (and activation) bits, 1..8")
+    train.add_argument("--bits", type=int, default=4,
+                       help="weight (and activation) bits: akida 1, 2, 4; akd1000 2, 4; rate 1..8")
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
     train.add_argument("--input-bits", type=int, default=8)
     train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults"],
@@ -212,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="runs/rivc", help="output folder (model, policy, logs)")
     train.add_argument("--eval-episodes", type=int, default=10)
     train.add_argument("--eval-seed", type=int, default=1000, help="seed of the first evaluation episode")
+    train.add_argument("--eval-freq", type=int, default=0,
+                       help="every N steps, evaluate the SNN policy on selection episodes and keep the best "
+                            "(0: keep the last)")
+    train.add_argument("--select-episodes", type=int, default=5, help="episodes per selection evaluation")
+    train.add_argument("--select-seed", type=int, default=500,
+                       help="seed of the first selection episode (apart from --eval-seed's)")
     train.add_argument("--progress-bar", action="store_true")
     train.add_argument("--verbose", action="store_true", help="print SB3's training table")
     train.set_defaults(func=cmd_train)

@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from rivc import QuantConfig
+from rivc.chip import DEFAULT_TARGET
 from rivc.qnetwork import QuantizedQNetwork
 
 
@@ -61,7 +62,7 @@ class RIVCPolicy(DQNPolicy):
         qat: bool = True,
         activation_clip: float = 2.0,
         obs_range: tuple | None = None,
-        target: str = "akida",
+        target: str = DEFAULT_TARGET,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:

@@ -51,7 +51,7 @@ VARIANTS: dict[str, Variant] = {
     "fpnn": Variant(qat=False, gap_increasing=False, snn_acts=False),
 }
 EXPLORATIONS = ("epsilon", "boltzmann")
-FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 1
+FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 2  # 2: chip targets (version 1 models predate them)
 
 
 def _space_to_json(space: spaces.Box) -> dict[str, Any]:
@@ -174,6 +174,9 @@ class RIVC(DQN):
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
+        if get_target(self.target).ip_version is not None and getattr(self.backend, "timesteps", None) is not None:
+            raise ValueError(f"target {self.target!r} is exact: its neurons fire their code in T = 2**activation_bits - 1 "
+                             "steps; backend_kwargs timesteps applies only to target='rate'")
         if self.backend_name == "akida" and get_target(self.target).ip_version is None:
             raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
                              "train the rate-coded target on backend='snntorch'")
@@ -342,11 +345,11 @@ class RIVC(DQN):
     # -- acting -----------------------------------------------------------------------------------
     def q_values(self, observation: np.ndarray) -> np.ndarray:
         """Q-values ``[B, A]`` of the acting policy: the SNN (float network for ``fpnn``)."""
-        obs = np.asarray(observation, dtype=np.float32).reshape(-1, self.q_network.obs_dim)
+        obs = np.asarray(observation).reshape(-1, self.q_network.obs_dim)  # the env's dtype, as when deployed
         if not self.variant_spec.snn_acts:
             self._ensure_calibrated()
             with torch.no_grad():
-                return self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+                return self.q_net(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
         if self.spiking_policy is None:
             raise RuntimeError(
                 "no spiking policy yet: the network converts at the end of warm-up (learn()), or at once "
@@ -455,6 +458,9 @@ class RIVC(DQN):
             raise CorruptFileError(f"{path} is not a readable RIVC model ({type(exc).__name__}: {exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise CorruptFileError(f"{path} is not a RIVC model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        if meta.get("version") == 1:
+            raise CorruptFileError(f"{path} was saved by rivc before chip targets (format 1): retrain it with "
+                                   "`rivc train --target ...`")
         if meta.get("version") != FORMAT_VERSION:
             raise CorruptFileError(f"{path}: model format version {meta.get('version')} is not supported")
         observation_space = _space_from_json(meta["observation_space"])

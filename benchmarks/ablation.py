@@ -4,7 +4,9 @@
     python benchmarks/ablation.py                # full: 2, 4 and 8 bits (8 for rivc and naive)
     python benchmarks/ablation.py --report-only  # rebuild docs/ from stored results
 
-Each run trains with the snntorch backend and the task's tuned hyperparameters
+Each run trains on the rate-coded target (``target="rate"``: the synchronous integrate-and-fire
+schedule whose conversion error the paper's ablation is about, and the arithmetic the stored records
+were measured with) with the snntorch backend and the task's tuned hyperparameters
 (``rivc.agents.hyperparams``, from ``benchmarks/tune.py``; every variant gets the same ones, less those it
 never reads), evaluates the acting policy (the SNN; the float network for fpnn) along the way,
 and is stored as one JSON file (written atomically), so an interrupted
@@ -36,6 +38,7 @@ TASKS = {  # env id -> (quick steps, full steps)
     "rivc/ArmReach-v0": (20_000, 60_000),
     "rivc/MobileReach-v0": (20_000, 60_000),
 }
+TARGET = "rate"  # the chip target of every run (the Akida targets convert exactly: agreement 1.0)
 EVAL_POINTS = 8  # learning-curve evaluations per run
 EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
 COLORS = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
@@ -101,7 +104,7 @@ def make_model(spec: RunSpec):
     from rivc.agents import RIVC
 
     torch.set_num_threads(1)
-    return RIVC("MlpPolicy", spec.env_id, variant=spec.variant, seed=spec.seed,
+    return RIVC("MlpPolicy", spec.env_id, target=TARGET, variant=spec.variant, seed=spec.seed,
                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **dict(spec.params))
 
 

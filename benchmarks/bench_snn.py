@@ -17,46 +17,42 @@ from rivc import QuantConfig, QuantizedQNetwork
 
 
 def main(obs_dim: int = 8, n_actions: int = 4, hidden=(64, 64)) -> None:
-    torch.manual_seed(0)
-    space = spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
-    qnet = QuantizedQNetwork(space, n_actions, QuantConfig(4, 4, 8), hidden_sizes=hidden)
-    backends = {
-        "fast (synchronous)": make_backend("snntorch"),
-        "fast (layered)": make_backend("snntorch", schedule="layered"),
-        "snntorch reference": make_backend("snntorch", exact_reference=True),
-    }
-    if importlib.util.find_spec("akida") is not None:
-        backends["akida software engine"] = make_backend("akida")
+    conversion_rows, latency_rows = [], []
+    for target in ("akida", "akd1000", "rate"):
+        torch.manual_seed(0)
+        space = spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
+        qnet = QuantizedQNetwork(space, n_actions, QuantConfig(4, 4, 8), hidden_sizes=hidden, target=target)
+        backends = {"snntorch fast path": make_backend("snntorch"),
+                    "snntorch reference": make_backend("snntorch", exact_reference=True)}
+        if importlib.util.find_spec("akida") is not None and target != "rate":
+            backends["akida software engine"] = make_backend("akida")
 
-    def fresh_export(**options):  # as after an update: the weights changed, nothing cached
-        qnet.clear_quantization_cache()
-        return qnet.export(**options)
+        def fresh_export():  # as after an update: the weights changed, nothing cached
+            qnet.clear_quantization_cache()
+            return qnet.export()
 
-    rows = [["export (torch -> integer net)", time_call(fresh_export) * 1e3]]
-    for name, backend in backends.items():
-        exported = qnet.export(**backend.export_options)
-        rows.append([f"convert: {name}", time_call(lambda: backend.convert(exported)) * 1e3])
-        rows.append([f"export + convert: {name}",
-                     time_call(lambda: backend.convert(fresh_export(**backend.export_options))) * 1e3])
-    print_table(f"Conversion, 2x{hidden[0]} MLP, 4-bit (target <= 1 ms)", ["step", "ms"], rows)
-
-    rows = []
-    for batch in (1, 256):
-        obs = np.random.default_rng(0).uniform(-1, 1, (batch, obs_dim)).astype(np.float32)
-        obs_t = torch.as_tensor(obs)
-
-        def torch_forward():
-            with torch.no_grad():
-                return qnet(obs_t)
-
-        t_torch = time_call(torch_forward)
-        rows.append([f"quantized torch forward, batch {batch}", t_torch / batch * 1e6, 1.0])
+        conversion_rows.append([target, "export (torch -> integer net)", time_call(fresh_export) * 1e3])
         for name, backend in backends.items():
-            policy = backend.convert(qnet.export(**backend.export_options))
-            t = time_call(lambda: policy.q_values(obs), min_time=0.05 if "reference" in name else 0.2)
-            rows.append([f"{name}, batch {batch}", t / batch * 1e6, t / t_torch])
-    print_table("Per-action latency (us per observation; ratio to the quantized torch forward, target <= 3x)",
-                ["path", "us/action", "x torch"], rows)
+            if name != "snntorch reference":
+                conversion_rows.append([target, f"export + convert: {name}",
+                                        time_call(lambda: backend.convert(fresh_export())) * 1e3])
+        for batch in (1, 256):
+            obs = np.random.default_rng(0).uniform(-1, 1, (batch, obs_dim)).astype(np.float32)
+            obs_t = torch.as_tensor(obs)
+
+            def torch_forward():
+                with torch.no_grad():
+                    return qnet(obs_t)
+
+            t_torch = time_call(torch_forward)
+            latency_rows.append([target, f"quantized torch forward (QAT), batch {batch}", t_torch / batch * 1e6, 1.0])
+            for name, backend in backends.items():
+                policy = backend.convert(qnet.export())
+                t = time_call(lambda: policy.q_values(obs), min_time=0.05 if "reference" in name else 0.2)
+                latency_rows.append([target, f"{name}, batch {batch}", t / batch * 1e6, t / t_torch])
+    print_table(f"Conversion per target, 2x{hidden[0]} MLP, 4-bit (ms)", ["target", "step", "ms"], conversion_rows)
+    print_table("Per-action latency per target (us per observation; ratio to the quantized torch forward)",
+                ["target", "path", "us/action", "x torch"], latency_rows)
 
 
 if __name__ == "__main__":

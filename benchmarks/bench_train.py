@@ -29,11 +29,12 @@ def steps_per_second(make_model, timesteps: int) -> float:
 def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
     runs = {
         "SB3 DQN (float MLP 64x64)": lambda: DQN("MlpPolicy", env_id, seed=0, **SHARED),
-        "RIVC, snntorch synchronous": lambda: RIVC("MlpPolicy", env_id, seed=0, **SHARED),
-        "RIVC, conversion error every 10th conversion": lambda: RIVC(
+        "RIVC, target akida, snntorch emulation": lambda: RIVC("MlpPolicy", env_id, seed=0, **SHARED),
+        "RIVC, target akida, conversion error every 10th": lambda: RIVC(
             "MlpPolicy", env_id, seed=0, conversion_eval_every=10, **SHARED),
-        "RIVC, snntorch layered": lambda: RIVC("MlpPolicy", env_id, seed=0, backend_kwargs={"schedule": "layered"}, **SHARED),
-        "RIVC, akida software engine": lambda: RIVC("MlpPolicy", env_id, seed=0, backend="akida", **SHARED),
+        "RIVC, target akd1000, snntorch emulation": lambda: RIVC("MlpPolicy", env_id, seed=0, target="akd1000", **SHARED),
+        "RIVC, target rate, snntorch synchronous": lambda: RIVC("MlpPolicy", env_id, seed=0, target="rate", **SHARED),
+        "RIVC, target akida, akida engine acting": lambda: RIVC("MlpPolicy", env_id, seed=0, backend="akida", **SHARED),
         "RIVC variant naive (PTQ each conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="naive", **SHARED),
         "RIVC variant fpnn (no conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="fpnn", **SHARED),
     }

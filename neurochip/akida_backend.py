@@ -3,7 +3,7 @@
 Two chip targets (:mod:`rivc.chip`), two layer sets:
 
 ``akida`` (Akida 2.0, IPv2): ``InputData((1, 1, obs_dim), 8)`` + ``Dense1D`` layers. Weight codes as int8
-kernels (``weights_bits`` 4, or 8 for 8-bit codes), biases as ``int8 << bias_shift``, requantization as
+kernels (``weights_bits=4``), biases as ``int8 << bias_shift``, requantization as
 ``output_scales`` (uint8) and a negative ``output_shift`` (rounding half up), ReLU with 4-bit outputs,
 1/2-bit activations clipped on the accumulator (``max_value << max_value_shift``); the Q-value head is
 a 32-bit accumulator scaled on the host.
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rivc.chip import THRESHOLD_STEP, act_step, split_bias
+from rivc.chip import THRESHOLD_STEP, accumulator_clip, act_step, split_bias, unsigned_mantissa
 from rivc.integer_net import InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
 
@@ -80,24 +80,15 @@ def check_network(network: IntegerNetwork) -> None:
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
 
 
-def _value_and_shift(value: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """``value = mantissa << shift`` with an unsigned ``bits``-bit mantissa (exact for such values)."""
-    shift = np.zeros_like(value)
-    while np.any(value >> shift > 2**bits - 1):
-        shift = np.where(value >> shift > 2**bits - 1, shift + 1, shift)
-    return value >> shift, shift
-
-
 def _build_ipv2(akida, network: IntegerNetwork):
     model = akida.Model()
     model.add(akida.InputData((1, 1, network.obs_dim), input_bits=network.config.input_bits))
     for i, layer in enumerate(network.layers):
-        weights_bits = 4 if network.chip.layer_weight_bits(i, network.config.weight_bits) <= 4 else 8
-        if layer.is_output:
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=32, weights_bits=weights_bits,
+        if layer.is_output:  # 1/2/4-bit weight codes in 4-bit containers (8-bit ones need 8-bit inputs)
+            dense = akida.Dense1D(layer.weights.shape[0], output_bits=32, weights_bits=4,
                                   activation=akida.ActivationType.NoActivation, name="q_values")
         else:
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=4, weights_bits=weights_bits,
+            dense = akida.Dense1D(layer.weights.shape[0], output_bits=4, weights_bits=4,
                                   activation=akida.ActivationType.ReLU, name=f"hidden_{i}")
         model.add(dense)
         dense.set_variable("weights", layer.weights.T.astype(np.int8))
@@ -108,7 +99,7 @@ def _build_ipv2(akida, network: IntegerNetwork):
             dense.set_variable("output_scales", layer.multiplier.astype(np.uint8))
             dense.set_variable("output_shift", np.full(layer.multiplier.shape, -layer.shift, dtype=np.int8))
             if layer.acc_clip is not None:
-                value, value_shift = _value_and_shift(layer.acc_clip)
+                value, value_shift = unsigned_mantissa(layer.acc_clip)
                 dense.set_variable("max_value", value.astype(np.uint8))
                 dense.set_variable("max_value_shift", value_shift.astype(np.uint8))
     return model
@@ -165,6 +156,9 @@ def fit_report(network: IntegerNetwork, device: Any = None) -> dict[str, Any]:
     akida = import_akida()
     model = build_model(network)
     device = device or network.chip.device
+    if isinstance(device, str) and not callable(getattr(akida, device, None)):
+        raise AkidaConversionError(f"unknown akida device {device!r}: use a virtual device such as 'TwoNodesIPv2', "
+                                   "'FourNodesIPv2' or 'AKD1000'")
     dev = getattr(akida, device)() if isinstance(device, str) else device
     try:
         model.map(dev, hw_only=True)
@@ -207,6 +201,8 @@ def check_hardware_fit(config, sizes: list[int], target) -> dict[str, Any] | Non
                 layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
             else:
                 layer.multiplier, layer.shift = np.ones(units, np.int64), 8
+                if config.activation_bits < (target.min_output_bits or 0):
+                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
         layers.append(layer)
     quantizer = InputQuantizer(-np.ones(sizes[0]), np.ones(sizes[0]), config.input_bits)
     network = IntegerNetwork(config=config, input=quantizer, layers=layers, target=target.name)

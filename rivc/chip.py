@@ -5,13 +5,10 @@ QAT forward (:class:`rivc.QuantizedQNetwork`, on torch tensors), the integer ref
 (:class:`rivc.IntegerNetwork`, on numpy arrays), the snntorch emulation and the exporter
 (:mod:`rivc.neurochip`). ``acc`` is a hidden unit's integer accumulator, bias included.
 
-====================  =======================================================  ===========================
-target                hidden unit's activation code (``L = 2**activation_bits - 1``)  runs on
-====================  =======================================================  ===========================
-``akida``             ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, L)``  Akida 2.0 (IPv2)
-``akd1000``           ``clip(ceil(16 * (acc - offset) / step16), 0, L)``              AKD1000 / AKD1500 (IPv1)
-``rate``              as ``akida`` with 16-bit scales and any bias; run as rate-coded IF     time-stepped chips (NIR)
-====================  =======================================================  ===========================
+* ``akida`` (Akida 2.0, IPv2): ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, L)``;
+* ``akd1000`` (AKD1000 / AKD1500, Akida 1.0, IPv1): ``clip(ceil(16 * (acc - offset) / step16), 0, L)``;
+* ``rate`` (time-stepped chips, NIR): as ``akida`` with 16-bit scales and any bias, run as rate-coded
+  integrate-and-fire neurons whose spike counts approximate the codes.
 
 The Q-value head is ``Q = acc * scale_out`` on the host. ``akida`` holds a scale of 8 bits
 (``output_scales``), biases as int8 mantissas shifted left, and clips 1/2-bit activations on the
@@ -68,6 +65,7 @@ class ChipTarget:
     activation_bits: tuple[int, ...]
     input_bits: tuple[int, ...]
     scale_bits: int = 16  # SCALE_SHIFT: bits of the unsigned per-unit scale
+    min_output_bits: int | None = None  # narrowest ReLU output; narrower codes clip the accumulator
     bias_bits: int | None = None  # signed mantissa bits of a bias (mantissa << shift); None: any integer
     first_layer_weight_bits: int | None = None  # fixed by the chip's input layer (AKD1000: 8)
     max_first_inputs: int | None = None  # observation size the input layer takes
@@ -126,10 +124,11 @@ class ChipTarget:
 TARGETS: dict[str, ChipTarget] = {
     "akida": ChipTarget(
         name="akida", chip="BrainChip Akida 2.0 (IPv2)", requantization=SCALE_SHIFT,
-        weight_bits=(1, 2, 4), activation_bits=(1, 2, 4), input_bits=(8,), scale_bits=8, bias_bits=8,
+        weight_bits=(1, 2, 4), activation_bits=(1, 2, 4), input_bits=(8,), scale_bits=8, bias_bits=8, min_output_bits=4,
         max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2"),
     "akd1000": ChipTarget(
         name="akd1000", chip="BrainChip AKD1000 / AKD1500 (Akida 1.0, IPv1)", requantization=THRESHOLD_STEP,
+        # 1-bit FullyConnected weights are {0, 1} on IPv1, not the +-1 of binary weights: 2 and 4 bits only
         weight_bits=(2, 4), activation_bits=(1, 2, 4), input_bits=(8,), first_layer_weight_bits=8,
         input_layouts=AKD1000_INPUT_LAYOUTS, max_inputs=57334, bias_limit=2**18, step_limit=65535,
         accumulator_bits=32, device="AKD1000", ip_version="v1"),
@@ -189,7 +188,7 @@ def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> 
     if shift > 1 and scale.max(initial=0) >= 2**bits:  # rounded up to 2**bits
         shift -= 1
         scale = np.round(ratio * 2.0**shift).astype(np.int64)
-    return scale, shift
+    return np.minimum(scale, 2**bits - 1), shift  # saturates only where the ratio exceeds 2**(bits - 1)
 
 
 def accumulator_clip(scale: np.ndarray, shift: int, levels: int, value_bits: int = 8) -> np.ndarray:
@@ -197,11 +196,18 @@ def accumulator_clip(scale: np.ndarray, shift: int, levels: int, value_bits: int
     the largest accumulator, as a ``value_bits``-bit value shifted left, whose code stays <= ``levels``."""
     scale = np.maximum(np.asarray(scale, dtype=np.int64), 1)
     # floor((a * s + 2**(shift-1)) / 2**shift) <= levels  <=>  a * s < (2 * levels + 1) * 2**(shift-1)
-    top = ((2 * levels + 1) * 2 ** (shift - 1) - 1) // scale
-    value_shift = np.zeros_like(top)
-    while np.any(top >> value_shift > 2**value_bits - 1):
-        value_shift = np.where(top >> value_shift > 2**value_bits - 1, value_shift + 1, value_shift)
-    return (top >> value_shift) << value_shift
+    value, value_shift = unsigned_mantissa(((2 * levels + 1) * 2 ** (shift - 1) - 1) // scale, value_bits)
+    return value << value_shift
+
+
+def unsigned_mantissa(value: np.ndarray, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry, the smallest ``shift`` with ``value >> shift`` below ``2**bits``: ``(value >> shift, shift)``
+    (Akida's ``max_value`` and ``max_value_shift``; exact for values that are such a mantissa shifted)."""
+    value = np.asarray(value, dtype=np.int64)
+    shift = np.zeros_like(value)
+    while np.any(value >> shift > 2**bits - 1):
+        shift = np.where(value >> shift > 2**bits - 1, shift + 1, shift)
+    return value >> shift, shift
 
 
 def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

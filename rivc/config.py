@@ -11,7 +11,7 @@ MIN_BITS, MAX_BITS = 1, 8
 class QuantConfig:
     """Bit widths of the chip the policy will run on.
 
-    weight_bits: signed, symmetric weights (Akida: 1/2/4/8).
+    weight_bits: signed, symmetric weights (the chip target says which it runs: ``rivc.chip``).
     activation_bits: unsigned ReLU activations; an IF neuron emits at most 2**bits - 1 spikes.
     input_bits: unsigned observation codes fed to the first layer (Akida inputs are 8-bit).
     """

@@ -161,6 +161,7 @@ class IntegerNetwork:
         if not self.layers:
             raise ValueError("an integer network needs at least one layer")
         chip = self.chip
+        chip.check(self.config, [self.obs_dim, *(layer.weights.shape[0] for layer in self.layers)])
         fan_in = self.input.low.shape[0]
         for i, layer in enumerate(self.layers):
             w = layer.weights
@@ -175,15 +176,24 @@ class IntegerNetwork:
             last = i == len(self.layers) - 1
             if last != layer.is_output:
                 raise ValueError(f"layer {i}: only the last layer may (and must) lack a requantization")
-            if last:
-                pass
-            elif chip.requantization == SCALE_SHIFT:
-                if layer.multiplier is None or layer.multiplier.shape != (w.shape[0],) or layer.shift is None \
-                        or layer.shift < 1:
-                    raise ValueError(f"layer {i}: multiplier must have shape ({w.shape[0]},) and shift >= 1")
-            elif layer.step is None or layer.step.shape != (w.shape[0],) or layer.offset.shape != (w.shape[0],):
-                raise ValueError(f"layer {i}: offset and step must have shape ({w.shape[0]},)")
+            if not last:
+                self._validate_requantization(i, layer, chip)
             fan_in = w.shape[0]
+
+    @staticmethod
+    def _validate_requantization(i: int, layer: IntegerLayer, chip: ChipTarget) -> None:
+        units = (layer.weights.shape[0],)
+        if chip.requantization == SCALE_SHIFT:
+            if layer.multiplier is None or layer.multiplier.shape != units or layer.shift is None or layer.shift < 1:
+                raise ValueError(f"layer {i}: multiplier must have shape {units} and shift >= 1")
+            if layer.multiplier.min(initial=0) < 0 or layer.multiplier.max(initial=0) >= 2**chip.scale_bits:
+                raise ValueError(f"layer {i}: scales must lie in [0, 2**{chip.scale_bits}) on target {chip.name!r}")
+            if layer.acc_clip is not None and (layer.acc_clip.shape != units or chip.min_output_bits is None):
+                raise ValueError(f"layer {i}: an accumulator clip of shape {units} exists only on target 'akida'")
+        elif layer.step is None or layer.offset is None or layer.step.shape != units or layer.offset.shape != units:
+            raise ValueError(f"layer {i}: offset and step must have shape {units}")
+        elif layer.step.min(initial=1) < 1:
+            raise ValueError(f"layer {i}: steps must be positive")
 
     # -- integer reference -------------------------------------------------------------------
     def forward_codes(self, obs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
@@ -248,7 +258,8 @@ class IntegerNetwork:
             return cls(config=config, input=quantizer, layers=layers, target=meta.get("target", "rate"))
         except CorruptFileError:
             raise
-        except (KeyError, IndexError, ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError,
+                json.JSONDecodeError) as exc:
             raise CorruptFileError(f"not a valid rivc integer network ({type(exc).__name__}: {exc})") from exc
 
     def save(self, path: str | os.PathLike) -> Path:

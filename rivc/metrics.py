@@ -32,9 +32,11 @@ class ConversionError:
 
 
 def conversion_error(q_reference: np.ndarray, q_spiking: np.ndarray, spikes_per_action: float | None = None) -> ConversionError:
-    """Greedy-action agreement and mean |dQ| between two Q-value batches ``[B, n_actions]``."""
-    q_reference = np.asarray(q_reference, dtype=np.float64)
-    q_spiking = np.asarray(q_spiking, dtype=np.float64)
+    """Greedy-action agreement and mean |dQ| between two Q-value batches ``[B, n_actions]``, compared in
+    the coarser of the two dtypes (a float32 network against a float64 SNN: no argmax flips from rounding)."""
+    q_reference, q_spiking = np.asarray(q_reference), np.asarray(q_spiking)
+    dtype = np.float32 if np.float32 in (q_reference.dtype, q_spiking.dtype) else np.float64
+    q_reference, q_spiking = q_reference.astype(dtype), q_spiking.astype(dtype)
     if q_reference.shape != q_spiking.shape or q_reference.ndim != 2 or q_reference.shape[0] == 0:
         raise ValueError(f"Q-value batches must share a non-empty [B, n_actions] shape: {q_reference.shape} vs {q_spiking.shape}")
     agreement = float(np.mean(q_reference.argmax(axis=1) == q_spiking.argmax(axis=1)))

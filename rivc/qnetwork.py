@@ -18,6 +18,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rivc.chip import (
+    DEFAULT_TARGET,
     SCALE_SHIFT,
     ChipTarget,
     accumulator_clip,
@@ -76,7 +77,7 @@ class QuantizedQNetwork(nn.Module):
         obs_range: tuple[np.ndarray, np.ndarray] | None = None,
         qat: bool = True,
         activation_clip: float = 2.0,
-        target: str | ChipTarget = "akida",
+        target: str | ChipTarget = DEFAULT_TARGET,
     ) -> None:
         super().__init__()
         self.config = config or QuantConfig()
@@ -244,7 +245,7 @@ class QuantizedQNetwork(nn.Module):
             step = float(torch.tensor(clip, dtype=torch.float32) / self.config.activation_levels)
             if self.target.requantization == SCALE_SHIFT:
                 integer.multiplier, integer.shift = requantization(acc_scale64, step, self.target.scale_bits)
-                if self.target.name == "akida" and self.config.activation_bits < 4:  # 4-bit output, clipped
+                if self.config.activation_bits < (self.target.min_output_bits or 0):  # wider output, clipped
                     integer.acc_clip = accumulator_clip(integer.multiplier, integer.shift,
                                                         self.config.activation_levels)
             else:

@@ -181,3 +181,24 @@ def test_conversion_error_measured_every_nth_conversion(monkeypatch):
     monkeypatch.setattr(model, "conversion_error", lambda: calls.append(1) or original())
     model.learn(800)
     assert model.num_conversions == model._n_updates + 1 and len(calls) == (model.num_conversions) // 5
+
+
+def test_models_saved_before_chip_targets_are_refused_clearly(tmp_path):
+    import json
+    import zipfile
+
+    from rivc import CorruptFileError
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(300)
+    path = model.save(tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    assert meta["hyperparameters"]["target"] == "akida" and RIVC.load(path).target == "akida"
+    meta["version"] = 1
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    with pytest.raises(CorruptFileError, match="before chip targets .*retrain"):
+        RIVC.load(path)

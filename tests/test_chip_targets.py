@@ -3,6 +3,7 @@ reference, the emulator's fast path, the snntorch reference and (Akida targets) 
 the same Q-values, bit for bit; the default policies are hardware-resident; what a chip cannot run is
 refused when the network is built."""
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -34,8 +35,8 @@ def engines(network):
         np.testing.assert_array_equal(counts_fast, counts_reference)  # spike for spike
     if not network.chip.rate_coded:
         q.update({name: values for name, (values, _) in spiking.items()})
-        pytest.importorskip("akida")
-        q["akida engine"] = make_backend("akida").convert(network).q_values(obs)
+        if importlib.util.find_spec("akida") is not None:
+            q["akida engine"] = make_backend("akida").convert(network).q_values(obs)
     return obs, q
 
 
@@ -73,7 +74,7 @@ def tie_network(target, bits, seed=0, obs_dim=6, sizes=(24, 16), n_actions=3) ->
                     layer.step = layer.step * 2 ** (4 - config.activation_bits)
             else:  # scale 1..3 over 2**shift: half of the accumulators are ties of the rounding
                 layer.multiplier, layer.shift = rng.integers(1, 4, units), int(rng.integers(1, 3)) + 2 * (i == 0)
-                if chip.name == "akida" and config.activation_bits < 4:
+                if config.activation_bits < (chip.min_output_bits or 0):
                     layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
         layers.append(layer)
         fan_in = units
@@ -90,6 +91,29 @@ def test_ties_and_saturation_agree_everywhere(target, bits):
     assert any((codes == 0).mean() > 0.05 for codes in hidden)
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+
+
+@pytest.mark.parametrize("obs_dim", [9, 10, 25, 26, 49, 50, 147])
+def test_every_akd1000_input_layout_is_exact_and_hardware_resident(obs_dim):
+    pytest.importorskip("akida")
+    from rivc.neurochip.akida_backend import fit_report
+
+    network = tie_network("akd1000", (4, 4, 8), obs_dim=obs_dim, sizes=(24, 16), seed=obs_dim)
+    obs, q = engines(network)
+    np.testing.assert_array_equal(q["akida engine"], q["integer reference"])
+    assert fit_report(network)["nps"]["HRC"] == 1
+
+
+def test_the_mapper_refuses_what_the_device_cannot_hold():
+    pytest.importorskip("akida")
+    from rivc.neurochip.akida_backend import AkidaConversionError, check_hardware_fit
+
+    with pytest.raises(AkidaConversionError, match="not hardware-resident on TwoNodesIPv2: .*hidden_1"):
+        check_hardware_fit(QuantConfig(), [1500, 1024, 1024, 1024, 2], TARGETS["akida"])
+    with pytest.raises(AkidaConversionError, match="unknown akida device 'NoSuchDevice'"):
+        from rivc.neurochip.akida_backend import fit_report
+
+        fit_report(tie_network("akida", (4, 4, 8)), "NoSuchDevice")
 
 
 def test_rounding_rules_on_hand_checked_values():

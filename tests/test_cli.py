@@ -35,6 +35,9 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     assert continuous.returncode == 2 and "DiscretizeAction" in continuous.stderr
     bits = run("train", "--bits", "9", "--timesteps", "10", "--out", str(tmp_path / "z"))
     assert bits.returncode == 2 and "weight_bits=9" in bits.stderr and "Traceback" not in bits.stderr
+    akd1000 = run("train", "--target", "akd1000", "--bits", "8", "--timesteps", "10", "--out", str(tmp_path / "w"))
+    assert akd1000.returncode == 2 and "target 'akd1000'" in akd1000.stderr and "weight_bits=8" in akd1000.stderr
+    assert "Traceback" not in akd1000.stderr and not (tmp_path / "w").exists()  # nothing written
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "model.zip").write_bytes(b"garbage")
     corrupt = run("evaluate", str(tmp_path / "corrupt"))
