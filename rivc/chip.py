@@ -20,7 +20,6 @@ measured against akida 2.19.3); its head returns the raw accumulator and adds th
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,9 +214,11 @@ def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     with ``mantissa << shift`` nearest to ``bias`` (half up): exact for biases that are such values."""
     bias = np.asarray(bias, dtype=np.int64)
     top = 2 ** (bits - 1) - 1
-    shift = np.zeros_like(bias)
-    while np.any(np.abs(bias) > top << shift):
-        shift = np.where(np.abs(bias) > top << shift, shift + 1, shift)
+    magnitude = np.abs(bias)
+    # log2 estimate, then exact integer corrections (no loop over every shift)
+    shift = np.ceil(np.log2(np.maximum(magnitude, 1) / top)).clip(0, None).astype(np.int64)
+    shift = np.where(magnitude > top << shift, shift + 1, shift)
+    shift = np.where((shift > 0) & (magnitude <= top << np.maximum(shift - 1, 0)), shift - 1, shift)
     mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
     return np.clip(mantissa, -top, top), shift
 

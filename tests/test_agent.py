@@ -7,7 +7,6 @@ import torch
 
 from rivc.agents import RIVC
 from rivc.neurochip import Backend, SpikingPolicy, register_backend
-from rivc.neurochip.snntorch_backend import SnnTorchBackend
 from rivc import CorruptFileError
 
 FAST = dict(learning_starts=200, batch_size=32, train_freq=4, target_update_interval=100, buffer_size=5000)
