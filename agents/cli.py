@@ -206,6 +206,30 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert_model(args: argparse.Namespace) -> int:
+    """Convert a float Q-network (SB3 DQN zip) for a target; optionally fine-tune it with RIVC."""
+    from rivc import QuantConfig
+    from rivc.agents.convert_model import convert_float_model, finetune
+
+    quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits)
+    env = _make_env(args.env)
+    before = convert_float_model(args.model, env, target=args.target, quant=quant, episodes=args.episodes)
+    print(f"{args.env}: post-training quantized, {before.describe()}")
+    if not args.finetune:
+        return 0
+    model = finetune(args.model, env, args.finetune, target=args.target, quant=quant, seed=args.seed)
+    after = rollout(model, _make_env(args.env), args.episodes, seed=1000)
+    error = model.conversion_error(np.asarray(
+        rollout(model, _make_env(args.env), args.episodes, seed=1000, record_states=True).observations))
+    print(f"{args.env}: after {args.finetune} steps of RIVC fine-tuning: SNN {after.describe()}; greedy agreement "
+          f"with the fine-tuned network {100 * error.action_agreement:.1f} %")
+    if args.out:
+        out = Path(args.out)
+        model.save(out / MODEL_FILE)
+        print(f"saved to {out} (rivc export {out} --backend akida --out POLICY_DIR deploys it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rivc.neurochip import available_backends
 
@@ -258,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--out", required=True, help="policy folder to write")
             command.add_argument("--map-to", default=None,
                                  help="akida: virtual device for the fit (default the target's: TwoNodesIPv2 / AKD1000)")
+    convert_model = sub.add_parser("convert-model", help="convert a float DQN (Stable-Baselines3 .zip) into an SNN policy")
+    convert_model.add_argument("model", help="a Stable-Baselines3 DQN .zip (MlpPolicy)")
+    convert_model.add_argument("--env", required=True, help="Gymnasium id the model was trained on")
+    convert_model.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS))
+    convert_model.add_argument("--bits", type=int, default=4)
+    convert_model.add_argument("--activation-bits", type=int, default=None)
+    convert_model.add_argument("--episodes", type=int, default=10, help="greedy episodes per comparison")
+    convert_model.add_argument("--finetune", type=int, default=0, help="then train with RIVC for N steps")
+    convert_model.add_argument("--seed", type=int, default=0)
+    convert_model.add_argument("--out", default=None, help="folder for the fine-tuned model")
+    convert_model.set_defaults(func=cmd_convert_model)
     deploy = sub.add_parser("deploy", help="run a deployed policy folder on an environment (no torch)")
     deploy.add_argument("policy_dir")
     deploy.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")

@@ -19,11 +19,13 @@ sweep can be resumed on another machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -148,11 +150,30 @@ def _store(results_dir: Path, record: dict, key: str) -> None:
     atomic_write_bytes(results_dir / f"{key}.json", json.dumps(record).encode())
 
 
-def sweep(runs: list[RunSpec], results_dir: Path, workers: int) -> None:
+@contextlib.contextmanager
+def executor(workers: int, cluster: str | None = None) -> Iterator[Executor]:
+    """A ``concurrent.futures`` executor: a local process pool, or a Dask cluster at ``cluster``
+    (``tcp://host:8786``; ``pip install 'rivc[distributed]'``), so one sweep scales from a laptop to a cluster."""
+    if cluster is None:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            yield pool
+        return
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise ImportError("--cluster needs Dask's distributed package: pip install 'rivc[distributed]'") from exc
+    with Client(cluster) as client:
+        yield client.get_executor()
+
+
+def sweep(runs: list[RunSpec], results_dir: Path, workers: int, cluster: str | None = None) -> None:
+    """Run every spec without a stored record (one JSON each, written atomically as it finishes):
+    an interrupted sweep resumes where it stopped."""
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [spec for spec in runs if not (results_dir / f"{spec.key}.json").exists()]
-    print(f"{len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to go on {workers} workers", flush=True)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    where = f"the Dask cluster at {cluster}" if cluster else f"{workers} workers"
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to go on {where}", flush=True)
+    with executor(workers, cluster) as pool:
         futures = {pool.submit(run_one, spec): spec for spec in todo}
         for done, future in enumerate(as_completed(futures), start=1):
             spec = futures[future]
@@ -267,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4-bit only, short budgets (about 10 min on 2 cores)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cluster", default=None, help="a Dask scheduler address (tcp://host:8786) instead of local workers")
     parser.add_argument("--results", default=None, help="per-run records (default docs/results/quick|full)")
     parser.add_argument("--docs", default=None, help="report folder (default docs/ for full, docs/quick/ for quick)")
     parser.add_argument("--report-only", action="store_true")
@@ -277,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     docs = Path(args.docs or (docs_root / "quick" if args.quick else docs_root))
     runs = grid(args.quick, args.seeds)
     if not args.report_only:
-        sweep(runs, results, args.workers)
+        sweep(runs, results, args.workers, args.cluster)
     records = load_records(results, runs)
     done = "" if len(records) == len(runs) else f", {len(records)} of {len(runs)} runs (incomplete)"
     path = report(records, docs, f"{mode} mode, {args.seeds} seeds{done}")

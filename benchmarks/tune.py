@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--cluster", default=None, help="a Dask scheduler address (tcp://host:8786) instead of local workers")
     parser.add_argument("--results", default=None, help="per-run records (default docs/results/tuning)")
     parser.add_argument("--docs", default=None, help="report folder (default docs/)")
     parser.add_argument("--report-only", action="store_true")
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                     for params in (single_changes() if stage == 1 else configs_for(env_id, results))
                     for seed in TUNING_SEEDS]
             print(f"stage {stage}:", end=" ")
-            sweep(runs, results, args.workers)
+            sweep(runs, results, args.workers, args.cluster)
     path, chosen = report(args.tasks, results, docs)
     for env_id, params in chosen.items():
         print(f"{env_id}: {describe(params)}")

@@ -1,4 +1,6 @@
-from benchmarks.ablation import RunSpec, grid, report, run_one
+import pytest
+
+from benchmarks.ablation import RunSpec, executor, grid, load_records, report, run_one, sweep
 
 
 def test_grid_shapes():
@@ -34,3 +36,31 @@ def test_failure_modes_diagnosis(tmp_path):
     out = tmp_path / "failure_modes.md"
     assert main(["--runs", "fpnn:4:0", "--timesteps", "1200", "--episodes", "1", "--workers", "1", "--out", str(out)]) == 0
     assert "| fpnn:4:0 |" in out.read_text()
+
+
+def test_sweep_on_a_local_dask_cluster_resumes_without_redoing_runs(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    runs = [RunSpec("CartPole-v1", "fpnn", 4, seed, 400) for seed in (0, 1)]
+    results = tmp_path / "results"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", processes=True,
+                                  dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        sweep(runs[:1], results, workers=1, cluster=address)  # interrupted after the first run
+        first = results / f"{runs[0].key}.json"
+        stored, stored_ns = first.read_bytes(), first.stat().st_mtime_ns
+        sweep(runs, results, workers=1, cluster=address)  # resumed
+    printed = capsys.readouterr().out
+    assert f"2 runs, 1 already stored, 1 to go on the Dask cluster at {address}" in printed
+    assert first.read_bytes() == stored and first.stat().st_mtime_ns == stored_ns  # not redone
+    records = load_records(results, runs)
+    assert [r["seed"] for r in records] == [0, 1] and all(r["final_return"] > 0 for r in records)
+    assert not list(results.glob(".*tmp"))  # atomic writes leave no temp files
+
+
+def test_a_cluster_without_distributed_is_a_clear_error(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"pip install 'rivc\[distributed\]'"):
+        with executor(1, "tcp://127.0.0.1:8786"):
+            pass
