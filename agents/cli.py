@@ -218,9 +218,8 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
     if not args.finetune:
         return 0
     model = finetune(args.model, env, args.finetune, target=args.target, quant=quant, seed=args.seed)
-    after = rollout(model, _make_env(args.env), args.episodes, seed=1000)
-    error = model.conversion_error(np.asarray(
-        rollout(model, _make_env(args.env), args.episodes, seed=1000, record_states=True).observations))
+    after = rollout(model, _make_env(args.env), args.episodes, seed=1000, record_states=True)
+    error = model.conversion_error(np.asarray(after.observations))
     print(f"{args.env}: after {args.finetune} steps of RIVC fine-tuning: SNN {after.describe()}; greedy agreement "
           f"with the fine-tuned network {100 * error.action_agreement:.1f} %")
     if args.out:

@@ -51,8 +51,9 @@ class SpikingPolicy(ABC):
     def q_values_and_spikes(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
         """Q-values and the mean number of hidden-layer spikes (events) per observation. On an exact
         target a neuron emits its activation code, so the count is the codes' sum."""
+        q = self.q_values(obs)
         hidden, _ = self.network.forward_codes(obs)
-        return self.q_values(obs), float(sum(codes.sum() for codes in hidden)) / max(len(hidden[0]) if hidden else 1, 1)
+        return q, float(sum(codes.sum() for codes in hidden)) / q.shape[0]
 
     def predict(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions ``[B]`` (int64)."""
