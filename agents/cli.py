@@ -209,8 +209,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_convert_model(args: argparse.Namespace) -> int:
     """Convert a float Q-network (SB3 DQN zip) for a target; optionally fine-tune it with RIVC."""
     from rivc import QuantConfig
-    from rivc.agents.convert_model import convert_float_model, finetune
+    from rivc.agents.convert_model import agreement_with_float, convert_float_model, float_visited_states, finetune
 
+    if args.out and not args.finetune:
+        raise UserError("--out saves the fine-tuned model: add --finetune N")
     quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits)
     env = _make_env(args.env)
     before = convert_float_model(args.model, env, target=args.target, quant=quant, episodes=args.episodes)
@@ -218,14 +220,15 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
     if not args.finetune:
         return 0
     model = finetune(args.model, env, args.finetune, target=args.target, quant=quant, seed=args.seed)
-    after = rollout(model, _make_env(args.env), args.episodes, seed=1000, record_states=True)
-    error = model.conversion_error(np.asarray(after.observations))
+    after = rollout(model, _make_env(args.env), args.episodes, seed=1000)
+    states = float_visited_states(args.model, _make_env(args.env), args.episodes)
+    error = agreement_with_float(args.model, model.spiking_policy, states)
     print(f"{args.env}: after {args.finetune} steps of RIVC fine-tuning: SNN {after.describe()}; greedy agreement "
-          f"with the fine-tuned network {100 * error.action_agreement:.1f} %")
+          f"with the float network {100 * error.action_agreement:.1f} % on its {len(states)} visited states")
     if args.out:
         out = Path(args.out)
         model.save(out / MODEL_FILE)
-        print(f"saved to {out} (rivc export {out} --backend akida --out POLICY_DIR deploys it)")
+        print(f"saved to {out} (`rivc export {out} --out POLICY_DIR` deploys it)")
     return 0
 
 

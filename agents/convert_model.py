@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ def _read_sb3_zip(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data"))
             state = torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True, map_location="cpu")
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError) as exc:
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError,
+            pickle.UnpicklingError) as exc:
         raise CorruptFileError(f"{path} is not a readable Stable-Baselines3 model ({type(exc).__name__}: {exc})") from exc
     policy_class = (data.get("policy_class") or {}) if isinstance(data, dict) else {}
     if policy_class.get("__module__") != "stable_baselines3.dqn.policies":
@@ -64,8 +66,8 @@ def _read_sb3_zip(path: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
         name = init.split()[1].split(".")[0] if init.startswith("<function ") else "an unknown policy"
         raise ValueError(f"{path} holds {name} ({policy_class.get('__module__', 'no policy class')}), not a DQN "
                          f"Q-network: rivc converts {SUPPORTED}")
-    activation = json.dumps((data.get("policy_kwargs") or {}).get("activation_fn", "ReLU"))
-    if "ReLU" not in activation:
+    activation = json.dumps((data.get("policy_kwargs") or {}).get("activation_fn", "torch.nn.modules.activation.ReLU'>"))
+    if not activation.rstrip('"').endswith(".ReLU'>"):  # not LeakyReLU, ReLU6, Tanh...
         raise ValueError(f"{path}: the Q-network's activation is not ReLU ({activation}); rivc converts {SUPPORTED}")
     if any(key.startswith("q_net.features_extractor.") for key in state):
         raise ValueError(f"{path}: a CnnPolicy (image features) is not an MLP; rivc converts {SUPPORTED}")
@@ -93,7 +95,8 @@ def read_float_q_network(source: Any) -> list[tuple[torch.Tensor, torch.Tensor]]
         if not isinstance(source, DQN):
             raise ValueError(f"cannot convert a {type(source).__name__}: rivc converts {SUPPORTED}")
         linears = _check_layers(list(source.q_net.q_net), "the DQN's q_net")
-    return [(linear.weight.detach().cpu(), linear.bias.detach().cpu()) for linear in linears]
+    return [(linear.weight.detach().cpu(),
+             torch.zeros(linear.out_features) if linear.bias is None else linear.bias.detach().cpu()) for linear in linears]
 
 
 def _check_env(env: gym.Env, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
@@ -192,30 +195,51 @@ def convert_float_model(
     _fold_into(net, layers)
     network = net.export(calibration_obs=states)
     policy = make_backend(backend).convert(network)
+    snn = rollout(policy, env, episodes, seed=seed)
+    return ModelConversion(network, policy, agreement_with_float(layers, policy, states), visited.mean_return,
+                           snn.mean_return, len(states))
+
+
+def agreement_with_float(source: Any, policy: SpikingPolicy, states: np.ndarray) -> ConversionError:
+    """Greedy agreement (and mean |dQ|) of a spiking policy with the float network on ``states``."""
+    layers = source if isinstance(source, list) else read_float_q_network(source)
     with torch.no_grad():
         q_float = _float_mlp(layers)(torch.as_tensor(states, dtype=torch.float32)).numpy()
-    error = conversion_error(q_float, *policy.q_values_and_spikes(states))
-    snn = rollout(policy, env, episodes, seed=seed)
-    return ModelConversion(network, policy, error, visited.mean_return, snn.mean_return, len(states))
+    return conversion_error(q_float, *policy.q_values_and_spikes(states))
+
+
+def float_visited_states(source: Any, env: gym.Env | str, episodes: int = 10, seed: int = 1000) -> np.ndarray:
+    """States the float policy visits in greedy episodes (to compare policies on)."""
+    env = gym.make(env) if isinstance(env, str) else env
+    return _visited_states(read_float_q_network(source), env, episodes, seed)[1]
 
 
 def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFAULT_TARGET,
              quant: QuantConfig | None = None, seed: int = 0, **rivc_kwargs: Any):
-    """A RIVC agent started from the float network's weights and trained for ``timesteps`` steps (QAT with
-    the target's arithmetic, gap-increasing update, the SNN acting); exploration starts low, since the
-    policy is already trained."""
+    """A RIVC agent started from the float network and trained for ``timesteps`` steps (QAT with the
+    target's arithmetic, gap-increasing update, the SNN acting). It starts as the post-training
+    conversion does: input ranges and activation clips from states the float policy visits, converted
+    at once; a short warm-up (200 steps) and low exploration, since the policy is already trained."""
     from rivc.agents.rivc_agent import RIVC
 
+    for key in ("policy_kwargs", "input_range", "calibrate_clips"):
+        if key in rivc_kwargs:
+            raise ValueError(f"finetune sets {key} itself (the architecture and ranges of the float network)")
     env = gym.make(env) if isinstance(env, str) else env
     layers = read_float_q_network(source)
     _check_env(env, layers)
+    if len(layers) < 2:
+        raise ValueError("fine-tuning needs a network with at least one hidden layer")
     _, states = _visited_states(layers, env, 5, seed=10_000 + seed)
-    options = dict(learning_starts=1000, exploration_initial_eps=0.05, exploration_final_eps=0.02,
+    options = dict(learning_starts=200, exploration_initial_eps=0.05, exploration_final_eps=0.02,
                    exploration_fraction=0.1, learning_rate=1e-4)
     options.update(rivc_kwargs)
-    model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, **options, policy_kwargs={
-        "net_arch": [w.shape[0] for w, _ in layers[:-1]], "obs_range": _input_range(env.observation_space, states)})
+    model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, calibrate_clips=False, **options,
+                 policy_kwargs={"net_arch": [w.shape[0] for w, _ in layers[:-1]],
+                                "obs_range": _input_range(env.observation_space, states)})
     for net in (model.q_net.net, model.q_net_target.net):
         _fold_into(net, layers)
+        net.calibrate_activation_clips(states)
+    model.convert()  # the SNN that acts from the first step is the folded network's
     model.learn(timesteps)
     return model

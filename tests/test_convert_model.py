@@ -9,7 +9,13 @@ from torch import nn
 
 from rivc import QuantConfig
 from rivc.agents.cli import main
-from rivc.agents.convert_model import convert_float_model, finetune, read_float_q_network
+from rivc.agents.convert_model import (
+    agreement_with_float,
+    convert_float_model,
+    finetune,
+    float_visited_states,
+    read_float_q_network,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +51,16 @@ def test_post_training_conversion_reports_agreement_and_returns(dqn_zip):
     np.testing.assert_array_equal(coarse.policy.q_values(obs), coarse.network.q_values(obs))
 
 
-def test_finetune_starts_from_the_float_network_and_trains_with_rivc(dqn_zip):
+def test_finetune_starts_from_the_post_training_conversion(dqn_zip):
+    # before any step, the acting SNN is the folded float network at the target's bit widths: at 8 bits
+    # (rate target) it keeps the float policy's actions
+    start = finetune(dqn_zip, "CartPole-v1", 0, target="rate", quant=QuantConfig(8, 8, 8))
+    states = float_visited_states(dqn_zip, "CartPole-v1", episodes=3)
+    assert agreement_with_float(dqn_zip, start.spiking_policy, states).action_agreement > 0.9
     model = finetune(dqn_zip, "CartPole-v1", 1500, target="akida")
-    assert model.spiking_policy.network.target == "akida" and model.num_conversions > 100
-    layers = read_float_q_network(dqn_zip)
-    assert model.q_network.linears[1].weight.shape == layers[1][0].shape
+    assert model.spiking_policy.network.target == "akida" and model.num_conversions > 300
+    with pytest.raises(ValueError, match="finetune sets policy_kwargs itself"):
+        finetune(dqn_zip, "CartPole-v1", 10, policy_kwargs={})
 
 
 @pytest.mark.slow
@@ -79,6 +90,10 @@ def test_what_cannot_be_converted_is_named(tmp_path):
         convert_float_model(nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2)), "CartPole-v1")
     with pytest.raises(FileNotFoundError, match="no model at"):
         read_float_q_network(tmp_path / "missing.zip")
+    leaky = tmp_path / "leaky.zip"
+    DQN("MlpPolicy", "CartPole-v1", policy_kwargs={"activation_fn": nn.LeakyReLU}).save(leaky)
+    with pytest.raises(ValueError, match="activation is not ReLU"):
+        read_float_q_network(leaky)
 
 
 def test_cli_convert_model_finetune_and_export(dqn_zip, tmp_path, capsys):
@@ -88,5 +103,6 @@ def test_cli_convert_model_finetune_and_export(dqn_zip, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "post-training quantized, target akida: greedy agreement" in printed
     assert "after 1200 steps of RIVC fine-tuning: SNN return" in printed and (out / "model.zip").is_file()
+    assert "greedy agreement with the float network" in printed.split("fine-tuning")[1]
     assert main(["export", str(out), "--out", str(tmp_path / "policy"), "--episodes", "1"]) == 0
     assert "identical actions to the training-time policy on 100.00 %" in capsys.readouterr().out
