@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rivc.chip import SCALE_SHIFT, ChipTarget, get_target, scale_shift_codes, threshold_step_codes
+from rivc.chip import SCALE_SHIFT, ChipTarget, get_target, quantize_bias, scale_shift_codes, threshold_step_codes
 from rivc.config import QuantConfig
 
 FORMAT_NAME = "rivc.integer_network"
@@ -173,6 +173,8 @@ class IntegerNetwork:
                 raise ValueError(f"layer {i}: weight codes exceed {bits}-bit range +-{qw}")
             if layer.bias.shape != (w.shape[0],) or layer.scale.shape != (w.shape[0],):
                 raise ValueError(f"layer {i}: bias/scale must have shape ({w.shape[0]},)")
+            if np.any(quantize_bias(layer.bias, chip.bias_bits, chip.bias_limit) != layer.bias):
+                raise ValueError(f"layer {i}: a bias is not in target {chip.name!r}'s bias format (rivc.chip.quantize_bias)")
             last = i == len(self.layers) - 1
             if last != layer.is_output:
                 raise ValueError(f"layer {i}: only the last layer may (and must) lack a requantization")

@@ -176,8 +176,7 @@ class QuantizedQNetwork(nn.Module):
         self._refresh_input_quantizer()
 
     # -- forward ----------------------------------------------------------------------------------
-    def _input(self, obs: torch.Tensor, quantized: bool | None = None) -> torch.Tensor:
-        """Validated observations normalised to about [-1, 1]; input codes / zero point when quantized."""
+    def _check_input(self, obs: torch.Tensor) -> None:
         if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
             raise ValueError(
                 f"observation shape {tuple(obs.shape)} does not match the network: expected (batch, {self.obs_dim})"
@@ -185,21 +184,28 @@ class QuantizedQNetwork(nn.Module):
         if not torch.isfinite(obs).all():
             raise ValueError("observation contains NaN or inf; check the environment's observations")
         self._check_calibrated()
+
+    def _input_codes(self, obs: torch.Tensor) -> torch.Tensor:
+        """Validated observations as signed input codes (float64 holding exact integers)."""
+        self._check_input(obs)
+        return input_codes(obs, self.obs_low, self.obs_high, self._inv_step, 2 ** (self.config.input_bits - 1))
+
+    def _input_float(self, obs: torch.Tensor) -> torch.Tensor:
+        """Validated observations normalised to about [-1, 1] without rounding (the float network's input)."""
+        self._check_input(obs)
         zero_point = 2 ** (self.config.input_bits - 1)
-        if self.qat if quantized is None else quantized:
-            codes = input_codes(obs, self.obs_low, self.obs_high, self._inv_step, zero_point)
-            return (codes / zero_point).to(torch.float32)
         x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
         return ((x - zero_point) / zero_point).to(torch.float32)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values ``[B, n_actions]`` for observations ``[B, obs_dim]``."""
-        x = self._input(obs)
         if not self.qat:
+            x = self._input_float(obs)
             for linear in self.linears[:-1]:
                 x = torch.relu(linear(x))
             return self.linears[-1](x)
-        codes = (x.detach().double() * 2 ** (self.config.input_bits - 1)).round()  # exact input codes
+        codes = self._input_codes(obs)
+        x = (codes / 2 ** (self.config.input_bits - 1)).to(torch.float32)  # codes / zero point, exact
         step = self._input_step
         levels = self.config.activation_levels
         last = len(self.linears) - 1
@@ -275,7 +281,7 @@ class QuantizedQNetwork(nn.Module):
     def float_activation_max(self, observations) -> list[float]:
         """Largest ReLU output of each hidden layer of the float (unquantized) network on ``observations``."""
         obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.obs_low.device)
-        x = self._input(obs.reshape(-1, self.obs_dim), quantized=False)
+        x = self._input_float(obs.reshape(-1, self.obs_dim))
         maxima = []
         for linear in self.linears[:-1]:
             x = torch.relu(linear(x))
