@@ -11,7 +11,12 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from rivc import QuantConfig
 from rivc.chip import DEFAULT_TARGET
+from rivc.conv import ConvSpec
 from rivc.qnetwork import QuantizedQNetwork
+
+#: CnnPolicy's default conv layers: 3x3 kernels, stride 2 (a 32x32 frame -> 4x4x32 = 512 features);
+#: hardware-resident on both Akida targets' virtual devices up to 64x64 frames
+DEFAULT_CONV_ARCH = (ConvSpec(16, 3, 2), ConvSpec(32, 3, 2), ConvSpec(32, 3, 2))
 
 
 class QuantizedQPolicyNet(BasePolicy):
@@ -28,17 +33,18 @@ class QuantizedQPolicyNet(BasePolicy):
         activation_clip: float,
         obs_range: tuple | None,
         target: str,
+        conv_arch: list | None = None,
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=False)
         self.quant, self.net_arch, self.qat = quant, net_arch, qat
         self.activation_clip, self.obs_range, self.target = activation_clip, obs_range, target
         self.net = QuantizedQNetwork(
             observation_space, int(action_space.n), QuantConfig.from_dict(quant), hidden_sizes=net_arch,
-            obs_range=obs_range, qat=qat, activation_clip=activation_clip, target=target,
+            obs_range=obs_range, qat=qat, activation_clip=activation_clip, target=target, conv_layers=conv_arch or (),
         )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs.float())
+        return self.net(obs)  # uint8 frames stay uint8: the network reads pixels as they are
 
     def _predict(self, observation: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         return self(observation).argmax(dim=1).reshape(-1)
@@ -52,6 +58,8 @@ class RIVCPolicy(DQNPolicy):
     calibrated from replay data where they are infinite). The agent sets ``quant``, ``qat`` and ``target``.
     """
 
+    default_conv_arch: tuple = ()
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -63,15 +71,18 @@ class RIVCPolicy(DQNPolicy):
         activation_clip: float = 2.0,
         obs_range: tuple | None = None,
         target: str = DEFAULT_TARGET,
+        conv_arch: list | None = None,
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
+        conv_arch = self.default_conv_arch if conv_arch is None else conv_arch
         self.quant_args = {
-            "quant": quant or QuantConfig().to_dict(), "qat": qat,
-            "activation_clip": activation_clip, "obs_range": obs_range, "target": target,
+            "quant": quant or QuantConfig().to_dict(), "qat": qat, "activation_clip": activation_clip,
+            "obs_range": obs_range, "target": target, "conv_arch": [ConvSpec.parse(c).to_list() for c in conv_arch],
         }
         super().__init__(
-            observation_space, action_space, lr_schedule, net_arch=list(net_arch or [64, 64]),
+            observation_space, action_space, lr_schedule,
+            net_arch=list(net_arch or ([64] if conv_arch else [64, 64])),
             normalize_images=False, optimizer_class=optimizer_class, optimizer_kwargs=optimizer_kwargs,
         )
 
@@ -85,3 +96,14 @@ class RIVCPolicy(DQNPolicy):
         data.pop("activation_fn", None)
         data.update(self.quant_args)
         return data
+
+
+class RIVCCnnPolicy(RIVCPolicy):
+    """:class:`RIVCPolicy` on camera frames (uint8, HWC or CHW): conv layers, then dense layers.
+
+    policy_kwargs: ``conv_arch`` (``rivc.conv.ConvSpec`` or ``(filters, kernel, stride, pool)`` per
+    layer; default ``DEFAULT_CONV_ARCH``), ``net_arch`` (dense hidden sizes after them, default [64]),
+    ``activation_clip``. Every layer is one the target's chip runs (``rivc.chip``).
+    """
+
+    default_conv_arch = DEFAULT_CONV_ARCH

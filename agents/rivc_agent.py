@@ -24,13 +24,16 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
+from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
 from rivc import QuantConfig, __version__
-from rivc.agents.policies import RIVCPolicy
+from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.chip import DEFAULT_TARGET, get_target
+from rivc.conv import ConvSpec
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.metrics import ConversionError, conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
+from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
@@ -63,17 +66,23 @@ def _space_from_json(data: dict[str, Any]) -> spaces.Box:
                       dtype=data["dtype"])
 
 
-def _check_env_spaces(env: gym.Env | Any) -> None:
+def _check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
+    """The spaces RIVC takes: Discrete actions; a flat Box (``MlpPolicy``) or uint8 frames (``CnnPolicy``)."""
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
             f"RIVC needs a Discrete action space, got {env.action_space}: wrap a continuous-action env "
             "with rivc.envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints)"
         )
     obs = env.observation_space
-    if not isinstance(obs, spaces.Box) or len(obs.shape) != 1:
-        raise ValueError(
-            f"RIVC needs a flat Box observation space, got {obs}: flatten it with gymnasium.wrappers.FlattenObservation"
-        )
+    if image:
+        if not isinstance(obs, spaces.Box) or len(obs.shape) != 3:
+            raise ValueError(f"CnnPolicy takes camera frames (a Box of shape (H, W, C) or (C, H, W)), got {obs}: "
+                             "use RIVC('MlpPolicy', env) for vector observations")
+        check_image_space(obs)
+    elif not isinstance(obs, spaces.Box) or len(obs.shape) != 1:
+        hint = ("it looks like camera frames: use RIVC('CnnPolicy', env)" if isinstance(obs, spaces.Box)
+                and len(obs.shape) == 3 else "flatten it with gymnasium.wrappers.FlattenObservation")
+        raise ValueError(f"MlpPolicy needs a flat Box observation space, got {obs}: {hint}")
 
 
 class RIVC(DQN):
@@ -100,11 +109,12 @@ class RIVC(DQN):
         (data-calibrated where unbounded); ``"data"``: over the warm-up data's range in every
         dimension (finer input codes when the bounds are loose, e.g. CartPole's).
     :param calibrate_clips: start the QAT activation clips at the float activations' maxima on the
-        warm-up data (else at ``policy_kwargs["activation_clip"]``).
+        warm-up data (else at ``policy_kwargs["activation_clip"]``); default: yes for ``MlpPolicy``, no for
+        ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima while it learns).
     Other parameters are Stable-Baselines3 DQN's, with defaults that train CartPole-v1 in minutes.
     """
 
-    policy_aliases = {"MlpPolicy": RIVCPolicy}  # noqa: RUF012 (SB3 style)
+    policy_aliases = {"MlpPolicy": RIVCPolicy, "CnnPolicy": RIVCCnnPolicy}  # noqa: RUF012 (SB3 style)
 
     def __init__(
         self,
@@ -123,7 +133,7 @@ class RIVC(DQN):
         conversion_eval_size: int = 32,
         conversion_eval_every: int = 1,
         calibration_margin: float = 0.5,
-        calibrate_clips: bool = True,
+        calibrate_clips: bool | None = None,
         input_range: str = "space",
         learning_rate: float = 1e-3,
         buffer_size: int = 50_000,
@@ -160,8 +170,11 @@ class RIVC(DQN):
             raise ValueError(f"convert_every must be >= 1, got {convert_every}")
         if isinstance(env, str):
             env = gym.make(env)
+        policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
+        if isinstance(policy, str) and policy not in self.policy_aliases:
+            raise ValueError(f"unknown policy {policy!r}; use one of {', '.join(self.policy_aliases)}")
         if env is not None:
-            _check_env_spaces(env)
+            _check_env_spaces(env, image=issubclass(policy_class, RIVCCnnPolicy))
         self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig(**(quant or {}))
         self.target = get_target(target).name
         self.variant = variant
@@ -181,7 +194,10 @@ class RIVC(DQN):
             raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
                              "train the rate-coded target on backend='snntorch'")
         self.spiking_policy: SpikingPolicy | None = None
-        self.calibrate_clips = bool(calibrate_clips)
+        # conv nets start with tiny activations that grow as they learn: clips at their initial maximum
+        # saturate them (PanTrack from pixels, seed 0: 1.2 after 5k steps, 398.9 with the 2.0 clips)
+        self.calibrate_clips = (not issubclass(policy_class, RIVCCnnPolicy)) if calibrate_clips is None else bool(
+            calibrate_clips)
         if input_range not in ("space", "data"):
             raise ValueError(f"input_range must be 'space' or 'data', got {input_range!r}")
         self.input_range = input_range
@@ -198,6 +214,14 @@ class RIVC(DQN):
             verbose=verbose, seed=seed, device=device, _init_setup_model=_init_setup_model, **kwargs,
         )
 
+    @staticmethod
+    def _wrap_env(env, verbose: int = 0, monitor_wrapper: bool = True):
+        """SB3's wrapping, without the channel transposition it adds for frames: the network reads them
+        in the env's own layout (HWC or CHW), as the deployed policy will get them."""
+        transposed = hasattr(env, "num_envs") and is_vecenv_wrapped(env, VecTransposeImage)
+        wrapped = DQN._wrap_env(env, verbose, monitor_wrapper)
+        return wrapped.venv if isinstance(wrapped, VecTransposeImage) and not transposed else wrapped
+
     def _setup_model(self) -> None:
         """SB3's set-up, then the chip check: a network the target cannot hold on hardware is refused
         now (akida's mapper, where the package is installed), not at export. A network whose input
@@ -207,7 +231,7 @@ class RIVC(DQN):
         if chip.device is not None:
             from rivc.neurochip.akida_backend import check_hardware_fit
 
-            check_hardware_fit(self.q_network.config, self.q_network.sizes, chip)
+            check_hardware_fit(self.q_network.config, self.q_network.sizes, chip, self.q_network.conv_geometry)
         if self.variant_spec.snn_acts and not self.q_network.needs_calibration and self.variant_spec.qat:
             self.convert()
 
@@ -226,7 +250,7 @@ class RIVC(DQN):
         if buffer is None or (buffer.pos == 0 and not buffer.full):
             return None
         size = buffer.buffer_size if buffer.full else buffer.pos
-        obs = buffer.observations[:size].reshape(-1, self.q_network.obs_dim)
+        obs = buffer.observations[:size].reshape(-1, *self.q_network.obs_shape)
         if limit is not None and len(obs) > limit:
             obs = obs[np.random.randint(0, len(obs), size=limit)]
         return obs
@@ -283,9 +307,9 @@ class RIVC(DQN):
         obs = self._replay_observations(limit=self.conversion_eval_size) if observations is None else observations
         if obs is None or self.spiking_policy is None:
             return None
-        obs = np.asarray(obs, dtype=np.float32).reshape(-1, self.q_network.obs_dim)
+        obs = np.asarray(obs).reshape(-1, *self.q_network.obs_shape)  # the env's dtype (uint8 frames), as deployed
         with torch.no_grad():
-            q_ref = self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
+            q_ref = self.q_net(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
         return conversion_error(q_ref, *self.spiking_policy.q_values_and_spikes(obs))
 
     # -- the update -----------------------------------------------------------------------------
@@ -345,7 +369,7 @@ class RIVC(DQN):
     # -- acting -----------------------------------------------------------------------------------
     def q_values(self, observation: np.ndarray) -> np.ndarray:
         """Q-values ``[B, A]`` of the acting policy: the SNN (float network for ``fpnn``)."""
-        obs = np.asarray(observation).reshape(-1, self.q_network.obs_dim)  # the env's dtype, as when deployed
+        obs = np.asarray(observation).reshape(-1, *self.q_network.obs_shape)  # the env's dtype, as when deployed
         if not self.variant_spec.snn_acts:
             self._ensure_calibrated()
             with torch.no_grad():
@@ -366,12 +390,11 @@ class RIVC(DQN):
         """Actions of the spiking policy (SB3 signature): greedy when ``deterministic``, else
         epsilon-greedy or Boltzmann on the SNN's Q-values."""
         obs = np.asarray(observation)
-        vectorized = obs.ndim == 2
-        if obs.shape[-1:] != self.observation_space.shape or obs.ndim > 2:
-            raise ValueError(
-                f"observation shape {obs.shape} does not match the observation space {self.observation_space.shape}"
-            )
-        batch = obs.reshape(-1, self.q_network.obs_dim)
+        shape = self.observation_space.shape
+        vectorized = obs.ndim == len(shape) + 1
+        if obs.shape[obs.ndim - len(shape):] != shape or obs.ndim > len(shape) + 1:
+            raise ValueError(f"observation shape {obs.shape} does not match the observation space {shape}")
+        batch = obs.reshape(-1, *shape)
         if not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate:
             actions = np.array([self.action_space.sample() for _ in range(len(batch))])
         else:
@@ -399,15 +422,19 @@ class RIVC(DQN):
         if callable(hyper["learning_rate"]):
             hyper["learning_rate"] = float(self.lr_schedule(1.0))
         hyper["train_freq"] = int(self.train_freq.frequency)
-        policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k in ("net_arch", "activation_clip", "obs_range")}
+        policy_kwargs = {k: v for k, v in self.policy_kwargs.items()
+                         if k in ("net_arch", "activation_clip", "obs_range", "conv_arch")}
         if policy_kwargs.get("obs_range") is not None:
             policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
+        if policy_kwargs.get("conv_arch") is not None:
+            policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
         env_id = None
         if self.env is not None:
             spec = self.env.envs[0].unwrapped.spec if hasattr(self.env, "envs") else None
             env_id = spec.id if spec is not None else None
         return {
             "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
+            "policy": "CnnPolicy" if self.q_network.is_image else "MlpPolicy",
             "hyperparameters": hyper, "quant": self.quant.to_dict(),
             "backend": self.backend_name, "backend_kwargs": self.backend_kwargs, "policy_kwargs": policy_kwargs,
             "observation_space": _space_to_json(self.observation_space),
@@ -466,8 +493,9 @@ class RIVC(DQN):
         observation_space = _space_from_json(meta["observation_space"])
         if isinstance(env, str):
             env = gym.make(env)
+        policy = meta.get("policy", "MlpPolicy")
         if env is not None:
-            _check_env_spaces(env)
+            _check_env_spaces(env, image=policy == "CnnPolicy")
             if env.observation_space.shape != observation_space.shape or not (
                 np.allclose(env.observation_space.low, observation_space.low)
                 and np.allclose(env.observation_space.high, observation_space.high)
@@ -480,7 +508,7 @@ class RIVC(DQN):
                 raise ValueError(f"action space mismatch: the model has {meta['n_actions']} actions, the env {env.action_space.n}")
         hyper = dict(meta["hyperparameters"])
         model = cls(
-            "MlpPolicy", env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"], quant=meta["quant"],
+            policy, env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"], quant=meta["quant"],
             policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **hyper, **kwargs,
         )
         model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])

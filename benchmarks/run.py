@@ -7,10 +7,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from benchmarks import bench_envs, bench_snn, bench_train  # noqa: E402
+from benchmarks import bench_envs, bench_snn, bench_train, bench_vision  # noqa: E402
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     bench_snn.main()
     bench_envs.main()
     bench_train.main()
+    bench_vision.main()

@@ -3,7 +3,9 @@
 ``import rivc.envs`` registers ``rivc/MobileReach-v0`` and ``rivc/ArmReach-v0`` with Gymnasium::
 
     env = gymnasium.make("rivc/MobileReach-v0")                    # state observations
-    env = gymnasium.make("rivc/MobileReach-v0", obs_mode="image")  # 32x32 onboard camera
+    env = gymnasium.make("rivc/MobileReachCamera-v0")               # 32x32 onboard camera (uint8 frames)
+    env = gymnasium.make("rivc/PanTrack-v0")                        # pan camera tracking a ball (frames)
+    env = gymnasium.make("rivc/PanTrackState-v0")                   # the same task from its state
 """
 
 import os
@@ -16,10 +18,16 @@ from gymnasium.envs.registration import register, registry  # noqa: E402
 
 from rivc.envs.wrappers import DiscretizeAction  # noqa: E402
 
-ENV_IDS = ("rivc/MobileReach-v0", "rivc/ArmReach-v0")
+ENV_IDS = ("rivc/MobileReach-v0", "rivc/ArmReach-v0", "rivc/PanTrackState-v0")  # state observations
+IMAGE_ENV_IDS = ("rivc/MobileReachCamera-v0", "rivc/PanTrack-v0")  # camera frames (CnnPolicy)
 
 if "rivc/MobileReach-v0" not in registry:
     register(id="rivc/MobileReach-v0", entry_point="rivc.envs.mobile_reach:MobileReachEnv", max_episode_steps=200)
+    register(id="rivc/MobileReachCamera-v0", entry_point="rivc.envs.mobile_reach:MobileReachEnv",
+             max_episode_steps=200, kwargs={"obs_mode": "image"})
     register(id="rivc/ArmReach-v0", entry_point="rivc.envs.arm_reach:ArmReachEnv", max_episode_steps=100)
+    register(id="rivc/PanTrack-v0", entry_point="rivc.envs.pan_track:PanTrackEnv", max_episode_steps=200)
+    register(id="rivc/PanTrackState-v0", entry_point="rivc.envs.pan_track:PanTrackEnv", max_episode_steps=200,
+             kwargs={"obs_mode": "state"})
 
-__all__ = ["ENV_IDS", "DiscretizeAction"]
+__all__ = ["ENV_IDS", "IMAGE_ENV_IDS", "DiscretizeAction"]

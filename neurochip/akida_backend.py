@@ -2,6 +2,12 @@
 
 Two chip targets (:mod:`rivc.chip`), two layer sets:
 
+Camera frames (conv networks): the uint8 pixels go to the chip's input conv layer (``InputConv2D`` /
+``InputConvolutional``, a cross-correlation like rivc's, zero padding); later conv layers
+(``Conv2D`` / ``Convolutional``) convolve, so their kernels are flipped; max pooling pads with
+-inf; a dense layer reads the feature map NHWC on Akida 2.0 and channel-slowest, column, row on
+AKD1000, so its weights are reordered (all measured against akida 2.19.3's engine).
+
 ``akida`` (Akida 2.0, IPv2): ``InputData((1, 1, obs_dim), 8)`` + ``Dense1D`` layers. Weight codes as int8
 kernels (``weights_bits=4``), biases as ``int8 << bias_shift``, requantization as
 ``output_scales`` (uint8) and a negative ``output_shift`` (rounding half up), ReLU with 4-bit outputs,
@@ -30,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from rivc.chip import THRESHOLD_STEP, accumulator_clip, act_step, split_bias, unsigned_mantissa
-from rivc.integer_net import InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.integer_net import ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
 
 POST_OP_BITS = 32  # Dense1D post_op_buffer_bits
@@ -58,10 +64,10 @@ def check_network(network: IntegerNetwork) -> None:
         raise AkidaConversionError(
             f"the network was trained for target {network.target!r}, which Akida does not run: train with "
             "target='akida' (Akida 2.0) or target='akd1000' (AKD1000), or deploy on the snntorch backend")
-    input_max = network.input.zero_point
+    input_max = network.input.max_code
     for i, layer in enumerate(network.layers):
         fan_in_max = input_max if i == 0 else network.config.activation_levels
-        acc_bound = np.abs(layer.weights).sum(axis=1).max() * fan_in_max + np.abs(layer.bias).max(initial=0)
+        acc_bound = layer.fan_in.max() * fan_in_max + np.abs(layer.bias).max(initial=0)
         if acc_bound >= 2 ** (chip.accumulator_bits - 1):
             raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {chip.accumulator_bits}-bit buffer")
         if chip.requantization == THRESHOLD_STEP or layer.is_output:
@@ -72,61 +78,120 @@ def check_network(network: IntegerNetwork) -> None:
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
 
 
+def _pooling(akida, layer: IntegerLayer, ipv1: bool) -> dict[str, Any]:
+    """Max pooling and padding keywords of a conv layer (pooling windows = their stride)."""
+    geometry = layer.conv
+    padding = akida.Padding.Same if geometry.padding == "same" else akida.Padding.Valid
+    if not geometry.pool:
+        return {"padding": padding}
+    size = (geometry.pool, geometry.pool) if ipv1 else geometry.pool
+    return {"padding": padding, "pool_type": akida.PoolType.Max, "pool_size": size, "pool_stride": size}
+
+
+def _kernel(layer: IntegerLayer, first: bool) -> np.ndarray:
+    """Conv weights in akida's (kh, kw, C, F) layout: the input layer cross-correlates as rivc does,
+    later conv layers convolve (their kernel is flipped)."""
+    kernel = layer.weights.transpose(1, 2, 3, 0)
+    return kernel if first else kernel[::-1, ::-1]
+
+
 def _build_ipv2(akida, network: IntegerNetwork):
+    """Akida 2.0: ``InputConv2D`` + ``Conv2D`` layers for frames (``InputData`` for a vector), ``Dense1D``
+    layers after them (a feature map flattens NHWC, as rivc's)."""
     model = akida.Model()
-    model.add(akida.InputData((1, 1, network.obs_dim), input_bits=network.config.input_bits))
+    if not network.is_image:
+        model.add(akida.InputData((1, 1, network.obs_dim), input_bits=network.config.input_bits))
     for i, layer in enumerate(network.layers):
-        if layer.is_output:  # 1/2/4-bit weight codes in 4-bit containers (8-bit ones need 8-bit inputs)
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=32, weights_bits=4,
-                                  activation=akida.ActivationType.NoActivation, name="q_values")
-        else:
-            dense = akida.Dense1D(layer.weights.shape[0], output_bits=4, weights_bits=4,
-                                  activation=akida.ActivationType.ReLU, name=f"hidden_{i}")
-        model.add(dense)
-        dense.set_variable("weights", layer.weights.T.astype(np.int8))
+        name = "q_values" if layer.is_output else f"hidden_{i}"
+        activation = dict(output_bits=32, activation=akida.ActivationType.NoActivation) if layer.is_output else dict(
+            output_bits=4, activation=akida.ActivationType.ReLU)
+        if layer.conv is not None and i == 0:  # uint8 pixels, 8-bit weights, zero padding (padding_value 0)
+            geometry = layer.conv
+            akida_layer = akida.InputConv2D(
+                input_shape=geometry.in_shape, filters=layer.units, kernel_size=geometry.kernel,
+                kernel_stride=geometry.stride, weights_bits=8, name=name, **activation, **_pooling(akida, layer, False))
+            weights = _kernel(layer, first=True)
+        elif layer.conv is not None:
+            akida_layer = akida.Conv2D(
+                filters=layer.units, kernel_size=layer.conv.kernel, kernel_stride=layer.conv.stride, weights_bits=4,
+                name=name, **activation, **_pooling(akida, layer, False))
+            weights = _kernel(layer, first=False)
+        else:  # 1/2/4-bit weight codes in 4-bit containers (8-bit ones need 8-bit inputs)
+            akida_layer = akida.Dense1D(layer.units, weights_bits=4, name=name, **activation)
+            weights = layer.weights.T
+        model.add(akida_layer)
+        akida_layer.set_variable("weights", np.ascontiguousarray(weights).astype(np.int8))
         mantissa, shift = split_bias(layer.bias, 8)
-        dense.set_variable("bias", mantissa.astype(np.int8))
-        dense.set_variable("bias_shift", shift.astype(np.uint8))
+        akida_layer.set_variable("bias", mantissa.astype(np.int8))
+        akida_layer.set_variable("bias_shift", shift.astype(np.uint8))
         if not layer.is_output:
-            dense.set_variable("output_scales", layer.multiplier.astype(np.uint8))
-            dense.set_variable("output_shift", np.full(layer.multiplier.shape, -layer.shift, dtype=np.int8))
+            akida_layer.set_variable("output_scales", layer.multiplier.astype(np.uint8))
+            akida_layer.set_variable("output_shift", np.full(layer.multiplier.shape, -layer.shift, dtype=np.int8))
             if layer.acc_clip is not None:
                 value, value_shift = unsigned_mantissa(layer.acc_clip)
-                dense.set_variable("max_value", value.astype(np.uint8))
-                dense.set_variable("max_value_shift", value_shift.astype(np.uint8))
+                akida_layer.set_variable("max_value", value.astype(np.uint8))
+                akida_layer.set_variable("max_value_shift", value_shift.astype(np.uint8))
     return model
 
 
+def _flatten_for_ipv1(weights: np.ndarray, feature_map: tuple[int, int, int]) -> np.ndarray:
+    """Dense weights ``[out, H*W*C]`` over rivc's NHWC flatten, reordered to the order AKD1000's
+    ``FullyConnected`` reads a feature map in: channel slowest, then column, then row
+    (``c * H * W + x * H + y``, measured against the engine)."""
+    height, width, channels = feature_map
+    return weights.reshape(-1, height, width, channels).transpose(0, 3, 2, 1).reshape(weights.shape[0], -1)
+
+
 def _build_ipv1(akida, network: IntegerNetwork):
+    """AKD1000: ``InputConvolutional`` (frames, or the observation laid out as a small image),
+    ``Convolutional`` and ``FullyConnected`` layers; activations ``ceil((acc - threshold) / act_step)``."""
     config = network.config
-    layout = network.chip.input_layout(network.obs_dim)
-    kernel_inputs = layout.kernel**2 * layout.image[2]
+    layout = None if network.is_image else network.chip.input_layout(network.obs_dim)
     model = akida.Model()
+    feature_map = None  # the previous conv layer's output (H, W, C)
     for i, layer in enumerate(network.layers):
-        units = layer.weights.shape[0]
-        if i == 0:
-            conv = akida.InputConvolutional(
+        units, zero_point = layer.units, 0
+        name = "q_values" if layer.is_output else f"hidden_{i}"
+        activation = dict(activation=not layer.is_output, act_bits=config.activation_bits)
+        weight_bits = network.chip.layer_weight_bits(i, config.weight_bits, conv_input=network.is_image)
+        if layer.conv is not None:
+            geometry, stride = layer.conv, (layer.conv.stride, layer.conv.stride)
+            kernel_size = (geometry.kernel, geometry.kernel)
+            if i == 0:  # pixels as they are, zero padding
+                akida_layer = akida.InputConvolutional(
+                    input_shape=geometry.in_shape, kernel_size=kernel_size, filters=units, kernel_stride=stride,
+                    weights_bits=8, padding_value=0, name=name, **activation, **_pooling(akida, layer, True))
+            else:
+                akida_layer = akida.Convolutional(
+                    kernel_size=kernel_size, filters=units, kernel_stride=stride, weights_bits=weight_bits, name=name,
+                    **activation, **_pooling(akida, layer, True))
+            weights = _kernel(layer, first=i == 0)
+            feature_map = layer.out_shape()
+        elif i == 0:  # an observation vector: the first Valid kernel position of a small uint8 image
+            akida_layer = akida.InputConvolutional(
                 input_shape=layout.image, kernel_size=(layout.kernel, layout.kernel), filters=units,
-                kernel_stride=(layout.stride, layout.stride), padding=akida.Padding.Valid, weights_bits=8,
-                activation=True, act_bits=config.activation_bits, name="hidden_0")
-            flat = np.zeros((kernel_inputs, units), dtype=np.int64)
+                kernel_stride=(layout.stride, layout.stride), padding=akida.Padding.Valid, weights_bits=8, name=name,
+                **activation)
+            flat = np.zeros((layout.kernel**2 * layout.image[2], units), dtype=np.int64)
             flat[: network.obs_dim] = layer.weights.T
             weights = flat.reshape(layout.kernel, layout.kernel, layout.image[2], units)  # (kh, kw, C, F)
             zero_point = network.input.zero_point * layer.weights.sum(axis=1)  # pixels are codes + 128
         else:
-            conv = akida.FullyConnected(units, weights_bits=network.chip.layer_weight_bits(i, config.weight_bits),
-                                        activation=not layer.is_output, act_bits=config.activation_bits,
-                                        name="q_values" if layer.is_output else f"hidden_{i}")
-            weights = layer.weights.T
-            if i == 1:  # the input layer's output is (1, 2, F), flattened f-major: input 2 f + x, x = 0 used
+            akida_layer = akida.FullyConnected(units, weights_bits=weight_bits, name=name, **activation)
+            if feature_map is not None:
+                weights = _flatten_for_ipv1(layer.weights, feature_map).T
+                feature_map = None
+            elif i == 1:  # the vector input layer's output is (1, 2, F), flattened f-major: 2 f + x, x = 0 used
                 weights = np.zeros((2 * layer.weights.shape[1], units), dtype=np.int64)
                 weights[0::2] = layer.weights.T
-            weights, zero_point = weights.reshape(1, 1, -1, units), 0
-        model.add(conv)
-        conv.set_variable("weights", weights.astype(np.int8))
+            else:
+                weights = layer.weights.T
+            weights = weights.reshape(1, 1, -1, units)
+        model.add(akida_layer)
+        akida_layer.set_variable("weights", np.ascontiguousarray(weights).astype(np.int8))
         if not layer.is_output:  # ceil((W @ pixels - threshold) / step) = ceil((acc - offset) / step)
-            conv.set_variable("threshold", (layer.offset - layer.bias + zero_point).astype(np.int32))
-            conv.set_variable("act_step", act_step(layer.step, config.activation_bits))
+            akida_layer.set_variable("threshold", (layer.offset - layer.bias + zero_point).astype(np.int32))
+            akida_layer.set_variable("act_step", act_step(layer.step, config.activation_bits))
     return model
 
 
@@ -168,27 +233,36 @@ def fit_report(network: IntegerNetwork, device: Any = None) -> dict[str, Any]:
         "program_bytes": sum(len(seq.program) for seq in model.sequences),
         "program_memory_bytes": sum(akida.get_program_memory_infos(seq.program).program_memory
                                     for seq in model.sequences),
-        "macs": int(getattr(model, "macs", 0) or 0) or sum(layer.weights.size for layer in network.layers),
+        "macs": int(getattr(model, "macs", 0) or 0) or network.macs,  # AKD1000 models report none
         "summary": summary.getvalue(),
     }
 
 
-def check_hardware_fit(config, sizes: list[int], target) -> dict[str, Any] | None:
-    """Refuse, when a network of these ``sizes`` is built, what the target's device cannot hold on
-    hardware: akida's own mapper (``hw_only=True``) on a network of that shape with random codes.
-    Returns the fit report, or ``None`` where the ``akida`` package is not installed (the target's
-    static limits were checked when the network was built)."""
+def check_hardware_fit(config, sizes: list[int], target, convs=()) -> dict[str, Any] | None:
+    """Refuse, when a network of this shape is built, what the target's device cannot hold on hardware:
+    akida's own mapper (``hw_only=True``) on a network of that shape with random codes. ``sizes``: the
+    dense part; ``convs``: ``(rivc.conv.ConvGeometry, filters)`` of the conv layers before it. Returns
+    the fit report, or ``None`` where the ``akida`` package is not installed (the target's static
+    limits were checked when the network was built)."""
     try:
         import_akida()
     except ImportError:
         return None
     rng = np.random.default_rng(0)
+    shapes = [(filters, *geometry.in_shape[2:], geometry.kernel, geometry) for geometry, filters in convs]
     layers = []
-    for i, (fan_in, units) in enumerate(zip(sizes[:-1], sizes[1:])):
-        top = max(1, 2 ** (target.layer_weight_bits(i, config.weight_bits) - 1) - 1)
-        layer = IntegerLayer(weights=rng.integers(-top, top + 1, (units, fan_in)) | 1, bias=np.zeros(units, np.int64),
-                             scale=np.ones(units))
-        if i < len(sizes) - 2:
+    n_layers = len(convs) + len(sizes) - 1
+    for i in range(n_layers):
+        if i < len(convs):
+            filters, channels, kernel, geometry = shapes[i]
+            shape, units = (filters, kernel, kernel, channels), filters
+        else:
+            fan_in, units = sizes[i - len(convs)], sizes[i - len(convs) + 1]
+            shape, geometry = (units, fan_in), None
+        top = max(1, 2 ** (target.layer_weight_bits(i, config.weight_bits, conv_input=bool(convs)) - 1) - 1)
+        layer = IntegerLayer(weights=rng.integers(-top, top + 1, shape) | 1, bias=np.zeros(units, np.int64),
+                             scale=np.ones(units), conv=geometry)
+        if i < n_layers - 1:
             if target.requantization == THRESHOLD_STEP:
                 layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
             else:
@@ -196,7 +270,10 @@ def check_hardware_fit(config, sizes: list[int], target) -> dict[str, Any] | Non
                 if config.activation_bits < (target.min_output_bits or 0):
                     layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
         layers.append(layer)
-    quantizer = InputQuantizer(-np.ones(sizes[0]), np.ones(sizes[0]), config.input_bits)
+    if convs:
+        quantizer = ImageInput(convs[0][0].in_shape)
+    else:
+        quantizer = InputQuantizer(-np.ones(sizes[0]), np.ones(sizes[0]), config.input_bits)
     network = IntegerNetwork(config=config, input=quantizer, layers=layers, target=target.name)
     return fit_report(network)
 
@@ -215,7 +292,7 @@ class AkidaPolicy(SpikingPolicy):
         self.model = build_model(network)
         self.device = device
         self.ipv1 = network.chip.ip_version == "v1"
-        if self.ipv1:
+        if self.ipv1 and not network.is_image:
             self.layout = network.chip.input_layout(network.obs_dim)
         if device is not None:
             try:
@@ -227,6 +304,8 @@ class AkidaPolicy(SpikingPolicy):
                 ) from exc
 
     def _inputs(self, codes: np.ndarray) -> np.ndarray:
+        if self.network.is_image:  # frames: the pixels, NHWC uint8
+            return codes.astype(np.uint8)
         if not self.ipv1:
             return codes.astype(np.int8).reshape(-1, 1, 1, self.obs_dim)
         zero_point, (height, width, channels), kernel = self.network.input.zero_point, self.layout.image, self.layout.kernel

@@ -41,12 +41,16 @@ class SpikingPolicy(ABC):
         return self.network.obs_dim
 
     @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.network.obs_shape
+
+    @property
     def n_actions(self) -> int:
         return self.network.n_actions
 
     @abstractmethod
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values ``[B, n_actions]`` (float64) for observations ``[B, obs_dim]`` (or one ``[obs_dim]``)."""
+        """Q-values ``[B, n_actions]`` (float64) for observations ``[B, *obs_shape]`` (or one ``obs_shape``)."""
 
     def q_values_and_spikes(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
         """Q-values and the mean number of hidden-layer spikes (events) per observation. On an exact

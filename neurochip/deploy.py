@@ -33,7 +33,7 @@ def save_policy(
         policy.save(folder / AKIDA_FILE)
     meta = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "backend": backend, "backend_options": backend_options,
-        "obs_dim": network.obs_dim, "n_actions": network.n_actions, "quant": network.config.to_dict(),
+        "obs_dim": network.obs_dim, "obs_shape": list(network.obs_shape), "n_actions": network.n_actions, "quant": network.config.to_dict(),
         **(metadata or {}),
     }
     atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=2).encode())

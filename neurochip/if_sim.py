@@ -9,7 +9,9 @@ at most one spike per step, reset by subtraction. Per-step input current (intege
 * later layers  ``J_t = multiplier * (L * W @ spikes_t + b)``;
 * output layer  accumulates ``L * W @ spikes_t + b`` without spiking; ``Q = scale * membrane / T``.
 
-With ``T = L`` the first layer's spike counts equal the integer reference's codes exactly.
+A conv layer's synapses are its integer layer's map (:meth:`rivc.integer_net.IntegerLayer.synaptic_input`:
+'same' padding, stride, NHWC): the same equations per output position. With ``T = L`` the first
+layer's spike counts equal the integer reference's codes exactly.
 Later layers see spike trains, not constant currents, so a neuron may fire early on input that
 later inputs would have cancelled: this synchronous schedule is the rate-coded target, which
 approximates them. Exact targets (Akida) run :func:`run_exact`: each layer integrates, then fires
@@ -48,33 +50,38 @@ class IFLayer:
     requantization multiplier and, for spike inputs, the spike's worth ``L`` into one factor.
     """
 
-    weights: np.ndarray  # [in, out] float64 weight codes
+    layer: IntegerLayer  # the integer layer (its synaptic map: dense, or conv over NHWC maps)
+    weights: np.ndarray  # [in, out] float64 weight codes (dense layers)
     weights32: np.ndarray | None  # float32 copy when every partial sum of spike counts stays exact
     gain: np.ndarray  # [out] float64
     bias: np.ndarray  # [out] float64, per-step bias current (already multiplied by the multiplier)
     theta: float  # threshold; 0 for the (non-spiking) output layer
+    out_shape: tuple[int, ...]  # per observation: (units,) or (H, W, F)
 
 
 def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
     """Fold multipliers and the spike worth ``L`` into per-neuron gains; check exactness bounds."""
     levels = network.config.activation_levels
     prepared = []
-    in_max = float(network.input.zero_point)  # largest input code magnitude
+    in_max = float(network.input.max_code)  # largest input code magnitude
     for i, layer in enumerate(network.layers):
+        if layer.conv is not None and layer.conv.pool:
+            raise ValueError(f"layer {i}: max pooling has no rate-coded integrate-and-fire form; use a strided conv")
         spike_input = i > 0
-        w = layer.weights.astype(np.float64)
-        m = np.ones(w.shape[0]) if layer.is_output else layer.multiplier.astype(np.float64)
+        fan_in = layer.fan_in.astype(np.float64)
+        m = np.ones(layer.units) if layer.is_output else layer.multiplier.astype(np.float64)
         gain = m * (levels if spike_input else 1)
         theta = 0.0 if layer.is_output else float(levels * 2**layer.shift)
-        partial = np.abs(w).sum(axis=1).max(initial=0.0) * (timesteps if spike_input else in_max)
-        bound = (np.abs(w).sum(axis=1) * (1 if spike_input else in_max) * gain + np.abs(layer.bias * m)).max(initial=0.0)
+        partial = fan_in.max(initial=0.0) * (timesteps if spike_input else in_max)
+        bound = (fan_in * (1 if spike_input else in_max) * gain + np.abs(layer.bias * m)).max(initial=0.0)
         if theta * (timesteps + 2) + timesteps * bound >= EXACT_FLOAT:
             raise ValueError(f"layer {i}: membrane values could exceed 2**52 at T={timesteps}; use fewer time steps")
-        weights = np.ascontiguousarray(w.T)
+        weights = np.ascontiguousarray(layer.weights.reshape(layer.units, -1).T.astype(np.float64))
+        dense_spikes = spike_input and layer.conv is None
         prepared.append(IFLayer(
-            weights=weights,
-            weights32=weights.astype(np.float32) if spike_input and partial < EXACT_FLOAT32 else None,
-            gain=gain, bias=layer.bias * m, theta=theta))
+            layer=layer, weights=weights,
+            weights32=weights.astype(np.float32) if dense_spikes and partial < EXACT_FLOAT32 else None,
+            gain=gain, bias=layer.bias * m, theta=theta, out_shape=layer.out_shape()))
     return prepared
 
 
@@ -111,7 +118,14 @@ def spike_counts(cumulative_input: np.ndarray, theta: float, out: np.ndarray, wo
 
 
 def _synaptic_input(counts: np.ndarray, layer: IFLayer, out: np.ndarray, work: Workspace) -> np.ndarray:
-    """``gain * (counts @ W)`` into ``out``; the product runs in float32 where that is exact (2x faster)."""
+    """``gain * (W @ counts)`` into ``out`` for counts ``[T, B, ...]``; a dense product runs in float32
+    where that is exact (2x faster)."""
+    steps, batch = counts.shape[:2]
+    if layer.layer.conv is not None:
+        product = layer.layer.synaptic_input(counts.reshape(steps * batch, *counts.shape[2:]))
+        np.multiply(product.reshape(out.shape), layer.gain, out=out)
+        return out
+    counts = counts.reshape(steps, batch, -1)
     if layer.weights32 is not None:
         counts32 = work.get("counts32", counts.shape, np.float32)
         np.copyto(counts32, counts)
@@ -129,9 +143,9 @@ def _first_layer_counts(first: IFLayer, input_codes: np.ndarray, timesteps: int,
 
     Closed form: ``n_t = min(t, #{k >= 1: start + t J > k theta}) = clip(ceil(S_t / theta) - 1, 0, t)``.
     """
-    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
-    current = (input_codes @ first.weights) * first.gain + first.bias
-    counts = work.get("counts0", (timesteps, input_codes.shape[0], current.shape[1]))
+    current = first.layer.synaptic_input(input_codes) * first.gain + first.bias
+    t = np.arange(1, timesteps + 1, dtype=np.float64).reshape(-1, *([1] * current.ndim))
+    counts = work.get("counts0", (timesteps, *current.shape))
     np.multiply(t, current, out=counts)
     counts += membrane_start(first.theta)
     counts /= first.theta
@@ -142,7 +156,7 @@ def _first_layer_counts(first: IFLayer, input_codes: np.ndarray, timesteps: int,
 
 
 def _output_membrane(layer: IFLayer, counts: np.ndarray, timesteps: int) -> np.ndarray:
-    return (counts @ layer.weights) * layer.gain + timesteps * layer.bias
+    return (counts.reshape(counts.shape[0], -1) @ layer.weights) * layer.gain + timesteps * layer.bias
 
 
 def run_fast(
@@ -155,14 +169,14 @@ def run_fast(
     work = work or Workspace()
     if layers[0].theta == 0.0:  # no hidden layer: the output integrates a constant current
         return _output_membrane(layers[0], input_codes, timesteps), []
-    t = np.arange(1, timesteps + 1, dtype=np.float64)[:, None, None]
     counts = _first_layer_counts(layers[0], input_codes, timesteps, work)
     history = [counts]
     for i, layer in enumerate(layers[1:], start=1):
         if layer.theta == 0.0:
             return _output_membrane(layer, counts[-1], timesteps), history
-        shape = (timesteps, input_codes.shape[0], layer.weights.shape[1])
+        shape = (timesteps, input_codes.shape[0], *layer.out_shape)
         cumulative = _synaptic_input(counts, layer, work.get(f"cumulative{i}", shape), work)
+        t = np.arange(1, timesteps + 1, dtype=np.float64).reshape(-1, *([1] * (len(shape) - 1)))
         cumulative += t * layer.bias + membrane_start(layer.theta)
         counts = spike_counts(cumulative, layer.theta, work.get(f"counts{i}", shape), work)
         history.append(counts)
@@ -191,14 +205,15 @@ def firing_membrane(layer: IntegerLayer, acc: np.ndarray) -> tuple[np.ndarray, n
 def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Exact targets (Akida): each hidden layer integrates its input spikes for a window of ``T = L``
     steps, then fires its count in the next window (``min(T, n)`` spikes, at most one a step); the
-    output layer integrates without spiking. Returns the output membrane ``[B, A]`` (the accumulator)
-    and each hidden layer's spike counts ``[B, H]``: the target's activation codes.
+    output layer integrates without spiking. A pooling layer's neuron is charged with the largest
+    membrane of its window (the chip pools the accumulators). Returns the output membrane ``[B, A]``
+    (the accumulator) and each hidden layer's spike counts ``[B, H]`` or ``[B, H, W, F]``: the
+    target's activation codes.
     """
     levels = network.config.activation_levels
     counts, history = input_codes, []
     for layer in network.hidden_layers:
-        membrane, theta = firing_membrane(layer, counts @ layer.weights.T.astype(np.float64) + layer.bias)
+        membrane, theta = firing_membrane(layer, layer.accumulate(counts))
         counts = np.clip(np.ceil(membrane / theta) - 1.0, 0.0, levels)  # #{k >= 1: membrane > k theta}
         history.append(counts)
-    out = network.layers[-1]
-    return counts @ out.weights.T.astype(np.float64) + out.bias, history
+    return network.layers[-1].accumulate(counts), history

@@ -70,7 +70,8 @@ class IFPolicy(SpikingPolicy):
 
 
 class SnnTorchReferencePolicy(IFPolicy):
-    """Steps ``snntorch.Leaky`` integrate-and-fire neurons through time (slow; the reference)."""
+    """Steps ``snntorch.Leaky`` integrate-and-fire neurons through time (slow; the reference). The
+    synapses (dense, or conv over NHWC maps) are the integer layers' own maps."""
 
     def __init__(self, network: IntegerNetwork, timesteps: int | None = None, workspace: Workspace | None = None) -> None:
         super().__init__(network, timesteps, workspace)
@@ -83,26 +84,28 @@ class SnnTorchReferencePolicy(IFPolicy):
             self.neurons = [snntorch.Leaky(beta=1.0, threshold=torch.tensor(layer.theta, dtype=torch.float64),
                                            reset_mechanism="subtract") if layer.theta > 0 else snntorch.Leaky(**integrator)
                             for layer in self.layers]
-            self.weights = [torch.as_tensor(layer.weights * layer.gain) for layer in self.layers]
-            self.biases = [torch.as_tensor(layer.bias) for layer in self.layers]
         self.integrator = snntorch.Leaky(**integrator)  # exact targets: the integrating half of a window
 
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         return self._run_synchronous(obs) if self.rate_coded else self._run_exact(obs)
 
+    def _current(self, layer: IFLayer, spikes: np.ndarray):
+        """A rate-coded layer's input current for one step's spikes (or the constant input codes)."""
+        return self._torch.as_tensor(layer.layer.synaptic_input(spikes) * layer.gain + layer.bias)
+
     def _run_synchronous(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         torch = self._torch
-        codes = torch.as_tensor(self.network.input.codes(obs))
-        membranes = [torch.zeros(codes.shape[0], w.shape[1], dtype=torch.float64) + membrane_start(layer.theta)
-                     for w, layer in zip(self.weights, self.layers)]
+        first_current = self._current(self.layers[0], self.network.input_codes(obs))  # the input does not spike
+        batch = first_current.shape[0]
+        membranes = [torch.zeros(batch, *layer.out_shape, dtype=torch.float64) + membrane_start(layer.theta)
+                     for layer in self.layers]
         counts = [torch.zeros_like(m) for m in membranes[:-1]]
         history: list[list[np.ndarray]] = [[] for _ in counts]
-        first_current = codes @ self.weights[0] + self.biases[0]  # the input does not spike
         with torch.no_grad():
             for _ in range(self.timesteps):
                 spikes = None
                 for i, neuron in enumerate(self.neurons):
-                    current = first_current if i == 0 else spikes @ self.weights[i] + self.biases[i]
+                    current = first_current if i == 0 else self._current(self.layers[i], spikes.numpy())
                     out, membranes[i] = neuron(current, membranes[i])
                     if i < len(counts):
                         spikes = out.to(torch.float64)
@@ -113,28 +116,32 @@ class SnnTorchReferencePolicy(IFPolicy):
 
     def _run_exact(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Window by window: a layer integrates the previous layer's spike train (the input codes for
-        the first layer), then its neurons, charged to the target's membrane, fire for ``T`` steps."""
+        the first layer), a pooling layer charges each neuron with the largest membrane of its window,
+        then its neurons, charged to the target's membrane, fire for ``T`` steps."""
         torch = self._torch
-        spike_train = torch.as_tensor(self.network.input.codes(obs))[None]  # the input: one step of codes
+        spike_train = self.network.input_codes(obs)[None]  # the input: one step of codes
         history = []
         with torch.no_grad():
             for layer in self.network.layers:
-                weights, bias = torch.as_tensor(layer.weights.T.astype(np.float64)), torch.as_tensor(layer.bias * 1.0)
-                acc = torch.as_tensor(bias).expand(spike_train.shape[1], -1).clone()
+                acc = None
                 for spikes in spike_train:  # integrate: the output never fires in this half
-                    _, acc = self.integrator(spikes @ weights, acc)
+                    current = torch.as_tensor(layer.synaptic_input(spikes))
+                    if acc is None:
+                        acc = torch.zeros_like(current) + torch.as_tensor(layer.bias * 1.0)
+                    _, acc = self.integrator(current, acc)
+                acc = layer.pool(acc.numpy())
                 if layer.is_output:
-                    return acc.numpy() * layer.scale, history
-                membrane, theta = firing_membrane(layer, acc.numpy())
-                neuron = self._snntorch.Leaky(beta=1.0, threshold=torch.tensor(theta, dtype=torch.float64),
+                    return acc * layer.scale, history
+                membrane, theta = firing_membrane(layer, acc)
+                neuron = self._snntorch.Leaky(beta=1.0, threshold=torch.as_tensor(theta, dtype=torch.float64),
                                               reset_mechanism="subtract")
                 charge, steps = torch.as_tensor(membrane), []
                 membrane = torch.zeros_like(charge)
                 for step in range(self.timesteps):  # fire: the charge arrives at once and leaves as spikes
                     spikes, membrane = neuron(charge if step == 0 else torch.zeros_like(charge), membrane)
                     steps.append(spikes.to(torch.float64))
-                spike_train = torch.stack(steps)
-                history.append(spike_train.sum(0).numpy())
+                spike_train = torch.stack(steps).numpy()
+                history.append(spike_train.sum(0))
         raise ValueError("the network has no output layer")
 
 

@@ -21,6 +21,7 @@ measured against akida 2.19.3); its head returns the raw accumulator and adds th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -74,6 +75,15 @@ class ChipTarget:
     bias_limit: int | None = None  # largest |bias code| the chip's threshold holds
     step_limit: int | None = None  # largest act_step
     rate_coded: bool = False  # True: spike timing approximates the codes (synchronous IF)
+    # conv layers (camera frames), measured with akida 2.19.3's engine and hw_only mapper
+    input_conv_weight_bits: int | None = None  # weights of the chip's input conv layer (frames)
+    input_channels: tuple[int, ...] | None = None  # channels the input conv layer takes; None: any
+    input_kernels: tuple[int, ...] | None = None  # kernel sizes of the input conv layer; None: any
+    conv_kernels: tuple[int, ...] | None = None  # kernel sizes of later conv layers; None: any
+    conv_strides: dict[int, tuple[int, ...]] | None = None  # kernel -> strides a later conv runs; None: any
+    pool_sizes: tuple[int, ...] = ()  # max pooling windows (stride = window); (): no pooling
+    pool_and_stride: bool = True  # a later conv layer may stride and pool at once (the input layer may)
+    image_width: tuple[int, int] | None = None  # smallest frame side, largest frame width of the input layer
     device: str | None = None  # akida virtual device the fit is checked on
     ip_version: str | None = None
 
@@ -85,14 +95,25 @@ class ChipTarget:
             f"target {self.name!r}: layer 0 takes {obs_dim} observation inputs, the chip's input layer at most "
             f"{self.input_layouts[-1].max_inputs}; reduce the observation (e.g. select or pool features)")
 
-    def layer_weight_bits(self, layer: int, weight_bits: int) -> int:
-        return self.first_layer_weight_bits if layer == 0 and self.first_layer_weight_bits else weight_bits
+    def layer_weight_bits(self, layer: int, weight_bits: int, conv_input: bool = False) -> int:
+        """Weight bits of layer ``layer``: the chip's input layer may fix them (``conv_input``: frames)."""
+        fixed = self.input_conv_weight_bits if conv_input else self.first_layer_weight_bits
+        return fixed if layer == 0 and fixed else weight_bits
 
-    def check(self, config: Any, sizes: list[int]) -> None:
+    def check(self, config: Any, sizes: list[int], convs: Sequence[tuple[Any, int]] = ()) -> None:
         """Refuse, naming the layer and the limit, what this chip cannot run.
 
-        ``config``: a ``QuantConfig``; ``sizes``: ``[obs_dim, hidden..., n_actions]``.
+        ``config``: a ``QuantConfig``; ``sizes``: the dense part, ``[inputs, hidden..., n_actions]``;
+        ``convs``: the conv layers before it, ``(rivc.conv.ConvGeometry, filters)`` each.
         """
+        self._check_bits(config)
+        if self.ip_version is not None and len(convs) + len(sizes) < 3:
+            raise TargetError(f"target {self.name!r}: the network needs at least one hidden layer")
+        if convs:
+            self._check_convs(convs)
+        self._check_dense(sizes, first=len(convs))
+
+    def _check_bits(self, config: Any) -> None:
         for field, allowed in (("weight_bits", self.weight_bits), ("activation_bits", self.activation_bits),
                                ("input_bits", self.input_bits)):
             value = getattr(config, field)
@@ -100,8 +121,15 @@ class ChipTarget:
                 raise TargetError(
                     f"target {self.name!r} ({self.chip}) cannot run {field}={value}: it supports "
                     f"{', '.join(map(str, allowed))}; change QuantConfig.{field} or the target")
-        if self.ip_version is not None and len(sizes) < 3:
-            raise TargetError(f"target {self.name!r}: the network needs at least one hidden layer")
+
+    def _check_dense(self, sizes: list[int], first: int) -> None:
+        """The dense layers, the first of which is layer ``first`` (0: it takes the observation)."""
+        if first:
+            for i, fan_in in enumerate(sizes[:-1], start=first):
+                if self.max_inputs is not None and fan_in > self.max_inputs:
+                    raise TargetError(f"target {self.name!r}: layer {i} takes {fan_in} inputs, the chip at most "
+                                      f"{self.max_inputs}; {'pool or stride the feature map more' if i == first else 'use narrower hidden layers'}")
+            return
         if self.input_layouts:
             layout = self.input_layout(sizes[0])
             if sizes[1] > layout.max_filters:
@@ -119,18 +147,53 @@ class ChipTarget:
                     raise TargetError(f"target {self.name!r}: layer {i} takes {fan_in} inputs, the chip at most "
                                       f"{self.max_inputs}; use narrower hidden layers")
 
+    def _check_convs(self, convs: Sequence[tuple[Any, int]]) -> None:
+        height, width, channels = convs[0][0].in_shape
+        if self.input_channels is not None and channels not in self.input_channels:
+            raise TargetError(f"target {self.name!r}: the chip's input layer takes frames of "
+                              f"{' or '.join(map(str, self.input_channels))} channels, not {channels}; "
+                              "convert to grayscale or RGB, or stack 3 grayscale frames")
+        if self.image_width is not None and not (min(height, width) >= self.image_width[0] and width <= self.image_width[1]):
+            raise TargetError(f"target {self.name!r}: frames of {height}x{width} (HxW) do not fit the chip's input layer "
+                              f"(at least {self.image_width[0]} pixels a side, at most {self.image_width[1]} wide); resize "
+                              "them (gymnasium.wrappers.ResizeObservation)")
+        for i, (geometry, _) in enumerate(convs):
+            kernels = self.input_kernels if i == 0 else self.conv_kernels
+            if kernels is not None and geometry.kernel not in kernels:
+                raise TargetError(f"target {self.name!r}: conv layer {i} has a {geometry.kernel}x{geometry.kernel} kernel; "
+                                  f"the chip runs {', '.join(f'{k}x{k}' for k in kernels)} there")
+            strides = (self.conv_strides or {}).get(geometry.kernel) if i else None
+            if strides is not None and geometry.stride not in strides:
+                raise TargetError(f"target {self.name!r}: conv layer {i}: a {geometry.kernel}x{geometry.kernel} kernel runs "
+                                  f"with stride {' or '.join(map(str, strides))}, not {geometry.stride}")
+            if geometry.pool and geometry.pool not in self.pool_sizes:
+                raise TargetError(f"target {self.name!r}: conv layer {i} max-pools {geometry.pool}x{geometry.pool}; "
+                                  + (f"the chip pools {' or '.join(map(str, self.pool_sizes))}" if self.pool_sizes else
+                                     "rate-coded neurons have no exact max pooling: use a strided conv instead"))
+            if geometry.pool and geometry.stride != 1 and i and not self.pool_and_stride:
+                raise TargetError(f"target {self.name!r}: conv layer {i} strides and pools; the chip's conv layers do "
+                                  "one of the two (only the input layer does both)")
+            if geometry.pool and i == len(convs) - 1 and self.ip_version is not None:
+                raise TargetError(f"target {self.name!r}: the last conv layer ({i}) max-pools; on the chip a pooling "
+                                  "layer must feed another conv layer: stride it instead")
+
 
 TARGETS: dict[str, ChipTarget] = {
     "akida": ChipTarget(
         name="akida", chip="BrainChip Akida 2.0 (IPv2)", requantization=SCALE_SHIFT,
         weight_bits=(1, 2, 4), activation_bits=(1, 2, 4), input_bits=(8,), scale_bits=8, bias_bits=8, min_output_bits=4,
-        max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2"),
+        max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2",
+        input_conv_weight_bits=8, input_channels=(1, 3), input_kernels=(3, 5, 7), conv_kernels=(1, 3, 5, 7),
+        conv_strides={1: (1, 2), 3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), pool_and_stride=False,
+        image_width=(5, 384)),
     "akd1000": ChipTarget(
         name="akd1000", chip="BrainChip AKD1000 / AKD1500 (Akida 1.0, IPv1)", requantization=THRESHOLD_STEP,
         # 1-bit FullyConnected weights are {0, 1} on IPv1, not the +-1 of binary weights: 2 and 4 bits only
         weight_bits=(2, 4), activation_bits=(1, 2, 4), input_bits=(8,), first_layer_weight_bits=8,
         input_layouts=AKD1000_INPUT_LAYOUTS, max_inputs=57334, bias_limit=2**18, step_limit=65535,
-        accumulator_bits=32, device="AKD1000", ip_version="v1"),
+        accumulator_bits=32, device="AKD1000", ip_version="v1",
+        input_conv_weight_bits=8, input_channels=(1, 3), input_kernels=(3, 5, 7), conv_kernels=(3, 5, 7),
+        conv_strides={3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), image_width=(5, 256)),
     "rate": ChipTarget(
         name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
         weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),

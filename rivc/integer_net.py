@@ -7,7 +7,10 @@ Arithmetic (all integers; ``L = 2**activation_bits - 1``):
 * input codes   ``x = floor((clip(obs, low, high) - low) * inv_step + 1/2) - 2**(input_bits - 1)``, signed
   (``-128..127`` for 8 bits, the mid-range observation near 0), where
   ``inv_step = (2**input_bits - 1) / (high - low)`` (float64); the float network sees ``x / 2**(input_bits - 1)``;
-* every layer   ``acc = W @ codes + b`` with signed weight codes ``W`` and bias codes ``b``;
+  camera frames (:class:`ImageInput`): the uint8 pixels themselves, NHWC, seen as ``x / 256``;
+* every layer   ``acc = W @ codes + b`` with signed weight codes ``W`` and bias codes ``b``; a conv layer
+  computes ``W * codes + b`` (:mod:`rivc.conv`: 'same' padding, stride, max pooling of ``acc``), and a
+  dense layer after it reads the feature map flattened NHWC;
 * hidden layers ``codes = `` the chip target's activation of ``acc`` (:mod:`rivc.chip`): a fixed-point
   scale and shift (Akida 2.0, rate-coded chips) or a threshold and step (AKD1000), clipped to ``[0, L]``;
 * output layer  ``q = scale * acc`` (float): the Q-values.
@@ -28,6 +31,7 @@ import numpy as np
 
 from rivc.chip import SCALE_SHIFT, ChipTarget, get_target, quantize_bias, scale_shift_codes, threshold_step_codes
 from rivc.config import QuantConfig
+from rivc.conv import ConvGeometry, conv2d, max_pool
 
 FORMAT_NAME = "rivc.integer_network"
 FORMAT_VERSION = 2  # 2: chip targets; version 1 files (16-bit scales) load as the "rate" target
@@ -66,6 +70,18 @@ class InputQuantizer:
         """Subtracted from the unsigned code: centres the codes (and the largest code magnitude)."""
         return 2 ** (self.bits - 1)
 
+    @property
+    def max_code(self) -> int:
+        """Largest input code magnitude."""
+        return self.zero_point
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The codes' shape per observation (as the first layer reads them)."""
+        return (int(self.low.shape[0]),)
+
+    obs_shape = shape  # the observation's shape
+
     @functools.cached_property
     def inv_step(self) -> np.ndarray:
         """Codes per observation unit; 0 where the range is empty (constant input). Computed once:
@@ -79,6 +95,47 @@ class InputQuantizer:
         obs = check_observations(obs, self.low.shape[0])
         clipped = np.clip(obs, self.low, self.high)
         return np.floor((clipped - self.low) * self.inv_step + 0.5) - self.zero_point
+
+
+@dataclass
+class ImageInput:
+    """Camera frames as a chip's input layer reads them: the uint8 pixels are the codes (0..255, zero
+    point 0, so a padded border is a black pixel), NHWC. ``channels_first``: the observations come
+    CHW (as some wrappers give them) and are transposed."""
+
+    shape: tuple[int, int, int]  # (H, W, C), as the network reads the frame
+    channels_first: bool = False
+    bits: int = 8
+    zero_point = 0
+    max_code = 255
+    step = 1.0 / 256  # the float network sees pixels / 256
+
+    def __post_init__(self) -> None:
+        self.shape = tuple(int(v) for v in self.shape)
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError(f"an image input needs a shape (H, W, C), got {self.shape}")
+        if self.bits != 8:
+            raise ValueError(f"image inputs are 8-bit pixels, got input_bits={self.bits}")
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        height, width, channels = self.shape
+        return (channels, height, width) if self.channels_first else self.shape
+
+    def codes(self, obs: np.ndarray) -> np.ndarray:
+        """Pixel codes ``[B, H, W, C]`` (float64) for a frame or a batch of frames."""
+        arr = np.asarray(obs)
+        if arr.shape == self.obs_shape:
+            arr = arr[None]
+        if arr.ndim != 4 or arr.shape[1:] != self.obs_shape:
+            raise ValueError(f"observation shape {arr.shape} does not match the network: expected {self.obs_shape} "
+                             f"or (batch, {', '.join(map(str, self.obs_shape))})")
+        if arr.dtype != np.uint8:
+            if not np.issubdtype(arr.dtype, np.number) or not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
+                raise ValueError(f"image observations must be uint8 pixels 0..255, got {arr.dtype} values outside it: "
+                                 "pass the environment's frames unnormalised")
+        codes = arr.astype(np.float64)
+        return codes.transpose(0, 2, 3, 1) if self.channels_first else codes
 
 
 def check_observations(obs, obs_dim: int) -> np.ndarray:
@@ -115,10 +172,44 @@ class IntegerLayer:
     acc_clip: np.ndarray | None = None  # int64 [out], accumulator ceiling before scaling
     offset: np.ndarray | None = None  # int64 [out]
     step: np.ndarray | None = None  # int64 [out], in sixteenths of an accumulator unit
+    conv: ConvGeometry | None = None  # a conv layer: weights (F, k, k, C), input and output NHWC
 
     @property
     def is_output(self) -> bool:
         return self.multiplier is None and self.step is None
+
+    @property
+    def units(self) -> int:
+        """Output units (dense) or filters (conv)."""
+        return int(self.weights.shape[0])
+
+    @property
+    def fan_in(self) -> np.ndarray:
+        """Per unit, the sum of |weight codes| (bounds the accumulator with the input's largest code)."""
+        return np.abs(self.weights).reshape(self.units, -1).sum(axis=1)
+
+    def out_shape(self) -> tuple[int, ...]:
+        return self.conv.out_shape(self.units) if self.conv is not None else (self.units,)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per observation (a conv layer's at every output position, before pooling)."""
+        return int(np.prod(self.conv.conv_shape)) * self.weights.size if self.conv is not None else self.weights.size
+
+    def synaptic_input(self, codes: np.ndarray) -> np.ndarray:
+        """``W @ codes`` (float64, exact integers), without bias or pooling, for input codes ``[B, in]``
+        (a feature map is flattened NHWC) or ``[B, H, W, C]`` (conv)."""
+        if self.conv is not None:
+            return conv2d(codes, self.weights, self.conv)
+        return codes.reshape(codes.shape[0], -1) @ self.weights.T.astype(np.float64)
+
+    def pool(self, acc: np.ndarray) -> np.ndarray:
+        """Max pooling of the accumulators, where the layer pools (before the activation, as on the chip)."""
+        return max_pool(acc, self.conv.pool) if self.conv is not None and self.conv.pool else acc
+
+    def accumulate(self, codes: np.ndarray) -> np.ndarray:
+        """Integer accumulators (float64): ``pool(W @ codes + b)``."""
+        return self.pool(self.synaptic_input(codes) + self.bias)
 
     def activation(self, acc, levels: int):
         """Activation codes of the accumulator ``acc`` (numpy or torch, float64 integers)."""
@@ -129,10 +220,11 @@ class IntegerLayer:
 
 @dataclass
 class IntegerNetwork:
-    """An integer MLP Q-network: what every neurochip backend converts into a spiking policy."""
+    """An integer Q-network (MLP, or conv layers then dense layers): what every neurochip backend
+    converts into a spiking policy."""
 
     config: QuantConfig
-    input: InputQuantizer
+    input: InputQuantizer | ImageInput
     layers: list[IntegerLayer]
     target: str = "rate"
 
@@ -145,29 +237,60 @@ class IntegerNetwork:
 
     # -- shape -----------------------------------------------------------------------------
     @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return self.input.obs_shape
+
+    @property
     def obs_dim(self) -> int:
-        return int(self.layers[0].weights.shape[1])
+        return int(np.prod(self.obs_shape))
+
+    @property
+    def is_image(self) -> bool:
+        return isinstance(self.input, ImageInput)
+
+    @property
+    def conv_layers(self) -> list[IntegerLayer]:
+        return [layer for layer in self.layers if layer.conv is not None]
 
     @property
     def n_actions(self) -> int:
         return int(self.layers[-1].weights.shape[0])
 
     @property
+    def macs(self) -> int:
+        """Multiply-accumulates of the network per observation (what a float network computes)."""
+        return sum(layer.macs for layer in self.layers)
+
+    @property
     def hidden_layers(self) -> list[IntegerLayer]:
         return self.layers[:-1]
+
+    @property
+    def sizes(self) -> list[int]:
+        """The dense part: ``[inputs of the first dense layer, hidden..., n_actions]``."""
+        dense = [layer for layer in self.layers if layer.conv is None]
+        return [int(dense[0].weights.shape[1]), *(layer.units for layer in dense)]
 
     def validate(self) -> None:
         """Check shapes, code ranges and that exactly the last layer is the output layer."""
         if not self.layers:
             raise ValueError("an integer network needs at least one layer")
         chip = self.chip
-        chip.check(self.config, [self.obs_dim, *(layer.weights.shape[0] for layer in self.layers)])
-        fan_in = self.input.low.shape[0]
+        convs = [(layer.conv, layer.units) for layer in self.conv_layers]
+        if self.is_image != bool(convs) or any(layer.conv is None for layer in self.layers[: len(convs)]):
+            raise ValueError("an image input needs conv layers, which come first, and a vector input dense layers only")
+        chip.check(self.config, self.sizes, convs)
+        shape = self.input.shape
         for i, layer in enumerate(self.layers):
             w = layer.weights
-            if w.ndim != 2 or w.shape[1] != fan_in:
-                raise ValueError(f"layer {i}: weights shape {w.shape} does not take {fan_in} inputs")
-            bits = chip.layer_weight_bits(i, self.config.weight_bits)
+            if layer.conv is not None:
+                k = layer.conv.kernel
+                if layer.conv.in_shape != shape or w.shape[1:] != (k, k, shape[2]):
+                    raise ValueError(f"layer {i}: conv weights {w.shape} over {layer.conv.in_shape} do not take the "
+                                     f"{shape} input")
+            elif w.ndim != 2 or w.shape[1] != int(np.prod(shape)):
+                raise ValueError(f"layer {i}: weights shape {w.shape} does not take {int(np.prod(shape))} inputs")
+            bits = chip.layer_weight_bits(i, self.config.weight_bits, bool(convs))
             qw = QuantConfig(weight_bits=bits).weight_levels
             if np.any(np.abs(w) > qw):
                 raise ValueError(f"layer {i}: weight codes exceed {bits}-bit range +-{qw}")
@@ -180,7 +303,7 @@ class IntegerNetwork:
                 raise ValueError(f"layer {i}: only the last layer may (and must) lack a requantization")
             if not last:
                 self._validate_requantization(i, layer, chip)
-            fan_in = w.shape[0]
+            shape = layer.out_shape()
 
     @staticmethod
     def _validate_requantization(i: int, layer: IntegerLayer, chip: ChipTarget) -> None:
@@ -198,17 +321,20 @@ class IntegerNetwork:
             raise ValueError(f"layer {i}: steps must be positive")
 
     # -- integer reference -------------------------------------------------------------------
+    def input_codes(self, obs: np.ndarray) -> np.ndarray:
+        """The input layer's codes: ``[B, obs_dim]``, or ``[B, H, W, C]`` for frames (float64 integers)."""
+        return self.input.codes(obs)
+
     def forward_codes(self, obs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-        """Hidden activation codes of every layer and the output accumulator, in int64."""
-        codes = self.input.codes(obs).astype(np.int64)
+        """Hidden activation codes of every layer (``[B, units]`` or ``[B, H, W, F]``) and the output
+        accumulator, in int64."""
+        codes = self.input_codes(obs)
         hidden = []
         levels = self.config.activation_levels
         for layer in self.hidden_layers:
-            acc = (codes @ layer.weights.T + layer.bias).astype(np.float64)  # exact integers below 2**53
-            codes = layer.activation(acc, levels).astype(np.int64)
-            hidden.append(codes)
-        out = self.layers[-1]
-        return hidden, codes @ out.weights.T + out.bias
+            codes = layer.activation(layer.accumulate(codes), levels)  # exact integers below 2**53
+            hidden.append(codes.astype(np.int64))
+        return hidden, self.layers[-1].accumulate(codes).astype(np.int64)
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q-values ``[B, n_actions]`` of the integer reference (float64)."""
@@ -224,9 +350,13 @@ class IntegerNetwork:
             "target": self.target,
             "n_layers": len(self.layers),
             "shifts": [layer.shift for layer in self.layers],
+            "convs": [None if layer.conv is None else layer.conv.to_dict() for layer in self.layers],
         }
-        arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                  "input_low": self.input.low, "input_high": self.input.high}
+        if self.is_image:
+            meta["image_input"] = {"shape": list(self.input.shape), "channels_first": self.input.channels_first}
+        arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
+        if not self.is_image:
+            arrays.update(input_low=self.input.low, input_high=self.input.high)
         for i, layer in enumerate(self.layers):
             arrays[f"w{i}"] = layer.weights
             arrays[f"b{i}"] = layer.bias
@@ -249,14 +379,20 @@ class IntegerNetwork:
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             layers = []
+            convs = meta.get("convs") or [None] * int(meta["n_layers"])
             for i in range(int(meta["n_layers"])):
                 optional = {name: arrays[f"{key}{i}"].astype(dtype) for name, key, dtype in (
                     ("multiplier", "m", np.int64), ("acc_clip", "c", np.int64), ("offset", "o", np.int64),
                     ("step", "t", np.int64)) if f"{key}{i}" in arrays}
                 layers.append(IntegerLayer(
                     weights=arrays[f"w{i}"].astype(np.int64), bias=arrays[f"b{i}"].astype(np.int64),
-                    scale=arrays[f"s{i}"].astype(np.float64), shift=meta["shifts"][i], **optional))
-            quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
+                    scale=arrays[f"s{i}"].astype(np.float64), shift=meta["shifts"][i],
+                    conv=None if convs[i] is None else ConvGeometry.from_dict(convs[i]), **optional))
+            if "image_input" in meta:
+                image = meta["image_input"]
+                quantizer = ImageInput(tuple(image["shape"]), bool(image["channels_first"]), config.input_bits)
+            else:
+                quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
             return cls(config=config, input=quantizer, layers=layers, target=meta.get("target", "rate"))
         except CorruptFileError:
             raise

@@ -1,4 +1,5 @@
-"""Quantized Q-network: an MLP trained with a chip target's arithmetic, exportable as integers.
+"""Quantized Q-network: an MLP (or a CNN on camera frames) trained with a chip target's arithmetic,
+exportable as integers.
 
 Train what you deploy: with ``qat=True`` the forward pass returns exactly (bit for bit) the
 Q-values of the integer network that :meth:`QuantizedQNetwork.export` writes, because both read
@@ -14,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
@@ -28,10 +30,12 @@ from rivc.chip import (
     threshold_step,
 )
 from rivc.config import QuantConfig
-from rivc.integer_net import UNBOUNDED, InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.conv import ConvGeometry, ConvSpec, image_layout, same_padding
+from rivc.integer_net import UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.quant import bias_codes, input_codes, straight_through, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
+EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 
 
 class QuantizedLinear(NamedTuple):
@@ -40,22 +44,57 @@ class QuantizedLinear(NamedTuple):
     integer: IntegerLayer  # what export() writes and the integer reference runs
     weight: torch.Tensor  # codes * scale (float32): the surrogate's weights
     bias: torch.Tensor  # bias codes * accumulator scale (float32)
-    weight_codes: torch.Tensor  # float64 [out, in], exact integers
-    bias_codes: torch.Tensor  # float64 [out]
-    integer_torch: IntegerLayer  # ``integer`` with torch float64 arrays, for the exact forward
+    weight_codes: torch.Tensor  # [out, in] or [F, C, k, k], exact integers: float32 where every sum stays
+    bias_codes: torch.Tensor  # [out]                  below 2**24 (exact and 2-10x faster), else float64
+    integer_torch: IntegerLayer  # ``integer`` with torch float64 arrays (per channel [F, 1, 1] for a conv)
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
             f"QuantizedQNetwork takes a flat Box observation space, got {observation_space}; "
-            "flatten the observation (gymnasium.wrappers.FlattenObservation) first"
+            "flatten the observation (gymnasium.wrappers.FlattenObservation) first, or pass conv_layers for "
+            "camera frames"
         )
     return int(observation_space.shape[0])
 
 
+def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, int], bool]:
+    """``((H, W, C), channels_first)`` of a camera-frame space, which must be uint8 HWC or CHW over 0..255."""
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
+        raise ValueError(f"a conv Q-network takes camera frames, a Box of shape (H, W, C) or (C, H, W), got "
+                         f"{observation_space}; use MlpPolicy for vector observations")
+    if observation_space.dtype != np.uint8 or np.any(observation_space.low != 0) or np.any(observation_space.high != 255):
+        raise ValueError(f"camera frames must be uint8 pixels 0..255 (the chip's input layer reads them as they are), "
+                         f"got a {observation_space.dtype} Box over [{observation_space.low.min()}, "
+                         f"{observation_space.high.max()}]; do not normalise frames in a wrapper")
+    return image_layout(observation_space.shape)
+
+
+def same_pad(x: torch.Tensor, geometry: ConvGeometry, value: float = 0.0) -> torch.Tensor:
+    (top, bottom), (left, right) = geometry.pads()
+    return F.pad(x, (left, right, top, bottom), value=value) if top or bottom or left or right else x
+
+
+def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """``rivc.conv.conv_accumulate`` on torch tensors (NCHW): padded cross-correlation, then max pooling."""
+    out = F.conv2d(same_pad(x, geometry), weight, bias, stride=geometry.stride)
+    if geometry.pool:
+        pool = geometry.pool
+        (top, bottom), (left, right) = (same_padding(size, pool, pool) for size in out.shape[2:])
+        if top or bottom or left or right:
+            out = F.pad(out, (left, right, top, bottom), value=-torch.inf)
+        out = F.max_pool2d(out, pool, pool)
+    return out
+
+
+def flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """A feature map ``[B, C, H, W]`` flattened channel fastest, as the chip (and ``IntegerNetwork``) does."""
+    return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1) if x.ndim == 4 else x
+
+
 class QuantizedQNetwork(nn.Module):
-    """MLP mapping observations to Q-values through quantized layers.
+    """MLP (or CNN on camera frames) mapping observations to Q-values through quantized layers.
 
     ``qat=True`` (default): the forward pass computes the chip target's integer arithmetic (the
     exported network's Q-values, bit for bit) with straight-through gradients through fake-quantized
@@ -63,9 +102,11 @@ class QuantizedQNetwork(nn.Module):
     network (the baselines' FPNN), exported by post-training quantization for the same target.
     ``target``: the chip (:data:`rivc.chip.TARGETS`); a network it cannot run is refused here.
 
-    Inputs are normalised to about ``[-1, 1]`` over an observation range: the space's finite bounds,
-    ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
-    :meth:`calibrate_input_range` and frozen in every export.
+    Vector inputs are normalised to about ``[-1, 1]`` over an observation range: the space's finite
+    bounds, ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
+    :meth:`calibrate_input_range` and frozen in every export. ``conv_layers`` (``rivc.conv.ConvSpec``
+    each) put conv layers before the dense ones: the observation is then a uint8 camera frame (HWC or
+    CHW), read as the chip's input layer reads it (pixels 0..255; the float network sees ``/ 256``).
     """
 
     def __init__(
@@ -78,26 +119,47 @@ class QuantizedQNetwork(nn.Module):
         qat: bool = True,
         activation_clip: float = 2.0,
         target: str | ChipTarget = DEFAULT_TARGET,
+        conv_layers: Sequence[ConvSpec | tuple | dict] = (),
     ) -> None:
         super().__init__()
         self.config = config or QuantConfig()
         self.target = get_target(target)
         self.qat = qat
         self.observation_space = observation_space
-        obs_dim = _flat_dim(observation_space)
         if n_actions < 1:
             raise ValueError(f"n_actions must be >= 1, got {n_actions}")
         if activation_clip <= 0:
             raise ValueError(f"activation_clip must be > 0, got {activation_clip}")
-        sizes = [obs_dim, *map(int, hidden_sizes), int(n_actions)]
-        self.target.check(self.config, sizes)
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.conv_specs = [ConvSpec.parse(spec) for spec in conv_layers]
+        self.geometries: list[ConvGeometry] = []
+        if self.conv_specs:
+            self.image_shape, self.channels_first = check_image_space(observation_space)
+            if obs_range is not None:
+                raise ValueError("obs_range applies to vector observations; camera frames are read as 0..255 pixels")
+            shape = self.image_shape
+            for spec in self.conv_specs:
+                self.geometries.append(spec.geometry(shape))
+                shape = self.geometries[-1].out_shape(spec.filters)
+            flat = int(np.prod(shape))
+        else:
+            self.image_shape, self.channels_first = None, False
+            flat = _flat_dim(observation_space)
+        sizes = [flat, *map(int, hidden_sizes), int(n_actions)]
+        self.target.check(self.config, sizes, [(g, spec.filters) for g, spec in zip(self.geometries, self.conv_specs)])
+        # the modules hold the parameters; forward pads, strides and pools as the chip does (conv_forward)
+        convs = [nn.Conv2d(g.in_shape[2], spec.filters, spec.kernel, spec.stride)
+                 for g, spec in zip(self.geometries, self.conv_specs)]
+        self.layers = nn.ModuleList([*convs, *(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))])
         self.clips = nn.ParameterList(
-            nn.Parameter(torch.tensor(float(activation_clip))) for _ in range(len(sizes) - 2)
+            nn.Parameter(torch.tensor(float(activation_clip))) for _ in range(len(self.layers) - 1)
         )
+        obs_dim = 0 if self.is_image else flat  # frames have no range to calibrate
         if obs_range is not None:
             low, high = (np.broadcast_to(np.asarray(v, dtype=np.float64), (obs_dim,)) for v in obs_range)
             bounded = np.ones(obs_dim, dtype=bool)
+        elif self.is_image:
+            low = high = np.zeros(0)
+            bounded = np.ones(0, dtype=bool)
         else:
             low = np.asarray(observation_space.low, dtype=np.float64)
             high = np.asarray(observation_space.high, dtype=np.float64)
@@ -107,27 +169,48 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         self._quantization_cache: dict[int, tuple] = {}
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
         self._refresh_input_quantizer()
 
     # -- input range ----------------------------------------------------------------------------
     @property
+    def is_image(self) -> bool:
+        return bool(self.conv_specs)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.observation_space.shape)
+
+    @property
     def obs_dim(self) -> int:
-        return self.linears[0].in_features
+        return int(np.prod(self.obs_shape))
 
     @property
     def n_actions(self) -> int:
-        return self.linears[-1].out_features
+        return self.layers[-1].out_features
+
+    @property
+    def linears(self) -> list[nn.Linear]:
+        """The dense layers (after the conv layers, if any)."""
+        return list(self.layers[len(self.conv_specs):])
 
     @property
     def sizes(self) -> list[int]:
-        """``[obs_dim, hidden..., n_actions]``."""
-        return [self.obs_dim, *(linear.out_features for linear in self.linears)]
+        """The dense part: ``[inputs, hidden..., n_actions]`` (``[obs_dim, ...]`` for an MLP)."""
+        return [self.linears[0].in_features, *(linear.out_features for linear in self.linears)]
+
+    @property
+    def conv_geometry(self) -> list[tuple[ConvGeometry, int]]:
+        """``(geometry, filters)`` of each conv layer, as ``rivc.chip.ChipTarget.check`` takes them."""
+        return [(g, spec.filters) for g, spec in zip(self.geometries, self.conv_specs)]
 
     @property
     def needs_calibration(self) -> bool:
         return not bool(self.obs_calibrated.all())
 
-    def input_quantizer(self) -> InputQuantizer:
+    def input_quantizer(self) -> InputQuantizer | ImageInput:
+        if self.is_image:
+            return ImageInput(self.image_shape, self.channels_first, self.config.input_bits)
         self._check_calibrated()
         return InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
 
@@ -135,15 +218,19 @@ class QuantizedQNetwork(nn.Module):
         # inv_step is computed by numpy so that torch and the integer reference use the same float64
         inv = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits).inv_step
         self._inv_step = torch.as_tensor(inv, dtype=torch.float64, device=self.obs_low.device)
-        # value of one input code after normalisation to about [-1, 1] (float32, as in every layer)
-        self._input_step = torch.tensor(1.0 / 2 ** (self.config.input_bits - 1), device=self.obs_low.device)
+        # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
+        step = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
+        self._input_step = torch.tensor(step, device=self.obs_low.device)
 
     def calibrate_input_range(self, observations, margin: float = 0.1, all_dims: bool = False) -> None:
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
 
         The range is the data's min/max widened by ``margin`` of its width on each side; values
-        outside it are clipped at run time. Call once before training and keep it frozen.
+        outside it are clipped at run time. Call once before training and keep it frozen. Camera
+        frames have a fixed range (0..255): nothing to calibrate.
         """
+        if self.is_image:
+            return
         obs = np.asarray(observations.cpu() if torch.is_tensor(observations) else observations, dtype=np.float64)
         obs = obs.reshape(-1, self.obs_dim)
         if obs.shape[0] == 0 or not np.all(np.isfinite(obs)):
@@ -177,51 +264,79 @@ class QuantizedQNetwork(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
     def _check_input(self, obs: torch.Tensor) -> None:
-        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
-            raise ValueError(
-                f"observation shape {tuple(obs.shape)} does not match the network: expected (batch, {self.obs_dim})"
-            )
+        if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != len(self.obs_shape) + 1:
+            raise ValueError(f"observation shape {tuple(obs.shape)} does not match the network: expected "
+                             f"(batch, {', '.join(map(str, self.obs_shape))})")
         if not torch.isfinite(obs).all():
             raise ValueError("observation contains NaN or inf; check the environment's observations")
         self._check_calibrated()
 
+    def _frames(self, obs: torch.Tensor) -> torch.Tensor:
+        """Validated frames as pixel codes, NCHW float64."""
+        if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != 4:
+            self._check_input(obs)  # raises with the shapes
+        codes = obs.to(torch.float64)
+        if obs.dtype != torch.uint8 and not bool(((codes >= 0) & (codes <= 255) & (codes == codes.round())).all()):
+            raise ValueError("image observations must be uint8 pixels 0..255: pass the environment's frames unnormalised")
+        return codes if self.channels_first else codes.permute(0, 3, 1, 2)
+
     def _input_codes(self, obs: torch.Tensor) -> torch.Tensor:
-        """Validated observations as signed input codes (float64 holding exact integers)."""
+        """Validated observations as input codes (float64 holding exact integers; frames NCHW)."""
+        if self.is_image:
+            return self._frames(obs)
         self._check_input(obs)
         return input_codes(obs, self.obs_low, self.obs_high, self._inv_step, 2 ** (self.config.input_bits - 1))
 
     def _input_float(self, obs: torch.Tensor) -> torch.Tensor:
-        """Validated observations normalised to about [-1, 1] without rounding (the float network's input)."""
+        """Validated observations normalised without rounding (the float network's input)."""
+        if self.is_image:
+            return (self._frames(obs) * ImageInput.step).to(torch.float32)
         self._check_input(obs)
         zero_point = 2 ** (self.config.input_bits - 1)
         x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
         return ((x - zero_point) / zero_point).to(torch.float32)
 
+    def _layer(self, i: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Layer ``i``'s linear map (conv with padding and pooling, or dense; a feature map is flattened NHWC)."""
+        if i < len(self.geometries):
+            return conv_forward(x, weight, bias, self.geometries[i])
+        return torch.addmm(bias, flatten_nhwc(x), weight.T)
+
+    def _float_pass(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The float network: each hidden layer's ReLU output and the Q-values."""
+        x, hidden = self._input_float(obs), []
+        for i, layer in enumerate(self.layers[:-1]):
+            x = torch.relu(self._layer(i, x, layer.weight, layer.bias))
+            hidden.append(x)
+        return hidden, self._layer(len(self.layers) - 1, x, self.layers[-1].weight, self.layers[-1].bias)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values ``[B, n_actions]`` for observations ``[B, obs_dim]``."""
+        """Q-values ``[B, n_actions]`` for observations ``[B, *obs_shape]``."""
         if not self.qat:
-            x = self._input_float(obs)
-            for linear in self.linears[:-1]:
-                x = torch.relu(linear(x))
-            return self.linears[-1](x)
+            return self._float_pass(obs)[1]
         codes = self._input_codes(obs)
-        x = (codes / 2 ** (self.config.input_bits - 1)).to(torch.float32)  # codes / zero point, exact
         step = self._input_step
+        surrogate = torch.is_grad_enabled()  # without gradients only the exact integer path is needed
+        x = (codes * float(step)).to(torch.float32) if surrogate else None  # a power of two: exact
         levels = self.config.activation_levels
-        last = len(self.linears) - 1
-        for i, linear in enumerate(self.linears):
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
             clip = None if i == last else self.clips[i].clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, None if clip is None else float(clip.detach()))
-            weight = straight_through(linear.weight, quantized.weight)
-            bias = straight_through(linear.bias, quantized.bias)
-            z = torch.addmm(bias, x, weight.T)  # the float surrogate that carries the gradients
-            acc = torch.addmm(quantized.bias_codes, codes, quantized.weight_codes.T)  # exact integers
+            exact = quantized.weight_codes.dtype
+            acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes).double()  # integers
+            if surrogate:  # the float surrogate that carries the gradients
+                weight = straight_through(layer.weight, quantized.weight)
+                bias = straight_through(layer.bias, quantized.bias)
+                z = self._layer(i, x, weight, bias)
             if i == last:
-                return straight_through(z, (acc * quantized.integer_torch.scale).float())
+                q = (acc * quantized.integer_torch.scale).float()
+                return straight_through(z, q) if surrogate else q
             codes = quantized.integer_torch.activation(acc, levels)
             step = (clip / levels).detach()
-            y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
-            x = straight_through(y, (codes * step.double()).float())
+            if surrogate:
+                y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
+                x = straight_through(y, (codes * step.double()).float())
         raise AssertionError("unreachable")
 
     @torch.no_grad()
@@ -234,18 +349,23 @@ class QuantizedQNetwork(nn.Module):
         or ``load_state_dict``); in-place edits through ``.data`` (e.g. SB3's ``polyak_update``)
         bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
         """
-        linear = self.linears[i]
-        key = (linear.weight.data_ptr(), linear.weight._version, linear.bias._version, float(input_step), clip)
+        layer = self.layers[i]
+        key = (layer.weight.data_ptr(), layer.weight._version, layer.bias._version, float(input_step), clip)
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
             return cached[1]
-        bits = self.target.layer_weight_bits(i, self.config.weight_bits)
-        codes, w_scale = weight_codes(linear.weight, bits)
+        conv = self.geometries[i] if i < len(self.geometries) else None
+        bits = self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image)
+        flat_codes, w_scale = weight_codes(layer.weight.reshape(layer.weight.shape[0], -1), bits)
+        codes = flat_codes.reshape(layer.weight.shape)  # [out, in] or [F, C, k, k]
+        channel = (-1,) + (1,) * (codes.ndim - 1)
         acc_scale = w_scale.squeeze(1) * input_step
         acc_scale64 = acc_scale.double().cpu().numpy()
-        b_codes = quantize_bias(bias_codes(linear.bias, acc_scale).cpu().numpy().astype(np.int64),
+        b_codes = quantize_bias(bias_codes(layer.bias, acc_scale).cpu().numpy().astype(np.int64),
                                self.target.bias_bits, self.target.bias_limit)
-        integer = IntegerLayer(weights=codes.cpu().numpy().astype(np.int64), bias=b_codes, scale=acc_scale64)
+        integer_weights = codes.permute(0, 2, 3, 1) if conv is not None else codes  # (F, k, k, C)
+        integer = IntegerLayer(weights=integer_weights.cpu().numpy().astype(np.int64), bias=b_codes,
+                               scale=acc_scale64, conv=conv)
         if clip is not None:
             # the same float32 arithmetic as forward's step = clip / levels
             step = float(torch.tensor(clip, dtype=torch.float32) / self.config.activation_levels)
@@ -257,19 +377,25 @@ class QuantizedQNetwork(nn.Module):
             else:
                 integer.offset, integer.step = threshold_step(acc_scale64, step, self.config.activation_bits,
                                                               self.target.step_limit)
-        device = linear.weight.device
+        device = layer.weight.device
+        per_unit = (-1, 1, 1) if conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
 
         def tensor(array):
-            return None if array is None else torch.as_tensor(np.asarray(array, dtype=np.float64), device=device)
+            if array is None:
+                return None
+            return torch.as_tensor(np.asarray(array, dtype=np.float64), device=device).reshape(per_unit)
 
         integer_torch = IntegerLayer(
             weights=integer.weights, bias=integer.bias, scale=tensor(integer.scale), multiplier=tensor(integer.multiplier),
             shift=integer.shift, acc_clip=tensor(integer.acc_clip), offset=tensor(integer.offset),
             step=tensor(integer.step))
-        bias_tensor = tensor(b_codes)
+        bias_tensor = torch.as_tensor(b_codes.astype(np.float64), device=device)
+        input_max = self.input_quantizer().max_code if i == 0 else self.config.activation_levels
+        bound = float(integer.fan_in.max(initial=0)) * input_max + float(np.abs(b_codes).max(initial=0))
+        exact = torch.float32 if bound < EXACT_FLOAT32 else torch.float64  # every partial sum is an exact integer
         quantized = QuantizedLinear(
-            integer=integer, weight=codes * w_scale, bias=(bias_tensor * acc_scale.double()).float(),
-            weight_codes=codes.double(), bias_codes=bias_tensor, integer_torch=integer_torch)
+            integer=integer, weight=codes * w_scale.reshape(channel), bias=(bias_tensor * acc_scale.double()).float(),
+            weight_codes=codes.to(exact), bias_codes=bias_tensor.to(exact), integer_torch=integer_torch)
         self._quantization_cache[i] = (key, quantized)
         return quantized
 
@@ -281,12 +407,8 @@ class QuantizedQNetwork(nn.Module):
     def float_activation_max(self, observations) -> list[float]:
         """Largest ReLU output of each hidden layer of the float (unquantized) network on ``observations``."""
         obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.obs_low.device)
-        x = self._input_float(obs.reshape(-1, self.obs_dim))
-        maxima = []
-        for linear in self.linears[:-1]:
-            x = torch.relu(linear(x))
-            maxima.append(max(float(x.max()), MIN_CLIP))
-        return maxima
+        hidden, _ = self._float_pass(obs.reshape(-1, *self.obs_shape))
+        return [max(float(x.max()), MIN_CLIP) for x in hidden]
 
     @torch.no_grad()
     def calibrate_activation_clips(self, observations) -> None:
@@ -315,7 +437,7 @@ class QuantizedQNetwork(nn.Module):
         clips = self.activation_clips(calibration_obs)
         step = self._input_step
         layers = []
-        for i in range(len(self.linears)):
+        for i in range(len(self.layers)):
             clip = clips[i] if i < len(clips) else None
             # the forward's clip, as the float32 the forward's clamp_min returns
             clip = None if clip is None else float(torch.tensor(clip, dtype=torch.float32))
@@ -323,3 +445,9 @@ class QuantizedQNetwork(nn.Module):
             if clip is not None:
                 step = torch.tensor(clip, dtype=torch.float32, device=step.device) / self.config.activation_levels
         return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name)
+
+
+def _rename_legacy_keys(state_dict, prefix, *args) -> None:
+    """Checkpoints from before conv layers named the layers ``linears``."""
+    for key in [k for k in state_dict if k.startswith(prefix + "linears.")]:
+        state_dict[prefix + "layers." + key[len(prefix + "linears."):]] = state_dict.pop(key)

@@ -7,8 +7,11 @@ import rivc.envs
 from rivc.envs import DiscretizeAction
 from rivc.envs.arm_reach import scripted_action as arm_controller
 from rivc.envs.mobile_reach import scripted_action as mobile_controller
+from rivc.envs.pan_track import scripted_action as pan_controller
 
-MODES = [("rivc/MobileReach-v0", {}), ("rivc/MobileReach-v0", {"obs_mode": "image"}), ("rivc/ArmReach-v0", {})]
+MODES = [("rivc/MobileReach-v0", {}), ("rivc/MobileReach-v0", {"obs_mode": "image"}), ("rivc/ArmReach-v0", {}),
+         ("rivc/MobileReachCamera-v0", {}), ("rivc/PanTrack-v0", {}), ("rivc/PanTrackState-v0", {}),
+         ("rivc/PanTrack-v0", {"frames": 1, "image_size": 48})]
 
 
 @pytest.mark.parametrize("env_id,kwargs", MODES)
@@ -53,9 +56,10 @@ def success_rate(env_id, controller, episodes=20):
     return float(np.mean(successes))
 
 
-@pytest.mark.parametrize("env_id,controller", [("rivc/MobileReach-v0", mobile_controller), ("rivc/ArmReach-v0", arm_controller)])
+@pytest.mark.parametrize("env_id,controller", [("rivc/MobileReach-v0", mobile_controller), ("rivc/ArmReach-v0", arm_controller),
+                                               ("rivc/PanTrackState-v0", pan_controller)])
 def test_solvable_but_not_trivial(env_id, controller):
-    # measured over 30 episodes: scripted 100 % on both; random 7 % (MobileReach), 0 % (ArmReach)
+    # measured over 30 episodes: scripted 100 % on all; random 7 % (MobileReach), 0 % (ArmReach, PanTrack)
     assert success_rate(env_id, controller) >= 0.9
     assert success_rate(env_id, None) <= 0.25
 
@@ -80,9 +84,22 @@ def test_image_observation_sees_the_target():
     assert np.ptp([v.astype(float).mean() for v in views]) > 1.0
 
 
+def test_pan_camera_sees_the_ball_and_its_motion():
+    env = gym.make("rivc/PanTrack-v0")
+    obs, _ = env.reset(seed=2)
+    assert obs.shape == (32, 32, 3) and obs.dtype == np.uint8
+    assert obs[:, :, -1].max() > 150  # the bright ball is in view at the start
+    for _ in range(3):
+        obs, _, _, _, info = env.step(2)  # hold still: the ball moves across the view
+    assert not np.array_equal(obs[:, :, 0], obs[:, :, 2])  # the stacked frames show motion
+    assert abs(info["bearing_error"]) < np.pi
+
+
 def test_invalid_env_arguments():
     with pytest.raises(ValueError, match="obs_mode"):
         gym.make("rivc/MobileReach-v0", obs_mode="lidar")
+    with pytest.raises(ValueError, match="frames >= 1"):
+        gym.make("rivc/PanTrack-v0", frames=0)
     env = gym.make("rivc/ArmReach-v0")
     env.reset(seed=0)
     with pytest.raises(ValueError, match="not in Discrete"):

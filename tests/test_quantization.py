@@ -34,9 +34,9 @@ def test_weight_codes_symmetric_per_channel():
 def test_straight_through_gradients_reach_weights_and_clips(net):
     obs = torch.as_tensor(random_obs(64))
     net(obs).sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.linears.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.layers.parameters())
     assert all(p.grad is not None for p in net.clips)
-    assert any(p.grad.abs().sum() > 0 for p in net.linears.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in net.layers.parameters())
 
 
 @pytest.mark.parametrize("bits", [(4, 4, 8), (8, 4, 8), (2, 2, 4), (8, 8, 8), (1, 1, 8), (4, 3, 6)])
