@@ -14,6 +14,7 @@ from rivc.agents.rollout import RolloutResult, rollout
 from rivc.chip import DEFAULT_TARGET, TARGETS
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
+DEFAULT_TIMESTEPS = 20_000
 VARIANTS = ["rivc", "qat", "gap", "naive", "fpnn"]  # rivc.agents.VARIANTS, without importing torch
 
 
@@ -61,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stable_baselines3.common.logger import configure
 
     from rivc import QuantConfig
-    from rivc.agents.hyperparams import tuned_hyperparams
+    from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
     from rivc.agents.rivc_agent import RIVC
     from rivc.integer_net import atomic_write_bytes
 
@@ -70,7 +71,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     env = _make_env(args.env)
     quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits, input_bits=args.input_bits)
-    options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
+    timesteps = args.timesteps or DEFAULT_TIMESTEPS
+    if args.hyperparams == "zoo":
+        zoo = zoo_hyperparams(args.env)
+        options, timesteps = zoo.kwargs, args.timesteps or zoo.timesteps
+    else:
+        options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
     options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
@@ -82,7 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose else [])
     model.set_logger(configure(str(out / "logs"), formats))
     print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} ({model.q_network.target.chip}): "
-          f"{args.timesteps} steps, {args.backend} backend, {quant.weight_bits}-bit weights / "
+          f"{timesteps} steps, {args.backend} backend, {quant.weight_bits}-bit weights / "
           f"{quant.activation_bits}-bit activations, seed {args.seed}"
           + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
     callback = None
@@ -92,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
                                       episodes=args.select_episodes, seed=args.select_seed)
     start = time.perf_counter()
-    model.learn(args.timesteps, progress_bar=args.progress_bar, callback=callback)
+    model.learn(timesteps, progress_bar=args.progress_bar, callback=callback)
     seconds, conversions = time.perf_counter() - start, model.num_conversions
     if callback is not None and callback.best_timestep is not None:
         model = RIVC.load(out / BEST_FILE, env=env)
@@ -105,8 +111,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
     summary = {
         "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
-        "hyperparams": options, "timesteps": args.timesteps, "seed": args.seed, "seconds": round(seconds, 1),
-        "steps_per_second": round(args.timesteps / seconds, 1), "conversions": conversions,
+        "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
+        "seconds": round(seconds, 1),
+        "steps_per_second": round(timesteps / seconds, 1), "conversions": conversions,
         "kept_step": None if callback is None else callback.best_timestep, "policy": policy,
         "selection_curve": None if callback is None else callback.history,
         "eval_return_mean": result.mean_return, "eval_return_std": result.std_return,
@@ -258,11 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="auto: CnnPolicy for camera frames, MlpPolicy for vectors")
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
     train.add_argument("--input-bits", type=int, default=8)
-    train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults"],
-                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's")
+    train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults", "zoo"],
+                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's; "
+                            "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
     train.add_argument("--alpha", type=float, default=None, help="gap-increasing strength in [0, 1)")
     train.add_argument("--beta", type=float, default=None, help="inverse temperature > 0")
-    train.add_argument("--timesteps", type=int, default=20_000)
+    train.add_argument("--timesteps", type=int, default=None,
+                       help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", default="runs/rivc", help="output folder (model, policy, logs)")
     train.add_argument("--eval-episodes", type=int, default=10)

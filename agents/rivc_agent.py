@@ -75,9 +75,6 @@ def _check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
         )
     obs = env.observation_space
     if image:
-        if not isinstance(obs, spaces.Box) or len(obs.shape) != 3:
-            raise ValueError(f"CnnPolicy takes camera frames (a Box of shape (H, W, C) or (C, H, W)), got {obs}: "
-                             "use RIVC('MlpPolicy', env) for vector observations")
         check_image_space(obs)
     elif not isinstance(obs, spaces.Box) or len(obs.shape) != 1:
         hint = ("it looks like camera frames: use RIVC('CnnPolicy', env)" if isinstance(obs, spaces.Box)

@@ -25,20 +25,34 @@ class PanTrackEnv(MujocoEnv):
 
     The ball circles the camera at 1.2 m; its angular speed changes at random (a smoothed random
     walk up to 1.2 rad/s that reverses at times), so the camera must follow it, and find it again
-    when it leaves the 60 degree view.
+    when it leaves the 60 degree view. One step is 0.05 s of simulation.
 
-    Actions (``Discrete(5)``): pan speed command -2, -0.7, 0, +0.7 or +2 rad/s (``PAN_COMMANDS``);
-    one step is 0.05 s of simulation.
+    ## Action space: ``Discrete(5)``, the pan speed command (``PAN_COMMANDS``)
 
-    Observation, ``obs_mode="image"`` (default): the last ``frames`` grayscale ``size x size``
-    camera frames stacked as channels, uint8 ``(size, size, frames)`` (offscreen MuJoCo rendering;
-    EGL on a headless machine); the frames show motion. ``obs_mode="state"`` (float32, finite
-    bounds): ``cos`` and ``sin`` of the bearing error, pan speed / 2 rad/s (clipped to +-1.5),
-    ball speed / 1.2 rad/s.
+    | action | 0 | 1 | 2 | 3 | 4 |
+    |---|---|---|---|---|---|
+    | pan speed (rad/s) | -2.0 (fast right) | -0.7 | 0 (hold) | +0.7 | +2.0 (fast left) |
 
-    Reward: ``cos(bearing error)`` per step, in [-1, 1], and +1 more while the ball is centred
-    (within 0.1 rad). ``info["is_success"]``: the ball is centred (at the end of an episode:
-    tracked at the end). Episodes are truncated after ``max_episode_steps`` (registered: 200).
+    ## Observation space
+    ``obs_mode="image"`` (default): ``Box(0, 255, (size, size, frames), uint8)``, the last ``frames``
+    (3) grayscale ``size x size`` (32) camera frames stacked as channels, oldest first (offscreen
+    MuJoCo rendering; EGL on a headless machine): the bright ball, dark walls and posts.
+    ``obs_mode="state"``: ``Box(-high, high, (4,), float32)``:
+
+    | index | observation | bound |
+    |---|---|---|
+    | 0 | cos(bearing error) | 1 |
+    | 1 | sin(bearing error), positive: the ball is to the left | 1 |
+    | 2 | pan speed / 2 rad/s | 1.5 |
+    | 3 | ball's angular speed / 1.2 rad/s | 1 |
+
+    ## Reward
+    ``cos(bearing error)`` (in [-1, 1]) plus 1 while the ball is centred (within 0.1 rad); at most 2
+    per step, 400 per episode. ``info``: ``is_success`` (centred now: at the end of an episode, tracked
+    at the end), ``bearing_error`` (rad).
+
+    ## Episode end
+    No termination; truncated after ``max_episode_steps`` (registered: 200).
     """
 
     metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}  # headless-safe modes

@@ -31,11 +31,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from rivc.chip import THRESHOLD_STEP, accumulator_clip, act_step, split_bias, unsigned_mantissa
+from rivc.chip import THRESHOLD_STEP, ChipTarget, accumulator_clip, act_step, split_bias, unsigned_mantissa
+from rivc.config import QuantConfig
+from rivc.conv import ConvGeometry
 from rivc.integer_net import ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
 
@@ -64,10 +67,8 @@ def check_network(network: IntegerNetwork) -> None:
         raise AkidaConversionError(
             f"the network was trained for target {network.target!r}, which Akida does not run: train with "
             "target='akida' (Akida 2.0) or target='akd1000' (AKD1000), or deploy on the snntorch backend")
-    input_max = network.input.max_code
     for i, layer in enumerate(network.layers):
-        fan_in_max = input_max if i == 0 else network.config.activation_levels
-        acc_bound = layer.fan_in.max() * fan_in_max + np.abs(layer.bias).max(initial=0)
+        acc_bound = layer.accumulator_bound(network.input_max(i))
         if acc_bound >= 2 ** (chip.accumulator_bits - 1):
             raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {chip.accumulator_bits}-bit buffer")
         if chip.requantization == THRESHOLD_STEP or layer.is_output:
@@ -109,7 +110,8 @@ def _build_ipv2(akida, network: IntegerNetwork):
             geometry = layer.conv
             akida_layer = akida.InputConv2D(
                 input_shape=geometry.in_shape, filters=layer.units, kernel_size=geometry.kernel,
-                kernel_stride=geometry.stride, weights_bits=8, name=name, **activation, **_pooling(akida, layer, False))
+                kernel_stride=geometry.stride, weights_bits=network.chip.input_conv_weight_bits, name=name, **activation,
+                **_pooling(akida, layer, False))
             weights = _kernel(layer, first=True)
         elif layer.conv is not None:
             akida_layer = akida.Conv2D(
@@ -160,7 +162,7 @@ def _build_ipv1(akida, network: IntegerNetwork):
             if i == 0:  # pixels as they are, zero padding
                 akida_layer = akida.InputConvolutional(
                     input_shape=geometry.in_shape, kernel_size=kernel_size, filters=units, kernel_stride=stride,
-                    weights_bits=8, padding_value=0, name=name, **activation, **_pooling(akida, layer, True))
+                    weights_bits=weight_bits, padding_value=0, name=name, **activation, **_pooling(akida, layer, True))
             else:
                 akida_layer = akida.Convolutional(
                     kernel_size=kernel_size, filters=units, kernel_stride=stride, weights_bits=weight_bits, name=name,
@@ -238,31 +240,27 @@ def fit_report(network: IntegerNetwork, device: Any = None) -> dict[str, Any]:
     }
 
 
-def check_hardware_fit(config, sizes: list[int], target, convs=()) -> dict[str, Any] | None:
+def check_hardware_fit(config: QuantConfig, sizes: list[int], target: ChipTarget,
+                       convs: Sequence[tuple[ConvGeometry, int]] = ()) -> dict[str, Any] | None:
     """Refuse, when a network of this shape is built, what the target's device cannot hold on hardware:
     akida's own mapper (``hw_only=True``) on a network of that shape with random codes. ``sizes``: the
-    dense part; ``convs``: ``(rivc.conv.ConvGeometry, filters)`` of the conv layers before it. Returns
-    the fit report, or ``None`` where the ``akida`` package is not installed (the target's static
-    limits were checked when the network was built)."""
+    dense part; ``convs``: ``(geometry, filters)`` of the conv layers before it. Returns the fit report,
+    or ``None`` where the ``akida`` package is not installed (the target's static limits were checked
+    when the network was built)."""
     try:
         import_akida()
     except ImportError:
         return None
     rng = np.random.default_rng(0)
-    shapes = [(filters, *geometry.in_shape[2:], geometry.kernel, geometry) for geometry, filters in convs]
+    shapes = [((filters, geometry.kernel, geometry.kernel, geometry.in_shape[2]), geometry) for geometry, filters in convs]
+    shapes += [((units, fan_in), None) for fan_in, units in zip(sizes[:-1], sizes[1:])]
     layers = []
-    n_layers = len(convs) + len(sizes) - 1
-    for i in range(n_layers):
-        if i < len(convs):
-            filters, channels, kernel, geometry = shapes[i]
-            shape, units = (filters, kernel, kernel, channels), filters
-        else:
-            fan_in, units = sizes[i - len(convs)], sizes[i - len(convs) + 1]
-            shape, geometry = (units, fan_in), None
+    for i, (shape, geometry) in enumerate(shapes):
         top = max(1, 2 ** (target.layer_weight_bits(i, config.weight_bits, conv_input=bool(convs)) - 1) - 1)
+        units = shape[0]
         layer = IntegerLayer(weights=rng.integers(-top, top + 1, shape) | 1, bias=np.zeros(units, np.int64),
                              scale=np.ones(units), conv=geometry)
-        if i < n_layers - 1:
+        if i < len(shapes) - 1:
             if target.requantization == THRESHOLD_STEP:
                 layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
             else:

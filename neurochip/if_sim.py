@@ -65,10 +65,8 @@ def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
     prepared = []
     in_max = float(network.input.max_code)  # largest input code magnitude
     for i, layer in enumerate(network.layers):
-        if layer.conv is not None and layer.conv.pool:
-            raise ValueError(f"layer {i}: max pooling has no rate-coded integrate-and-fire form; use a strided conv")
         spike_input = i > 0
-        fan_in = layer.fan_in.astype(np.float64)
+        fan_in = layer.abs_weight_sum.astype(np.float64)
         m = np.ones(layer.units) if layer.is_output else layer.multiplier.astype(np.float64)
         gain = m * (levels if spike_input else 1)
         theta = 0.0 if layer.is_output else float(levels * 2**layer.shift)

@@ -52,7 +52,7 @@ class IFPolicy(SpikingPolicy):
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Q-values ``[B, A]`` and each hidden layer's spike counts ``[B, H]``. Rate-coded targets
         give cumulative counts ``[T, B, H]`` (reused by the next call: copy them to keep them)."""
-        codes = self.network.input.codes(obs)
+        codes = self.network.input_codes(obs)
         if self.rate_coded:
             membrane, counts = run_fast(self.layers, codes, self.timesteps, self.workspace)
             return membrane / self.timesteps * self.network.layers[-1].scale, counts

@@ -83,7 +83,9 @@ class ChipTarget:
     conv_strides: dict[int, tuple[int, ...]] | None = None  # kernel -> strides a later conv runs; None: any
     pool_sizes: tuple[int, ...] = ()  # max pooling windows (stride = window); (): no pooling
     pool_and_stride: bool = True  # a later conv layer may stride and pool at once (the input layer may)
-    image_width: tuple[int, int] | None = None  # smallest frame side, largest frame width of the input layer
+    later_conv_paddings: tuple[str, ...] = ("same", "valid")  # paddings of later conv layers (the input's: both)
+    min_frame_side: int | None = None  # smallest frame height and width the input layer takes
+    max_frame_width: int | None = None  # widest frame the input layer takes
     device: str | None = None  # akida virtual device the fit is checked on
     ip_version: str | None = None
 
@@ -127,8 +129,9 @@ class ChipTarget:
         if first:
             for i, fan_in in enumerate(sizes[:-1], start=first):
                 if self.max_inputs is not None and fan_in > self.max_inputs:
+                    fix = "pool or stride the feature map more" if i == first else "use narrower hidden layers"
                     raise TargetError(f"target {self.name!r}: layer {i} takes {fan_in} inputs, the chip at most "
-                                      f"{self.max_inputs}; {'pool or stride the feature map more' if i == first else 'use narrower hidden layers'}")
+                                      f"{self.max_inputs}; {fix}")
             return
         if self.input_layouts:
             layout = self.input_layout(sizes[0])
@@ -153,23 +156,26 @@ class ChipTarget:
             raise TargetError(f"target {self.name!r}: the chip's input layer takes frames of "
                               f"{' or '.join(map(str, self.input_channels))} channels, not {channels}; "
                               "convert to grayscale or RGB, or stack 3 grayscale frames")
-        if self.image_width is not None and not (min(height, width) >= self.image_width[0] and width <= self.image_width[1]):
-            raise TargetError(f"target {self.name!r}: frames of {height}x{width} (HxW) do not fit the chip's input layer "
-                              f"(at least {self.image_width[0]} pixels a side, at most {self.image_width[1]} wide); resize "
-                              "them (gymnasium.wrappers.ResizeObservation)")
+        if min(height, width) < (self.min_frame_side or 1) or width > (self.max_frame_width or width):
+            raise TargetError(f"target {self.name!r}: frames of {height}x{width} (HxW) do not fit the chip's input "
+                              f"layer (at least {self.min_frame_side} pixels a side, at most {self.max_frame_width} "
+                              "wide); resize them (gymnasium.wrappers.ResizeObservation)")
         for i, (geometry, _) in enumerate(convs):
             kernels = self.input_kernels if i == 0 else self.conv_kernels
             if kernels is not None and geometry.kernel not in kernels:
-                raise TargetError(f"target {self.name!r}: conv layer {i} has a {geometry.kernel}x{geometry.kernel} kernel; "
-                                  f"the chip runs {', '.join(f'{k}x{k}' for k in kernels)} there")
+                raise TargetError(f"target {self.name!r}: conv layer {i} has a {geometry.kernel}x{geometry.kernel} "
+                                  f"kernel; the chip runs {', '.join(f'{k}x{k}' for k in kernels)} there")
             strides = (self.conv_strides or {}).get(geometry.kernel) if i else None
             if strides is not None and geometry.stride not in strides:
-                raise TargetError(f"target {self.name!r}: conv layer {i}: a {geometry.kernel}x{geometry.kernel} kernel runs "
-                                  f"with stride {' or '.join(map(str, strides))}, not {geometry.stride}")
+                raise TargetError(f"target {self.name!r}: conv layer {i}: a {geometry.kernel}x{geometry.kernel} kernel "
+                                  f"runs with stride {' or '.join(map(str, strides))}, not {geometry.stride}")
             if geometry.pool and geometry.pool not in self.pool_sizes:
-                raise TargetError(f"target {self.name!r}: conv layer {i} max-pools {geometry.pool}x{geometry.pool}; "
-                                  + (f"the chip pools {' or '.join(map(str, self.pool_sizes))}" if self.pool_sizes else
-                                     "rate-coded neurons have no exact max pooling: use a strided conv instead"))
+                allowed = (f"the chip pools {' or '.join(map(str, self.pool_sizes))}" if self.pool_sizes else
+                           "rate-coded neurons have no exact max pooling: use a strided conv instead")
+                raise TargetError(f"target {self.name!r}: conv layer {i} max-pools {geometry.pool}x{geometry.pool}; {allowed}")
+            if i and geometry.padding not in self.later_conv_paddings:
+                raise TargetError(f"target {self.name!r}: conv layer {i} has {geometry.padding!r} padding; the chip's "
+                                  f"conv layers after the input layer take {' or '.join(map(repr, self.later_conv_paddings))}")
             if geometry.pool and geometry.stride != 1 and i and not self.pool_and_stride:
                 raise TargetError(f"target {self.name!r}: conv layer {i} strides and pools; the chip's conv layers do "
                                   "one of the two (only the input layer does both)")
@@ -185,7 +191,7 @@ TARGETS: dict[str, ChipTarget] = {
         max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2",
         input_conv_weight_bits=8, input_channels=(1, 3), input_kernels=(3, 5, 7), conv_kernels=(1, 3, 5, 7),
         conv_strides={1: (1, 2), 3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), pool_and_stride=False,
-        image_width=(5, 384)),
+        later_conv_paddings=("same",), min_frame_side=5, max_frame_width=384),
     "akd1000": ChipTarget(
         name="akd1000", chip="BrainChip AKD1000 / AKD1500 (Akida 1.0, IPv1)", requantization=THRESHOLD_STEP,
         # 1-bit FullyConnected weights are {0, 1} on IPv1, not the +-1 of binary weights: 2 and 4 bits only
@@ -193,7 +199,8 @@ TARGETS: dict[str, ChipTarget] = {
         input_layouts=AKD1000_INPUT_LAYOUTS, max_inputs=57334, bias_limit=2**18, step_limit=65535,
         accumulator_bits=32, device="AKD1000", ip_version="v1",
         input_conv_weight_bits=8, input_channels=(1, 3), input_kernels=(3, 5, 7), conv_kernels=(3, 5, 7),
-        conv_strides={3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), image_width=(5, 256)),
+        conv_strides={3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), later_conv_paddings=("same",), min_frame_side=5,
+        max_frame_width=256),
     "rate": ChipTarget(
         name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
         weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),

@@ -4,10 +4,10 @@ Layout: images and feature maps are NHWC (``[B, H, W, C]``, channel fastest, Aki
 flatten order into a dense layer); conv weights are ``(F, kh, kw, C)``, a cross-correlation (as
 PyTorch computes: the exporter flips kernels for a chip layer that convolves). Padding is
 TensorFlow's: ``"same"`` pads ``max((ceil(H / s) - 1) * s + k - H, 0)`` zeros, half before and the
-odd one after; ``"valid"`` pads none. Max pooling (``pool x pool`` windows, stride ``pool``,
-TensorFlow ``"same"`` padding, padded cells never win) acts on the accumulator, before the
-activation, in that order on the chip (the activations are monotone, so pooling the codes gives
-the same numbers).
+odd one after; ``"valid"`` pads none. Max pooling (``pool x pool`` windows, stride ``pool``, padded
+as the layer's conv is: 'same' rounds the size up and its padded cells never win, 'valid' drops
+the remainder) acts on the accumulator, before the activation, in that order on the chip (the
+activations are monotone, so pooling the codes gives the same numbers).
 """
 
 from __future__ import annotations
@@ -64,11 +64,19 @@ class ConvGeometry:
         return ((height + top + bottom - self.kernel) // self.stride + 1,
                 (width + left + right - self.kernel) // self.stride + 1)
 
+    def pool_pads(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((top, bottom), (left, right))`` -inf padding of the conv output before pooling ('same' only)."""
+        if self.padding == "valid":
+            return (0, 0), (0, 0)
+        height, width = self.conv_shape
+        return same_padding(height, self.pool, self.pool), same_padding(width, self.pool, self.pool)
+
     def out_shape(self, filters: int) -> tuple[int, int, int]:
         """``(H, W, filters)`` after convolution and pooling."""
         height, width = self.conv_shape
         if self.pool:
-            height, width = math.ceil(height / self.pool), math.ceil(width / self.pool)
+            (top, bottom), (left, right) = self.pool_pads()
+            height, width = (height + top + bottom) // self.pool, (width + left + right) // self.pool
         return height, width, int(filters)
 
     def to_dict(self) -> dict:
@@ -96,14 +104,15 @@ def conv2d(x: np.ndarray, weights: np.ndarray, geometry: ConvGeometry) -> np.nda
     return out.reshape(batch, height, width, -1)
 
 
-def max_pool(x: np.ndarray, pool: int) -> np.ndarray:
-    """Max pooling ``[B, H, W, F]`` with ``pool x pool`` windows, stride ``pool``, 'same' padding."""
-    batch, height, width, filters = x.shape
-    out_h, out_w = math.ceil(height / pool), math.ceil(width / pool)
-    (top, bottom), (left, right) = same_padding(height, pool, pool), same_padding(width, pool, pool)
+def max_pool(x: np.ndarray, geometry: ConvGeometry) -> np.ndarray:
+    """Max pooling of a conv output ``[B, H, W, F]``: ``pool x pool`` windows, stride ``pool``, padded as
+    ``geometry.pool_pads()`` says."""
+    (top, bottom), (left, right) = geometry.pool_pads()
     if top or bottom or left or right:
         x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=-np.inf)
-    return x.reshape(batch, out_h, pool, out_w, pool, filters).max(axis=(2, 4))
+    pool, (out_h, out_w, _) = geometry.pool, geometry.out_shape(x.shape[3])
+    x = x[:, : out_h * pool, : out_w * pool]
+    return x.reshape(x.shape[0], out_h, pool, out_w, pool, x.shape[3]).max(axis=(2, 4))
 
 
 @dataclass(frozen=True)

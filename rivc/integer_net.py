@@ -34,7 +34,7 @@ from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
 
 FORMAT_NAME = "rivc.integer_network"
-FORMAT_VERSION = 2  # 2: chip targets; version 1 files (16-bit scales) load as the "rate" target
+FORMAT_VERSION = 3  # 3: conv layers and frames; 2: chip targets; 1 (16-bit scales) loads as the "rate" target
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
 
 
@@ -97,6 +97,14 @@ class InputQuantizer:
         return np.floor((clipped - self.low) * self.inv_step + 0.5) - self.zero_point
 
 
+PIXELS_ERROR = "image observations must be uint8 pixels 0..255: pass the environment's frames unnormalised"
+
+
+def are_pixels(values) -> bool:
+    """Whether every value (numpy array or torch tensor) is an integer in 0..255."""
+    return bool(((values >= 0) & (values <= 255) & (values == values.round())).all())
+
+
 @dataclass
 class ImageInput:
     """Camera frames as a chip's input layer reads them: the uint8 pixels are the codes (0..255, zero
@@ -130,10 +138,8 @@ class ImageInput:
         if arr.ndim != 4 or arr.shape[1:] != self.obs_shape:
             raise ValueError(f"observation shape {arr.shape} does not match the network: expected {self.obs_shape} "
                              f"or (batch, {', '.join(map(str, self.obs_shape))})")
-        if arr.dtype != np.uint8:
-            if not np.issubdtype(arr.dtype, np.number) or not np.all((arr >= 0) & (arr <= 255) & (arr == np.round(arr))):
-                raise ValueError(f"image observations must be uint8 pixels 0..255, got {arr.dtype} values outside it: "
-                                 "pass the environment's frames unnormalised")
+        if arr.dtype != np.uint8 and not (np.issubdtype(arr.dtype, np.number) and are_pixels(arr)):
+            raise ValueError(f"{PIXELS_ERROR} (got {arr.dtype} values that are not all integers in 0..255)")
         codes = arr.astype(np.float64)
         return codes.transpose(0, 2, 3, 1) if self.channels_first else codes
 
@@ -184,9 +190,13 @@ class IntegerLayer:
         return int(self.weights.shape[0])
 
     @property
-    def fan_in(self) -> np.ndarray:
-        """Per unit, the sum of |weight codes| (bounds the accumulator with the input's largest code)."""
+    def abs_weight_sum(self) -> np.ndarray:
+        """Per unit, the sum of |weight codes| over its inputs."""
         return np.abs(self.weights).reshape(self.units, -1).sum(axis=1)
+
+    def accumulator_bound(self, input_max: float) -> float:
+        """The largest |accumulator| (and |partial sum|) for inputs of magnitude at most ``input_max``."""
+        return float(self.abs_weight_sum.max(initial=0)) * input_max + float(np.abs(self.bias).max(initial=0))
 
     def out_shape(self) -> tuple[int, ...]:
         return self.conv.out_shape(self.units) if self.conv is not None else (self.units,)
@@ -205,7 +215,7 @@ class IntegerLayer:
 
     def pool(self, acc: np.ndarray) -> np.ndarray:
         """Max pooling of the accumulators, where the layer pools (before the activation, as on the chip)."""
-        return max_pool(acc, self.conv.pool) if self.conv is not None and self.conv.pool else acc
+        return max_pool(acc, self.conv) if self.conv is not None and self.conv.pool else acc
 
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
         """Integer accumulators (float64): ``pool(W @ codes + b)``."""
@@ -260,6 +270,10 @@ class IntegerNetwork:
     def macs(self) -> int:
         """Multiply-accumulates of the network per observation (what a float network computes)."""
         return sum(layer.macs for layer in self.layers)
+
+    def input_max(self, layer: int) -> int:
+        """Largest |code| layer ``layer`` reads: the input's for the first, ``L`` for the others."""
+        return self.input.max_code if layer == 0 else self.config.activation_levels
 
     @property
     def hidden_layers(self) -> list[IntegerLayer]:
@@ -375,7 +389,7 @@ class IntegerNetwork:
             meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode())
             if meta.get("format") != FORMAT_NAME:
                 raise CorruptFileError(f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            if meta.get("version") not in (1, FORMAT_VERSION):
+            if meta.get("version") not in (1, 2, FORMAT_VERSION):
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             layers = []

@@ -48,7 +48,7 @@ def network_conversion_error(qnet, policy, observations) -> ConversionError:
     """Conversion error of ``policy`` (a SpikingPolicy) against the torch network ``qnet`` on ``observations``."""
     import torch
 
-    obs = np.asarray(observations).reshape(-1, *policy.network.obs_shape)  # the env's dtype, as deployed
+    obs = np.asarray(observations).reshape(-1, *policy.obs_shape)  # the env's dtype, as deployed
     param = next(qnet.parameters())
     with torch.no_grad():
         q_ref = qnet(torch.as_tensor(obs, dtype=torch.float32, device=param.device)).cpu().numpy()

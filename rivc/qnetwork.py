@@ -30,8 +30,8 @@ from rivc.chip import (
     threshold_step,
 )
 from rivc.config import QuantConfig
-from rivc.conv import ConvGeometry, ConvSpec, image_layout, same_padding
-from rivc.integer_net import UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.conv import ConvGeometry, ConvSpec, image_layout
+from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork, are_pixels
 from rivc.quant import bias_codes, input_codes, straight_through, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
@@ -53,8 +53,8 @@ def _flat_dim(observation_space: spaces.Space) -> int:
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(
             f"QuantizedQNetwork takes a flat Box observation space, got {observation_space}; "
-            "flatten the observation (gymnasium.wrappers.FlattenObservation) first, or pass conv_layers for "
-            "camera frames"
+            "flatten the observation (gymnasium.wrappers.FlattenObservation) first; camera frames take conv layers "
+            "(RIVC('CnnPolicy', env), policy_kwargs conv_arch)"
         )
     return int(observation_space.shape[0])
 
@@ -62,8 +62,8 @@ def _flat_dim(observation_space: spaces.Space) -> int:
 def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, int], bool]:
     """``((H, W, C), channels_first)`` of a camera-frame space, which must be uint8 HWC or CHW over 0..255."""
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 3:
-        raise ValueError(f"a conv Q-network takes camera frames, a Box of shape (H, W, C) or (C, H, W), got "
-                         f"{observation_space}; use MlpPolicy for vector observations")
+        raise ValueError(f"CnnPolicy (a conv Q-network) takes camera frames, a Box of shape (H, W, C) or (C, H, W), "
+                         f"got {observation_space}: use RIVC('MlpPolicy', env) for vector observations")
     if observation_space.dtype != np.uint8 or np.any(observation_space.low != 0) or np.any(observation_space.high != 255):
         raise ValueError(f"camera frames must be uint8 pixels 0..255 (the chip's input layer reads them as they are), "
                          f"got a {observation_space.dtype} Box over [{observation_space.low.min()}, "
@@ -77,15 +77,30 @@ def same_pad(x: torch.Tensor, geometry: ConvGeometry, value: float = 0.0) -> tor
 
 
 def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
-    """``rivc.conv.conv_accumulate`` on torch tensors (NCHW): padded cross-correlation, then max pooling."""
-    out = F.conv2d(same_pad(x, geometry), weight, bias, stride=geometry.stride)
-    if geometry.pool:
-        pool = geometry.pool
-        (top, bottom), (left, right) = (same_padding(size, pool, pool) for size in out.shape[2:])
-        if top or bottom or left or right:
-            out = F.pad(out, (left, right, top, bottom), value=-torch.inf)
-        out = F.max_pool2d(out, pool, pool)
-    return out
+    """A conv layer on torch tensors (NCHW): padded cross-correlation, then max pooling, as
+    ``rivc.integer_net.IntegerLayer.accumulate`` computes it (the float surrogate that carries gradients)."""
+    return _pool(F.conv2d(same_pad(x, geometry), weight, bias, stride=geometry.stride), geometry)
+
+
+def exact_conv(codes: torch.Tensor, weight_codes: torch.Tensor, bias_codes: torch.Tensor,
+               geometry: ConvGeometry) -> torch.Tensor:
+    """The integer accumulators of a conv layer as patches times weights (``F.unfold`` + one matrix
+    product): exact on every backend while the sums are exact in the dtype, which a convolution
+    algorithm (Winograd, FFT) is not."""
+    padded = same_pad(codes, geometry)
+    patches = F.unfold(padded, geometry.kernel, stride=geometry.stride)  # [B, C*k*k, L]
+    height, width = geometry.conv_shape
+    acc = (weight_codes.reshape(weight_codes.shape[0], -1) @ patches + bias_codes[:, None])
+    return _pool(acc.reshape(codes.shape[0], -1, height, width), geometry)
+
+
+def _pool(x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    if not geometry.pool:
+        return x
+    (top, bottom), (left, right) = geometry.pool_pads()
+    if top or bottom or left or right:
+        x = F.pad(x, (left, right, top, bottom), value=-torch.inf)
+    return F.max_pool2d(x, geometry.pool, geometry.pool)  # floor: 'valid' drops the remainder
 
 
 def flatten_nhwc(x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +149,7 @@ class QuantizedQNetwork(nn.Module):
         self.geometries: list[ConvGeometry] = []
         if self.conv_specs:
             self.image_shape, self.channels_first = check_image_space(observation_space)
+            ImageInput(self.image_shape, self.channels_first, self.config.input_bits)  # frames are 8-bit pixels
             if obs_range is not None:
                 raise ValueError("obs_range applies to vector observations; camera frames are read as 0..255 pixels")
             shape = self.image_shape
@@ -145,7 +161,7 @@ class QuantizedQNetwork(nn.Module):
             self.image_shape, self.channels_first = None, False
             flat = _flat_dim(observation_space)
         sizes = [flat, *map(int, hidden_sizes), int(n_actions)]
-        self.target.check(self.config, sizes, [(g, spec.filters) for g, spec in zip(self.geometries, self.conv_specs)])
+        self.target.check(self.config, sizes, self.conv_geometry)
         # the modules hold the parameters; forward pads, strides and pools as the chip does (conv_forward)
         convs = [nn.Conv2d(g.in_shape[2], spec.filters, spec.kernel, spec.stride)
                  for g, spec in zip(self.geometries, self.conv_specs)]
@@ -276,8 +292,8 @@ class QuantizedQNetwork(nn.Module):
         if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != 4:
             self._check_input(obs)  # raises with the shapes
         codes = obs.to(torch.float64)
-        if obs.dtype != torch.uint8 and not bool(((codes >= 0) & (codes <= 255) & (codes == codes.round())).all()):
-            raise ValueError("image observations must be uint8 pixels 0..255: pass the environment's frames unnormalised")
+        if obs.dtype != torch.uint8 and not are_pixels(codes):
+            raise ValueError(PIXELS_ERROR)
         return codes if self.channels_first else codes.permute(0, 3, 1, 2)
 
     def _input_codes(self, obs: torch.Tensor) -> torch.Tensor:
@@ -296,10 +312,11 @@ class QuantizedQNetwork(nn.Module):
         x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
         return ((x - zero_point) / zero_point).to(torch.float32)
 
-    def _layer(self, i: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """Layer ``i``'s linear map (conv with padding and pooling, or dense; a feature map is flattened NHWC)."""
+    def _layer(self, i: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """Layer ``i``'s linear map (conv with padding and pooling, or dense; a feature map is flattened NHWC);
+        ``exact``: on integer codes, by matrix products only (exact; a conv algorithm may not be)."""
         if i < len(self.geometries):
-            return conv_forward(x, weight, bias, self.geometries[i])
+            return (exact_conv if exact else conv_forward)(x, weight, bias, self.geometries[i])
         return torch.addmm(bias, flatten_nhwc(x), weight.T)
 
     def _float_pass(self, obs: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -324,7 +341,7 @@ class QuantizedQNetwork(nn.Module):
             clip = None if i == last else self.clips[i].clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, None if clip is None else float(clip.detach()))
             exact = quantized.weight_codes.dtype
-            acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes).double()  # integers
+            acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes, exact=True).double()
             if surrogate:  # the float surrogate that carries the gradients
                 weight = straight_through(layer.weight, quantized.weight)
                 bias = straight_through(layer.bias, quantized.bias)
@@ -391,8 +408,8 @@ class QuantizedQNetwork(nn.Module):
             step=tensor(integer.step))
         bias_tensor = torch.as_tensor(b_codes.astype(np.float64), device=device)
         input_max = self.input_quantizer().max_code if i == 0 else self.config.activation_levels
-        bound = float(integer.fan_in.max(initial=0)) * input_max + float(np.abs(b_codes).max(initial=0))
-        exact = torch.float32 if bound < EXACT_FLOAT32 else torch.float64  # every partial sum is an exact integer
+        # float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64
+        exact = torch.float32 if integer.accumulator_bound(input_max) < EXACT_FLOAT32 else torch.float64
         quantized = QuantizedLinear(
             integer=integer, weight=codes * w_scale.reshape(channel), bias=(bias_tensor * acc_scale.double()).float(),
             weight_codes=codes.to(exact), bias_codes=bias_tensor.to(exact), integer_torch=integer_torch)

@@ -24,9 +24,10 @@ HAS_AKIDA = importlib.util.find_spec("akida") is not None
 # (frame shape, conv layers) per case; every target runs them (no pooling on the rate-coded target)
 ARCHS = [
     ((17, 15, 1), [ConvSpec(8, 3, 2), ConvSpec(8, 3, 1, 2), ConvSpec(6, 3, 2)]),  # odd sizes, stride, pooling
-    ((12, 12, 3), [ConvSpec(6, 5, 1, 2), ConvSpec(8, 3, 2), ConvSpec(4, 3, 1, 0, "valid")]),  # 5x5, valid edges
+    ((12, 12, 3), [ConvSpec(6, 5, 1, 2), ConvSpec(8, 3, 2), ConvSpec(4, 3, 1)]),  # 5x5 kernel, pooling
     ((3, 16, 16), [ConvSpec(8, 3, 2, 2), ConvSpec(8, 3, 1)]),  # CHW frames; the input layer strides and pools
     ((9, 11, 3), [ConvSpec(4, 7, 1), ConvSpec(6, 3, 2)]),  # 7x7 kernel on a frame smaller than 2 kernels
+    ((15, 15, 1), [ConvSpec(6, 3, 1, 2, "valid"), ConvSpec(8, 3, 2)]),  # 'valid' edges; pooling drops the odd row
 ]
 TARGET_BITS = [("akida", (4, 4, 8)), ("akida", (2, 2, 8)), ("akida", (4, 1, 8)), ("akd1000", (4, 4, 8)),
                ("akd1000", (2, 2, 8)), ("rate", (4, 4, 8)), ("rate", (6, 3, 8))]
@@ -75,6 +76,58 @@ def test_conv_networks_agree_bit_for_bit(target, bits, case):
     assert all(0 < codes.mean() < network.config.activation_levels for codes in hidden)  # not dead, not saturated
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    if HAS_AKIDA and not network.chip.rate_coded:  # and the chip holds it: hardware-only on the target's device
+        from rivc.neurochip.akida_backend import fit_report
+
+        assert fit_report(network)["hardware_only"]
+
+
+@pytest.mark.parametrize("target", ["akida", "rate"])
+def test_pointwise_strided_convs_agree(target):
+    """1x1 kernels with stride 2 after the input layer (Akida 2.0 runs them; AKD1000 has no 1x1 conv)."""
+    net = conv_network((16, 16, 3), [ConvSpec(8, 3, 1), ConvSpec(8, 1, 2), ConvSpec(4, 1, 1)], target, (4, 4, 8))
+    obs = frames(32, (16, 16, 3), seed=5)
+    net.calibrate_activation_clips(obs)
+    network = net.export()
+    q = consumers(network, obs)
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(torch.as_tensor(obs)).numpy(), q["integer reference"].astype(np.float32))
+    for name, values in q.items():
+        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+
+
+def test_training_mode_forward_is_the_chip_and_its_gradients_reach_every_layer():
+    net = conv_network(*ARCHS[0], "akida", (4, 4, 8))
+    obs = torch.as_tensor(frames(16, ARCHS[0][0]))
+    net.calibrate_activation_clips(obs.numpy())
+    q = net(obs)  # with gradients: the straight-through surrogate carries them, the values are the chip's
+    with torch.no_grad():
+        np.testing.assert_array_equal(q.detach().numpy(), net(obs).numpy())
+    q.sum().backward()
+    assert all(layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0 for layer in net.layers)
+    assert all(clip.grad is not None for clip in net.clips)
+
+
+def test_accumulators_beyond_float32_take_float64_and_stay_exact():
+    """8-bit weights on 8-bit activations of a wide layer: partial sums pass 2**24, the exact path goes float64."""
+    net = conv_network((16, 16, 3), [ConvSpec(64, 7, 1), ConvSpec(64, 7, 2)], "rate", (8, 8, 8))
+    obs = frames(8, (16, 16, 3), seed=9)
+    net.calibrate_activation_clips(obs)
+    step = float(net.clips[0].detach()) / net.config.activation_levels
+    assert net.quantize_layer(1, torch.tensor(step), float(net.clips[1].detach())).weight_codes.dtype == torch.float64
+    network = net.export()
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(torch.as_tensor(obs)).numpy(), network.q_values(obs).astype(np.float32))
+
+
+def test_checkpoints_from_before_conv_layers_load():
+    net = conv_network(*ARCHS[0], "akida", (4, 4, 8))
+    mlp = QuantizedQNetwork(spaces.Box(-1.0, 1.0, (4,), np.float32), 2)
+    legacy = {key.replace("layers.", "linears."): value for key, value in mlp.state_dict().items()}
+    clone = QuantizedQNetwork(spaces.Box(-1.0, 1.0, (4,), np.float32), 2)
+    clone.load_state_dict(legacy)  # the layers were called ``linears``
+    assert all(torch.equal(a, b) for a, b in zip(clone.state_dict().values(), mlp.state_dict().values()))
+    assert net.linears == list(net.layers[3:])
 
 
 def saturating_conv_network(target, bits, seed=0) -> IntegerNetwork:
@@ -125,8 +178,13 @@ def test_conv_arithmetic_on_hand_checked_values():
     kernel[0, 0, 2, 0] = 1  # cross-correlation: output (y, x) reads input (y - 1, x + 1)
     out = conv2d(x, kernel, ConvGeometry((4, 4, 1), 3, 1))
     assert out[0, 1, 1, 0] == x[0, 0, 2, 0] and out[0, 0, 0, 0] == 0  # padded border reads zero
-    pooled = max_pool(np.array([[-5.0, -1.0, -7.0]]).reshape(1, 1, 3, 1), 2)
-    assert pooled.ravel().tolist() == [-1.0, -7.0]  # the padded cell never wins, even over negatives
+    rows = np.array([[-5.0, -1.0, -7.0], [-2.0, -3.0, -9.0]]).reshape(1, 2, 3, 1)
+    same = max_pool(rows, ConvGeometry((2, 3, 1), 1, 1, "same", 2))
+    assert same.ravel().tolist() == [-1.0, -7.0]  # the padded cells never win, even over negatives
+    valid = max_pool(rows, ConvGeometry((2, 3, 1), 1, 1, "valid", 2))
+    assert valid.ravel().tolist() == [-1.0]  # 'valid' drops the column a window cannot cover
+    assert ConvGeometry((15, 15, 1), 3, 1, "valid", 2).out_shape(4) == (6, 6, 4)  # 13 // 2, as Akida pools
+    assert ConvGeometry((15, 15, 1), 3, 1, "same", 2).out_shape(4) == (8, 8, 4)
 
 
 @pytest.mark.skipif(not HAS_AKIDA, reason="needs the akida package")
@@ -152,6 +210,9 @@ def test_default_cnn_policy_is_hardware_resident(target, device, env_id):
     ("akida", [ConvSpec(8, 3, 2)], (32, 400, 1), "at most 384 wide"),
     ("akida", [ConvSpec(8, 3, 1)], (32, 32, 1), "layer 1 takes 8192 inputs"),
     ("akd1000", [ConvSpec(8, 3, 2)], (4, 32, 1), "at least 5 pixels"),
+    ("akd1000", [ConvSpec(8, 3, 2), ConvSpec(8, 3, 2), ConvSpec(8, 3, 2)], (32, 300, 1), "at most 256 wide"),
+    ("akd1000", [ConvSpec(8, 3, 2), ConvSpec(8, 3, 1, 0, "valid")], (32, 32, 1), "'valid' padding"),
+    ("akd1000", [ConvSpec(8, 5, 1), ConvSpec(8, 5, 2)], (32, 32, 1), "stride 1, not 2"),
     ("rate", [ConvSpec(8, 3, 1, 2), ConvSpec(8, 3, 2)], (32, 32, 1), "no exact max pooling"),
 ])
 def test_what_a_chip_cannot_run_is_refused(target, arch, shape, message):
@@ -174,6 +235,8 @@ def test_agent_errors_for_the_wrong_policy_or_frames():
         RIVC("CnnPolicy", float_frames)
     with pytest.raises(ValueError, match="unknown policy"):
         RIVC("ConvPolicy", "rivc/PanTrack-v0")
+    with pytest.raises(ValueError, match="8-bit pixels"):
+        conv_network((12, 12, 3), ARCHS[1][1], "rate", (4, 4, 6))
     network = conv_network((12, 12, 3), ARCHS[1][1], "akida", (4, 4, 8)).export()
     with pytest.raises(ValueError, match="uint8 pixels 0..255"):
         network.q_values(frames(2, (12, 12, 3)) / 255.0)

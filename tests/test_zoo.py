@@ -1,0 +1,63 @@
+"""--hyperparams zoo: the RL Zoo's DQN settings (rl_zoo3's hyperparams/dqn.yml) mapped onto RIVC."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rivc.agents import hyperparams
+from rivc.agents.cli import main
+from rivc.agents.hyperparams import zoo_hyperparams
+
+pytest.importorskip("rl_zoo3")
+
+
+def zoo_table() -> dict:
+    """The Zoo's file, read here independently of rivc."""
+    return yaml.safe_load((Path(importlib.util.find_spec("rl_zoo3").origin).parent / "hyperparams" / "dqn.yml").read_text())
+
+
+def test_a_listed_task_maps_every_setting():
+    entry = zoo_table()["CartPole-v1"]
+    settings = zoo_hyperparams("CartPole-v1")
+    assert settings.timesteps == int(entry["n_timesteps"])
+    for key, value in settings.kwargs.items():
+        expected = {"net_arch": eval(entry["policy_kwargs"], {"dict": dict})["net_arch"]} if key == "policy_kwargs" \
+            else entry[key]
+        assert value == expected, key
+    assert set(settings.kwargs) == (set(entry) - {"n_timesteps", "policy"})  # nothing dropped
+    from rivc.agents import RIVC
+
+    model = RIVC("MlpPolicy", "CartPole-v1", **settings.kwargs)  # fits the chip (akida's mapper ran)
+    assert model.q_network.sizes[1:-1] == list(settings.kwargs["policy_kwargs"]["net_arch"])
+    assert model.train_freq.frequency == entry["train_freq"] and model.gradient_steps == entry["gradient_steps"]
+
+
+def test_cli_trains_with_the_zoo_settings(tmp_path, capsys):
+    out = tmp_path / "zoo"
+    assert main(["train", "--hyperparams", "zoo", "--timesteps", "1200", "--out", str(out), "--eval-episodes", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hyperparams_source"] == "zoo" and summary["hyperparams"]["train_freq"] == 256
+    assert summary["conversions"] > 0
+
+
+def test_an_unlisted_task_and_unsupported_settings_are_refused(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="lists no DQN settings for 'rivc/ArmReach-v0'"):
+        zoo_hyperparams("rivc/ArmReach-v0")
+    fake = tmp_path / "hyperparams" / "dqn.yml"
+    fake.parent.mkdir()
+    fake.write_text("Pong-v5:\n  policy: CnnPolicy\n  frame_stack: 4\n  n_timesteps: 1e6\n")
+    monkeypatch.setattr(hyperparams, "_zoo_file", lambda: fake)
+    with pytest.raises(ValueError, match="frame_stack"):
+        zoo_hyperparams("Pong-v5")
+
+
+def test_a_missing_package_is_a_one_line_error(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rl_zoo3" else real(name, *a))
+    with pytest.raises(ImportError, match=r"pip install 'rivc\[zoo\]'"):
+        zoo_hyperparams("CartPole-v1")
+    assert main(["train", "--hyperparams", "zoo", "--timesteps", "10"]) == 2
+    assert "rivc[zoo]" in capsys.readouterr().err
