@@ -4,6 +4,10 @@ __all__ = ["RIVC", "VARIANTS", "Variant"]
 
 
 def __getattr__(name: str):  # lazy: `rivc deploy` runs without importing torch
+    if name in ("VARIANTS", "Variant"):
+        from rivc.agents import variants
+
+        return getattr(variants, name)
     if name in __all__:
         from rivc.agents import rivc_agent
 

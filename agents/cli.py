@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
+from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
 DEFAULT_TIMESTEPS = 20_000
-VARIANTS = ["rivc", "qat", "gap", "naive", "fpnn"]  # rivc.agents.VARIANTS, without importing torch
 
 
 class UserError(Exception):
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent and save it")
     train.add_argument("--env", default="CartPole-v1", help="Gymnasium id (default CartPole-v1)")
-    train.add_argument("--variant", default="rivc", choices=VARIANTS)
+    train.add_argument("--variant", default="rivc", choices=list(VARIANTS))
     train.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS),
                        help="chip arithmetic to train and deploy: akida (Akida 2.0), akd1000 (AKD1000/AKD1500), "
                             "rate (rate-coded IF)")

@@ -49,7 +49,7 @@ def effective_hyperparams(variant: str, params: dict[str, Any]) -> dict[str, Any
     Variants without the gap-increasing target (naive, qat, fpnn) ignore alpha and the operator,
     and read beta only for Boltzmann exploration.
     """
-    from rivc.agents.rivc_agent import VARIANTS
+    from rivc.agents.variants import VARIANTS
 
     if VARIANTS[variant].gap_increasing:
         return dict(params)

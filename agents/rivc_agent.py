@@ -14,7 +14,6 @@ import json
 import os
 import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrappe
 
 from rivc import QuantConfig, __version__
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
+from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.conv import ConvSpec
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
@@ -37,23 +37,6 @@ from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One row of the paper's ablation (DESIGN.md, "Baselines")."""
-
-    qat: bool  # quantization-aware training (else a float network, post-training quantized)
-    gap_increasing: bool  # the gap-increasing target (else the DQN target)
-    snn_acts: bool  # the converted spiking policy collects the data (else the float network)
-
-
-VARIANTS: dict[str, Variant] = {
-    "rivc": Variant(qat=True, gap_increasing=True, snn_acts=True),
-    "qat": Variant(qat=True, gap_increasing=False, snn_acts=True),
-    "gap": Variant(qat=False, gap_increasing=True, snn_acts=True),
-    "naive": Variant(qat=False, gap_increasing=False, snn_acts=True),
-    "fpnn": Variant(qat=False, gap_increasing=False, snn_acts=False),
-}
-EXPLORATIONS = ("epsilon", "boltzmann")
 FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 2  # 2: chip targets (version 1 models predate them)
 
 
@@ -306,7 +289,7 @@ class RIVC(DQN):
             return None
         obs = np.asarray(obs).reshape(-1, *self.q_network.obs_shape)  # the env's dtype (uint8 frames), as deployed
         with torch.no_grad():
-            q_ref = self.q_net(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
+            q_ref = self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
         return conversion_error(q_ref, *self.spiking_policy.q_values_and_spikes(obs))
 
     # -- the update -----------------------------------------------------------------------------

@@ -7,8 +7,6 @@ hyperparameters, in the same run; and the conversion time and per-action latency
 
 from __future__ import annotations
 
-import time
-
 import gymnasium as gym
 import numpy as np
 import torch
@@ -17,6 +15,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 import rivc.envs  # noqa: F401  (registers the environments)
+from benchmarks.bench_train import steps_per_second
 from benchmarks.common import print_table, time_call
 from rivc.agents import RIVC
 from rivc.agents.policies import DEFAULT_CONV_ARCH
@@ -45,13 +44,6 @@ class ChipCNN(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.cnn(observations)
-
-
-def steps_per_second(make_model, timesteps: int) -> float:
-    model = make_model()
-    start = time.perf_counter()
-    model.learn(timesteps)
-    return timesteps / (time.perf_counter() - start)
 
 
 def training_throughput(timesteps: int) -> None:
@@ -89,7 +81,7 @@ def conversion_and_latency() -> None:
             act = time_call(lambda: policy.predict(frames[0]), repeats=3)
             rows.append([target, backend, 1e3 * convert, 1e3 * act, 1e3 * torch_forward, act / torch_forward])
     print_table("Conv network (default CnnPolicy, 32x32x3 frames): export + convert, and one action at batch 1",
-                ["target", "backend", "convert ms", "SNN action ms", "QAT torch fwd ms", "x torch"], rows)
+                ["target", "backend", "convert ms", "SNN action ms", "QAT torch fwd ms", "SNN / torch"], rows)
 
 
 def main(timesteps: int = 2_500) -> None:

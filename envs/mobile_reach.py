@@ -9,6 +9,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco import MujocoEnv
 
+from rivc.envs.camera import GrayCamera
+
 ASSET = str(Path(__file__).with_name("assets") / "mobile_reach.xml")
 
 #: discrete action -> (left, right) wheel speed command in rad/s
@@ -68,7 +70,7 @@ class MobileReachEnv(MujocoEnv):
             default_camera_config={"distance": 3.2, "elevation": -65.0, "azimuth": 90.0, "lookat": np.zeros(3)},
         )
         self.action_space = spaces.Discrete(len(WHEEL_COMMANDS))
-        self._camera_renderer: mujoco.Renderer | None = None
+        self._camera = GrayCamera(self.model, self.image_size, "onboard", "MobileReach")
         self._distance = 0.0
 
     # -- geometry ---------------------------------------------------------------------------------
@@ -102,22 +104,7 @@ class MobileReachEnv(MujocoEnv):
 
     def camera_image(self) -> np.ndarray:
         """Grayscale onboard camera frame ``[size, size, 1]`` (uint8)."""
-        if self._camera_renderer is None:
-            try:
-                self._camera_renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
-            except Exception as exc:  # mujoco raises several types when no GL context can be made
-                raise RuntimeError(
-                    "MobileReach's image mode needs offscreen OpenGL: set MUJOCO_GL=egl (Mesa: apt-get install "
-                    "libegl1 libgl1-mesa-dri) or MUJOCO_GL=osmesa (apt-get install libosmesa6) before "
-                    f"importing mujoco ({type(exc).__name__}: {exc})"
-                ) from exc
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                         mujoco.mjtRndFlag.mjRND_SKYBOX):  # 16x faster on a software renderer
-                self._camera_renderer.scene.flags[flag] = False
-        self._camera_renderer.update_scene(self.data, camera="onboard")
-        rgb = self._camera_renderer.render().astype(np.float32)
-        gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        return np.clip(gray + 0.5, 0, 255).astype(np.uint8)[:, :, None]
+        return self._camera.frame(self.data)[:, :, None]
 
     def reset_model(self) -> np.ndarray:
         rng = self.np_random
@@ -148,9 +135,7 @@ class MobileReachEnv(MujocoEnv):
         return self._get_obs(), reward, success, False, info
 
     def close(self) -> None:
-        if self._camera_renderer is not None:
-            self._camera_renderer.close()
-            self._camera_renderer = None
+        self._camera.close()
         super().close()
 
 

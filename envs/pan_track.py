@@ -9,6 +9,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.mujoco import MujocoEnv
 
+from rivc.envs.camera import GrayCamera
+
 ASSET = str(Path(__file__).with_name("assets") / "pan_track.xml")
 PAN_COMMANDS = np.array([-2.0, -0.7, 0.0, 0.7, 2.0])  # rad/s: fast/slow left turn, hold, slow/fast right turn
 TARGET_RADIUS = 1.2  # metres from the camera
@@ -74,7 +76,7 @@ class PanTrackEnv(MujocoEnv):
                          default_camera_config={"distance": 5.0, "elevation": -70.0, "azimuth": 90.0,
                                                 "lookat": np.zeros(3)})
         self.action_space = spaces.Discrete(len(PAN_COMMANDS))
-        self._camera_renderer: mujoco.Renderer | None = None
+        self._camera = GrayCamera(self.model, self.image_size, "eye", "PanTrack")
         self._stack = np.zeros((self.image_size, self.image_size, self.frames), dtype=np.uint8)
         self._target_angle = self._target_speed = 0.0
 
@@ -93,23 +95,6 @@ class PanTrackEnv(MujocoEnv):
         self.data.mocap_pos[0] = [TARGET_RADIUS * np.cos(angle), TARGET_RADIUS * np.sin(angle), 0.4]
 
     # -- gymnasium API ------------------------------------------------------------------------------
-    def camera_frame(self) -> np.ndarray:
-        """Grayscale frame ``[size, size]`` (uint8) of the pan camera."""
-        if self._camera_renderer is None:
-            try:
-                self._camera_renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
-            except Exception as exc:  # mujoco raises several types when no GL context can be made
-                raise RuntimeError(
-                    "PanTrack's image mode needs offscreen OpenGL: set MUJOCO_GL=egl (Mesa: apt-get install "
-                    "libegl1 libgl1-mesa-dri) or MUJOCO_GL=osmesa (apt-get install libosmesa6) before "
-                    f"importing mujoco ({type(exc).__name__}: {exc})") from exc
-            for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                         mujoco.mjtRndFlag.mjRND_SKYBOX):
-                self._camera_renderer.scene.flags[flag] = False
-        self._camera_renderer.update_scene(self.data, camera="eye")
-        rgb = self._camera_renderer.render().astype(np.float32)
-        return np.clip(rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32) + 0.5, 0, 255).astype(np.uint8)
-
     def _get_obs(self) -> np.ndarray:
         if self.obs_mode == "image":
             return self._stack.copy()
@@ -120,7 +105,7 @@ class PanTrackEnv(MujocoEnv):
     def _push_frame(self, fill: bool = False) -> None:
         if self.obs_mode != "image":
             return
-        frame = self.camera_frame()
+        frame = self._camera.frame(self.data)
         if fill:
             self._stack[:] = frame[:, :, None]
         else:
@@ -156,9 +141,7 @@ class PanTrackEnv(MujocoEnv):
         return self._get_obs(), reward, False, False, {"is_success": centred, "bearing_error": error}
 
     def close(self) -> None:
-        if self._camera_renderer is not None:
-            self._camera_renderer.close()
-            self._camera_renderer = None
+        self._camera.close()
         super().close()
 
 

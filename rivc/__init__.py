@@ -5,7 +5,8 @@ deployed policy runs where torch is absent; torch-based names load on first use.
 """
 
 from rivc.config import QuantConfig
-from rivc.integer_net import CorruptFileError, InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.conv import ConvSpec
+from rivc.integer_net import CorruptFileError, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.metrics import ConversionError, conversion_error
 
 __version__ = "0.1.0"
@@ -16,7 +17,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "ConversionError", "CorruptFileError", "InputQuantizer", "IntegerLayer", "IntegerNetwork",
+    "ConversionError", "ConvSpec", "CorruptFileError", "ImageInput", "InputQuantizer", "IntegerLayer", "IntegerNetwork",
     "QuantConfig", "conversion_error", *_LAZY,
 ]
 

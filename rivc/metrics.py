@@ -51,5 +51,5 @@ def network_conversion_error(qnet, policy, observations) -> ConversionError:
     obs = np.asarray(observations).reshape(-1, *policy.obs_shape)  # the env's dtype, as deployed
     param = next(qnet.parameters())
     with torch.no_grad():
-        q_ref = qnet(torch.as_tensor(obs, dtype=torch.float32, device=param.device)).cpu().numpy()
+        q_ref = qnet(torch.as_tensor(obs, device=param.device)).cpu().numpy()
     return conversion_error(q_ref, *policy.q_values_and_spikes(obs))

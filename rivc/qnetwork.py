@@ -71,9 +71,10 @@ def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, 
     return image_layout(observation_space.shape)
 
 
-def same_pad(x: torch.Tensor, geometry: ConvGeometry, value: float = 0.0) -> torch.Tensor:
+def same_pad(x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    """Zero padding of an NCHW input as ``geometry.pads()`` says (TensorFlow's 'same', or none)."""
     (top, bottom), (left, right) = geometry.pads()
-    return F.pad(x, (left, right, top, bottom), value=value) if top or bottom or left or right else x
+    return F.pad(x, (left, right, top, bottom)) if top or bottom or left or right else x
 
 
 def conv_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:

@@ -82,6 +82,8 @@ def test_image_observation_sees_the_target():
         views.append(obs)
     assert obs.shape == (32, 32, 1) and obs.dtype == np.uint8
     assert np.ptp([v.astype(float).mean() for v in views]) > 1.0
+    brightest = [int(v.max()) for v in views]
+    assert max(brightest) >= 240 > min(brightest)  # the glowing beacon outshines walls and floor when in view
 
 
 def test_pan_camera_sees_the_ball_and_its_motion():
