@@ -233,8 +233,9 @@ class QuantizedQNetwork(nn.Module):
 
     def _refresh_input_quantizer(self) -> None:
         # inv_step is computed by numpy so that torch and the integer reference use the same float64
-        inv = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits).inv_step
-        self._inv_step = torch.as_tensor(inv, dtype=torch.float64, device=self.obs_low.device)
+        quantizer = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
+        self._inv_step = torch.as_tensor(quantizer.inv_step, dtype=torch.float64, device=self.obs_low.device)
+        self._input_max = ImageInput.max_code if self.is_image else quantizer.max_code  # largest |input code|
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
         step = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
         self._input_step = torch.tensor(step, device=self.obs_low.device)
@@ -408,7 +409,7 @@ class QuantizedQNetwork(nn.Module):
             shift=integer.shift, acc_clip=tensor(integer.acc_clip), offset=tensor(integer.offset),
             step=tensor(integer.step))
         bias_tensor = torch.as_tensor(b_codes.astype(np.float64), device=device)
-        input_max = self.input_quantizer().max_code if i == 0 else self.config.activation_levels
+        input_max = self._input_max if i == 0 else self.config.activation_levels
         # float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64
         exact = torch.float32 if integer.accumulator_bound(input_max) < EXACT_FLOAT32 else torch.float64
         quantized = QuantizedLinear(
