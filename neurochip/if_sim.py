@@ -197,7 +197,7 @@ def firing_membrane(layer: IntegerLayer, acc: np.ndarray) -> tuple[np.ndarray, n
     if layer.acc_clip is not None:
         acc = np.minimum(acc, layer.acc_clip)
     theta = float(2**layer.shift)
-    return acc * layer.multiplier.astype(np.float64) + (theta / 2 + 1.0), theta
+    return acc * layer.multiplier + (theta / 2 + 1.0), theta  # int64 * float64: float64, exact below 2**53
 
 
 def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -212,6 +212,6 @@ def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndar
     counts, history = input_codes, []
     for layer in network.hidden_layers:
         membrane, theta = firing_membrane(layer, layer.accumulate(counts))
-        counts = np.clip(np.ceil(membrane / theta) - 1.0, 0.0, levels)  # #{k >= 1: membrane > k theta}
+        counts = np.minimum(np.maximum(np.ceil(membrane / theta) - 1.0, 0.0), levels)  # #{k >= 1: membrane > k theta}
         history.append(counts)
     return network.layers[-1].accumulate(counts), history

@@ -20,6 +20,7 @@ measured against akida 2.19.3); its head returns the raw accumulator and adds th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import Any
@@ -250,10 +251,10 @@ def threshold_step_codes(acc, offset, step16, levels: int):
 def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:
     """Fixed point ``(scale, shift)``: scales below ``2**bits``, ``scale / 2**shift ~= acc_scale / activation_step``."""
     ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
-    top = float(np.max(ratio)) if ratio.size else 0.0
-    shift = bits - 1 - int(np.floor(np.log2(top))) if top > 0 else bits
+    top = float(ratio.max()) if ratio.size else 0.0
+    shift = bits - math.frexp(top)[1] if top > 0 else bits  # frexp: top = m 2**e, m in [0.5, 1): e = floor(log2) + 1
     shift = int(min(max(shift, 1), 40))
-    scale = np.round(ratio * 2.0**shift).astype(np.int64)
+    scale = np.rint(ratio * 2.0**shift).astype(np.int64)
     if shift > 1 and scale.max(initial=0) >= 2**bits:  # rounded up to 2**bits
         shift -= 1
         scale = np.round(ratio * 2.0**shift).astype(np.int64)
@@ -284,13 +285,10 @@ def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     with ``mantissa << shift`` nearest to ``bias`` (half up): exact for biases that are such values."""
     bias = np.asarray(bias, dtype=np.int64)
     top = 2 ** (bits - 1) - 1
-    magnitude = np.abs(bias)
-    # log2 estimate, then exact integer corrections (no loop over every shift)
-    shift = np.ceil(np.log2(np.maximum(magnitude, 1) / top)).clip(0, None).astype(np.int64)
-    shift = np.where(magnitude > top << shift, shift + 1, shift)
-    shift = np.where((shift > 0) & (magnitude <= top << np.maximum(shift - 1, 0)), shift - 1, shift)
-    mantissa = np.floor_divide(bias + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0), 1 << shift)
-    return np.clip(mantissa, -top, top), shift
+    # |bias| <= top << shift  <=>  ceil(|bias| / top) <= 2**shift: the shift is the bit length of that - 1
+    shift = np.frexp(np.maximum((np.abs(bias) + (top - 1)) // top, 1) - 1)[1].astype(np.int64)
+    mantissa = (bias + ((1 << shift) >> 1)) >> shift  # floor((bias + 2**(shift-1)) / 2**shift)
+    return np.minimum(np.maximum(mantissa, -top), top), shift  # (np.clip costs 5x more on small arrays)
 
 
 def quantize_bias(bias: np.ndarray, bits: int | None, limit: int | None = None) -> np.ndarray:

@@ -11,7 +11,7 @@ layer (straight-through estimators, PACT clips).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -32,21 +32,113 @@ from rivc.chip import (
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork, are_pixels
-from rivc.quant import bias_codes, input_codes, straight_through, weight_codes
+from rivc.quant import bias_codes, straight_through, straight_through_pact, weight_codes
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
+MIN_CLIP32 = float(np.float32(MIN_CLIP))  # as the float32 clips hold it
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 
 
-class QuantizedLinear(NamedTuple):
-    """A layer as the chip computes it (detached): the integer layer, and its torch views."""
+class QuantizedLinear:
+    """A layer as the chip computes it (detached): the integer layer that export() writes, and the
+    torch tensors the QAT forward reads, made on first use (a conversion needs only the former)."""
 
-    integer: IntegerLayer  # what export() writes and the integer reference runs
-    weight: torch.Tensor  # codes * scale (float32): the surrogate's weights
-    bias: torch.Tensor  # bias codes * accumulator scale (float32)
-    weight_codes: torch.Tensor  # [out, in] or [F, C, k, k], exact integers: float32 where every sum stays
-    bias_codes: torch.Tensor  # [out]                  below 2**24 (exact and 2-10x faster), else float64
-    integer_torch: IntegerLayer  # ``integer`` with torch float64 arrays (per channel [F, 1, 1] for a conv)
+    def __init__(self, integer: IntegerLayer, codes: np.ndarray, weight_scale: np.ndarray, weight_levels: int,
+                 input_max: float, shape: tuple[int, ...], device: torch.device) -> None:
+        self.integer = integer
+        self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
+        self._weight_levels, self._input_max = weight_levels, input_max  # largest |weight code|, |input code|
+        self._shape, self._device = shape, device
+
+    def _tensor(self, array, dtype=np.float64, shape=None) -> torch.Tensor | None:
+        if array is None:
+            return None
+        unit = (-1, 1, 1) if self.integer.conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
+        tensor = torch.from_numpy(np.asarray(array, dtype=dtype)).reshape(shape or unit)
+        return tensor if self._device.type == "cpu" else tensor.to(self._device)
+
+    @cached_property
+    def weight(self) -> torch.Tensor:
+        """codes * scale (float32): the surrogate's weights."""
+        return self._tensor(self._codes * self._weight_scale, np.float32, self._shape)
+
+    @cached_property
+    def bias(self) -> torch.Tensor:
+        """bias codes * accumulator scale (float32)."""
+        return self._tensor(self.integer.bias * self.integer.scale, np.float32, (-1,))
+
+    @cached_property
+    def exact_dtype(self) -> torch.dtype:
+        """float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64."""
+        # first a bound from the shape (fan-in x largest weight code x largest input), the exact one if that is too loose
+        bias = float(np.abs(self.integer.bias).max(initial=0))
+        bound = self._codes.shape[1] * self._weight_levels * self._input_max + bias
+        if bound >= EXACT_FLOAT32:
+            bound = self.integer.accumulator_bound(self._input_max)
+        return torch.float32 if bound < EXACT_FLOAT32 else torch.float64
+
+    @cached_property
+    def weight_codes(self) -> torch.Tensor:
+        """[out, in] or [F, C, k, k]: exact integers in ``exact_dtype``."""
+        return self._tensor(self._codes, self._numpy_exact_dtype, self._shape)
+
+    @cached_property
+    def bias_codes(self) -> torch.Tensor:
+        return self._tensor(self.integer.bias, self._numpy_exact_dtype, (-1,))
+
+    @property
+    def _numpy_exact_dtype(self) -> type:
+        return np.float32 if self.exact_dtype == torch.float32 else np.float64
+
+    def accumulate(self, codes: np.ndarray) -> np.ndarray:
+        """A dense layer's exact accumulators (float64) for input codes ``[B, in]`` (numpy float64)."""
+        if self.exact_dtype == torch.float32:  # torch's single-threaded matmul on the float32 codes: exact
+            x = torch.from_numpy(codes.astype(np.float32))
+            return torch.addmm(self.bias_codes, x, self.weight_codes.T).numpy().astype(np.float64)
+        return self.integer.accumulate(codes)
+
+    @cached_property
+    def integer_torch(self) -> IntegerLayer:
+        """``integer`` with torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
+        layer = self.integer
+        return IntegerLayer(
+            weights=layer.weights, bias=layer.bias, scale=self._tensor(layer.scale),
+            multiplier=self._tensor(layer.multiplier), shift=layer.shift, acc_clip=self._tensor(layer.acc_clip),
+            offset=self._tensor(layer.offset), step=self._tensor(layer.step))
+
+
+class _DenseSurrogate(torch.autograd.Function):
+    """Forward the exact Q-values; backward the float surrogate of an MLP, layer by layer: ``z = x @ W_q.T +
+    b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
+    go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
+    to the clip where ``z >= clip``). The same gradients as the general path's estimators
+    (``straight_through``, ``straight_through_pact``) composed by autograd; tests/test_quantization.py checks it."""
+
+    @staticmethod
+    def forward(ctx, q, inputs, layers, *parameters):  # parameters: weight, bias per layer, then the clips
+        n = len(layers)
+        clips = parameters[2 * n:]
+        masks = []  # per hidden layer: (0 < z < clip, z >= clip)
+        for i in range(n - 1):
+            z = torch.addmm(layers[i].bias, inputs[i], layers[i].weight.T)
+            clip = clips[i].detach().clamp_min(MIN_CLIP)
+            above = z >= clip
+            masks.append(((z > 0) & ~above, above))
+        ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = len(ctx.layers)
+        weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
+        for i in range(n - 1, -1, -1):
+            weight_grads[2 * i], weight_grads[2 * i + 1] = grad.T @ ctx.inputs[i], grad.sum(0)
+            if i:
+                grad_x = grad @ ctx.layers[i].weight
+                inside, above = ctx.masks[i - 1]
+                clip_grads[i - 1] = (grad_x * above).sum().reshape(ctx.clip_shapes[i - 1])
+                grad = grad_x * inside
+        return None, None, None, *weight_grads, *clip_grads
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -69,6 +161,11 @@ def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, 
                          f"got a {observation_space.dtype} Box over [{observation_space.low.min()}, "
                          f"{observation_space.high.max()}]; do not normalise frames in a wrapper")
     return image_layout(observation_space.shape)
+
+
+def activation_step(clip: float, levels: int) -> float:
+    """The value of one activation code, ``clip / L`` in float32 (as torch divides the float32 clip)."""
+    return float(np.float32(clip) / np.float32(levels))
 
 
 def same_pad(x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
@@ -124,6 +221,8 @@ class QuantizedQNetwork(nn.Module):
     each) put conv layers before the dense ones: the observation is then a uint8 camera frame (HWC or
     CHW), read as the chip's input layer reads it (pixels 0..255; the float network sees ``/ 256``).
     """
+
+    fused_surrogate = True  # an MLP's surrogate as one autograd node (False: the general path, for checks)
 
     def __init__(
         self,
@@ -186,6 +285,8 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         self._quantization_cache: dict[int, tuple] = {}
+        self._refresh_parameters()
+        self.register_load_state_dict_post_hook(self._refresh_parameters)
         self._register_load_state_dict_pre_hook(_rename_legacy_keys)
         self._refresh_input_quantizer()
 
@@ -223,22 +324,24 @@ class QuantizedQNetwork(nn.Module):
 
     @property
     def needs_calibration(self) -> bool:
-        return not bool(self.obs_calibrated.all())
+        return self._needs_calibration
 
     def input_quantizer(self) -> InputQuantizer | ImageInput:
-        if self.is_image:
-            return ImageInput(self.image_shape, self.channels_first, self.config.input_bits)
         self._check_calibrated()
-        return InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
+        return self._input_quantizer
 
     def _refresh_input_quantizer(self) -> None:
         # inv_step is computed by numpy so that torch and the integer reference use the same float64
         quantizer = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
+        self._needs_calibration = not bool(self.obs_calibrated.all())
         self._inv_step = torch.as_tensor(quantizer.inv_step, dtype=torch.float64, device=self.obs_low.device)
-        self._input_max = ImageInput.max_code if self.is_image else quantizer.max_code  # largest |input code|
+        if self.is_image:
+            self._input_quantizer = ImageInput(self.image_shape, self.channels_first, self.config.input_bits)
+        else:
+            self._input_quantizer = quantizer  # what export() hands over (its bounds are frozen once calibrated)
+        self._input_max = self._input_quantizer.max_code  # largest |input code|
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
-        step = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
-        self._input_step = torch.tensor(step, device=self.obs_low.device)
+        self._input_step_value = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
 
     def calibrate_input_range(self, observations, margin: float = 0.1, all_dims: bool = False) -> None:
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
@@ -274,7 +377,15 @@ class QuantizedQNetwork(nn.Module):
     def _apply(self, fn, recurse=True):  # keep the cached inv_step on the module's device
         out = super()._apply(fn, recurse)
         self._refresh_input_quantizer()
+        self._refresh_parameters()
         return out
+
+    def _refresh_parameters(self, *args) -> None:
+        """(weight, bias) per layer, read without nn.Module's attribute look-ups (refreshed where the
+        modules may get new Parameter objects: .to(), load_state_dict(assign=True))."""
+        self._parameters_of = [(layer.weight, layer.bias) for layer in self.layers]
+        self._clip_parameters = list(self.clips)
+        self._quantization_cache.clear()
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -285,7 +396,8 @@ class QuantizedQNetwork(nn.Module):
         if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != len(self.obs_shape) + 1:
             raise ValueError(f"observation shape {tuple(obs.shape)} does not match the network: expected "
                              f"(batch, {', '.join(map(str, self.obs_shape))})")
-        if not torch.isfinite(obs).all():
+        finite = np.isfinite(obs.detach().numpy()).all() if obs.device.type == "cpu" else torch.isfinite(obs).all()
+        if not finite:  # (numpy: a tenth of torch's cost on a small batch)
             raise ValueError("observation contains NaN or inf; check the environment's observations")
         self._check_calibrated()
 
@@ -299,11 +411,14 @@ class QuantizedQNetwork(nn.Module):
         return codes if self.channels_first else codes.permute(0, 3, 1, 2)
 
     def _input_codes(self, obs: torch.Tensor) -> torch.Tensor:
-        """Validated observations as input codes (float64 holding exact integers; frames NCHW)."""
+        """Validated observations as input codes (float64 holding exact integers; frames NCHW), computed
+        by the exported network's own input quantizer."""
         if self.is_image:
             return self._frames(obs)
-        self._check_input(obs)
-        return input_codes(obs, self.obs_low, self.obs_high, self._inv_step, 2 ** (self.config.input_bits - 1))
+        self._check_calibrated()
+        if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != 2:
+            self._check_input(obs)  # raises with the shapes
+        return torch.from_numpy(self._input_quantizer.codes(obs.detach().cpu().numpy())).to(obs.device)
 
     def _input_float(self, obs: torch.Tensor) -> torch.Tensor:
         """Validated observations normalised without rounding (the float network's input)."""
@@ -330,64 +445,92 @@ class QuantizedQNetwork(nn.Module):
         return hidden, self._layer(len(self.layers) - 1, x, self.layers[-1].weight, self.layers[-1].bias)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        """Q-values ``[B, n_actions]`` for observations ``[B, *obs_shape]``."""
+        """Q-values ``[B, n_actions]`` for observations ``[B, *obs_shape]``: the exact integer values, and
+        with gradients a float surrogate that carries them (for an MLP one autograd node, ``_DenseSurrogate``)."""
         if not self.qat:
             return self._float_pass(obs)[1]
+        if self.fused_surrogate and not self.is_image and obs.device.type == "cpu":
+            return self._mlp_forward(obs)
         codes = self._input_codes(obs)
-        step = self._input_step
+        step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()  # without gradients only the exact integer path is needed
-        x = (codes * float(step)).to(torch.float32) if surrogate else None  # a power of two: exact
-        levels = self.config.activation_levels
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            clip = None if i == last else self.clips[i].clamp_min(MIN_CLIP)
-            quantized = self.quantize_layer(i, step, None if clip is None else float(clip.detach()))
-            exact = quantized.weight_codes.dtype
+        x = (codes * step).to(torch.float32) if surrogate else None  # a power of two: exact
+        for i, (weight, bias) in enumerate(self._parameters_of):
+            clip = None if i == last else self._clip_parameters[i]
+            clip_value = None if clip is None else max(float(clip.detach()), MIN_CLIP32)  # clamp_min(MIN_CLIP)
+            quantized = self.quantize_layer(i, step, clip_value)
+            exact = quantized.exact_dtype
             acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes, exact=True).double()
             if surrogate:  # the float surrogate that carries the gradients
-                weight = straight_through(layer.weight, quantized.weight)
-                bias = straight_through(layer.bias, quantized.bias)
-                z = self._layer(i, x, weight, bias)
+                z = self._layer(i, x, straight_through(weight, quantized.weight), straight_through(bias, quantized.bias))
             if i == last:
                 q = (acc * quantized.integer_torch.scale).float()
                 return straight_through(z, q) if surrogate else q
             codes = quantized.integer_torch.activation(acc, levels)
-            step = (clip / levels).detach()
-            if surrogate:
-                y = torch.minimum(torch.relu(z), clip)  # PACT: gradient reaches the clip where z > clip
-                x = straight_through(y, (codes * step.double()).float())
+            step = activation_step(clip_value, levels)
+            if surrogate:  # PACT: min(relu(z), clip) backward, the chip's activation forward
+                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float())
         raise AssertionError("unreachable")
 
-    @torch.no_grad()
-    def quantize_layer(self, i: int, input_step: torch.Tensor, clip: float | None = None) -> QuantizedLinear:
+    def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """The forward pass of an MLP on the CPU, at a fraction of the general path's overhead: the exact
+        path in numpy (matrix products in torch, exact in float32 below 2**24, else numpy's float64), and
+        with gradients one autograd node (``_DenseSurrogate``) in place of a graph of straight-through
+        estimators. The same values, bit for bit, and the same gradients (tests/test_quantization.py)."""
+        self._check_calibrated()
+        array = obs.detach().numpy()
+        if array.shape[1:] != self.obs_shape or array.ndim != 2:
+            self._check_input(obs)  # raises with the shapes
+        codes = self._input_quantizer.codes(array)  # float64 holding integers
+        step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
+        surrogate = torch.is_grad_enabled()
+        inputs, layers = [], []  # with gradients: each layer's input values (float32) and its quantization
+        for i, clip in enumerate([*self._clip_parameters, None]):
+            clip_value = None if clip is None else max(float(clip.detach()), MIN_CLIP32)  # clamp_min(MIN_CLIP)
+            quantized = self.quantize_layer(i, step, clip_value)
+            if surrogate:
+                inputs.append(torch.from_numpy((codes * step).astype(np.float32)))
+                layers.append(quantized)
+            acc = quantized.accumulate(codes)
+            if i == last:
+                q = torch.from_numpy((acc * quantized.integer.scale).astype(np.float32))
+                break
+            codes = quantized.integer.activation(acc, levels)
+            step = activation_step(clip_value, levels)
+        if not surrogate:
+            return q
+        parameters = [p for pair in self._parameters_of for p in pair]
+        return _DenseSurrogate.apply(q, inputs, layers, *parameters, *self._clip_parameters)
+
+    def quantize_layer(self, i: int, input_step: float, clip: float | None = None) -> QuantizedLinear:
         """Layer ``i`` as the target computes it, for inputs worth ``input_step`` per code and (hidden
-        layers) activations clipped at ``clip`` with ``L`` levels: the one description of the layer
-        that the forward pass and :meth:`export` share.
+        layers) activations clipped at ``clip`` with ``L`` levels (both float32 values): the one
+        description of the layer that the forward pass and :meth:`export` share. numpy throughout:
+        on a few small arrays its per-call cost is a fraction of torch's, and conversion runs after every update.
 
         Cached until the parameters change (their version counters move on every optimizer step
         or ``load_state_dict``); in-place edits through ``.data`` (e.g. SB3's ``polyak_update``)
         bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
         """
-        layer = self.layers[i]
-        key = (layer.weight.data_ptr(), layer.weight._version, layer.bias._version, float(input_step), clip)
+        weight, bias = self._parameters_of[i]
+        key = (weight.data_ptr(), weight._version, bias._version, input_step, clip)
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
             return cached[1]
         conv = self.geometries[i] if i < len(self.geometries) else None
         bits = self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image)
-        flat_codes, w_scale = weight_codes(layer.weight.reshape(layer.weight.shape[0], -1), bits)
-        codes = flat_codes.reshape(layer.weight.shape)  # [out, in] or [F, C, k, k]
-        channel = (-1,) + (1,) * (codes.ndim - 1)
-        acc_scale = w_scale.squeeze(1) * input_step
-        acc_scale64 = acc_scale.double().cpu().numpy()
-        b_codes = quantize_bias(bias_codes(layer.bias, acc_scale).cpu().numpy().astype(np.int64),
-                               self.target.bias_bits, self.target.bias_limit)
-        integer_weights = codes.permute(0, 2, 3, 1) if conv is not None else codes  # (F, k, k, C)
-        integer = IntegerLayer(weights=integer_weights.cpu().numpy().astype(np.int64), bias=b_codes,
-                               scale=acc_scale64, conv=conv)
+        shape = tuple(weight.shape)  # [out, in] or [F, C, k, k]
+        codes, w_scale = weight_codes(weight.detach().cpu().numpy().reshape(shape[0], -1), bits)
+        acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
+        acc_scale64 = acc_scale.astype(np.float64)
+        b_codes = quantize_bias(bias_codes(bias.detach().cpu().numpy(), acc_scale).astype(np.int64),
+                                self.target.bias_bits, self.target.bias_limit)
+        integer_weights = codes.reshape(shape).astype(np.int64)
+        if conv is not None:
+            integer_weights = integer_weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
+        integer = IntegerLayer(weights=integer_weights, bias=b_codes, scale=acc_scale64, conv=conv)
         if clip is not None:
-            # the same float32 arithmetic as forward's step = clip / levels
-            step = float(torch.tensor(clip, dtype=torch.float32) / self.config.activation_levels)
+            step = activation_step(clip, self.config.activation_levels)  # as the forward's clip / levels
             if self.target.requantization == SCALE_SHIFT:
                 integer.multiplier, integer.shift = requantization(acc_scale64, step, self.target.scale_bits)
                 if self.config.activation_bits < (self.target.min_output_bits or 0):  # wider output, clipped
@@ -396,25 +539,8 @@ class QuantizedQNetwork(nn.Module):
             else:
                 integer.offset, integer.step = threshold_step(acc_scale64, step, self.config.activation_bits,
                                                               self.target.step_limit)
-        device = layer.weight.device
-        per_unit = (-1, 1, 1) if conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
-
-        def tensor(array):
-            if array is None:
-                return None
-            return torch.as_tensor(np.asarray(array, dtype=np.float64), device=device).reshape(per_unit)
-
-        integer_torch = IntegerLayer(
-            weights=integer.weights, bias=integer.bias, scale=tensor(integer.scale), multiplier=tensor(integer.multiplier),
-            shift=integer.shift, acc_clip=tensor(integer.acc_clip), offset=tensor(integer.offset),
-            step=tensor(integer.step))
-        bias_tensor = torch.as_tensor(b_codes.astype(np.float64), device=device)
         input_max = self._input_max if i == 0 else self.config.activation_levels
-        # float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64
-        exact = torch.float32 if integer.accumulator_bound(input_max) < EXACT_FLOAT32 else torch.float64
-        quantized = QuantizedLinear(
-            integer=integer, weight=codes * w_scale.reshape(channel), bias=(bias_tensor * acc_scale.double()).float(),
-            weight_codes=codes.to(exact), bias_codes=bias_tensor.to(exact), integer_torch=integer_torch)
+        quantized = QuantizedLinear(integer, codes, w_scale, max(2 ** (bits - 1) - 1, 1), input_max, shape, weight.device)
         self._quantization_cache[i] = (key, quantized)
         return quantized
 
@@ -442,7 +568,7 @@ class QuantizedQNetwork(nn.Module):
     def activation_clips(self, calibration_obs=None) -> list[float]:
         """Clip value per hidden layer: learned (QAT) or, for a float network, the calibration max."""
         if self.qat:
-            return [float(c.detach().clamp_min(MIN_CLIP)) for c in self.clips]
+            return [max(float(c.detach()), MIN_CLIP32) for c in self._clip_parameters]  # clamp_min(MIN_CLIP), float32
         if calibration_obs is None:
             raise ValueError(
                 "a float (qat=False) network needs calibration_obs for post-training quantization: "
@@ -451,19 +577,20 @@ class QuantizedQNetwork(nn.Module):
         return self.float_activation_max(calibration_obs)
 
     @torch.no_grad()
-    def export(self, calibration_obs=None) -> IntegerNetwork:
-        """The integer network (numpy) of the target; post-training quantized if ``qat=False``."""
+    def export(self, calibration_obs=None, check: bool = True) -> IntegerNetwork:
+        """The integer network (numpy) of the target; post-training quantized if ``qat=False``.
+        ``check=False`` skips :meth:`IntegerNetwork.validate` (the agent's conversions after the first:
+        the same code path, new numbers)."""
         clips = self.activation_clips(calibration_obs)
-        step = self._input_step
+        step = self._input_step_value
         layers = []
         for i in range(len(self.layers)):
-            clip = clips[i] if i < len(clips) else None
-            # the forward's clip, as the float32 the forward's clamp_min returns
-            clip = None if clip is None else float(torch.tensor(clip, dtype=torch.float32))
+            clip = float(np.float32(clips[i])) if i < len(clips) else None  # the forward's float32 clip
             layers.append(self.quantize_layer(i, step, clip).integer)
             if clip is not None:
-                step = torch.tensor(clip, dtype=torch.float32, device=step.device) / self.config.activation_levels
-        return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name)
+                step = activation_step(clip, self.config.activation_levels)
+        return IntegerNetwork(config=self.config, input=self._input_quantizer, layers=layers, target=self.target.name,
+                              check=check)
 
 
 def _rename_legacy_keys(state_dict, prefix, *args) -> None:

@@ -6,6 +6,7 @@ Each quantizer returns integer codes and their scale, so the forward pass and th
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -26,31 +27,46 @@ def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     return _StraightThrough.apply(x, quantized.detach())
 
 
-def weight_codes(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric signed codes per output channel and their scale ``[out, 1]``.
+class _StraightThroughPact(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, clip, value):
+        ctx.save_for_backward(z, clip)
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        z, clip = ctx.saved_tensors
+        above = z >= clip
+        return grad * ((z > 0) & ~above), (grad * above).sum().reshape(clip.shape), None
+
+
+def straight_through_pact(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """Forward ``value`` (the chip's activation, ``codes * clip / L``); backward PACT's gradients of
+    ``min(relu(z), clip)``: to ``z`` where ``0 < z < clip``, to ``clip`` where ``z >= clip``."""
+    if not torch.is_grad_enabled() or not (z.requires_grad or clip.requires_grad):
+        return value
+    return _StraightThroughPact.apply(z, clip, value)
+
+
+def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric signed codes per output channel of ``weight`` ``[out, in]`` (float32) and their scale ``[out, 1]``.
 
     ``bits >= 2``: codes in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` over the channel's max |w|.
     ``bits == 1``: binary codes +-1 with the channel's mean |w| as scale (XNOR-Net).
+    numpy on purpose: the QAT forward and the export read these very arrays (float32 arithmetic).
     """
-    w = weight.detach()
+    w = np.asarray(weight, dtype=np.float32)
     if bits == 1:
-        scale = w.abs().mean(dim=1, keepdim=True)
-        codes = torch.where(w >= 0, 1.0, -1.0)
-    else:
-        levels = 2 ** (bits - 1) - 1
-        scale = w.abs().amax(dim=1, keepdim=True) / levels
-        codes = torch.clamp(torch.round(w / torch.where(scale > 0, scale, 1.0)), -levels, levels)
-    return codes, torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = np.abs(w).mean(axis=1, keepdims=True, dtype=np.float32)
+        scale[scale == 0] = 1
+        return np.where(w >= 0, np.float32(1), np.float32(-1)), scale
+    levels = np.float32(2 ** (bits - 1) - 1)
+    scale = np.abs(w).max(axis=1, keepdims=True, initial=np.float32(0)) / levels
+    scale[scale == 0] = 1
+    # |w| <= max |w| makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
+    return np.rint(w / scale), scale
 
 
-def bias_codes(bias: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
-    """Bias in accumulator units (integer codes), ``acc_scale`` per output channel."""
-    return torch.round(bias.detach() / acc_scale)
-
-
-def input_codes(
-    obs: torch.Tensor, low: torch.Tensor, high: torch.Tensor, inv_step: torch.Tensor, zero_point: int
-) -> torch.Tensor:
-    """Signed input codes, computed in float64 exactly as ``InputQuantizer.codes`` does."""
-    x = torch.clamp(obs.to(torch.float64), low, high)
-    return torch.floor((x - low) * inv_step + 0.5) - zero_point
+def bias_codes(bias: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:
+    """Bias in accumulator units (integer codes, float32), ``acc_scale`` per output channel (float32)."""
+    return np.rint(np.asarray(bias, dtype=np.float32) / acc_scale)

@@ -22,13 +22,23 @@ def test_levels():
 
 
 def test_weight_codes_symmetric_per_channel():
-    w = torch.tensor([[0.6, -1.0, 0.25], [0.0, 0.0, 0.0]])
+    w = np.array([[0.6, -1.0, 0.25], [0.0, 0.0, 0.0]], dtype=np.float32)
     codes, scale = weight_codes(w, 4)
     assert codes.tolist()[0] == [4.0, -7.0, 2.0]  # 0.6 * 7 = 4.2 -> 4, -1 -> -7, 1.75 -> 2
-    assert codes.tolist()[1] == [0.0, 0.0, 0.0] and scale[1].item() == 1.0
+    assert codes.tolist()[1] == [0.0, 0.0, 0.0] and scale[1, 0] == 1.0
     binary, bscale = weight_codes(w, 1)
-    assert set(binary.unique().tolist()) <= {-1.0, 1.0}
-    assert bscale[0].item() == pytest.approx(1.85 / 3)
+    assert set(np.unique(binary).tolist()) <= {-1.0, 1.0}
+    assert bscale[0, 0] == pytest.approx(1.85 / 3) and bscale[1, 0] == 1.0
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_weight_codes_stay_in_range_without_clipping(bits):
+    levels = 2 ** (bits - 1) - 1
+    w = np.random.default_rng(bits).normal(0, 1, (500, 300)).astype(np.float32) * np.logspace(-30, 30, 500)[:, None]
+    w = w.astype(np.float32)
+    codes, scale = weight_codes(w, bits)
+    assert np.abs(codes).max() == levels and np.all(np.abs(codes).max(axis=1) == levels)
+    np.testing.assert_array_equal(codes, np.clip(np.rint(w / scale), -levels, levels))
 
 
 def test_straight_through_gradients_reach_weights_and_clips(net):
@@ -187,3 +197,42 @@ def test_export_limits_for_chips():
     multiplier, shift = requantization(ratio, 1.0, bits=8)
     assert multiplier.max() < 256 and shift >= 1
     np.testing.assert_allclose(multiplier / 2.0**shift, ratio, rtol=2 / 128)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_split_bias_equals_a_brute_force_search(bits):
+    from rivc.chip import split_bias
+
+    top = 2 ** (bits - 1) - 1
+    bias = np.concatenate([np.arange(-5000, 5001), np.random.default_rng(0).integers(-2**40, 2**40, 5000)])
+    mantissa, shift = split_bias(bias, bits)
+    for value, m, s in zip(bias[::7], mantissa[::7], shift[::7]):
+        expected = 0
+        while abs(int(value)) > top << expected:  # the smallest shift whose mantissa range holds |bias|
+            expected += 1
+        nearest = (int(value) + ((1 << expected) >> 1)) >> expected  # nearest mantissa, half up
+        assert (s, m) == (expected, max(-top, min(top, nearest))), value
+
+
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_fused_surrogate_gradients_equal_the_composed_estimators(target):
+    # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
+    net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7)
+    with torch.no_grad():
+        for clip in net.clips:
+            clip.fill_(0.05)  # some units clip: the clips get gradients too
+    obs = torch.as_tensor(random_obs(256, seed=8))
+    upstream = torch.as_tensor(np.random.default_rng(9).normal(0, 1, (256, 4)), dtype=torch.float32)
+    results = []
+    for fused in (True, False):
+        net.fused_surrogate = fused
+        net.zero_grad()
+        q = net(obs)
+        (q * upstream).sum().backward()
+        results.append((q.detach(), [p.grad.clone() for p in net.parameters()]))
+    (q_fused, grads_fused), (q_composed, grads_composed) = results
+    torch.testing.assert_close(q_fused, q_composed, rtol=0, atol=0)
+    assert len(grads_fused) == len(grads_composed) == 2 * len(net.layers) + len(net.clips)
+    for fused, composed in zip(grads_fused, grads_composed):
+        torch.testing.assert_close(fused, composed)
+    assert all(float(c.grad.abs()) > 0 for c in net.clips)

@@ -1,0 +1,265 @@
+"""RIVC against Stable-Baselines3's DQN on the RL Baselines3 Zoo's own settings, same run, 5 seeds.
+
+    python benchmarks/zoo.py                  # trains what is missing (2 workers), then writes docs/ZOO.md
+    python benchmarks/zoo.py --task CartPole-v1 --workers 1
+    python benchmarks/zoo.py --report-only    # rebuild docs/ZOO.md and the plot from stored records
+
+RIVC: 4-bit weights and activations, the default target ``akida`` (Akida 2.0, emulated exactly), the SNN
+acting and converted after every update. DQN: SB3's float DQN. The Zoo's tasks (``CartPole-v1``,
+``LunarLander-v3``) give both agents the Zoo's DQN hyperparameters and budget (``rivc.agents.hyperparams.
+zoo_hyperparams``, read from the installed ``rl_zoo3``); our robot tasks give DQN RIVC's DQN settings and RIVC
+its tuned ones on top (``tuned_hyperparams``). Each run ends with 20 greedy episodes (seeds 1000-1019, the
+same for both agents) of its final policy, and records a learning curve (5 episodes every tenth of the
+budget). Throughput is environment steps per second of ``learn`` without the curve's evaluations.
+
+Each run is one JSON record in ``docs/results/zoo/`` (written atomically): an interrupted sweep resumes
+where it stopped. Needs ``pip install 'rivc[zoo]'`` (rl-zoo3, and Box2D for LunarLander).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.ablation import executor  # noqa: E402
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+RESULTS = DOCS / "results" / "zoo"
+AGENTS = ("rivc", "dqn")
+SEEDS = (0, 1, 2, 3, 4)
+EVAL_EPISODES, EVAL_SEED, CURVE_POINTS, CURVE_EPISODES = 20, 1000, 10, 5
+
+
+@dataclass(frozen=True)
+class Task:
+    env_id: str
+    settings: str  # "zoo": the RL Zoo's DQN settings and budget; "tuned": RIVC's (robot tasks)
+    timesteps: int | None = None  # None: the Zoo's budget
+
+
+TASKS = (
+    Task("CartPole-v1", "zoo"),
+    Task("LunarLander-v3", "zoo"),
+    Task("rivc/ArmReach-v0", "tuned", 60_000),
+    Task("rivc/MobileReach-v0", "tuned", 60_000),
+)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    env_id: str
+    agent: str
+    seed: int
+    timesteps: int
+    kwargs: str  # JSON of the agent's keyword arguments (part of the record)
+
+    @property
+    def key(self) -> str:
+        return f"{self.env_id.replace('/', '_')}__{self.agent}__seed{self.seed}__{self.timesteps}"
+
+
+def task_settings(task: Task) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """``(rivc_kwargs, dqn_kwargs, timesteps)`` of one task."""
+    from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
+
+    if task.settings == "zoo":
+        zoo = zoo_hyperparams(task.env_id)
+        return dict(zoo.kwargs), dict(zoo.kwargs), task.timesteps or zoo.timesteps
+    rivc = tuned_hyperparams(task.env_id)
+    return rivc, dict(RIVC_DQN_SETTINGS), int(task.timesteps)
+
+
+# RIVC's DQN defaults, given to SB3's DQN on the robot tasks (SB3's own defaults differ: a 1M buffer, lr 1e-4, ...)
+RIVC_DQN_SETTINGS = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts=1_000, batch_size=64, gamma=0.99,
+                         train_freq=4, gradient_steps=1, target_update_interval=500, exploration_fraction=0.2,
+                         exploration_final_eps=0.02, max_grad_norm=10.0)
+
+
+def grid(tasks: list[str] | None = None, seeds: tuple[int, ...] = SEEDS) -> list[RunSpec]:
+    runs = []
+    for task in TASKS:
+        if tasks and task.env_id not in tasks:
+            continue
+        rivc_kwargs, dqn_kwargs, timesteps = task_settings(task)
+        for seed in seeds:
+            for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
+                runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True)))
+    return runs
+
+
+def make_model(spec: RunSpec):
+    import torch
+    from stable_baselines3 import DQN
+
+    import rivc.envs  # noqa: F401
+    from rivc.agents import RIVC
+
+    torch.set_num_threads(1)
+    kwargs = json.loads(spec.kwargs)
+    if spec.agent == "rivc":
+        return RIVC("MlpPolicy", spec.env_id, seed=spec.seed, device="cpu", **kwargs)
+    return DQN("MlpPolicy", spec.env_id, seed=spec.seed, device="cpu", **kwargs)
+
+
+def run_one(spec: RunSpec) -> dict:
+    """Train one agent on one seed; its final greedy return, learning curve and throughput."""
+    import gymnasium as gym
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rivc.agents.rollout import rollout
+
+    model = make_model(spec)
+    env = gym.make(spec.env_id)
+    curve: list[list[float]] = []
+    every = spec.timesteps // CURVE_POINTS
+    eval_seconds = [0.0]
+
+    class Curve(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0:
+                start = time.perf_counter()
+                if spec.agent == "dqn" or self.model.spiking_policy is not None:
+                    result = rollout(self.model, env, CURVE_EPISODES, seed=10_000 + self.num_timesteps)
+                    curve.append([self.num_timesteps, result.mean_return])
+                eval_seconds[0] += time.perf_counter() - start
+            return True
+
+    start = time.perf_counter()
+    model.learn(spec.timesteps, callback=Curve())
+    train_seconds = time.perf_counter() - start - eval_seconds[0]
+    final = rollout(model, env, EVAL_EPISODES, seed=EVAL_SEED)
+    record = {**asdict(spec), "kwargs": json.loads(spec.kwargs), "final_return": final.mean_return,
+              "final_returns": final.returns, "success_rate": final.success_rate, "curve": curve,
+              "train_seconds": train_seconds, "steps_per_second": spec.timesteps / train_seconds}
+    if spec.agent == "rivc":
+        error = model.conversion_error()
+        record["action_agreement"] = None if error is None else error.action_agreement
+        record["conversions"] = model.num_conversions
+    return record
+
+
+def sweep(runs: list[RunSpec], workers: int) -> None:
+    from concurrent.futures import as_completed
+
+    from rivc.integer_net import atomic_write_bytes
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    todo = [spec for spec in runs if not (RESULTS / f"{spec.key}.json").exists()]
+    print(f"{len(runs)} runs, {len(runs) - len(todo)} stored, {len(todo)} to go on {workers} workers", flush=True)
+    with executor(workers) as pool:
+        futures = {pool.submit(run_one, spec): spec for spec in todo}
+        for done, future in enumerate(as_completed(futures), start=1):
+            spec, record = futures[future], future.result()
+            atomic_write_bytes(RESULTS / f"{spec.key}.json", json.dumps(record).encode())
+            print(f"[{done}/{len(todo)}] {spec.env_id} {spec.agent} seed {spec.seed}: return "
+                  f"{record['final_return']:.1f}, {record['steps_per_second']:.0f} steps/s", flush=True)
+
+
+def load(runs: list[RunSpec]) -> list[dict]:
+    return [json.loads((RESULTS / f"{s.key}.json").read_text()) for s in runs if (RESULTS / f"{s.key}.json").exists()]
+
+
+SOLVED = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}  # Gymnasium's reward_threshold
+
+
+def failed(record: dict) -> bool:
+    """A seed fails where its final policy does not solve the task (Gymnasium's threshold), or succeeds
+    in under half its episodes (robot tasks)."""
+    if record["env_id"] in SOLVED:
+        return record["final_return"] < SOLVED[record["env_id"]]
+    return (record["success_rate"] or 0.0) < 0.5
+
+
+def report(runs: list[RunSpec]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = load(runs)
+    lines = ["# RIVC vs DQN on the RL Zoo's settings", "",
+             "Generated by `python benchmarks/zoo.py` from the records in `docs/results/zoo/`. RIVC: 4-bit, target",
+             "`akida`, the SNN acting, converted after every update; DQN: Stable-Baselines3's float DQN. Return: 20 greedy",
+             f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
+             "Gymnasium's reward threshold (CartPole 475, LunarLander 200) or, on the robot tasks, below 50 % success.",
+             "Throughput: environment steps per second of `learn` (curve evaluations excluded), 1 torch thread each.", "",
+             "| task | settings | steps | seeds | RIVC SNN: mean / worst | DQN: mean / worst | RIVC / DQN | "
+             "failed seeds RIVC / DQN | RIVC success | DQN success | throughput RIVC / DQN |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    tasks = [t for t in TASKS if any(r["env_id"] == t.env_id for r in records)]
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5 * max(len(tasks), 1), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        by_agent = {a: sorted((r for r in records if r["env_id"] == task.env_id and r["agent"] == a),
+                              key=lambda r: r["seed"]) for a in AGENTS}
+        rivc, dqn = by_agent["rivc"], by_agent["dqn"]
+        if not rivc or not dqn:
+            continue
+
+        def cell(rs: list[dict]) -> str:
+            values = [r["final_return"] for r in rs]
+            return f"{np.mean(values):.1f} / {min(values):.1f}"
+
+        def success(rs: list[dict]) -> str:
+            values = [r["success_rate"] for r in rs if r["success_rate"] is not None]
+            return f"{100 * np.mean(values):.0f} %" if values else "-"
+
+        mean_r, mean_d = np.mean([r["final_return"] for r in rivc]), np.mean([r["final_return"] for r in dqn])
+        ratio = f"{mean_r / mean_d:.2f}" if mean_d > 0 else "-"
+        dqn_seeds = {r["seed"]: r for r in dqn}
+        rivc_only = [r["seed"] for r in rivc if failed(r) and r["seed"] in dqn_seeds and not failed(dqn_seeds[r["seed"]])]
+        fails = f"{sum(map(failed, rivc))} / {sum(map(failed, dqn))}" + (
+            f" (RIVC alone: seeds {', '.join(map(str, rivc_only))})" if rivc_only else "")
+        throughput = np.mean([r["steps_per_second"] for r in rivc]) / np.mean([r["steps_per_second"] for r in dqn])
+        lines.append(f"| {task.env_id} | {task.settings} | {rivc[0]['timesteps']} | {len(rivc)} / {len(dqn)} | "
+                     f"{cell(rivc)} | {cell(dqn)} | {ratio} | {fails} | {success(rivc)} | {success(dqn)} | "
+                     f"{throughput:.2f}x |")
+        for agent, color in (("rivc", "tab:purple"), ("dqn", "tab:gray")):
+            for i, r in enumerate(by_agent[agent]):
+                if r["curve"]:
+                    steps, values = zip(*r["curve"])
+                    ax.plot(steps, values, color=color, alpha=0.6, label=(
+                        "RIVC SNN (4-bit, akida)" if agent == "rivc" else "SB3 DQN (float)") if i == 0 else None)
+        ax.set(title=task.env_id, xlabel="environment steps", ylabel="return (5 episodes)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(DOCS / "curves_zoo.png", dpi=100)
+    lines += ["", "Per-seed final returns:", ""]
+    for task in tasks:
+        for agent in AGENTS:
+            rs = sorted((r for r in records if r["env_id"] == task.env_id and r["agent"] == agent), key=lambda r: r["seed"])
+            lines.append(f"- {task.env_id}, {agent}: " + ", ".join(f"seed {r['seed']} {r['final_return']:.1f}" for r in rs))
+    lines += ["", "![learning curves](curves_zoo.png)", ""]
+    notes = DOCS / "zoo_notes.md"  # the findings, written by hand
+    if notes.is_file():
+        lines.append(notes.read_text())
+    out = DOCS / "ZOO.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", action="append", choices=[t.env_id for t in TASKS], help="only this task (repeatable)")
+    parser.add_argument("--agent", action="append", choices=AGENTS, help="only this agent's runs (repeatable)")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    runs = grid(args.task)
+    if not args.report_only:
+        sweep([r for r in runs if not args.agent or r.agent in args.agent], args.workers)
+    print(f"wrote {report(grid())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
