@@ -222,7 +222,7 @@ def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFA
     at once; a short warm-up (200 steps) and low exploration, since the policy is already trained."""
     from rivc.agents.rivc_agent import RIVC
 
-    for key in ("policy_kwargs", "input_range", "calibrate_clips"):
+    for key in ("policy_kwargs", "calibration"):
         if key in rivc_kwargs:
             raise ValueError(f"finetune sets {key} itself (the architecture and ranges of the float network)")
     env = gym.make(env) if isinstance(env, str) else env
@@ -234,7 +234,7 @@ def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFA
     options = dict(learning_starts=200, exploration_initial_eps=0.05, exploration_final_eps=0.02,
                    exploration_fraction=0.1, learning_rate=1e-4)
     options.update(rivc_kwargs)
-    model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, calibrate_clips=False, **options,
+    model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, calibration={"clips": False}, **options,
                  policy_kwargs={"net_arch": [w.shape[0] for w, _ in layers[:-1]],
                                 "obs_range": _input_range(env.observation_space, states)})
     for net in (model.q_net.net, model.q_net_target.net):

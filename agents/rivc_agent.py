@@ -9,11 +9,9 @@ callbacks, progress bar); ``train`` and ``predict`` are overridden so that the l
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import time
-import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +23,19 @@ from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 
-from rivc import QuantConfig, __version__
+from rivc import QuantConfig
+from rivc.agents import persistence
+from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig, as_config
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
-from rivc.conv import ConvSpec
-from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.metrics import ConversionError, conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
-FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 2  # 2: chip targets (version 1 models predate them)
-
-
-def _space_to_json(space: spaces.Box) -> dict[str, Any]:
-    return {"shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
-
-
-def _space_from_json(data: dict[str, Any]) -> spaces.Box:
-    return spaces.Box(np.array(data["low"], dtype=data["dtype"]), np.array(data["high"], dtype=data["dtype"]),
-                      dtype=data["dtype"])
-
-
-def _check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
+def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
     """The spaces RIVC takes: Discrete actions; a flat Box (``MlpPolicy``) or uint8 frames (``CnnPolicy``)."""
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
@@ -80,18 +66,10 @@ class RIVC(DQN):
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
         (sample from ``softmax(beta * Q_snn)``).
-    :param convert_every: convert after every ``convert_every``-th gradient update.
-    :param conversion_eval_size: replay observations on which each conversion's error is measured.
-    :param conversion_eval_every: measure the conversion error after every n-th conversion (default 10:
-        a sample; the measurement costs more than the conversion). Every conversion still happens, and
-        the logs say how often it was measured (``conversion/error_measured_every``).
-    :param calibration_margin: widening of data-calibrated input ranges (fraction of the range per side).
-    :param input_range: ``"space"``: quantize inputs over the observation space's finite bounds
-        (data-calibrated where unbounded); ``"data"``: over the warm-up data's range in every
-        dimension (finer input codes when the bounds are loose, e.g. CartPole's).
-    :param calibrate_clips: start the QAT activation clips at the float activations' maxima on the
-        warm-up data (else at ``policy_kwargs["activation_clip"]``); default: yes for ``MlpPolicy``, no for
-        ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima while it learns).
+    :param conversion: when to convert and how often to measure the conversion error
+        (``rivc.agents.config.ConversionConfig`` or its dict; default: convert after every update, measure
+        on every 10th conversion).
+    :param calibration: input ranges and PACT clips from the warm-up data (``CalibrationConfig`` or its dict).
     Other parameters are Stable-Baselines3 DQN's, with defaults that train CartPole-v1 in minutes.
     """
 
@@ -110,12 +88,8 @@ class RIVC(DQN):
         beta: float = 10.0,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
-        convert_every: int = 1,
-        conversion_eval_size: int = 32,
-        conversion_eval_every: int = 10,
-        calibration_margin: float = 0.5,
-        calibrate_clips: bool | None = None,
-        input_range: str = "space",
+        conversion: ConversionConfig | dict[str, Any] | None = None,
+        calibration: CalibrationConfig | dict[str, Any] | None = None,
         learning_rate: float = 1e-3,
         buffer_size: int = 50_000,
         learning_starts: int = 1_000,
@@ -137,6 +111,10 @@ class RIVC(DQN):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ) -> None:
+        for key in set(kwargs) & set(LEGACY_KEYS):
+            config, field = LEGACY_KEYS[key]
+            raise TypeError(f"RIVC takes {key} as {config}={config.capitalize()}Config({field}=...) (or "
+                            f"{config}=dict({field}=...)); see rivc.agents.config")
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if not 0.0 <= alpha < 1.0:
@@ -147,24 +125,22 @@ class RIVC(DQN):
             raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
         if exploration not in EXPLORATIONS:
             raise ValueError(f"unknown exploration {exploration!r}; use one of {', '.join(EXPLORATIONS)}")
-        if convert_every < 1:
-            raise ValueError(f"convert_every must be >= 1, got {convert_every}")
         if isinstance(env, str):
             env = gym.make(env)
         policy_class = self.policy_aliases.get(policy, policy) if isinstance(policy, str) else policy
         if isinstance(policy, str) and policy not in self.policy_aliases:
             raise ValueError(f"unknown policy {policy!r}; use one of {', '.join(self.policy_aliases)}")
         if env is not None:
-            _check_env_spaces(env, image=issubclass(policy_class, RIVCCnnPolicy))
+            check_env_spaces(env, image=issubclass(policy_class, RIVCCnnPolicy))
         self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig(**(quant or {}))
         self.target = get_target(target).name
         self.variant = variant
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
-        self.convert_every, self.conversion_eval_size = int(convert_every), int(conversion_eval_size)
-        if conversion_eval_every < 1:
-            raise ValueError(f"conversion_eval_every must be >= 1, got {conversion_eval_every}")
-        self.conversion_eval_every = int(conversion_eval_every)
-        self.calibration_margin = float(calibration_margin)
+        self.conversion = as_config(conversion, ConversionConfig)
+        calibration = as_config(calibration, CalibrationConfig)
+        if calibration.clips is None:  # conv nets start with tiny activations that grow as they learn
+            calibration = replace(calibration, clips=not issubclass(policy_class, RIVCCnnPolicy))
+        self.calibration = calibration
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
@@ -175,13 +151,6 @@ class RIVC(DQN):
             raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
                              "train the rate-coded target on backend='snntorch'")
         self.spiking_policy: SpikingPolicy | None = None
-        # conv nets start with tiny activations that grow as they learn: clips at their initial maximum
-        # saturate them (PanTrack from pixels, seed 0: 1.2 after 5k steps, 398.9 with the 2.0 clips)
-        self.calibrate_clips = (not issubclass(policy_class, RIVCCnnPolicy)) if calibrate_clips is None else bool(
-            calibrate_clips)
-        if input_range not in ("space", "data"):
-            raise ValueError(f"input_range must be 'space' or 'data', got {input_range!r}")
-        self.input_range = input_range
         self._calibrated = False
         self.num_conversions = 0
         policy_kwargs = dict(policy_kwargs or {})
@@ -253,9 +222,10 @@ class RIVC(DQN):
                 )
             return  # acting before any data: the space's bounds and the initial clips serve
         for net in (self.q_net.net, self.q_net_target.net):
-            if net.needs_calibration or self.input_range == "data":
-                net.calibrate_input_range(obs, margin=self.calibration_margin, all_dims=self.input_range == "data")
-            if net.qat and self.calibrate_clips:
+            all_dims = self.calibration.input_range == "data"
+            if net.needs_calibration or all_dims:
+                net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
+            if net.qat and self.calibration.clips:
                 net.calibrate_activation_clips(obs)
         self._calibrated = True
 
@@ -277,8 +247,9 @@ class RIVC(DQN):
     def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RIVC:
         """SB3's ``learn``; a run shorter than the warm-up still ends with a converted policy."""
         if self.verbose >= 1 and self.variant_spec.snn_acts:
-            print(f"RIVC converts after every {'' if self.convert_every == 1 else f'{self.convert_every}th '}update; the "
-                  f"conversion error is measured on every {self.conversion_eval_every}th conversion (conversion_eval_every)")
+            every = self.conversion.every
+            print(f"RIVC converts after every {'' if every == 1 else f'{every}th '}update; the conversion error is "
+                  f"measured on every {self.conversion.eval_every}th conversion (ConversionConfig.eval_every)")
         super().learn(total_timesteps, *args, **kwargs)
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()
@@ -292,8 +263,8 @@ class RIVC(DQN):
 
     def conversion_error(self, observations: np.ndarray | None = None) -> ConversionError | None:
         """Conversion error of the acting spiking policy against the trained network, on
-        ``observations`` (default: a sample of ``conversion_eval_size`` replay observations)."""
-        obs = self._replay_observations(limit=self.conversion_eval_size) if observations is None else observations
+        ``observations`` (default: a sample of ``conversion.eval_size`` replay observations)."""
+        obs = self._replay_observations(limit=self.conversion.eval_size) if observations is None else observations
         if obs is None or self.spiking_policy is None:
             return None
         obs = np.asarray(obs).reshape(-1, *self.q_network.obs_shape)  # the env's dtype (uint8 frames), as deployed
@@ -331,19 +302,19 @@ class RIVC(DQN):
             self.policy.optimizer.step()
             losses.append(loss.item())
             self._n_updates += 1
-            if self.variant_spec.snn_acts and self._n_updates % self.convert_every == 0:
+            if self.variant_spec.snn_acts and self._n_updates % self.conversion.every == 0:
                 start = time.perf_counter()
                 self.convert()
                 convert_seconds += time.perf_counter() - start
                 conversions += 1
-                if self.num_conversions % self.conversion_eval_every == 0:
+                if self.num_conversions % self.conversion.eval_every == 0:
                     errors.append(self.conversion_error())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
         if conversions:
             self.logger.record("conversion/ms_per_conversion", 1e3 * convert_seconds / conversions)
             self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
-            self.logger.record("conversion/error_measured_every", self.conversion_eval_every, exclude="tensorboard")
+            self.logger.record("conversion/error_measured_every", self.conversion.eval_every, exclude="tensorboard")
         errors = [e for e in errors if e is not None]
         if errors:
             for key, value in ConversionError.mean(errors).as_log().items():
@@ -398,57 +369,10 @@ class RIVC(DQN):
                 actions = np.array([np.random.choice(len(p), p=p) for p in probs])
         return (actions if vectorized else actions[0]), state
 
-    # -- persistence -----------------------------------------------------------------------------
-    HYPERPARAMETERS = (
-        "variant", "target", "alpha", "beta", "operator", "exploration", "convert_every", "conversion_eval_size",
-        "conversion_eval_every",
-        "calibration_margin", "calibrate_clips", "input_range", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
-        "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
-        "max_grad_norm", "gradient_steps",
-    )
-
-    def _metadata(self) -> dict[str, Any]:
-        hyper = {name: getattr(self, name) for name in self.HYPERPARAMETERS}
-        if callable(hyper["learning_rate"]):
-            hyper["learning_rate"] = float(self.lr_schedule(1.0))
-        hyper["train_freq"] = int(self.train_freq.frequency)
-        policy_kwargs = {k: v for k, v in self.policy_kwargs.items()
-                         if k in ("net_arch", "activation_clip", "obs_range", "conv_arch")}
-        if policy_kwargs.get("obs_range") is not None:
-            policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
-        if policy_kwargs.get("conv_arch") is not None:
-            policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
-        env_id = None
-        if self.env is not None:
-            spec = self.env.envs[0].unwrapped.spec if hasattr(self.env, "envs") else None
-            env_id = spec.id if spec is not None else None
-        return {
-            "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
-            "policy": "CnnPolicy" if self.q_network.is_image else "MlpPolicy",
-            "hyperparameters": hyper, "quant": self.quant.to_dict(),
-            "backend": self.backend_name, "backend_kwargs": self.backend_kwargs, "policy_kwargs": policy_kwargs,
-            "observation_space": _space_to_json(self.observation_space),
-            "n_actions": int(self.action_space.n), "env_id": env_id,
-            "num_timesteps": int(self.num_timesteps), "n_updates": int(self._n_updates),
-            "num_conversions": int(self.num_conversions), "calibrated": self._calibrated,
-        }
-
+    # -- persistence (rivc.agents.persistence) ---------------------------------------------------
     def save(self, path: str | os.PathLike, exclude=None, include=None) -> Path:  # noqa: ARG002 (SB3 signature)
         """Write ``path`` (a zip: JSON metadata, torch weights, the deployable integer network), atomically."""
-        path = Path(path)
-        if path.suffix != ".zip":
-            path = path.with_suffix(".zip")
-        weights = io.BytesIO()
-        torch.save({"policy": self.policy.state_dict(), "optimizer": self.policy.optimizer.state_dict()}, weights)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("rivc.json", json.dumps(self._metadata(), indent=2))
-            archive.writestr("weights.pt", weights.getvalue())
-            if self.spiking_policy is not None:
-                network = io.BytesIO()
-                np.savez(network, **self.spiking_policy.network.to_arrays())
-                archive.writestr("policy.npz", network.getvalue())
-        return atomic_write_bytes(path, buffer.getvalue())
+        return persistence.save(self, path)
 
     @classmethod
     def load(  # noqa: D417
@@ -458,63 +382,4 @@ class RIVC(DQN):
 
         ``env`` must have the saved observation space; without it the model can still predict.
         """
-        path = Path(path)
-        if not path.is_file() and path.with_suffix(".zip").is_file():
-            path = path.with_suffix(".zip")
-        if not path.is_file():
-            raise FileNotFoundError(f"no saved RIVC model at {path}")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                meta = json.loads(archive.read("rivc.json"))
-                weights = torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True, map_location=device)
-                network = None
-                if "policy.npz" in archive.namelist():
-                    with np.load(io.BytesIO(archive.read("policy.npz")), allow_pickle=False) as data:
-                        network = IntegerNetwork.from_arrays({k: data[k] for k in data.files})
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError) as exc:
-            raise CorruptFileError(f"{path} is not a readable RIVC model ({type(exc).__name__}: {exc})") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise CorruptFileError(f"{path} is not a RIVC model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-        if meta.get("version") == 1:
-            raise CorruptFileError(f"{path} was saved by rivc before chip targets (format 1): retrain it with "
-                                   "`rivc train --target ...`")
-        if meta.get("version") != FORMAT_VERSION:
-            raise CorruptFileError(f"{path}: model format version {meta.get('version')} is not supported")
-        observation_space = _space_from_json(meta["observation_space"])
-        if isinstance(env, str):
-            env = gym.make(env)
-        policy = meta.get("policy", "MlpPolicy")
-        if env is not None:
-            _check_env_spaces(env, image=policy == "CnnPolicy")
-            if env.observation_space.shape != observation_space.shape or not (
-                np.allclose(env.observation_space.low, observation_space.low)
-                and np.allclose(env.observation_space.high, observation_space.high)
-            ):
-                raise ValueError(
-                    f"observation space mismatch: the model was trained on {observation_space}, "
-                    f"the env has {env.observation_space}"
-                )
-            if env.action_space.n != meta["n_actions"]:
-                raise ValueError(f"action space mismatch: the model has {meta['n_actions']} actions, the env {env.action_space.n}")
-        hyper = dict(meta["hyperparameters"])
-        model = cls(
-            policy, env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"], quant=meta["quant"],
-            policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **hyper, **kwargs,
-        )
-        model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
-        model.n_envs = 1
-        model._setup_model()
-        try:
-            model.policy.load_state_dict(weights["policy"])
-            model.policy.optimizer.load_state_dict(weights["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CorruptFileError(f"{path}: weights do not fit the saved architecture ({exc})") from exc
-        model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
-        model.num_conversions = meta.get("num_conversions", 0)
-        model._calibrated = bool(meta.get("calibrated", False))
-        if network is not None:
-            model.spiking_policy = model.backend.convert(network)
-        if env is not None:
-            model.set_env(env)
-        model.env_id = meta.get("env_id")
-        return model
+        return persistence.load(cls, path, env=env, device=device, **kwargs)

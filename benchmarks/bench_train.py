@@ -1,5 +1,7 @@
 """Training throughput: environment steps per second of RIVC (conversion after every update,
-the SNN acting) against Stable-Baselines3's DQN on the same env and hyperparameters, same run.
+the SNN acting) against Stable-Baselines3's DQN on the same env and hyperparameters, same run: RIVC's
+defaults, and the RL Zoo's CartPole settings (256x256, 128 gradient steps every 256 steps) where rl_zoo3
+is installed. RIVC's Adam runs multi-tensor (``foreach``); the peer is measured both ways.
 
     python benchmarks/bench_train.py
 """
@@ -13,6 +15,8 @@ from stable_baselines3 import DQN
 
 from rivc.agents import RIVC
 from benchmarks.common import print_table
+
+FOREACH = dict(policy_kwargs=dict(optimizer_kwargs=dict(foreach=True)))
 
 SHARED = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts=1_000, batch_size=64, gamma=0.99,
               train_freq=4, gradient_steps=1, target_update_interval=500, exploration_fraction=0.2,
@@ -29,9 +33,10 @@ def steps_per_second(make_model, timesteps: int) -> float:
 def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
     runs = {
         "SB3 DQN (float MLP 64x64)": lambda: DQN("MlpPolicy", env_id, seed=0, **SHARED),
+        "SB3 DQN, foreach Adam": lambda: DQN("MlpPolicy", env_id, seed=0, **FOREACH, **SHARED),
         "RIVC, target akida, snntorch emulation": lambda: RIVC("MlpPolicy", env_id, seed=0, **SHARED),
-        "RIVC, target akida, conversion error every 10th": lambda: RIVC(
-            "MlpPolicy", env_id, seed=0, conversion_eval_every=10, **SHARED),
+        "RIVC, target akida, conversion error on every conversion": lambda: RIVC(
+            "MlpPolicy", env_id, seed=0, conversion={"eval_every": 1}, **SHARED),
         "RIVC, target akd1000, snntorch emulation": lambda: RIVC("MlpPolicy", env_id, seed=0, target="akd1000", **SHARED),
         "RIVC, target rate, snntorch synchronous": lambda: RIVC("MlpPolicy", env_id, seed=0, target="rate", **SHARED),
         "RIVC, target akida, akida engine acting": lambda: RIVC("MlpPolicy", env_id, seed=0, backend="akida", **SHARED),
@@ -39,10 +44,35 @@ def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
         "RIVC variant fpnn (no conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="fpnn", **SHARED),
     }
     results = {name: steps_per_second(make, timesteps) for name, make in runs.items()}
-    peer = results["SB3 DQN (float MLP 64x64)"]
-    rows = [[name, sps, sps / peer] for name, sps in results.items()]
-    print_table(f"Training throughput on {env_id}, {timesteps} steps, train_freq 4 (target RIVC >= 0.7x DQN)",
-                ["agent", "env steps/s", "x SB3 DQN"], rows)
+    peer, foreach = results["SB3 DQN (float MLP 64x64)"], results["SB3 DQN, foreach Adam"]
+    rows = [[name, sps, sps / peer, sps / foreach] for name, sps in results.items()]
+    print_table(f"Training throughput on {env_id}, {timesteps} steps, RIVC's defaults (train_freq 4; target RIVC "
+                ">= 0.8x DQN)", ["agent", "env steps/s", "x SB3 DQN", "x DQN foreach"], rows)
+    zoo_settings(env_id, timesteps)
+
+
+def zoo_settings(env_id: str, timesteps: int) -> None:
+    """The same comparison on the RL Zoo's settings for the task (rivc[zoo])."""
+    from rivc.agents.hyperparams import zoo_hyperparams
+
+    try:
+        zoo = zoo_hyperparams(env_id).kwargs
+    except ImportError:
+        print(f"\n(rl_zoo3 is not installed: no RL Zoo settings row; pip install 'rivc[zoo]')")
+        return
+    arch = dict(zoo.pop("policy_kwargs", {}))
+    results = {
+        "SB3 DQN": steps_per_second(lambda: DQN("MlpPolicy", env_id, seed=0, policy_kwargs=arch, **zoo), timesteps),
+        "SB3 DQN, foreach Adam": steps_per_second(lambda: DQN(
+            "MlpPolicy", env_id, seed=0, policy_kwargs=dict(optimizer_kwargs=dict(foreach=True), **arch), **zoo),
+            timesteps),
+        "RIVC, target akida": steps_per_second(lambda: RIVC("MlpPolicy", env_id, seed=0, policy_kwargs=arch, **zoo),
+                                               timesteps),
+    }
+    rows = [[name, sps, sps / results["SB3 DQN"], sps / results["SB3 DQN, foreach Adam"]] for name, sps in results.items()]
+    print_table(f"Training throughput on {env_id}, {timesteps} steps, the RL Zoo's settings ({arch}, "
+                f"train_freq {zoo['train_freq']}, gradient_steps {zoo['gradient_steps']})",
+                ["agent", "env steps/s", "x SB3 DQN", "x DQN foreach"], rows)
 
 
 if __name__ == "__main__":

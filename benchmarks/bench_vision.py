@@ -51,8 +51,8 @@ def training_throughput(timesteps: int) -> None:
     runs = {
         "SB3 DQN CnnPolicy (float, same conv layers)": lambda: DQN("CnnPolicy", ENV_ID, seed=0, **sb3_kwargs),
         "RIVC CnnPolicy, target akida, snntorch emulation": lambda: RIVC("CnnPolicy", ENV_ID, seed=0, **SHARED),
-        "RIVC CnnPolicy, conversion error every 10th": lambda: RIVC(
-            "CnnPolicy", ENV_ID, seed=0, conversion_eval_every=10, **SHARED),
+        "RIVC CnnPolicy, conversion error on every conversion": lambda: RIVC(
+            "CnnPolicy", ENV_ID, seed=0, conversion={"eval_every": 1}, **SHARED),
         "RIVC CnnPolicy, target akd1000": lambda: RIVC("CnnPolicy", ENV_ID, seed=0, target="akd1000", **SHARED),
         "RIVC CnnPolicy variant fpnn (no conversion)": lambda: RIVC("CnnPolicy", ENV_ID, seed=0, variant="fpnn",
                                                                     **SHARED),

@@ -227,6 +227,13 @@ def _ceil(x):
     return np.ceil(x) if isinstance(x, (np.ndarray, np.generic)) else x.ceil()
 
 
+def _clip_codes(x, levels: int):
+    """``x.clip(0, levels)`` in place (``x`` is a fresh result; numpy's ``clip`` costs several times more)."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.minimum(np.maximum(x, 0.0, out=x), levels, out=x) if isinstance(x, np.ndarray) else x.clip(0, levels)
+    return x.clamp_(0, levels)
+
+
 def _minimum(x, bound):
     return np.minimum(x, bound) if isinstance(x, (np.ndarray, np.generic)) else x.minimum(bound)
 
@@ -239,13 +246,13 @@ def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
     """
     if acc_clip is not None:
         acc = _minimum(acc, acc_clip)
-    return _floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift).clip(0, levels)
+    return _clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 
 
 def threshold_step_codes(acc, offset, step16, levels: int):
     """AKD1000: ``clip(ceil(16 * (acc - offset) / step16), 0, levels)``, ``step16`` the step in sixteenths
     of an accumulator unit (integers; float64 division of integers below 2**40 never crosses one)."""
-    return _ceil(16 * (acc - offset) / step16).clip(0, levels)
+    return _clip_codes(_ceil(16 * (acc - offset) / step16), levels)
 
 
 def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:

@@ -112,7 +112,7 @@ class _DenseSurrogate(torch.autograd.Function):
     b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
     go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
     to the clip where ``z >= clip``). The same gradients as the general path's estimators
-    (``straight_through``, ``straight_through_pact``) composed by autograd; tests/test_quantization.py checks it."""
+    (``straight_through``, ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
     def forward(ctx, q, inputs, layers, *parameters):  # parameters: weight, bias per layer, then the clips

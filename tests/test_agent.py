@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rivc.agents import RIVC
+from rivc.agents import RIVC, ConversionConfig
 from rivc.neurochip import Backend, SpikingPolicy, register_backend
 from rivc import CorruptFileError
 
@@ -53,7 +53,7 @@ def test_one_conversion_per_update():
     model.learn(800)
     # one conversion after every update, plus the initial network's, which acts before the first update
     assert model._n_updates > 100 and model.num_conversions == model._n_updates + 1
-    every3 = RIVC("MlpPolicy", "CartPole-v1", seed=0, convert_every=3, **FAST)
+    every3 = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=dict(every=3), **FAST)
     every3.learn(800)
     assert every3.num_conversions == every3._n_updates // 3 + 1
     fpnn = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="fpnn", **FAST)
@@ -174,7 +174,7 @@ def test_logs_conversion_metrics(tmp_path):
 
 
 def test_conversion_error_measured_every_nth_conversion(monkeypatch):
-    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion_eval_every=5, **FAST)
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=ConversionConfig(eval_every=5), **FAST)
     calls = []
     original = model.conversion_error
     monkeypatch.setattr(model, "conversion_error", lambda: calls.append(1) or original())
@@ -201,3 +201,48 @@ def test_models_saved_before_chip_targets_are_refused_clearly(tmp_path):
             archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
     with pytest.raises(CorruptFileError, match="before chip targets .*retrain"):
         RIVC.load(path)
+
+
+def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
+    from rivc.agents import CalibrationConfig
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=dict(eval_every=3, eval_size=16),
+                 calibration=CalibrationConfig(input_range="data", margin=0.25), **FAST)
+    assert model.conversion == ConversionConfig(every=1, eval_size=16, eval_every=3)
+    assert model.calibration == CalibrationConfig("data", 0.25, clips=True)  # MlpPolicy: clips calibrated
+    loaded = RIVC.load(model.save(tmp_path / "model.zip"))
+    assert (loaded.conversion, loaded.calibration) == (model.conversion, model.calibration)
+    for bad, message in ((dict(conversion=dict(every=0)), "every must be an integer >= 1"),
+                         (dict(conversion=dict(often=2)), "no field often"),
+                         (dict(calibration=dict(input_range="box")), "'space' or 'data'"),
+                         (dict(calibration=dict(margin=-1.0)), "margin must be >= 0")):
+        with pytest.raises(ValueError, match=message):
+            RIVC("MlpPolicy", "CartPole-v1", **bad)
+    with pytest.raises(TypeError, match=r"conversion=ConversionConfig\(every=\.\.\.\)"):
+        RIVC("MlpPolicy", "CartPole-v1", convert_every=2)
+
+
+def test_models_saved_with_flat_settings_still_load(tmp_path):
+    import json
+    import zipfile
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=dict(every=2, eval_every=4),
+                 calibration=dict(margin=0.3), **FAST)
+    model.learn(300)
+    path = model.save(tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    conversion, calibration = meta.pop("conversion"), meta.pop("calibration")
+    meta["version"] = 2  # as rivc wrote models before the configs
+    meta["hyperparameters"].update(convert_every=conversion["every"], conversion_eval_size=conversion["eval_size"],
+                                   conversion_eval_every=conversion["eval_every"], input_range=calibration["input_range"],
+                                   calibration_margin=calibration["margin"], calibrate_clips=calibration["clips"])
+    files["rivc.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    loaded = RIVC.load(path, env="CartPole-v1")
+    assert (loaded.conversion, loaded.calibration) == (model.conversion, model.calibration)
+    obs = np.random.default_rng(1).normal(0, 1, (50, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))

@@ -1,0 +1,178 @@
+"""Saving and loading RIVC agents: one zip with JSON metadata, torch weights (``weights_only``) and the
+deployable integer network (``.npz``). Nothing is pickled; writes are atomic.
+
+Format versions: 1 predates chip targets (refused, with the fix); 2 keeps the conversion and calibration
+settings as flat hyperparameters; 3 keeps them as ``ConversionConfig`` / ``CalibrationConfig`` dicts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from rivc import __version__
+from rivc.agents.config import LEGACY_KEYS, to_dict
+from rivc.conv import ConvSpec
+from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
+
+if TYPE_CHECKING:
+    from rivc.agents.rivc_agent import RIVC
+
+FORMAT_NAME, FORMAT_VERSION = "rivc.agent", 3
+READABLE_VERSIONS = (2, 3)
+
+# RIVC's own settings and the DQN hyperparameters a saved model keeps (train_freq apart: SB3 wraps it)
+HYPERPARAMETERS = (
+    "variant", "target", "alpha", "beta", "operator", "exploration", "learning_rate", "buffer_size",
+    "learning_starts", "batch_size", "tau", "gamma", "target_update_interval", "exploration_fraction",
+    "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "gradient_steps",
+)
+SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch")
+
+
+def _space_to_json(space: spaces.Box) -> dict[str, Any]:
+    return {"shape": list(space.shape), "low": space.low.tolist(), "high": space.high.tolist(), "dtype": str(space.dtype)}
+
+
+def _space_from_json(data: dict[str, Any]) -> spaces.Box:
+    return spaces.Box(np.array(data["low"], dtype=data["dtype"]), np.array(data["high"], dtype=data["dtype"]),
+                      dtype=data["dtype"])
+
+
+def metadata(model: RIVC) -> dict[str, Any]:
+    """What a saved model records besides its weights (JSON)."""
+    hyper = {name: getattr(model, name) for name in HYPERPARAMETERS}
+    if callable(hyper["learning_rate"]):
+        hyper["learning_rate"] = float(model.lr_schedule(1.0))
+    hyper["train_freq"] = int(model.train_freq.frequency)
+    policy_kwargs = {k: v for k, v in model.policy_kwargs.items() if k in SAVED_POLICY_KWARGS}
+    if policy_kwargs.get("obs_range") is not None:
+        policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
+    if policy_kwargs.get("conv_arch") is not None:
+        policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
+    env_id = None
+    if model.env is not None:
+        spec = model.env.envs[0].unwrapped.spec if hasattr(model.env, "envs") else None
+        env_id = spec.id if spec is not None else None
+    return {
+        "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
+        "policy": "CnnPolicy" if model.q_network.is_image else "MlpPolicy",
+        "hyperparameters": hyper, "conversion": to_dict(model.conversion), "calibration": to_dict(model.calibration),
+        "quant": model.quant.to_dict(), "backend": model.backend_name, "backend_kwargs": model.backend_kwargs,
+        "policy_kwargs": policy_kwargs, "observation_space": _space_to_json(model.observation_space),
+        "n_actions": int(model.action_space.n), "env_id": env_id,
+        "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
+        "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
+    }
+
+
+def save(model: RIVC, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` (``.zip`` added), atomically: a crash never leaves half a file."""
+    path = Path(path)
+    if path.suffix != ".zip":
+        path = path.with_suffix(".zip")
+    weights = io.BytesIO()
+    torch.save({"policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict()}, weights)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("rivc.json", json.dumps(metadata(model), indent=2))
+        archive.writestr("weights.pt", weights.getvalue())
+        if model.spiking_policy is not None:
+            network = io.BytesIO()
+            np.savez(network, **model.spiking_policy.network.to_arrays())
+            archive.writestr("policy.npz", network.getvalue())
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any], IntegerNetwork | None]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = json.loads(archive.read("rivc.json"))
+            weights = torch.load(io.BytesIO(archive.read("weights.pt")), weights_only=True, map_location="cpu")
+            network = None
+            if "policy.npz" in archive.namelist():
+                with np.load(io.BytesIO(archive.read("policy.npz")), allow_pickle=False) as data:
+                    network = IntegerNetwork.from_arrays({k: data[k] for k in data.files})
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, RuntimeError, EOFError) as exc:
+        raise CorruptFileError(f"{path} is not a readable RIVC model ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CorruptFileError(f"{path} is not a RIVC model (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("version") == 1:
+        raise CorruptFileError(f"{path} was saved by rivc before chip targets (format 1): retrain it with "
+                               "`rivc train --target ...`")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise CorruptFileError(f"{path}: model format version {meta.get('version')} is not supported")
+    return meta, weights, network
+
+
+def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(hyperparameters, conversion, calibration)`` of a saved model, of either readable version."""
+    hyper = dict(meta["hyperparameters"])
+    configs: dict[str, dict[str, Any]] = {"conversion": dict(meta.get("conversion", {})),
+                                          "calibration": dict(meta.get("calibration", {}))}
+    for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
+        if key in hyper:
+            configs[config][field] = hyper.pop(key)
+    return hyper, configs["conversion"], configs["calibration"]
+
+
+def _check_env(env: gym.Env, meta: dict[str, Any], observation_space: spaces.Box) -> None:
+    from rivc.agents.rivc_agent import check_env_spaces
+
+    check_env_spaces(env, image=meta.get("policy", "MlpPolicy") == "CnnPolicy")
+    if env.observation_space.shape != observation_space.shape or not (
+        np.allclose(env.observation_space.low, observation_space.low)
+        and np.allclose(env.observation_space.high, observation_space.high)
+    ):
+        raise ValueError(f"observation space mismatch: the model was trained on {observation_space}, "
+                         f"the env has {env.observation_space}")
+    if env.action_space.n != meta["n_actions"]:
+        raise ValueError(f"action space mismatch: the model has {meta['n_actions']} actions, the env {env.action_space.n}")
+
+
+def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu",
+         **kwargs: Any) -> RIVC:
+    """A model saved by :func:`save`; ``env`` must have the saved spaces (without it, the model predicts)."""
+    path = Path(path)
+    if not path.is_file() and path.with_suffix(".zip").is_file():
+        path = path.with_suffix(".zip")
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved RIVC model at {path}")
+    meta, weights, network = _read(path)
+    observation_space = _space_from_json(meta["observation_space"])
+    if isinstance(env, str):
+        env = gym.make(env)
+    if env is not None:
+        _check_env(env, meta, observation_space)
+    hyper, conversion, calibration = _settings(meta)
+    model = cls(
+        meta.get("policy", "MlpPolicy"), env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"],
+        quant=meta["quant"], policy_kwargs=meta["policy_kwargs"], conversion=conversion, calibration=calibration,
+        device=device, _init_setup_model=False, **hyper, **kwargs,
+    )
+    model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
+    model.n_envs = 1
+    model._setup_model()
+    try:
+        model.policy.load_state_dict(weights["policy"])
+        model.policy.optimizer.load_state_dict(weights["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CorruptFileError(f"{path}: weights do not fit the saved architecture ({exc})") from exc
+    model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
+    model.num_conversions = meta.get("num_conversions", 0)
+    model._calibrated = bool(meta.get("calibrated", False))
+    if network is not None:
+        model.spiking_policy = model.backend.convert(network)
+    if env is not None:
+        model.set_env(env)
+    model.env_id = meta.get("env_id")
+    return model
