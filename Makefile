@@ -9,7 +9,7 @@ TIMESTEPS ?= 40000
 TARGET ?= akida
 SEED ?= 0
 
-.PHONY: run test test-all bench ablation ablation-quick tune failure-modes clean
+.PHONY: run test test-all bench bench-zoo ablation ablation-quick tune failure-modes clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test-all: $(STAMP)  ## also the slow end-to-end runs
 
 bench: $(STAMP)  ## benchmarks: conversion/latency and training throughput vs Stable-Baselines3 DQN
 	$(PY) benchmarks/run.py
+
+bench-zoo: $(STAMP)  ## RIVC vs SB3 DQN on the RL Zoo's settings, 5 seeds (hours on 2 cores; resumable) -> docs/ZOO.md
+	$(VENV)/bin/pip install --quiet -e ".[zoo]" "$(TORCH_PIN)"
+	$(PY) benchmarks/zoo.py
 
 ablation-quick: $(STAMP)  ## the paper's ablation, 4-bit, short budgets (about 10 min on 2 cores) -> docs/
 	$(PY) benchmarks/ablation.py --quick

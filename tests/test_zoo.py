@@ -61,3 +61,25 @@ def test_a_missing_package_is_a_one_line_error(monkeypatch, capsys):
         zoo_hyperparams("CartPole-v1")
     assert main(["train", "--hyperparams", "zoo", "--timesteps", "10"]) == 2
     assert "rivc[zoo]" in capsys.readouterr().err
+
+
+def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    monkeypatch.setattr(zoo, "EVAL_EPISODES", 2)
+    monkeypatch.setattr(zoo, "CURVE_EPISODES", 1)
+    task = zoo.Task("CartPole-v1", "zoo", timesteps=1500, seeds=(0,))
+    rivc_kwargs, dqn_kwargs, steps = zoo.task_settings(task)
+    assert rivc_kwargs == dqn_kwargs == zoo_hyperparams("CartPole-v1").kwargs and steps == 1500
+    records = []
+    for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
+        spec = zoo.RunSpec("CartPole-v1", agent, 0, steps, json.dumps(dict(kwargs, learning_starts=500)))
+        record = zoo.run_one(spec)
+        assert record["agent"] == agent and len(record["final_returns"]) == 2 and record["steps_per_second"] > 0
+        assert [point[0] for point in record["curve"]] == [150 * k for k in range(4 if agent == "rivc" else 1, 11)]
+        records.append(record)
+    assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
+    assert zoo.failed(dict(records[0], final_return=474.0)) and not zoo.failed(dict(records[0], final_return=475.0))
