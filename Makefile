@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH_PIN)"
+	# NeuroBench (tests cross-check the cost report's counts): its own requirements would pull another torch
+	$(PY) -m pip install --quiet --no-deps "neurobench==2.3.0"
 	touch $(STAMP)
 
 run: $(STAMP)  ## the mission: train RIVC for Akida 2.0 (emulated), export to the chip, deploy on Akida's engine

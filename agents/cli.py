@@ -220,6 +220,24 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """What a deployed policy folder's SNN costs per action, on the states it visits (rivc.neurochip.cost)."""
+    from rivc.integer_net import atomic_write_bytes
+    from rivc.neurochip import load_policy
+    from rivc.neurochip.cost import policy_cost
+
+    policy = load_policy(args.policy_dir)
+    env_id = args.env or (policy.metadata or {}).get("env_id")
+    if env_id is None:
+        raise UserError("the policy folder records no environment: pass --env ID")
+    states = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed, record_states=True)
+    cost = policy_cost(policy.network, np.asarray(states.observations))
+    print(f"{env_id}, {len(states.observations)} visited states: {cost.describe()}")
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(cost.as_dict(), indent=2).encode())
+    return 0
+
+
 def cmd_convert_model(args: argparse.Namespace) -> int:
     """Convert a float Q-network (SB3 DQN zip) for a target; optionally fine-tune it with RIVC."""
     from rivc import QuantConfig
@@ -322,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--episodes", type=int, default=10)
     deploy.add_argument("--seed", type=int, default=1000)
     deploy.set_defaults(func=cmd_deploy)
+    report = sub.add_parser("report", help="what a deployed policy costs per action: operations, spikes, memory, "
+                                           "an energy estimate (no torch)")
+    report.add_argument("policy_dir")
+    report.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
+    report.add_argument("--episodes", type=int, default=3, help="greedy episodes whose states are measured")
+    report.add_argument("--seed", type=int, default=1000)
+    report.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -52,6 +52,21 @@ def test_export_deploys_the_training_time_actions_and_returns(run_dir, tmp_path,
         assert meta["training_evaluation"]["returns"] == summary["evaluation"]["returns"]
 
 
+def test_report_gives_the_cost_of_a_deployed_policy_without_torch(run_dir, tmp_path):
+    folder, target = run_dir
+    out = tmp_path / "policy"
+    assert main(["export", str(folder), "--out", str(out), "--episodes", "1"]) == 0
+    code = ("import sys; from rivc.agents.cli import main; rc = main(['report', sys.argv[1], '--episodes', '2', "
+            "'--json', sys.argv[2]]); assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(out), str(tmp_path / "cost.json")], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"target {target}: per action" in done.stdout and "energy ESTIMATE (Horowitz 45 nm" in done.stdout
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert cost["target"] == target and cost["dense_macs"] == 4 * 64 + 64 * 64 + 64 * 2
+    assert 0 < cost["accumulates"] and 0 <= cost["activation_sparsity"] <= 1 and cost["energy_pj"] < cost["float_energy_pj"]
+
+
 def test_load_policy_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no deployable policy"):
         load_policy(tmp_path / "nothing")
