@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from numbers import Integral
 from typing import Any, TypeVar
 
 INPUT_RANGES = ("space", "data")
@@ -31,8 +32,9 @@ class ConversionConfig:
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
                 raise ValueError(f"ConversionConfig.{field.name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, field.name, int(value))
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.input_range must be 'space' or 'data', got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
+        if self.clips not in (None, True, False):
+            raise ValueError(f"CalibrationConfig.clips must be True, False or None, got {self.clips!r}")
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:

@@ -87,6 +87,7 @@ def save(model: RIVC, path: str | os.PathLike) -> Path:
         archive.writestr("rivc.json", json.dumps(metadata(model), indent=2))
         archive.writestr("weights.pt", weights.getvalue())
         if model.spiking_policy is not None:
+            model.spiking_policy.network.validate()  # training converts unvalidated after its first conversion
             network = io.BytesIO()
             np.savez(network, **model.spiking_policy.network.to_arrays())
             archive.writestr("policy.npz", network.getvalue())
@@ -154,10 +155,10 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     if env is not None:
         _check_env(env, meta, observation_space)
     hyper, conversion, calibration = _settings(meta)
+    settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(
         meta.get("policy", "MlpPolicy"), env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"],
-        quant=meta["quant"], policy_kwargs=meta["policy_kwargs"], conversion=conversion, calibration=calibration,
-        device=device, _init_setup_model=False, **hyper, **kwargs,
+        quant=meta["quant"], policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **settings,
     )
     model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
     model.n_envs = 1

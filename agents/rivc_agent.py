@@ -247,9 +247,10 @@ class RIVC(DQN):
     def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RIVC:
         """SB3's ``learn``; a run shorter than the warm-up still ends with a converted policy."""
         if self.verbose >= 1 and self.variant_spec.snn_acts:
-            every = self.conversion.every
-            print(f"RIVC converts after every {'' if every == 1 else f'{every}th '}update; the conversion error is "
-                  f"measured on every {self.conversion.eval_every}th conversion (ConversionConfig.eval_every)")
+            every, measured = self.conversion.every, self.conversion.eval_every
+            print(f"RIVC converts after {'every update' if every == 1 else f'one update in {every}'}; the conversion "
+                  f"error is measured on {'every conversion' if measured == 1 else f'one conversion in {measured}'} "
+                  "(ConversionConfig.eval_every)")
         super().learn(total_timesteps, *args, **kwargs)
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()

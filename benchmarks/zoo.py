@@ -180,8 +180,19 @@ def sweep(runs: list[RunSpec], workers: int) -> None:
 
 
 def load(runs: list[RunSpec]) -> list[dict]:
-    keys = dict.fromkeys(spec.key for spec in runs)  # a probe's DQN runs are its task's: read once
-    return [json.loads((RESULTS / f"{key}.json").read_text()) for key in keys if (RESULTS / f"{key}.json").exists()]
+    """The stored records of ``runs`` (a probe's DQN runs are its task's: read once); a record whose settings
+    differ from its run's (the settings changed since) is left out, with a note."""
+    records = {}
+    for spec in runs:
+        path = RESULTS / f"{spec.key}.json"
+        if spec.key in records or not path.exists():
+            continue
+        record = json.loads(path.read_text())
+        if record["kwargs"] != json.loads(spec.kwargs):
+            print(f"left out {path.name}: recorded with other settings than the sweep's now (delete it to rerun)")
+            continue
+        records[spec.key] = record
+    return list(records.values())
 
 
 SOLVED = {"CartPole-v1": 475.0, "LunarLander-v3": 200.0}  # Gymnasium's reward_threshold

@@ -213,10 +213,14 @@ class IntegerLayer:
             return conv2d(codes, self.weights, self.conv)
         return codes.reshape(codes.shape[0], -1) @ self.float_weights_t
 
-    @functools.cached_property
+    @property
     def float_weights_t(self) -> np.ndarray:
-        """``weights.T`` as float64 ``[in, out]`` (exact), made once: a layer's codes never change."""
-        return np.ascontiguousarray(self.weights.reshape(self.units, -1).T, dtype=np.float64)
+        """``weights.T`` as float64 ``[in, out]`` (exact), made once per weights array (exports are read-only)."""
+        cached = self.__dict__.get("_float_weights_t")
+        if cached is None or cached[0] is not self.weights or self.weights.flags.writeable:
+            cached = (self.weights, np.ascontiguousarray(self.weights.reshape(self.units, -1).T, dtype=np.float64))
+            self.__dict__["_float_weights_t"] = cached
+        return cached[1]
 
     def pool(self, acc: np.ndarray) -> np.ndarray:
         """Max pooling of the accumulators, where the layer pools (before the activation, as on the chip)."""

@@ -125,6 +125,7 @@ class _DenseSurrogate(torch.autograd.Function):
             above = z >= clip
             masks.append(((z > 0) & ~above, above))
         ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
+        ctx.clip_live = [bool(c.detach() >= MIN_CLIP) for c in clips]  # clamp_min(MIN_CLIP): no gradient below
         return q
 
     @staticmethod
@@ -136,7 +137,7 @@ class _DenseSurrogate(torch.autograd.Function):
             if i:
                 grad_x = grad @ ctx.layers[i].weight
                 inside, above = ctx.masks[i - 1]
-                clip_grads[i - 1] = (grad_x * above).sum().reshape(ctx.clip_shapes[i - 1])
+                clip_grads[i - 1] = (grad_x * above).sum().reshape(ctx.clip_shapes[i - 1]) * ctx.clip_live[i - 1]
                 grad = grad_x * inside
         return None, None, None, *weight_grads, *clip_grads
 
@@ -332,7 +333,9 @@ class QuantizedQNetwork(nn.Module):
 
     def _refresh_input_quantizer(self) -> None:
         # inv_step is computed by numpy so that torch and the integer reference use the same float64
-        quantizer = InputQuantizer(self.obs_low.cpu().numpy(), self.obs_high.cpu().numpy(), self.config.input_bits)
+        # copies: an exported network keeps its range when this module is calibrated or loaded again
+        quantizer = InputQuantizer(self.obs_low.cpu().numpy().copy(), self.obs_high.cpu().numpy().copy(),
+                                   self.config.input_bits)
         self._needs_calibration = not bool(self.obs_calibrated.all())
         self._inv_step = torch.as_tensor(quantizer.inv_step, dtype=torch.float64, device=self.obs_low.device)
         if self.is_image:
@@ -521,11 +524,15 @@ class QuantizedQNetwork(nn.Module):
         bits = self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image)
         shape = tuple(weight.shape)  # [out, in] or [F, C, k, k]
         codes, w_scale = weight_codes(weight.detach().cpu().numpy().reshape(shape[0], -1), bits)
+        if not np.isfinite(codes).all():  # cheap, and the agent validates only its first conversion
+            raise ValueError(f"layer {i} has non-finite weights: training diverged (lower the learning rate or "
+                             "max_grad_norm)")
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
         b_codes = quantize_bias(bias_codes(bias.detach().cpu().numpy(), acc_scale).astype(np.int64),
                                 self.target.bias_bits, self.target.bias_limit)
         integer_weights = codes.reshape(shape).astype(np.int64)
+        integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
         if conv is not None:
             integer_weights = integer_weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
         integer = IntegerLayer(weights=integer_weights, bias=b_codes, scale=acc_scale64, conv=conv)
@@ -589,7 +596,7 @@ class QuantizedQNetwork(nn.Module):
             layers.append(self.quantize_layer(i, step, clip).integer)
             if clip is not None:
                 step = activation_step(clip, self.config.activation_levels)
-        return IntegerNetwork(config=self.config, input=self._input_quantizer, layers=layers, target=self.target.name,
+        return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name,
                               check=check)
 
 

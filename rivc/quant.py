@@ -62,8 +62,8 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
         return np.where(w >= 0, np.float32(1), np.float32(-1)), scale
     levels = np.float32(2 ** (bits - 1) - 1)
     scale = np.abs(w).max(axis=1, keepdims=True, initial=np.float32(0)) / levels
-    scale[scale == 0] = 1
-    # |w| <= max |w| makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
+    scale[~(scale >= np.finfo(np.float32).tiny)] = 1  # zero or subnormal rows: codes 0
+    # a normal scale makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
     return np.rint(w / scale), scale
 
 

@@ -36,6 +36,10 @@ def test_weight_codes_stay_in_range_without_clipping(bits):
     levels = 2 ** (bits - 1) - 1
     w = np.random.default_rng(bits).normal(0, 1, (500, 300)).astype(np.float32) * np.logspace(-30, 30, 500)[:, None]
     w = w.astype(np.float32)
+    w[:3] = np.array([8, 128, 4], dtype=np.float32)[:, None] * np.float32(2.0**-149)  # subnormal rows: codes 0
+    codes, _ = weight_codes(w[:3], bits)
+    assert not codes.any()
+    w = w[3:]
     codes, scale = weight_codes(w, bits)
     assert np.abs(codes).max() == levels and np.all(np.abs(codes).max(axis=1) == levels)
     np.testing.assert_array_equal(codes, np.clip(np.rint(w / scale), -levels, levels))
@@ -236,3 +240,10 @@ def test_fused_surrogate_gradients_equal_the_composed_estimators(target):
     for fused, composed in zip(grads_fused, grads_composed):
         torch.testing.assert_close(fused, composed)
     assert all(float(c.grad.abs()) > 0 for c in net.clips)
+    with torch.no_grad():
+        net.clips[0].fill_(1e-6)  # below MIN_CLIP: clamped, so no gradient on either path
+    for fused in (True, False):
+        net.fused_surrogate = fused
+        net.zero_grad()
+        (net(obs) * upstream).sum().backward()
+        assert float(net.clips[0].grad) == 0.0
