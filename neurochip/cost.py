@@ -65,8 +65,9 @@ def spike_counts(network: IntegerNetwork, observations: np.ndarray, timesteps: i
 
 def parameter_bits(network: IntegerNetwork) -> int:
     """Parameter memory at the target's widths: weights at their bit width; biases at the target's bias
-    mantissa bits (32 where it holds any integer); per-unit requantization (Akida 2.0: an 8-bit scale;
-    16-bit scales on the rate-coded target; AKD1000: a threshold and a step) at the widths the target holds."""
+    mantissa bits (32 where it holds any integer); per-unit requantization scales at the target's scale bits
+    (Akida 2.0: 8; rate-coded: 16); AKD1000's threshold and step at 32 bits each. Akida's bias shifts and
+    accumulator clips are not counted: an estimate, below akida's own program-memory figure's detail."""
     chip = network.chip
     total = 0
     for i, layer in enumerate(network.layers):
