@@ -199,15 +199,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _policy_env(policy, env_id: str | None) -> str:
+    """``--env``, or the environment a policy folder records."""
+    env_id = env_id or (policy.metadata or {}).get("env_id")
+    if env_id is None:
+        raise UserError("the policy folder records no environment: pass --env ID")
+    return env_id
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Run a deployed policy folder (numpy, and akida for Akida policies; no torch)."""
     from rivc.neurochip import load_policy
 
     policy = load_policy(args.policy_dir)
     meta = policy.metadata or {}
-    env_id = args.env or meta.get("env_id")
-    if env_id is None:
-        raise UserError("the policy folder records no environment: pass --env ID")
+    env_id = _policy_env(policy, args.env)
     result = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed)
     print(f"{env_id}: deployed {meta['backend']} policy {result.describe()}")
     trained = meta.get("training_evaluation")
@@ -227,9 +233,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rivc.neurochip.cost import policy_cost
 
     policy = load_policy(args.policy_dir)
-    env_id = args.env or (policy.metadata or {}).get("env_id")
-    if env_id is None:
-        raise UserError("the policy folder records no environment: pass --env ID")
+    env_id = _policy_env(policy, args.env)
     states = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed, record_states=True)
     cost = policy_cost(policy.network, np.asarray(states.observations))
     print(f"{env_id}, {len(states.observations)} visited states: {cost.describe()}")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rivc.chip import clip_codes
 from rivc.integer_net import IntegerLayer, IntegerNetwork
 
 EXACT_FLOAT = 2.0**52  # float64 holds every integer below this exactly
@@ -212,6 +213,6 @@ def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndar
     counts, history = input_codes, []
     for layer in network.hidden_layers:
         membrane, theta = firing_membrane(layer, layer.accumulate(counts))
-        counts = np.minimum(np.maximum(np.ceil(membrane / theta) - 1.0, 0.0), levels)  # #{k >= 1: membrane > k theta}
+        counts = clip_codes(np.ceil(membrane / theta) - 1.0, levels)  # #{k >= 1: membrane > k theta}
         history.append(counts)
     return network.layers[-1].accumulate(counts), history

@@ -227,11 +227,11 @@ def _ceil(x):
     return np.ceil(x) if isinstance(x, (np.ndarray, np.generic)) else x.ceil()
 
 
-def _clip_codes(x, levels: int):
-    """``x.clip(0, levels)`` in place (``x`` is a fresh result; numpy's ``clip`` costs several times more)."""
-    if isinstance(x, (np.ndarray, np.generic)):
-        return np.minimum(np.maximum(x, 0.0, out=x), levels, out=x) if isinstance(x, np.ndarray) else x.clip(0, levels)
-    return x.clamp_(0, levels)
+def clip_codes(x, levels: int):
+    """``x.clip(0, levels)`` in place: ``x`` must be a fresh result (numpy's ``clip`` costs several times more)."""
+    if isinstance(x, np.ndarray):
+        return np.minimum(np.maximum(x, 0.0, out=x), levels, out=x)
+    return x.clip(0, levels) if isinstance(x, np.generic) else x.clamp_(0, levels)
 
 
 def _minimum(x, bound):
@@ -246,13 +246,13 @@ def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
     """
     if acc_clip is not None:
         acc = _minimum(acc, acc_clip)
-    return _clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
+    return clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 
 
 def threshold_step_codes(acc, offset, step16, levels: int):
     """AKD1000: ``clip(ceil(16 * (acc - offset) / step16), 0, levels)``, ``step16`` the step in sixteenths
     of an accumulator unit (integers; float64 division of integers below 2**40 never crosses one)."""
-    return _clip_codes(_ceil(16 * (acc - offset) / step16), levels)
+    return clip_codes(_ceil(16 * (acc - offset) / step16), levels)
 
 
 def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:
@@ -264,7 +264,7 @@ def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> 
     scale = np.rint(ratio * 2.0**shift).astype(np.int64)
     if shift > 1 and scale.max(initial=0) >= 2**bits:  # rounded up to 2**bits
         shift -= 1
-        scale = np.round(ratio * 2.0**shift).astype(np.int64)
+        scale = np.rint(ratio * 2.0**shift).astype(np.int64)
     return np.minimum(scale, 2**bits - 1), shift  # saturates only where the ratio exceeds 2**(bits - 1)
 
 
