@@ -149,6 +149,28 @@ def _identical_actions(reference, policy, observations: np.ndarray) -> float:
     return float(np.mean(reference.predict(observations) == policy.predict(observations)))
 
 
+def _export_nir(model, network, args: argparse.Namespace) -> int:
+    """Write the rate-coded policy as a NIR file; where Sinabs is installed, run the file with it and compare."""
+    import importlib.util
+
+    from rivc.neurochip.nir_export import sinabs_agreement, write_nir
+
+    timesteps = model.spiking_policy.timesteps
+    export = write_nir(network, args.out, timesteps)
+    print(f"wrote {args.out}: {model.env_id} policy, {export.summary()}")
+    if importlib.util.find_spec("sinabs") is None:
+        print("Sinabs is not installed (pip install 'rivc[nir]'): the file was not run by another simulator")
+        return 0
+    observations = _visited_states(model, args.episodes, args.seed)
+    for mode, text in (("nir", "NIR's IF (one spike a step, no floor)"), ("plain", "Sinabs's import defaults")):
+        agreement = sinabs_agreement(args.out, network, observations, timesteps, import_mode=mode)
+        verdict = "exact" if agreement.exact else "NOT exact"
+        print(f"Sinabs, {text}, on {agreement.states} visited states: {verdict}; spike counts equal "
+              f"{100 * agreement.counts_equal:.2f} %, greedy actions equal {100 * agreement.actions_equal:.2f} %, "
+              f"max |dQ| {agreement.max_abs_dq:.3g}")
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert the trained network afresh on a backend: the same actions as the acting policy?"""
     from rivc.neurochip import make_backend
@@ -175,6 +197,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     model = _load(args.run_dir)
     network = model.spiking_policy.network  # what acted during training, bit for bit
+    if args.format == "nir":
+        return _export_nir(model, network, args)
     metadata = {"env_id": model.env_id, "variant": model.variant, "target": network.target}
     if args.backend == "akida":
         from rivc.neurochip.akida_backend import fit_report, format_fit
@@ -324,7 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--seed", type=int, default=0)
         command.set_defaults(func=func)
         if name == "export":
-            command.add_argument("--out", required=True, help="policy folder to write")
+            command.add_argument("--out", required=True, help="policy folder (or, with --format nir, file) to write")
+            command.add_argument("--format", default="folder", choices=("folder", "nir"),
+                                 help="folder: a policy folder for --backend; nir: a NIR graph (rate target) for "
+                                      "Sinabs, Norse, Rockpool and the chips they reach")
             command.add_argument("--map-to", default=None,
                                  help="akida: virtual device for the fit (default the target's: TwoNodesIPv2 / AKD1000)")
     convert_model = sub.add_parser("convert-model", help="convert a float DQN (Stable-Baselines3 .zip) into an SNN policy")

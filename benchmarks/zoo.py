@@ -58,6 +58,9 @@ TASKS = (
     Task("rivc/MobileReach-v0", "tuned", 60_000),
     # the probe of the seed failures (docs/zoo_notes.md): PACT clips starting at 2.0, not at the warm-up's maxima
     Task("CartPole-v1", "zoo", tag="clips2", rivc_extra=(("calibration", {"clips": False}),)),
+    # the gap-increasing target weaker (alpha 0.5; 3 seeds, all below the defaults) and off (QAT alone, DQN's target)
+    Task("CartPole-v1", "zoo", seeds=(0, 1, 2), tag="alpha05", rivc_extra=(("alpha", 0.5),)),
+    Task("CartPole-v1", "zoo", tag="qat", rivc_extra=(("variant", "qat"),)),
 )
 
 

@@ -1,9 +1,10 @@
 """Integrate-and-fire simulation of an integer network, vectorised over time (numpy only).
 
-Semantics (DESIGN.md, "SNN semantics"). Hidden layer with shift ``sh``: threshold
-``theta = L * 2**sh``, membrane starts at ``theta / 2 + 1`` (half the threshold plus one integer
-unit, so that counts round half up), spikes when strictly above ``theta``,
-at most one spike per step, reset by subtraction. Per-step input current (integers):
+Semantics (DESIGN.md, "SNN semantics"; NIR 1.0.4's ``IF``). Hidden layer with shift ``sh``: threshold
+``theta = L * 2**sh`` (even: ``sh >= 1``), membrane starts at ``theta / 2 + 1/2`` (half the threshold
+plus half an integer unit, so that counts round half up), spikes when strictly above ``theta``,
+at most one spike per step, reset by subtraction. Currents are integers, so a membrane never equals
+a multiple of ``theta``: a simulator that fires at ``v >= theta`` (Sinabs) counts the same spikes. Per-step input current (integers):
 
 * first layer   ``J = multiplier * (W @ x + b)`` with ``x`` the constant input codes;
 * later layers  ``J_t = multiplier * (L * W @ spikes_t + b)``;
@@ -38,9 +39,10 @@ EXACT_FLOAT32 = 2.0**24  # and float32 every integer below this
 
 
 def membrane_start(theta: float) -> float:
-    """Initial membrane of a hidden neuron: ``theta / 2 + 1``; with the strict threshold its spike
-    count rounds half up, as the integer reference does (0 for the non-spiking output layer)."""
-    return theta / 2 + 1.0 if theta > 0 else 0.0
+    """Initial membrane of a hidden neuron: ``theta / 2 + 1/2``. With integer currents and an even
+    ``theta`` its spike count rounds half up, as the integer reference does, and no membrane equals a
+    multiple of ``theta`` (so ``>`` and ``>=`` thresholds agree); 0 for the non-spiking output layer."""
+    return theta / 2 + 0.5 if theta > 0 else 0.0
 
 
 @dataclass

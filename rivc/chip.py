@@ -7,7 +7,7 @@ QAT forward (:class:`rivc.QuantizedQNetwork`, on torch tensors), the integer ref
 
 * ``akida`` (Akida 2.0, IPv2): ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, L)``;
 * ``akd1000`` (AKD1000 / AKD1500, Akida 1.0, IPv1): ``clip(ceil(16 * (acc - offset) / step16), 0, L)``;
-* ``rate`` (time-stepped chips, NIR): as ``akida`` with 16-bit scales and any bias, run as rate-coded
+* ``rate`` (time-stepped chips, NIR): as ``akida`` with 8-bit scales and any bias, run as rate-coded
   integrate-and-fire neurons whose spike counts approximate the codes.
 
 The Q-value head is ``Q = acc * scale_out`` on the host. ``akida`` holds a scale of 8 bits
@@ -203,7 +203,7 @@ TARGETS: dict[str, ChipTarget] = {
         conv_strides={3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), later_conv_paddings=("same",), min_frame_side=5,
         max_frame_width=256),
     "rate": ChipTarget(
-        name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
+        name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT, scale_bits=8,
         weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),
         rate_coded=True),
 }

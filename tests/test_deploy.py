@@ -113,3 +113,18 @@ def test_deployed_policy_matches_the_agent_on_random_states(run_dir, tmp_path):
     policy, model = load_policy(tmp_path / "snn"), RIVC.load(folder / "model.zip")
     obs = np.random.default_rng(0).normal(0, 0.5, (300, 4)).astype(np.float32)
     np.testing.assert_array_equal(policy.predict(obs), model.predict(obs, deterministic=True)[0])
+
+
+def test_export_nir_writes_a_file_sinabs_runs_as_the_training_time_policy(run_dir, tmp_path, capsys):
+    folder, target = run_dir
+    out = tmp_path / "policy.nir"
+    if target != "rate":
+        assert main(["export", str(folder), "--format", "nir", "--out", str(out)]) == 2
+        assert "train with target='rate' to export NIR" in capsys.readouterr().err and not out.exists()
+        return
+    pytest.importorskip("sinabs")
+    assert main(["export", str(folder), "--format", "nir", "--out", str(out), "--episodes", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "exact in float32" in printed
+    assert "Sinabs, NIR's IF (one spike a step, no floor), on" in printed
+    assert "visited states: exact; spike counts equal 100.00 %, greedy actions equal 100.00 %, max |dQ| 0" in printed

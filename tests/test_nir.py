@@ -1,0 +1,122 @@
+"""The NIR export, checked by a simulator nobody here wrote: Sinabs runs the exported file and gives
+our emulation's spike counts and Q-values exactly (random networks of several widths; a trained policy
+in tests/test_deploy.py); what NIR cannot express is refused with the reason."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from conftest import random_network, random_obs
+from rivc import QuantConfig
+from rivc.chip import TargetError
+from rivc.neurochip.if_sim import membrane_start
+from rivc.neurochip.nir_export import load_sinabs, sinabs_agreement, to_nir, write_nir
+from rivc.neurochip.snntorch_backend import IFPolicy
+from test_chip_targets import tie_network
+
+nir = pytest.importorskip("nir")
+pytest.importorskip("sinabs")
+
+
+def rate_network(bits=(4, 4, 8), hidden=(48, 32), seed=0, clip=None):
+    """Clips calibrated (codes spread over the levels), or ``clip`` (small: many saturated units)."""
+    net = random_network(config=QuantConfig(*bits), hidden=hidden, seed=seed, target="rate", clip=clip or 2.0)
+    if clip is None:
+        net.calibrate_activation_clips(random_obs(256, seed=1))
+    return net.export()
+
+
+@pytest.mark.parametrize("bits,hidden", [((4, 4, 8), (48, 32)), ((2, 2, 8), (64, 64)), ((3, 4, 6), (32,)),
+                                         ((4, 2, 8), (16, 16, 16))])
+@pytest.mark.parametrize("clip", [None, 0.2])
+def test_sinabs_runs_the_file_spike_for_spike(bits, hidden, clip, tmp_path):
+    network = rate_network(bits, hidden, seed=sum(bits), clip=clip)
+    export = write_nir(network, tmp_path / "policy.nir")
+    obs = random_obs(300, seed=3)
+    agreement = sinabs_agreement(tmp_path / "policy.nir", network, obs)
+    assert export.float32_exact or bits == (4, 4, 8)  # 4-bit: the bound is loose, the run still exact
+    assert agreement.exact and agreement.actions_equal == 1.0, agreement
+    if clip:  # saturated units (currents above the threshold): Sinabs's own defaults fire them more often
+        _, counts = IFPolicy(network).run(obs)
+        assert any((c[-1] == network.config.activation_levels).mean() > 0.05 for c in counts)
+        plain = sinabs_agreement(tmp_path / "policy.nir", network, obs, import_mode="plain")
+        assert not plain.exact and plain.counts_equal < 1.0
+
+
+@pytest.mark.parametrize("bits", [(4, 4, 8), (2, 2, 8), (1, 2, 8)])
+def test_membranes_one_unit_below_a_rounding_tie_fire_alike(bits):
+    """Small multipliers and shifts: accumulators land on (and one unit below) rounding ties, where a
+    ``v >= theta`` simulator would fire early if a membrane could equal a threshold."""
+    network = tie_network("rate", bits)
+    obs = np.random.default_rng(7).uniform(-1.2, 1.2, (400, network.obs_dim))
+    agreement = sinabs_agreement(to_nir(network).graph, network, obs)
+    assert agreement.exact, agreement
+
+
+def test_longer_runs_and_batches_that_do_not_divide(tmp_path):
+    network = rate_network((2, 2, 8), (32, 32))
+    obs = random_obs(70, seed=5)
+    for steps in (1, 7, 20):
+        policy = load_sinabs(to_nir(network, steps).graph, network, steps, batch_size=32)
+        q, counts = policy.run(obs)
+        q_ours, counts_ours = IFPolicy(network, steps).run(obs)
+        np.testing.assert_array_equal(q, q_ours)
+        for c, c_ours in zip(counts, counts_ours):
+            np.testing.assert_array_equal(c, c_ours[-1])
+
+
+def test_the_file_holds_the_integer_network_and_how_to_read_it(tmp_path):
+    network = rate_network()
+    write_nir(network, tmp_path / "policy.nir")
+    graph = nir.read(tmp_path / "policy.nir")
+    assert set(graph.nodes) == {"input", "fc0", "if0", "fc1", "if1", "fc_out", "output"}
+    assert ("if1", "fc_out") in graph.edges
+    assert int(graph.metadata["timesteps"]) == network.config.activation_levels
+    np.testing.assert_array_equal(graph.metadata["q_scale"], network.layers[-1].scale)
+    np.testing.assert_array_equal(graph.metadata["input_low"], network.input.low)
+    layer = network.layers[0]
+    fc0, if0 = graph.nodes["fc0"], graph.nodes["if0"]
+    theta = network.config.activation_levels * 2.0**layer.shift
+    np.testing.assert_array_equal(fc0.weight[:-1, :-1], layer.weights * layer.multiplier[:, None])
+    np.testing.assert_array_equal(fc0.bias[:-1], layer.bias * layer.multiplier)
+    np.testing.assert_array_equal(fc0.weight[:-1, -1], membrane_start(theta))
+    np.testing.assert_array_equal(if0.v_threshold[:-1], theta)
+    assert membrane_start(theta) % 1 == 0.5  # no membrane equals a threshold: > and >= fire alike
+    later = graph.nodes["fc1"].weight
+    np.testing.assert_array_equal(later[:-1, :-1], network.layers[1].weights * network.layers[1].multiplier[:, None]
+                                  * network.config.activation_levels)
+
+
+def test_what_nir_cannot_express_is_refused(tmp_path):
+    for target in ("akida", "akd1000"):
+        network = random_network(target=target).export()
+        with pytest.raises(TargetError, match="train with target='rate' to export NIR"):
+            write_nir(network, tmp_path / "policy.nir")
+    assert not (tmp_path / "policy.nir").exists()
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "policy.nir"
+    path.write_bytes(b"old")
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nir, "write", broken_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_nir(rate_network(), path)
+    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["policy.nir"]
+
+
+def test_a_missing_package_is_named(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_nir(name, *args, **kwargs):
+        if name == "nir":
+            raise ImportError("No module named 'nir'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_nir)
+    with pytest.raises(ImportError, match=r"optional package 'nir': pip install 'rivc\[nir\]'"):
+        to_nir(rate_network())
