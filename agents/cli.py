@@ -198,7 +198,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = _load(args.run_dir)
     network = model.spiking_policy.network  # what acted during training, bit for bit
     if args.format == "nir":
+        if args.backend is not None or args.map_to is not None:
+            raise UserError("--backend and --map-to choose a policy folder's backend; a NIR file (--format nir) has none")
         return _export_nir(model, network, args)
+    args.backend = args.backend or "snntorch"
     metadata = {"env_id": model.env_id, "variant": model.variant, "target": network.target}
     if args.backend == "akida":
         from rivc.neurochip.akida_backend import fit_report, format_fit
@@ -343,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("export", cmd_export, "write a deployable policy folder for a neurochip backend")):
         command = sub.add_parser(name, help=text)
         command.add_argument("run_dir")
-        command.add_argument("--backend", default="snntorch", choices=available_backends())
+        command.add_argument("--backend", default="snntorch" if name == "convert" else None,
+                             choices=available_backends(), help="default: snntorch")
         command.add_argument("--episodes", type=int, default=5, help="greedy episodes whose states are compared")
         command.add_argument("--seed", type=int, default=0)
         command.set_defaults(func=func)

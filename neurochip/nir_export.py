@@ -29,8 +29,13 @@ What a reader must run as NIR 1.0.4 specifies, and where known readers differ (c
   unit (current above the threshold) then fires more than once a step. :func:`load_sinabs` imports
   the file with Sinabs and sets one spike a step and no floor: then it equals our emulation spike
   for spike. ``import_mode="plain"`` keeps Sinabs's defaults, to measure what they cost.
-* Norse imports ``IF`` with reset to zero and scales currents by ``dt``: it cannot run subtractive
-  reset, so it is not a reader of this file.
+* Norse (1.1.0) imports ``IF`` with reset to zero (NIR 1.0.6's reset to ``v_reset``, which ignores the
+  file's ``v_reset`` too): it cannot run a subtractive reset, so it is not a reader of this file
+  (``benchmarks/nir_readers.py`` measures what that costs).
+* NIR 1.0.6 and later define ``IF`` as that reset to ``v_reset``: the export needs ``nir < 1.0.6``.
+* The input is integer currents (codes up to ``2**(input_bits - 1)`` a step) and the weights are
+  integers with the requantization scale folded in, not binary spikes and chip-width weights: a chip
+  toolchain that takes spikes or narrow weights needs its own input encoding and weight mapping.
 """
 
 from __future__ import annotations
@@ -45,10 +50,12 @@ import numpy as np
 from rivc.chip import TargetError
 from rivc.integer_net import IntegerNetwork
 from rivc.neurochip.if_sim import membrane_start, prepare_layers
+from rivc.neurochip.snntorch_backend import check_timesteps
 
 EXACT_HALF_INTEGERS = 2.0**23  # float32 holds every multiple of 1/2 below this magnitude
 SEMANTICS = ("IF: v += I; a spike when v > v_threshold, at most one a step; then v -= v_threshold. Input: the "
-             "observation's integer codes at every step and, last, the onset: 1 at the first step only. The last "
+             "observation's integer codes floor((clip(obs, input_low, input_high) - input_low) * input_inv_step + 1/2) - "
+             "input_zero_point at every step and, last, the onset: 1 at the first step only. The last "
              "neuron of each IF layer relays the onset. Q = q_scale * sum over the T steps of the output / T")
 NIR_INSTALL = "pip install 'rivc[nir]' (nir, and Sinabs to check the file)"
 
@@ -58,6 +65,16 @@ def _require(module: str):
         return __import__(module)
     except ImportError as error:
         raise ImportError(f"the NIR export needs the optional package {module!r}: {NIR_INSTALL}") from error
+
+
+def _require_nir():
+    """``nir`` of a version whose ``IF`` resets by subtraction (1.0.4, 1.0.5; 1.0.6 on reset to ``v_reset``)."""
+    nir = _require("nir")
+    version = tuple(int(part) for part in nir.__version__.split(".")[:3] if part.isdigit())
+    if version >= (1, 0, 6):
+        raise ImportError(f"nir {nir.__version__} defines IF as a reset to v_reset; the rate target's neuron resets by "
+                          "subtraction, NIR 1.0.4's IF: pip install 'nir>=1.0.4,<1.0.6' (Sinabs 3.1 pins 1.0.4)")
+    return nir
 
 
 @dataclass(frozen=True)
@@ -85,19 +102,20 @@ ONSET_THRESHOLD, ONSET_WEIGHT = 1.0, 1.5  # the onset neuron fires at the first 
 
 def to_nir(network: IntegerNetwork, timesteps: int | None = None) -> NIRExport:
     """The rate-coded ``network`` as a NIR graph that runs ``timesteps`` steps (default ``2**bits - 1``)."""
-    nir = _require("nir")
+    nir = _require_nir()
     if not network.chip.rate_coded:
         raise TargetError(f"target {network.target!r} is exact layer by layer (one time window per layer), which NIR's "
                           "synchronous IF cannot express; train with target='rate' to export NIR")
     if any(layer.conv is not None for layer in network.layers):
         raise TargetError("the NIR export takes dense (MLP) policies; this network has conv layers")
-    steps = timesteps or network.config.activation_levels
+    steps = check_timesteps(timesteps) or network.config.activation_levels
     nodes: dict[str, Any] = {"input": nir.Input(input_type={"input": np.array([network.obs_dim + 1])})}
     edges, previous, bound = [], "input", 0.0
     for i, layer in enumerate(prepare_layers(network, steps)):
         synapses = layer.weights.T * layer.gain[:, None]  # [out, in], integers: the multiplier folded in
         units = layer.layer.units
         current = np.abs(synapses).sum(axis=1) * (float(network.input.max_code) if i == 0 else 1.0) + np.abs(layer.bias)
+        bound = max(bound, float(current.max(initial=0.0)))  # the Affine's partial sums, every layer
         if layer.theta == 0.0:  # the output layer: the host integrates its currents
             weight = np.hstack([synapses, np.zeros((units, 1))])  # the onset neuron does not reach Q
             nodes["fc_out"] = nir.Affine(weight=weight, bias=layer.bias.astype(np.float64))
@@ -118,6 +136,7 @@ def to_nir(network: IntegerNetwork, timesteps: int | None = None) -> NIRExport:
     metadata = {
         "producer": "rivc", "target": network.target, "timesteps": steps, "q_scale": q_scale,
         "input_low": network.input.low, "input_high": network.input.high, "input_bits": network.input.bits,
+        "input_inv_step": network.input.inv_step, "input_zero_point": network.input.zero_point,
         "semantics": SEMANTICS,
     }
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
@@ -126,9 +145,11 @@ def to_nir(network: IntegerNetwork, timesteps: int | None = None) -> NIRExport:
 
 def write_nir(network: IntegerNetwork, path: str | os.PathLike, timesteps: int | None = None) -> NIRExport:
     """Write ``network`` as a NIR file (HDF5), atomically: a failed write leaves any old file intact."""
-    nir = _require("nir")
-    export = to_nir(network, timesteps)
+    nir = _require_nir()
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder: give the NIR file's name, e.g. {os.path.join(path, 'policy.nir')}")
+    export = to_nir(network, timesteps)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=folder, suffix=".nir.tmp")
@@ -166,10 +187,14 @@ class SinabsPolicy:
         self.model = sinabs.from_nir(graph, batch_size=batch_size)
         self.neurons = {name: module for name, module in self.model.named_modules()
                         if isinstance(module, sinabs.layers.IAFSqueeze)}
-        if import_mode == "nir":  # what NIR's IF is; Sinabs's importer does not set it
-            for module in self.neurons.values():
+        for module in self.neurons.values():
+            # the importer keeps NIR's float64 thresholds, which would turn the membranes float64: run float32
+            module.spike_threshold = torch.nn.Parameter(module.spike_threshold.detach().float(), requires_grad=False)
+            if import_mode == "nir":  # what NIR's IF is; Sinabs's importer does not set it
                 module.spike_fn = sinabs.activation.SingleSpike
                 module.min_v_mem = None
+            elif module.min_v_mem is not None:
+                module.min_v_mem = torch.nn.Parameter(module.min_v_mem.detach().float(), requires_grad=False)
         self._spikes: dict[str, Any] = {}
         for name, module in self.neurons.items():
             module.register_forward_hook(lambda _m, _i, out, name=name: self._spikes.__setitem__(name, out.detach()))
@@ -204,7 +229,7 @@ def _layer_index(name: str) -> int:
 def load_sinabs(graph_or_path: Any, network: IntegerNetwork, timesteps: int | None = None, batch_size: int = 256,
                 import_mode: str = "nir") -> SinabsPolicy:
     """Run a NIR graph (or file) with Sinabs; ``network`` supplies the input quantizer and Q scale."""
-    nir = _require("nir")
+    nir = _require_nir()
     graph = nir.read(os.fspath(graph_or_path)) if isinstance(graph_or_path, (str, os.PathLike)) else graph_or_path
     steps = timesteps or int(np.asarray(graph.metadata.get("timesteps", network.config.activation_levels)))
     return SinabsPolicy(graph, network, steps, batch_size, import_mode)

@@ -208,11 +208,21 @@ TARGETS: dict[str, ChipTarget] = {
         rate_coded=True),
 }
 DEFAULT_TARGET = "akida"
+# Policies saved before the rate target's scales became 8-bit (integer-network format <= 3) still load and
+# run as they were trained; a NIR export of them is not float32-exact. Not offered for training.
+LEGACY_TARGETS: dict[str, ChipTarget] = {
+    "rate16": ChipTarget(
+        name="rate16", chip="rate-coded integrate-and-fire, 16-bit scales (saved before the NIR export)",
+        requantization=SCALE_SHIFT, scale_bits=16, weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)),
+        input_bits=tuple(range(1, 9)), rate_coded=True),
+}
 
 
 def get_target(target: str | ChipTarget) -> ChipTarget:
     if isinstance(target, ChipTarget):
         return target
+    if target in LEGACY_TARGETS:
+        return LEGACY_TARGETS[target]
     if target not in TARGETS:
         raise TargetError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
     return TARGETS[target]

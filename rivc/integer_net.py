@@ -34,7 +34,9 @@ from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
 
 FORMAT_NAME = "rivc.integer_network"
-FORMAT_VERSION = 3  # 3: conv layers and frames; 2: chip targets; 1 (16-bit scales) loads as the "rate" target
+# 4: the rate target's scales are 8-bit; 3: conv layers and frames; 2: chip targets; 1: no target. A "rate" network
+# of format <= 3 (16-bit scales) loads as the legacy "rate16" target (rivc.chip.LEGACY_TARGETS)
+FORMAT_VERSION = 4
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
 
 
@@ -400,7 +402,7 @@ class IntegerNetwork:
             meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode())
             if meta.get("format") != FORMAT_NAME:
                 raise CorruptFileError(f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            if meta.get("version") not in (1, 2, FORMAT_VERSION):
+            if meta.get("version") not in (1, 2, 3, FORMAT_VERSION):
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             layers = []
@@ -418,7 +420,10 @@ class IntegerNetwork:
                 quantizer = ImageInput(tuple(image["shape"]), bool(image["channels_first"]), config.input_bits)
             else:
                 quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
-            return cls(config=config, input=quantizer, layers=layers, target=meta.get("target", "rate"))
+            target = meta.get("target", "rate")
+            if target == "rate" and meta["version"] < 4:
+                target = "rate16"
+            return cls(config=config, input=quantizer, layers=layers, target=target)
         except CorruptFileError:
             raise
         except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError,

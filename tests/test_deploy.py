@@ -122,9 +122,13 @@ def test_export_nir_writes_a_file_sinabs_runs_as_the_training_time_policy(run_di
         assert main(["export", str(folder), "--format", "nir", "--out", str(out)]) == 2
         assert "train with target='rate' to export NIR" in capsys.readouterr().err and not out.exists()
         return
+    assert main(["export", str(folder), "--format", "nir", "--backend", "akida", "--out", str(out)]) == 2
+    assert "a NIR file (--format nir) has none" in capsys.readouterr().err
+    assert main(["export", str(folder), "--format", "nir", "--out", str(tmp_path)]) == 2
+    assert "is a folder: give the NIR file's name" in capsys.readouterr().err
     pytest.importorskip("sinabs")
     assert main(["export", str(folder), "--format", "nir", "--out", str(out), "--episodes", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "exact in float32" in printed
+    assert f"{out}: CartPole-v1 policy, NIR graph, 7 nodes, T = 15 steps;" in printed
     assert "Sinabs, NIR's IF (one spike a step, no floor), on" in printed
     assert "visited states: exact; spike counts equal 100.00 %, greedy actions equal 100.00 %, max |dQ| 0" in printed

@@ -6,6 +6,7 @@ import builtins
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import random_network, random_obs
 from rivc import QuantConfig
@@ -37,6 +38,9 @@ def test_sinabs_runs_the_file_spike_for_spike(bits, hidden, clip, tmp_path):
     agreement = sinabs_agreement(tmp_path / "policy.nir", network, obs)
     assert export.float32_exact or bits == (4, 4, 8)  # 4-bit: the bound is loose, the run still exact
     assert agreement.exact and agreement.actions_equal == 1.0, agreement
+    simulator = load_sinabs(export.graph, network)
+    simulator.run(obs[:10])
+    assert all(neuron.v_mem.dtype == torch.float32 for neuron in simulator.neurons.values())  # a float32 run
     if clip:  # saturated units (currents above the threshold): Sinabs's own defaults fire them more often
         _, counts = IFPolicy(network).run(obs)
         assert any((c[-1] == network.config.activation_levels).mean() > 0.05 for c in counts)
@@ -75,6 +79,11 @@ def test_the_file_holds_the_integer_network_and_how_to_read_it(tmp_path):
     assert int(graph.metadata["timesteps"]) == network.config.activation_levels
     np.testing.assert_array_equal(graph.metadata["q_scale"], network.layers[-1].scale)
     np.testing.assert_array_equal(graph.metadata["input_low"], network.input.low)
+    obs = random_obs(50, seed=9)  # the input codes from the file's metadata alone, as its SEMANTICS say
+    meta = graph.metadata
+    codes = (np.floor((np.clip(obs, meta["input_low"], meta["input_high"]) - meta["input_low"]) * meta["input_inv_step"]
+                      + 0.5) - meta["input_zero_point"])
+    np.testing.assert_array_equal(codes, network.input_codes(obs))
     layer = network.layers[0]
     fc0, if0 = graph.nodes["fc0"], graph.nodes["if0"]
     theta = network.config.activation_levels * 2.0**layer.shift
@@ -119,4 +128,36 @@ def test_a_missing_package_is_named(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_nir)
     with pytest.raises(ImportError, match=r"optional package 'nir': pip install 'rivc\[nir\]'"):
+        to_nir(rate_network())
+
+
+def test_rate_policies_saved_with_16_bit_scales_still_load_and_run_as_trained():
+    """Before the NIR export the rate target's scales were 16-bit: such files (format <= 3) load as the
+    legacy ``rate16`` target; the same fixed-point ratios in 16 bits give the same actions."""
+    import dataclasses
+    import json
+
+    from rivc.integer_net import IntegerNetwork
+
+    network = rate_network()
+    layers = [dataclasses.replace(layer) if layer.is_output else
+              dataclasses.replace(layer, multiplier=layer.multiplier * 256, shift=layer.shift + 8)
+              for layer in network.layers]
+    old = IntegerNetwork(config=network.config, input=network.input, layers=layers, target="rate", check=False)
+    arrays = old.to_arrays()
+    meta = json.loads(bytes(arrays["meta"]).decode())
+    with pytest.raises(ValueError, match=r"scales must lie in \[0, 2\*\*8\) on target 'rate'"):
+        IntegerNetwork.from_arrays(arrays)  # written now, such scales are not the rate target's
+    meta["version"] = 3
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    loaded = IntegerNetwork.from_arrays(arrays)
+    assert loaded.target == "rate16" and loaded.layers[0].multiplier.max() >= 2**8
+    obs = random_obs(200, seed=4)
+    np.testing.assert_array_equal(IFPolicy(loaded).q_values(obs), IFPolicy(network).q_values(obs))
+    assert not to_nir(loaded).float32_exact
+
+
+def test_a_nir_whose_if_resets_to_a_value_is_refused(monkeypatch):
+    monkeypatch.setattr(nir, "__version__", "1.0.8")
+    with pytest.raises(ImportError, match=r"nir 1.0.8 defines IF as a reset to v_reset.*pip install 'nir>=1.0.4,<1.0.6'"):
         to_nir(rate_network())
