@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -264,8 +265,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     states = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed, record_states=True)
     cost = policy_cost(policy.network, np.asarray(states.observations))
     print(f"{env_id}, {len(states.observations)} visited states: {cost.describe()}")
+    figures = cost.as_dict()
+    if hasattr(policy, "device"):  # an Akida policy: a board measures its power, the software engine cannot
+        if policy.device is None:
+            print("no Akida board attached (akida.devices() is empty): the energy above is an estimate, not a measurement")
+        else:
+            from rivc.neurochip.akida_backend import measure_on_board
+
+            board = measure_on_board(policy, np.asarray(states.observations))
+            print(board.describe())
+            figures["board"] = dataclasses.asdict(board)
     if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(cost.as_dict(), indent=2).encode())
+        atomic_write_bytes(Path(args.json), json.dumps(figures, indent=2).encode())
     return 0
 
 

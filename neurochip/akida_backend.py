@@ -31,7 +31,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -348,3 +350,43 @@ class AkidaBackend(Backend):
 
     def convert(self, network) -> AkidaPolicy:
         return AkidaPolicy(as_integer_network(network), self.device)
+
+
+@dataclass(frozen=True)
+class BoardMeasurement:
+    """Power and energy an Akida board measured while it ran a batch of observations (akida's statistics)."""
+
+    device: str
+    frames: int
+    fps: float | None
+    power_mw: dict[str, float]  # akida's "Avg", "Min", "Max" (and "Std") during the inference
+    floor_power_mw: float | None  # the board's power at rest
+    energy_mj_per_frame: float | None  # average power x duration / frames
+
+    def describe(self) -> str:
+        if not self.power_mw:
+            return (f"Akida board {self.device}: {self.frames} observations at {self.fps or 0:.0f} fps; no power reading "
+                    "(the batch ended before the power meter sampled: measure more observations)")
+        floor = "" if self.floor_power_mw is None else f", {self.floor_power_mw:.1f} mW at rest"
+        return (f"Akida board {self.device}, MEASURED: {self.power_mw['Avg']:.1f} mW average during inference{floor}, "
+                f"{self.energy_mj_per_frame:.4g} mJ per action, {self.fps:.0f} fps ({self.frames} observations)")
+
+
+def measure_on_board(policy: AkidaPolicy, observations: np.ndarray, settle_seconds: float = 1.0) -> BoardMeasurement:
+    """Run ``observations`` on the board ``policy`` is mapped to, with the board's power measurement on,
+    and read akida's inference statistics (the only measured chip energy; DESIGN.md, "Cost figures")."""
+    if policy.device is None:
+        raise ValueError("the policy runs on akida's software engine, which has no power meter: attach a board "
+                         "(akida.devices()) and load the policy with backend_kwargs={'device': 0}")
+    soc = getattr(policy.device, "soc", None)
+    if soc is None:
+        raise ValueError(f"Akida device {policy.device} reports no SoC power meter (device.soc is None)")
+    soc.power_measurement_enabled = True
+    time.sleep(settle_seconds)  # the power log needs a moment to fill (as akida's own CLI waits)
+    meter = getattr(soc, "power_meter", None)
+    floor = getattr(meter, "floor", None)
+    policy.q_values(observations)
+    statistics = policy.model.statistics
+    return BoardMeasurement(device=str(policy.device), frames=len(observations), fps=statistics.fps,
+                            power_mw=dict(statistics.powers or {}), floor_power_mw=floor,
+                            energy_mj_per_frame=statistics.energy)

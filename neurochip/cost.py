@@ -66,7 +66,7 @@ def spike_counts(network: IntegerNetwork, observations: np.ndarray, timesteps: i
 def parameter_bits(network: IntegerNetwork) -> int:
     """Parameter memory at the target's widths: weights at their bit width; biases at the target's bias
     mantissa bits (32 where it holds any integer); per-unit requantization scales at the target's scale bits
-    (Akida 2.0: 8; rate-coded: 16); AKD1000's threshold and step at 32 bits each. Akida's bias shifts and
+    (Akida 2.0 and rate-coded: 8); AKD1000's threshold and step at 32 bits each. Akida's bias shifts and
     accumulator clips are not counted: an estimate, below akida's own program-memory figure's detail."""
     chip = network.chip
     total = 0

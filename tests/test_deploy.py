@@ -42,6 +42,8 @@ def test_export_deploys_the_training_time_actions_and_returns(run_dir, tmp_path,
         if backend == "akida":
             assert f"{meta['fit']['device']}: hardware-resident" in printed and meta["fit"]["hardware_only"]
             assert (out / "akida_model.fbz").stat().st_size > 0
+            assert main(["report", str(out), "--episodes", "1"]) == 0  # no board here: the energy is an estimate
+            assert "no Akida board attached (akida.devices() is empty)" in capsys.readouterr().out
         code = ("import sys; from rivc.agents.cli import main; rc = main(['deploy', sys.argv[1], '--episodes', '3']); "
                 "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
         done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True)
