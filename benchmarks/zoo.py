@@ -61,6 +61,7 @@ TASKS = (
     # the gap-increasing target weaker (alpha 0.5; 3 seeds, all below the defaults) and off (QAT alone, DQN's target)
     Task("CartPole-v1", "zoo", seeds=(0, 1, 2), tag="alpha05", rivc_extra=(("alpha", 0.5),)),
     Task("CartPole-v1", "zoo", tag="qat", rivc_extra=(("variant", "qat"),)),
+    Task("CartPole-v1", "zoo", tag="alpha099", rivc_extra=(("alpha", 0.99),)),  # and stronger
 )
 
 

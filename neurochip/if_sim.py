@@ -4,7 +4,8 @@ Semantics (DESIGN.md, "SNN semantics"; NIR 1.0.4's ``IF``). Hidden layer with sh
 ``theta = L * 2**sh`` (even: ``sh >= 1``), membrane starts at ``theta / 2 + 1/2`` (half the threshold
 plus half an integer unit, so that counts round half up), spikes when strictly above ``theta``,
 at most one spike per step, reset by subtraction. Currents are integers, so a membrane never equals
-a multiple of ``theta``: a simulator that fires at ``v >= theta`` (Sinabs) counts the same spikes. Per-step input current (integers):
+a multiple of ``theta``: a simulator that fires at ``v >= theta`` (Sinabs) counts the same spikes.
+Per-step input current (integers):
 
 * first layer   ``J = multiplier * (W @ x + b)`` with ``x`` the constant input codes;
 * later layers  ``J_t = multiplier * (L * W @ spikes_t + b)``;

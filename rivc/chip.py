@@ -203,7 +203,8 @@ TARGETS: dict[str, ChipTarget] = {
         conv_strides={3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), later_conv_paddings=("same",), min_frame_side=5,
         max_frame_width=256),
     "rate": ChipTarget(
-        name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT, scale_bits=8,
+        name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
+        scale_bits=8,  # 8 bits keep a 4-bit policy's membranes in float32's exact range (neurochip/nir_export.py)
         weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),
         rate_coded=True),
 }
