@@ -78,7 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         options, timesteps = zoo.kwargs, args.timesteps or zoo.timesteps
     else:
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
-    options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta)) if v is not None})
+    options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta),
+                                      ("learning_rate", args.learning_rate)) if v is not None})
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
@@ -330,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
     train.add_argument("--alpha", type=float, default=None, help="gap-increasing strength in [0, 1)")
     train.add_argument("--beta", type=float, default=None, help="inverse temperature > 0")
+    train.add_argument("--learning-rate", type=float, default=None,
+                       help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
+                            "docs/zoo_notes.md)")
     train.add_argument("--timesteps", type=int, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+from rivc.agents import RIVC
 from rivc.agents.cli import main
 from rivc.agents.hyperparams import tuned_hyperparams
 
@@ -47,6 +48,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
 def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--hyperparams", "defaults"]
-    assert main([*args, "--alpha", "0.5"]) == 0
-    assert json.loads((out / "summary.json").read_text())["hyperparams"] == {"alpha": 0.5}
+    assert main([*args, "--alpha", "0.5", "--learning-rate", "5e-4"]) == 0
+    assert json.loads((out / "summary.json").read_text())["hyperparams"] == {"alpha": 0.5, "learning_rate": 5e-4}
     assert "alpha=0.5" in capsys.readouterr().out
+    assert RIVC.load(out / "model.zip").learning_rate == 5e-4
