@@ -50,7 +50,7 @@ import numpy as np
 from rivc.chip import TargetError
 from rivc.integer_net import IntegerNetwork
 from rivc.neurochip.if_sim import membrane_start, prepare_layers
-from rivc.neurochip.snntorch_backend import check_timesteps
+from rivc.neurochip.snntorch_backend import IFPolicy, check_timesteps
 
 EXACT_HALF_INTEGERS = 2.0**23  # float32 holds every multiple of 1/2 below this magnitude
 SEMANTICS = ("IF: v += I; a spike when v > v_threshold, at most one a step; then v -= v_threshold. Input: the "
@@ -252,8 +252,6 @@ class Agreement:
 def sinabs_agreement(graph_or_path: Any, network: IntegerNetwork, obs: np.ndarray, timesteps: int | None = None,
                      import_mode: str = "nir") -> Agreement:
     """Run the file with Sinabs and our emulation (:mod:`rivc.neurochip.if_sim`) on ``obs``; compare."""
-    from rivc.neurochip.snntorch_backend import IFPolicy
-
     sinabs_policy = load_sinabs(graph_or_path, network, timesteps, import_mode=import_mode)
     ours = IFPolicy(network, sinabs_policy.timesteps)
     q, counts = ours.run(obs)
