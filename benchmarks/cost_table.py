@@ -64,16 +64,17 @@ SynapticOperations and ActivationSparsity, tests/test_cost.py):
 
 {table(rows)}
 
-- *input MACs*: the observation's 8-bit codes times the first layer's weights; *accumulates*: one per
-  spike and non-zero outgoing weight; *zero activations*: hidden spike counts that are 0.
+- *input MACs*: the observation's 8-bit codes times the first layer's weights (the rate target presents
+  them at each of its T = 15 steps, so 15 times); *accumulates*: one per spike and non-zero outgoing
+  weight; *zero activations*: hidden spike counts that are 0.
 - *parameters*: weights, biases and requantization constants at the target's widths, against the same
   network as float32.
 - *energy*: an ESTIMATE of the arithmetic alone, from Horowitz (ISSCC 2014, 45 nm: int8 multiply 0.2 pJ,
   int32 add 0.1 pJ, fp32 multiply 3.7 pJ and add 0.9 pJ), against the float network's MACs on a CPU. It
   leaves out memory traffic, static power and the chip itself; only a board's `model.statistics` measures
   energy (no board here).
-- SNN return: the training run's final evaluation (one seed: the learning results over seeds are in
-  docs/RESULTS.md and docs/ZOO.md).
+- SNN return: the training run's final evaluation, 10 episodes (one seed: the learning results over seeds
+  are in docs/RESULTS.md and docs/ZOO.md).
 """
     (ROOT / "docs" / "COST.md").write_text(text)
     print(text)
