@@ -64,6 +64,7 @@ TASKS = (
     Task("CartPole-v1", "zoo", tag="alpha099", rivc_extra=(("alpha", 0.99),)),  # and stronger
     Task("CartPole-v1", "zoo", tag="lr1e-3", rivc_extra=(("learning_rate", 1e-3),)),  # QAT at under half the Zoo's rate
     Task("CartPole-v1", "zoo", tag="lr5e-4", rivc_extra=(("learning_rate", 5e-4),)),
+    Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="lr5e-4", rivc_extra=(("learning_rate", 5e-4),)),
 )
 
 
