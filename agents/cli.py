@@ -267,12 +267,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     cost = policy_cost(policy.network, np.asarray(states.observations))
     print(f"{env_id}, {len(states.observations)} visited states: {cost.describe()}")
     figures = cost.as_dict()
-    if hasattr(policy, "device"):  # an Akida policy: a board measures its power, the software engine cannot
+    from rivc.neurochip.akida_backend import AkidaPolicy, measure_on_board  # numpy only until a policy runs
+
+    if isinstance(policy, AkidaPolicy):  # a board measures its power, the software engine cannot
         if policy.device is None:
             print("no Akida board attached (akida.devices() is empty): the energy above is an estimate, not a measurement")
         else:
-            from rivc.neurochip.akida_backend import measure_on_board
-
             board = measure_on_board(policy, np.asarray(states.observations))
             print(board.describe())
             figures["board"] = dataclasses.asdict(board)
