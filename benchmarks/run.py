@@ -1,7 +1,13 @@
-"""Run every benchmark and print its table: `make bench` (or `python benchmarks/run.py`)."""
+"""Run every benchmark and print its table: `make bench` (or `python benchmarks/run.py`).
+
+One thread for each library, so that RIVC (numpy and torch) and the peer (torch) are timed alike:
+torch.set_num_threads(1), and OpenBLAS (numpy's matrix products) pinned before numpy loads.
+"""
 
 import os
 import sys
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

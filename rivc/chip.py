@@ -257,6 +257,11 @@ def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
     """
     if acc_clip is not None:
         acc = _minimum(acc, acc_clip)
+    if isinstance(acc, np.ndarray):  # in place on one fresh array (times 2**-shift: exact, as the division)
+        x = acc * scale
+        x += 2.0 ** (shift - 1)
+        x *= 2.0**-shift
+        return clip_codes(np.floor(x, out=x), levels)
     return clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 
 
@@ -268,15 +273,17 @@ def threshold_step_codes(acc, offset, step16, levels: int):
 
 def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:
     """Fixed point ``(scale, shift)``: scales below ``2**bits``, ``scale / 2**shift ~= acc_scale / activation_step``."""
+    # (np.maximum.reduce: the array methods' Python wrappers cost more than the work on a layer's few scales)
     ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
-    top = float(ratio.max()) if ratio.size else 0.0
+    top = float(np.maximum.reduce(ratio, initial=0.0))
     shift = bits - math.frexp(top)[1] if top > 0 else bits  # frexp: top = m 2**e, m in [0.5, 1): e = floor(log2) + 1
     shift = int(min(max(shift, 1), 40))
-    scale = np.rint(ratio * 2.0**shift).astype(np.int64)
-    if shift > 1 and scale.max(initial=0) >= 2**bits:  # rounded up to 2**bits
+    scale = np.rint(ratio * 2.0**shift)
+    if shift > 1 and np.maximum.reduce(scale, initial=0.0) >= 2**bits:  # rounded up to 2**bits
         shift -= 1
-        scale = np.rint(ratio * 2.0**shift).astype(np.int64)
-    return np.minimum(scale, 2**bits - 1), shift  # saturates only where the ratio exceeds 2**(bits - 1)
+        scale = np.rint(ratio * 2.0**shift)
+    # saturates only where the ratio exceeds 2**(bits - 1)
+    return np.minimum(scale, 2**bits - 1, out=scale).astype(np.int64), shift
 
 
 def accumulator_clip(scale: np.ndarray, shift: int, levels: int, value_bits: int = 8) -> np.ndarray:
@@ -315,6 +322,9 @@ def quantize_bias(bias: np.ndarray, bits: int | None, limit: int | None = None) 
     if bits is None:
         bias = np.asarray(bias, dtype=np.int64)
         return bias if limit is None else np.clip(bias, -limit, limit)
+    bias = np.asarray(bias, dtype=np.int64)
+    if np.maximum.reduce(np.abs(bias), initial=0) <= 2 ** (bits - 1) - 1:  # every bias is its own mantissa (shift 0)
+        return bias
     mantissa, shift = split_bias(bias, bits)
     return mantissa << shift
 

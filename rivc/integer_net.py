@@ -156,7 +156,7 @@ def check_observations(obs, obs_dim: int) -> np.ndarray:
             f"observation shape {tuple(np.shape(obs))} does not match the network: expected "
             f"({obs_dim},) or (batch, {obs_dim})"
         )
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(
             "observation contains NaN or inf; check the environment or wrap it to sanitise "
             "observations before they reach the policy"

@@ -10,6 +10,7 @@ layer (straight-through estimators, PACT clips).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from functools import cached_property
 
@@ -58,9 +59,14 @@ class QuantizedLinear:
         return tensor if self._device.type == "cpu" else tensor.to(self._device)
 
     @cached_property
+    def weight_values(self) -> np.ndarray:
+        """codes * scale (float32, ``[out, in]``): the surrogate's weights."""
+        return self._codes * self._weight_scale
+
+    @cached_property
     def weight(self) -> torch.Tensor:
-        """codes * scale (float32): the surrogate's weights."""
-        return self._tensor(self._codes * self._weight_scale, np.float32, self._shape)
+        """``weight_values`` as a tensor of the layer's shape."""
+        return self._tensor(self.weight_values, np.float32, self._shape)
 
     @cached_property
     def bias(self) -> torch.Tensor:
@@ -90,12 +96,19 @@ class QuantizedLinear:
     def _numpy_exact_dtype(self) -> type:
         return np.float32 if self.exact_dtype == torch.float32 else np.float64
 
+    @cached_property
+    def _dense_exact(self) -> tuple[np.ndarray, np.ndarray]:
+        """A dense layer's weight codes ``[in, out]`` and bias codes, numpy, in the exact dtype."""
+        dtype = self._numpy_exact_dtype
+        return np.ascontiguousarray(self._codes.T, dtype=dtype), self.integer.bias.astype(dtype)
+
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
-        """A dense layer's exact accumulators (float64) for input codes ``[B, in]`` (numpy float64)."""
-        if self.exact_dtype == torch.float32:  # torch's single-threaded matmul on the float32 codes: exact
-            x = torch.from_numpy(codes.astype(np.float32))
-            return torch.addmm(self.bias_codes, x, self.weight_codes.T).numpy().astype(np.float64)
-        return self.integer.accumulate(codes)
+        """A dense layer's exact accumulators (float64) for input codes ``[B, in]`` (numpy float64): one
+        matrix product in float32 where every partial sum is an integer below 2**24 (exact in any order)."""
+        weights_t, bias = self._dense_exact
+        acc = codes.astype(weights_t.dtype, copy=False) @ weights_t
+        acc += bias
+        return acc.astype(np.float64, copy=False)
 
     @cached_property
     def integer_torch(self) -> IntegerLayer:
@@ -111,35 +124,40 @@ class _DenseSurrogate(torch.autograd.Function):
     """Forward the exact Q-values; backward the float surrogate of an MLP, layer by layer: ``z = x @ W_q.T +
     b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
     go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
-    to the clip where ``z >= clip``). The same gradients as the general path's estimators
-    (``straight_through``, ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
+    to the clip where ``z >= clip``), with ``z`` the exact pre-activation ``acc * scale`` (``pact_masks``). In
+    numpy, as the forward. The same gradients as the general path's estimators (``straight_through``,
+    ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
-    def forward(ctx, q, inputs, layers, *parameters):  # parameters: weight, bias per layer, then the clips
-        n = len(layers)
-        clips = parameters[2 * n:]
-        masks = []  # per hidden layer: (0 < z < clip, z >= clip)
-        for i in range(n - 1):
-            z = torch.addmm(layers[i].bias, inputs[i], layers[i].weight.T)
-            clip = clips[i].detach().clamp_min(MIN_CLIP)
-            above = z >= clip
-            masks.append(((z > 0) & ~above, above))
+    def forward(ctx, q, inputs, layers, masks, clip_live, *parameters):  # parameters: weight, bias per layer, clips
+        clips = parameters[2 * len(layers):]
         ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
-        ctx.clip_live = [bool(c.detach() >= MIN_CLIP) for c in clips]  # clamp_min(MIN_CLIP): no gradient below
+        ctx.clip_live = clip_live  # per clip: False below MIN_CLIP, where clamp_min(MIN_CLIP) passes no gradient
         return q
 
     @staticmethod
     def backward(ctx, grad):
         n = len(ctx.layers)
         weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
+        grad = grad.detach().numpy()
         for i in range(n - 1, -1, -1):
-            weight_grads[2 * i], weight_grads[2 * i + 1] = grad.T @ ctx.inputs[i], grad.sum(0)
+            weight_grads[2 * i] = torch.from_numpy(grad.T @ ctx.inputs[i])
+            weight_grads[2 * i + 1] = torch.from_numpy(np.add.reduce(grad, axis=0))
             if i:
-                grad_x = grad @ ctx.layers[i].weight
+                grad_x = grad @ ctx.layers[i].weight_values
                 inside, above = ctx.masks[i - 1]
-                clip_grads[i - 1] = (grad_x * above).sum().reshape(ctx.clip_shapes[i - 1]) * ctx.clip_live[i - 1]
+                clip_grad = np.add.reduce(grad_x * above, axis=None) * np.float32(ctx.clip_live[i - 1])
+                clip_grads[i - 1] = torch.from_numpy(np.asarray(clip_grad, dtype=np.float32)).reshape(ctx.clip_shapes[i - 1])
                 grad = grad_x * inside
-        return None, None, None, *weight_grads, *clip_grads
+        return None, None, None, None, None, *weight_grads, *clip_grads
+
+
+def pact_masks(pre_activation: np.ndarray, clip: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where PACT's ``min(relu(z), clip)`` passes the gradient to ``z`` (``0 < z < clip``) and where to the
+    clip (``z >= clip``), as float32 arrays, for the exact pre-activation ``z = acc * scale``."""
+    above = pre_activation >= clip
+    inside = (pre_activation > 0) & ~above
+    return inside.astype(np.float32), above.astype(np.float32)
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -165,8 +183,13 @@ def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, 
 
 
 def activation_step(clip: float, levels: int) -> float:
-    """The value of one activation code, ``clip / L`` in float32 (as torch divides the float32 clip)."""
-    return float(np.float32(clip) / np.float32(levels))
+    """The value of one activation code, ``clip / L`` in float32 (as torch divides the float32 clip): the
+    float64 quotient of the two float32 values rounded once to float32, which is the float32 quotient
+    (53 >= 2 * 24 + 2 bits: no double rounding), by ``struct`` at a fraction of numpy scalars' cost."""
+    return _FLOAT32.unpack(_FLOAT32.pack(_FLOAT32.unpack(_FLOAT32.pack(clip))[0] / levels))[0]
+
+
+_FLOAT32 = struct.Struct("f")
 
 
 def same_pad(x: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
@@ -387,6 +410,7 @@ class QuantizedQNetwork(nn.Module):
         """(weight, bias) per layer, read without nn.Module's attribute look-ups (refreshed where the
         modules may get new Parameter objects: .to(), load_state_dict(assign=True))."""
         self._parameters_of = [(layer.weight, layer.bias) for layer in self.layers]
+        self._parameter_views: dict[int, tuple] = {}
         self._clip_parameters = list(self.clips)
         self._quantization_cache.clear()
 
@@ -471,8 +495,9 @@ class QuantizedQNetwork(nn.Module):
                 return straight_through(z, q) if surrogate else q
             codes = quantized.integer_torch.activation(acc, levels)
             step = activation_step(clip_value, levels)
-            if surrogate:  # PACT: min(relu(z), clip) backward, the chip's activation forward
-                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float())
+            if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
+                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float(),
+                                          acc * quantized.integer_torch.scale)
         raise AssertionError("unreachable")
 
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -487,23 +512,27 @@ class QuantizedQNetwork(nn.Module):
         codes = self._input_quantizer.codes(array)  # float64 holding integers
         step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()
-        inputs, layers = [], []  # with gradients: each layer's input values (float32) and its quantization
-        for i, clip in enumerate([*self._clip_parameters, None]):
-            clip_value = None if clip is None else max(float(clip.detach()), MIN_CLIP32)  # clamp_min(MIN_CLIP)
+        inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, PACT masks
+        clips = [float(clip.detach()) for clip in self._clip_parameters]
+        for i, clip in enumerate([*clips, None]):
+            clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, clip_value)
             if surrogate:
-                inputs.append(torch.from_numpy((codes * step).astype(np.float32)))
+                inputs.append((codes * step).astype(np.float32))
                 layers.append(quantized)
             acc = quantized.accumulate(codes)
             if i == last:
                 q = torch.from_numpy((acc * quantized.integer.scale).astype(np.float32))
                 break
+            if surrogate:
+                masks.append(pact_masks(acc * quantized.integer.scale, clip_value))
             codes = quantized.integer.activation(acc, levels)
             step = activation_step(clip_value, levels)
         if not surrogate:
             return q
         parameters = [p for pair in self._parameters_of for p in pair]
-        return _DenseSurrogate.apply(q, inputs, layers, *parameters, *self._clip_parameters)
+        clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip
+        return _DenseSurrogate.apply(q, inputs, layers, masks, clip_live, *parameters, *self._clip_parameters)
 
     def quantize_layer(self, i: int, input_step: float, clip: float | None = None) -> QuantizedLinear:
         """Layer ``i`` as the target computes it, for inputs worth ``input_step`` per code and (hidden
@@ -516,20 +545,21 @@ class QuantizedQNetwork(nn.Module):
         bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
         """
         weight, bias = self._parameters_of[i]
-        key = (weight.data_ptr(), weight._version, bias._version, input_step, clip)
+        key = (weight.data_ptr(), bias.data_ptr(), weight._version, bias._version, input_step, clip)
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
             return cached[1]
         conv = self.geometries[i] if i < len(self.geometries) else None
         bits = self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image)
         shape = tuple(weight.shape)  # [out, in] or [F, C, k, k]
-        codes, w_scale = weight_codes(weight.detach().cpu().numpy().reshape(shape[0], -1), bits)
-        if not np.isfinite(codes).all():  # cheap, and the agent validates only its first conversion
+        weight_array, bias_array = self._numpy_parameters(i, key[:2])
+        codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
+        if np.isnan(np.add.reduce(codes, axis=None)):  # non-finite weights give NaN codes; cheap: the agent validates only its first conversion
             raise ValueError(f"layer {i} has non-finite weights: training diverged (lower the learning rate or "
                              "max_grad_norm)")
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
-        b_codes = quantize_bias(bias_codes(bias.detach().cpu().numpy(), acc_scale).astype(np.int64),
+        b_codes = quantize_bias(bias_codes(bias_array, acc_scale).astype(np.int64),
                                 self.target.bias_bits, self.target.bias_limit)
         integer_weights = codes.reshape(shape).astype(np.int64)
         integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
@@ -550,6 +580,17 @@ class QuantizedQNetwork(nn.Module):
         quantized = QuantizedLinear(integer, codes, w_scale, max(2 ** (bits - 1) - 1, 1), input_max, shape, weight.device)
         self._quantization_cache[i] = (key, quantized)
         return quantized
+
+    def _numpy_parameters(self, i: int, pointers: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``i``'s weight and bias as numpy arrays: views of a CPU parameter's memory (kept while
+        its storage is the same, so they follow in-place updates), copies from another device."""
+        weight, bias = self._parameters_of[i]
+        if weight.device.type != "cpu":
+            return weight.detach().cpu().numpy(), bias.detach().cpu().numpy()
+        views = self._parameter_views.get(i)
+        if views is None or views[0] != pointers:
+            views = self._parameter_views[i] = (pointers, weight.detach().numpy(), bias.detach().numpy())
+        return views[1], views[2]
 
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+TINY32 = np.finfo(np.float32).tiny  # the smallest normal float32
+
 
 class _StraightThrough(torch.autograd.Function):
     @staticmethod
@@ -29,23 +31,26 @@ def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
 
 class _StraightThroughPact(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, clip, value):
-        ctx.save_for_backward(z, clip)
+    def forward(ctx, z, clip, value, pre_activation):
+        ctx.save_for_backward(pre_activation, clip)
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        z, clip = ctx.saved_tensors
-        above = z >= clip
-        return grad * ((z > 0) & ~above), (grad * above).sum().reshape(clip.shape), None
+        pre_activation, clip = ctx.saved_tensors
+        above = pre_activation >= clip
+        return grad * ((pre_activation > 0) & ~above), (grad * above).sum().reshape(clip.shape), None, None
 
 
-def straight_through_pact(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+def straight_through_pact(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor,
+                          pre_activation: torch.Tensor | None = None) -> torch.Tensor:
     """Forward ``value`` (the chip's activation, ``codes * clip / L``); backward PACT's gradients of
-    ``min(relu(z), clip)``: to ``z`` where ``0 < z < clip``, to ``clip`` where ``z >= clip``."""
+    ``min(relu(z), clip)``: to ``z`` where ``0 < z < clip``, to ``clip`` where ``z >= clip``, the
+    conditions read on ``pre_activation`` (the exact value ``z`` stands for; default ``z`` itself)."""
     if not torch.is_grad_enabled() or not (z.requires_grad or clip.requires_grad):
         return value
-    return _StraightThroughPact.apply(z, clip, value)
+    pre = z.detach() if pre_activation is None else pre_activation.detach()
+    return _StraightThroughPact.apply(z, clip, value, pre)
 
 
 def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,11 +65,14 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
         scale = np.abs(w).mean(axis=1, keepdims=True, dtype=np.float32)
         scale[scale == 0] = 1
         return np.where(w >= 0, np.float32(1), np.float32(-1)), scale
-    levels = np.float32(2 ** (bits - 1) - 1)
-    scale = np.abs(w).max(axis=1, keepdims=True, initial=np.float32(0)) / levels
-    scale[~(scale >= np.finfo(np.float32).tiny)] = 1  # zero or subnormal rows: codes 0
+    scale = np.maximum.reduce(np.abs(w), axis=1, keepdims=True, initial=np.float32(0))  # (no method wrapper)
+    scale /= np.float32(2 ** (bits - 1) - 1)
+    normal = scale >= TINY32
+    if not normal.all():
+        scale[~normal] = 1  # zero or subnormal rows: codes 0
     # a normal scale makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
-    return np.rint(w / scale), scale
+    codes = w / scale
+    return np.rint(codes, out=codes), scale
 
 
 def bias_codes(bias: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:

@@ -4,47 +4,64 @@
 
 ``m_beta`` is a soft maximum over actions: the normalised log-sum-exp (Conservative Value
 Iteration, the default) or the Boltzmann-weighted mean; ``"max"`` with ``alpha = 0`` is DQN.
+
+Targets carry no gradient, so they are computed in numpy (a few ``[B, A]`` arrays: numpy's per-call
+cost is a fraction of torch's); torch tensors in give a tensor out, on their device.
 """
 
 from __future__ import annotations
 
-import math
-
+import numpy as np
 import torch
 
 OPERATORS = ("logsumexp", "boltzmann", "max")
 
 
-def soft_max_operator(q: torch.Tensor, beta: float, operator: str = "logsumexp") -> torch.Tensor:
+def soft_max_operator(q: np.ndarray | torch.Tensor, beta: float, operator: str = "logsumexp") -> np.ndarray | torch.Tensor:
     """``m_beta q`` over the last axis, numerically stable for any ``beta * q`` (max subtracted)."""
+    if torch.is_tensor(q):
+        return _as_tensor_like(soft_max_operator(_array(q), beta, operator), q)
+    if operator not in OPERATORS:
+        raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
+    top = q.max(axis=-1, keepdims=True)
     if operator == "max":
-        return q.max(dim=-1).values
-    if operator == "logsumexp":
-        # (1/beta) log((1/|A|) sum exp(beta q)); torch.logsumexp subtracts the max internally
-        return (torch.logsumexp(beta * q, dim=-1) - math.log(q.shape[-1])) / beta
-    if operator == "boltzmann":
-        return (torch.softmax(beta * q, dim=-1) * q).sum(dim=-1)
-    raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
+        return top[..., 0]
+    weights = np.exp(beta * (q - top))  # the largest is 1: no overflow
+    if operator == "logsumexp":  # (1/beta) log((1/|A|) sum exp(beta q))
+        return top[..., 0] + np.log(weights.sum(axis=-1) / q.shape[-1]) / beta
+    return (weights * q).sum(axis=-1) / weights.sum(axis=-1)  # boltzmann
 
 
 def gap_increasing_target(
-    q_target_next: torch.Tensor,
-    q_target_current: torch.Tensor | None,
-    actions: torch.Tensor,
-    rewards: torch.Tensor,
-    dones: torch.Tensor,
+    q_target_next: np.ndarray | torch.Tensor,
+    q_target_current: np.ndarray | torch.Tensor | None,
+    actions: np.ndarray | torch.Tensor,
+    rewards: np.ndarray | torch.Tensor,
+    dones: np.ndarray | torch.Tensor,
     gamma: float,
     alpha: float,
     beta: float,
     operator: str = "logsumexp",
-) -> torch.Tensor:
+) -> np.ndarray | torch.Tensor:
     """Targets ``[B]`` from the target network's Q-values at ``s'`` and ``s`` (each ``[B, A]``).
 
-    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) tensors.
+    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) arrays or tensors.
     """
+    if torch.is_tensor(q_target_next):
+        arrays = [None if x is None else _array(x) for x in (q_target_next, q_target_current, actions, rewards, dones)]
+        return _as_tensor_like(gap_increasing_target(*arrays, gamma, alpha, beta, operator), q_target_next)
     rewards, dones = rewards.reshape(-1), dones.reshape(-1)
     target = rewards + gamma * (1.0 - dones) * soft_max_operator(q_target_next, beta, operator)
     if alpha != 0.0:
-        q_taken = q_target_current.gather(1, actions.reshape(-1, 1).long()).squeeze(1)
+        q_taken = np.take_along_axis(q_target_current, actions.reshape(-1, 1).astype(np.intp), axis=1)[:, 0]
         target = target + alpha * (q_taken - soft_max_operator(q_target_current, beta, operator))
     return target
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def _as_tensor_like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor if like.device.type == "cpu" else tensor.to(like.device)
