@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,9 @@ from rivc.metrics import ConversionError, conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
+
+
+MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
 
 
 def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
@@ -221,8 +225,14 @@ class RIVC(DQN):
                     "calibrate them: call learn() first or pass policy_kwargs=dict(obs_range=(low, high))"
                 )
             return  # acting before any data: the space's bounds and the initial clips serve
+        all_dims = self.calibration.input_range == "data"
+        calibrated = [name for name, done in (("input range", all_dims or self.q_network.needs_calibration),
+                                              ("activation clips", self.q_network.qat and self.calibration.clips)) if done]
+        if calibrated and len(obs) < MIN_CALIBRATION_SAMPLES:
+            warnings.warn(f"RIVC calibrates its {' and '.join(calibrated)} on {len(obs)} observation(s) "
+                          f"(learning_starts={self.learning_starts}): ranges from so few states saturate on later "
+                          f"ones; set learning_starts >= {MIN_CALIBRATION_SAMPLES}", stacklevel=2)
         for net in (self.q_net.net, self.q_net_target.net):
-            all_dims = self.calibration.input_range == "data"
             if net.needs_calibration or all_dims:
                 net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
             if net.qat and self.calibration.clips:

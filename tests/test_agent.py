@@ -222,6 +222,21 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
         RIVC("MlpPolicy", "CartPole-v1", convert_every=2)
 
 
+def test_calibrating_on_a_few_observations_warns():
+    # the RL Zoo starts some tasks at once (learning_starts 0): the ranges would come from one state (a bounded space)
+    import warnings
+
+    few = dict(FAST, learning_starts=0)
+    with pytest.warns(UserWarning, match=r"input range and activation clips on 1 observation\(s\).*learning_starts >= 100"):
+        RIVC("MlpPolicy", "MountainCar-v0", seed=0, calibration=dict(input_range="data"), **few).learn(8)
+    with pytest.warns(UserWarning, match=r"its activation clips on 1 observation"):
+        RIVC("MlpPolicy", "MountainCar-v0", seed=0, **few).learn(8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default warm-up calibrates on enough data, and uncalibrated runs say nothing
+        RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(FAST["learning_starts"] + 8)
+        RIVC("MlpPolicy", "MountainCar-v0", seed=0, calibration=dict(clips=False), **few).learn(8)
+
+
 def test_models_saved_with_flat_settings_still_load(tmp_path):
     import json
     import zipfile
