@@ -229,9 +229,11 @@ class RIVC(DQN):
         calibrated = [name for name, done in (("input range", all_dims or self.q_network.needs_calibration),
                                               ("activation clips", self.q_network.qat and self.calibration.clips)) if done]
         if calibrated and len(obs) < MIN_CALIBRATION_SAMPLES:
+            fix = (f"set learning_starts >= {MIN_CALIBRATION_SAMPLES}" if self.learning_starts < MIN_CALIBRATION_SAMPLES
+                   else "the run ended inside the warm-up: train for longer")
             warnings.warn(f"RIVC calibrates its {' and '.join(calibrated)} on {len(obs)} observation(s) "
                           f"(learning_starts={self.learning_starts}): ranges from so few states saturate on later "
-                          f"ones; set learning_starts >= {MIN_CALIBRATION_SAMPLES}", stacklevel=2)
+                          f"ones; {fix}")
         for net in (self.q_net.net, self.q_net_target.net):
             if net.needs_calibration or all_dims:
                 net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
@@ -305,7 +307,7 @@ class RIVC(DQN):
                     q_target_next=q_next, q_target_current=q_current, actions=data.actions.cpu().numpy(),
                     rewards=data.rewards.cpu().numpy(), dones=data.dones.cpu().numpy(), gamma=self.gamma, alpha=alpha,
                     beta=self.beta, operator=operator,
-                ), device=self.device)
+                ), dtype=torch.float32, device=self.device)
             q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
             loss = F.smooth_l1_loss(q_taken, target)
             self.policy.optimizer.zero_grad()

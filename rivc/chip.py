@@ -257,8 +257,8 @@ def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
     """
     if acc_clip is not None:
         acc = _minimum(acc, acc_clip)
-    if isinstance(acc, np.ndarray):  # in place on one fresh array (times 2**-shift: exact, as the division)
-        x = acc * scale
+    if isinstance(acc, np.ndarray):  # in place on one fresh float64 array (times 2**-shift: exact, as the division)
+        x = np.multiply(acc, scale, dtype=np.float64)
         x += 2.0 ** (shift - 1)
         x *= 2.0**-shift
         return clip_codes(np.floor(x, out=x), levels)

@@ -554,13 +554,16 @@ class QuantizedQNetwork(nn.Module):
         shape = tuple(weight.shape)  # [out, in] or [F, C, k, k]
         weight_array, bias_array = self._numpy_parameters(i, key[:2])
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
-        if np.isnan(np.add.reduce(codes, axis=None)):  # non-finite weights give NaN codes; cheap: the agent validates only its first conversion
-            raise ValueError(f"layer {i} has non-finite weights: training diverged (lower the learning rate or "
-                             "max_grad_norm)")
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
-        b_codes = quantize_bias(bias_codes(bias_array, acc_scale).astype(np.int64),
-                                self.target.bias_bits, self.target.bias_limit)
+        b_float = bias_codes(bias_array, acc_scale)
+        # non-finite weights give NaN codes (a NaN scale at 1 bit), non-finite biases non-finite codes; cheap checks:
+        # the agent validates only its first conversion
+        if not (np.isfinite(np.add.reduce(codes, axis=None) + np.add.reduce(w_scale, axis=None))
+                and np.maximum.reduce(np.abs(b_float), axis=None, initial=0.0) < 2.0**62):
+            raise ValueError(f"layer {i} has non-finite (or overflowing) weights or biases: training diverged (lower "
+                             "the learning rate or max_grad_norm)")
+        b_codes = quantize_bias(b_float.astype(np.int64), self.target.bias_bits, self.target.bias_limit)
         integer_weights = codes.reshape(shape).astype(np.int64)
         integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
         if conv is not None:

@@ -231,6 +231,8 @@ def test_calibrating_on_a_few_observations_warns():
         RIVC("MlpPolicy", "MountainCar-v0", seed=0, calibration=dict(input_range="data"), **few).learn(8)
     with pytest.warns(UserWarning, match=r"its activation clips on 1 observation"):
         RIVC("MlpPolicy", "MountainCar-v0", seed=0, **few).learn(8)
+    with pytest.warns(UserWarning, match=r"on 5\d observation\(s\) \(learning_starts=200\).*train for longer"):
+        RIVC("MlpPolicy", "MountainCar-v0", seed=0, **FAST).learn(50)  # stopped inside the warm-up
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the default warm-up calibrates on enough data, and uncalibrated runs say nothing
         RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(FAST["learning_starts"] + 8)

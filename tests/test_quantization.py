@@ -247,3 +247,18 @@ def test_fused_surrogate_gradients_equal_the_composed_estimators(target):
         net.zero_grad()
         (net(obs) * upstream).sum().backward()
         assert float(net.clips[0].grad) == 0.0
+
+
+@pytest.mark.parametrize("target, bits", [("akida", (4, 4, 8)), ("rate", (1, 1, 8)), ("akd1000", (2, 2, 8))])
+@pytest.mark.parametrize("where, value", [("weight", np.nan), ("weight", np.inf), ("weight", -np.inf),
+                                          ("bias", np.nan), ("bias", np.inf), ("bias", 1e30)])
+def test_diverged_parameters_are_refused_at_quantization(target, bits, where, value):
+    # a diverged update must not become a policy: NaN/inf weights (even at 1 bit, where the codes stay +-1
+    # and only the scale goes bad), and biases that are not finite or overflow the integer codes
+    net = random_network(config=QuantConfig(*bits), target=target)
+    with torch.no_grad():
+        getattr(net.layers[1], where).view(-1)[3] = value
+    with pytest.raises(ValueError, match="layer 1 has non-finite"):
+        net(torch.as_tensor(random_obs(4)))
+    with pytest.raises(ValueError, match="layer 1 has non-finite"):
+        net.export()
