@@ -502,8 +502,8 @@ class QuantizedQNetwork(nn.Module):
 
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
         """The forward pass of an MLP on the CPU, at a fraction of the general path's overhead: the exact
-        path in numpy (matrix products in torch, exact in float32 below 2**24, else numpy's float64), and
-        with gradients one autograd node (``_DenseSurrogate``) in place of a graph of straight-through
+        path in numpy (float32 matrix products, exact below 2**24, else float64), and with gradients one
+        autograd node (``_DenseSurrogate``, its backward in numpy too) in place of a graph of straight-through
         estimators. The same values, bit for bit, and the same gradients (tests/test_quantization.py)."""
         self._check_calibrated()
         array = obs.detach().numpy()
