@@ -297,17 +297,16 @@ class RIVC(DQN):
         losses, errors, convert_seconds, conversions = [], [], 0.0, 0
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            with torch.no_grad():  # the target in numpy (rivc.targets)
+            with torch.no_grad():  # (rivc.targets computes in numpy)
                 if alpha:  # one target-network pass over s' and s
-                    q_both = self.q_net_target(torch.cat([data.next_observations, data.observations])).cpu().numpy()
-                    q_next, q_current = np.split(q_both, 2)
+                    q_next, q_current = self.q_net_target(
+                        torch.cat([data.next_observations, data.observations])).split(len(data.actions))
                 else:
-                    q_next, q_current = self.q_net_target(data.next_observations).cpu().numpy(), None
-                target = torch.as_tensor(gap_increasing_target(
-                    q_target_next=q_next, q_target_current=q_current, actions=data.actions.cpu().numpy(),
-                    rewards=data.rewards.cpu().numpy(), dones=data.dones.cpu().numpy(), gamma=self.gamma, alpha=alpha,
-                    beta=self.beta, operator=operator,
-                ), dtype=torch.float32, device=self.device)
+                    q_next, q_current = self.q_net_target(data.next_observations), None
+                target = gap_increasing_target(
+                    q_target_next=q_next, q_target_current=q_current, actions=data.actions, rewards=data.rewards,
+                    dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
+                )
             q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
             loss = F.smooth_l1_loss(q_taken, target)
             self.policy.optimizer.zero_grad()

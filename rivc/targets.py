@@ -6,7 +6,7 @@
 Iteration, the default) or the Boltzmann-weighted mean; ``"max"`` with ``alpha = 0`` is DQN.
 
 Targets carry no gradient, so they are computed in numpy (a few ``[B, A]`` arrays: numpy's per-call
-cost is a fraction of torch's); torch tensors in give a tensor out, on their device.
+cost is a fraction of torch's); torch tensors in give a tensor out, of their dtype and on their device.
 """
 
 from __future__ import annotations
@@ -63,5 +63,5 @@ def _array(x: torch.Tensor) -> np.ndarray:
 
 
 def _as_tensor_like(array: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
-    return tensor if like.device.type == "cpu" else tensor.to(like.device)
+    """``array`` as a tensor of ``like``'s dtype (numpy scalars may have widened it) and device."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(like.device, like.dtype)

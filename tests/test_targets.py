@@ -61,3 +61,13 @@ def test_alpha_zero_and_large_beta_is_the_dqn_target():
 def test_unknown_operator():
     with pytest.raises(ValueError, match="unknown operator 'softer'"):
         soft_max_operator(torch.zeros(1, 2), 1.0, "softer")
+
+
+def test_targets_keep_the_tensors_dtype_whatever_the_scalars():
+    # computed in numpy: a numpy float64 gamma must not widen a float32 target (the loss stays float32)
+    import numpy as np
+
+    q = torch.randn(8, 3)
+    actions, rewards, dones = torch.randint(0, 3, (8, 1)), torch.randn(8, 1), torch.zeros(8, 1)
+    target = gap_increasing_target(q, q, actions, rewards, dones, np.float64(0.99), np.float64(0.9), np.float64(10.0))
+    assert target.dtype == torch.float32 and target.shape == (8,)
