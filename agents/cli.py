@@ -80,6 +80,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
     options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta),
                                       ("learning_rate", args.learning_rate)) if v is not None})
+    if args.clip_decay is not None:
+        try:
+            decay = None if args.clip_decay == "learned" else float(args.clip_decay)
+        except ValueError:
+            raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
+        options["calibration"] = {**options.get("calibration", {}), "clip_decay": decay}
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
@@ -334,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")
+    train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
+                       help="the activation clips follow a moving average (this decay per update) of each hidden "
+                            "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
     train.add_argument("--timesteps", type=int, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

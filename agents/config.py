@@ -48,17 +48,23 @@ class CalibrationConfig:
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima:
         PanTrack from pixels, seed 0, gave 1.2 after 5k steps with calibrated clips, 398.9 with the 2.0 start).
+    :param clip_decay: ``None``: the clips are learned (PACT). A value in [0, 1): after every update each
+        clip moves to ``decay * clip + (1 - decay) * (largest pre-activation of the training batch)``, a
+        moving-average range, and is not learned.
     """
 
     input_range: str = "space"
     margin: float = 0.5
     clips: bool | None = None
+    clip_decay: float | None = None
 
     def __post_init__(self) -> None:
         if self.input_range not in INPUT_RANGES:
             raise ValueError(f"CalibrationConfig.input_range must be 'space' or 'data', got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
+        if self.clip_decay is not None and not 0.0 <= self.clip_decay < 1.0:
+            raise ValueError(f"CalibrationConfig.clip_decay must be None or in [0, 1), got {self.clip_decay!r}")
         if self.clips not in (None, True, False):
             raise ValueError(f"CalibrationConfig.clips must be True, False or None, got {self.clips!r}")
 

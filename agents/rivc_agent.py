@@ -183,6 +183,10 @@ class RIVC(DQN):
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
         chip = get_target(self.target)
+        if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
+            for net in (self.q_net.net, self.q_net_target.net):
+                for clip in net.clips:
+                    clip.requires_grad_(False)
         if chip.device is not None:
             from rivc.neurochip.akida_backend import check_hardware_fit
 
@@ -313,6 +317,8 @@ class RIVC(DQN):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
+            if self.calibration.clip_decay is not None and self.q_network.qat:
+                self.q_network.track_activation_clips(self.calibration.clip_decay)
             losses.append(loss.item())
             self._n_updates += 1
             if self.variant_spec.snn_acts and self._n_updates % self.conversion.every == 0:

@@ -69,6 +69,15 @@ TASKS = (
     # alone), and with the inputs quantized over the warm-up data instead of the space's loose bounds
     Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="qat", rivc_extra=(("variant", "qat"),)),
     Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="data", rivc_extra=(("calibration", {"input_range": "data"}),)),
+    # the control: RIVC's own loop with a float network, DQN's target and the float network acting (fpnn): does
+    # it learn as SB3's DQN does when the chip is taken away?
+    Task("CartPole-v1", "zoo", tag="fpnn", rivc_extra=(("variant", "fpnn"),)),
+    Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="fpnn", rivc_extra=(("variant", "fpnn"),)),
+    # the clips follow a moving average of each layer's largest pre-activation instead of being learned (PACT)
+    Task("CartPole-v1", "zoo", tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
+    Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
+    # CartPole's lead on LunarLander at the same ratio: a quarter of the Zoo's rate (CartPole: 5e-4 of 2.3e-3)
+    Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="lr1.5e-4", rivc_extra=(("learning_rate", 1.5e-4),)),
 )
 
 
@@ -153,7 +162,7 @@ def run_one(spec: RunSpec) -> dict:
         def _on_step(self) -> bool:
             if self.num_timesteps % every == 0:
                 start = time.perf_counter()
-                if spec.agent == "dqn" or self.model.spiking_policy is not None:
+                if spec.agent == "dqn" or not self.model.variant_spec.snn_acts or self.model.spiking_policy is not None:
                     result = rollout(self.model, env, CURVE_EPISODES, seed=10_000 + self.num_timesteps)
                     curve.append([self.num_timesteps, result.mean_return])
                 eval_seconds[0] += time.perf_counter() - start
@@ -231,9 +240,12 @@ def report(runs: list[RunSpec]) -> Path:
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200) or, on the robot tasks, below 50 % success.",
              "Throughput: environment steps per second of `learn` (curve evaluations excluded), 1 torch thread each, two",
              "runs at a time beside other work: indicative only; `make bench` measures it quietly, same run.", "",
+             "Curve: the mean of every learning-curve evaluation (10 points of 5 episodes a seed, all seeds): how well",
+             "an agent learns over the run, less at the mercy of where the last update left it than the final return.",
+             "",
              "| task | settings | steps | seeds | RIVC SNN: mean / worst | DQN: mean / worst | RIVC / DQN | "
-             "failed seeds RIVC / DQN | RIVC success | DQN success | throughput RIVC / DQN (sweep) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "curve RIVC / DQN | failed seeds RIVC / DQN | RIVC success | DQN success | throughput RIVC / DQN (sweep) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     budgets = {task_name(t): task_settings(t)[2] for t in TASKS}
 
     def of(task: Task, agent: str) -> list[dict]:
@@ -258,6 +270,9 @@ def report(runs: list[RunSpec]) -> Path:
             values = [r["success_rate"] for r in rs if r["success_rate"] is not None]
             return f"{100 * np.mean(values):.0f} %" if values else "-"
 
+        def curve_mean(rs: list[dict]) -> float:
+            return float(np.mean([value for r in rs for _, value in r["curve"]]))
+
         mean_r, mean_d = np.mean([r["final_return"] for r in rivc]), np.mean([r["final_return"] for r in dqn])
         ratio = f"{mean_r / mean_d:.2f}" if mean_d > 0 else "-"
         dqn_seeds = {r["seed"]: r for r in dqn}
@@ -267,7 +282,8 @@ def report(runs: list[RunSpec]) -> Path:
         throughput = np.mean([r["steps_per_second"] for r in rivc]) / np.mean([r["steps_per_second"] for r in dqn])
         settings = task.settings + (f", probe: RIVC {dict(task.rivc_extra)}" if task.tag else "")
         lines.append(f"| {task.env_id} | {settings} | {rivc[0]['timesteps']} | {len(rivc)} / {len(dqn)} | "
-                     f"{cell(rivc)} | {cell(dqn)} | {ratio} | {fails} | {success(rivc)} | {success(dqn)} | "
+                     f"{cell(rivc)} | {cell(dqn)} | {ratio} | {curve_mean(rivc):.1f} / {curve_mean(dqn):.1f} | {fails} | "
+                     f"{success(rivc)} | {success(dqn)} | "
                      f"{throughput:.2f}x |")
         for agent, color in (("rivc", "tab:purple"), ("dqn", "tab:gray")):
             for i, r in enumerate(by_agent[agent]):

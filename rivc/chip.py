@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +90,12 @@ class ChipTarget:
     max_frame_width: int | None = None  # widest frame the input layer takes
     device: str | None = None  # akida virtual device the fit is checked on
     ip_version: str | None = None
+
+    @cached_property
+    def bias_fits_as_is(self) -> float:
+        """The largest |bias code| that :func:`quantize_bias` keeps as it is (a mantissa with shift 0, within the limit)."""
+        mantissa = math.inf if self.bias_bits is None else 2 ** (self.bias_bits - 1) - 1
+        return min(mantissa, math.inf if self.bias_limit is None else self.bias_limit)
 
     def input_layout(self, obs_dim: int) -> InputLayout:
         for layout in self.input_layouts:

@@ -309,6 +309,8 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         self._quantization_cache: dict[int, tuple] = {}
+        # each hidden layer's largest exact pre-activation on the last batch a gradient pass saw (clip tracking)
+        self.batch_preactivation_max: list[float] = [0.0] * len(self.clips)
         self._refresh_parameters()
         self.register_load_state_dict_post_hook(self._refresh_parameters)
         self._register_load_state_dict_pre_hook(_rename_legacy_keys)
@@ -412,6 +414,9 @@ class QuantizedQNetwork(nn.Module):
         self._parameters_of = [(layer.weight, layer.bias) for layer in self.layers]
         self._parameter_views: dict[int, tuple] = {}
         self._clip_parameters = list(self.clips)
+        # 0-d numpy views of CPU clips (they follow in-place updates): read at a tenth of float(tensor)'s cost
+        on_cpu = all(clip.device.type == "cpu" for clip in self._clip_parameters)
+        self._clip_views = [clip.detach().numpy() for clip in self._clip_parameters] if on_cpu else None
         self._quantization_cache.clear()
 
     def _load_from_state_dict(self, *args, **kwargs):
@@ -496,8 +501,9 @@ class QuantizedQNetwork(nn.Module):
             codes = quantized.integer_torch.activation(acc, levels)
             step = activation_step(clip_value, levels)
             if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
-                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float(),
-                                          acc * quantized.integer_torch.scale)
+                pre_activation = acc * quantized.integer_torch.scale
+                self.batch_preactivation_max[i] = float(pre_activation.max())
+                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float(), pre_activation)
         raise AssertionError("unreachable")
 
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -513,7 +519,7 @@ class QuantizedQNetwork(nn.Module):
         step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()
         inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, PACT masks
-        clips = [float(clip.detach()) for clip in self._clip_parameters]
+        clips = self._clip_floats()
         for i, clip in enumerate([*clips, None]):
             clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, clip_value)
@@ -525,7 +531,9 @@ class QuantizedQNetwork(nn.Module):
                 q = torch.from_numpy((acc * quantized.integer.scale).astype(np.float32))
                 break
             if surrogate:
-                masks.append(pact_masks(acc * quantized.integer.scale, clip_value))
+                pre_activation = acc * quantized.integer.scale
+                self.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
+                masks.append(pact_masks(pre_activation, clip_value))
             codes = quantized.integer.activation(acc, levels)
             step = activation_step(clip_value, levels)
         if not surrogate:
@@ -559,11 +567,13 @@ class QuantizedQNetwork(nn.Module):
         b_float = bias_codes(bias_array, acc_scale)
         # non-finite weights give NaN codes (a NaN scale at 1 bit), non-finite biases non-finite codes; cheap checks:
         # the agent validates only its first conversion
-        if not (np.isfinite(np.add.reduce(codes, axis=None) + np.add.reduce(w_scale, axis=None))
-                and np.maximum.reduce(np.abs(b_float), axis=None, initial=0.0) < 2.0**62):
+        largest_bias = np.maximum.reduce(np.abs(b_float), axis=None, initial=0.0)
+        if not (np.isfinite(np.add.reduce(codes, axis=None) + np.add.reduce(w_scale, axis=None)) and largest_bias < 2.0**62):
             raise ValueError(f"layer {i} has non-finite (or overflowing) weights or biases: training diverged (lower "
                              "the learning rate or max_grad_norm)")
-        b_codes = quantize_bias(b_float.astype(np.int64), self.target.bias_bits, self.target.bias_limit)
+        b_codes = b_float.astype(np.int64)
+        if largest_bias > self.target.bias_fits_as_is:  # (else every bias is its own code: skip the checks)
+            b_codes = quantize_bias(b_codes, self.target.bias_bits, self.target.bias_limit)
         integer_weights = codes.reshape(shape).astype(np.int64)
         integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
         if conv is not None:
@@ -595,6 +605,12 @@ class QuantizedQNetwork(nn.Module):
             views = self._parameter_views[i] = (pointers, weight.detach().numpy(), bias.detach().numpy())
         return views[1], views[2]
 
+    def _clip_floats(self) -> list[float]:
+        """The PACT clips' current values (float32 values as Python floats)."""
+        if self._clip_views is not None:
+            return [float(view) for view in self._clip_views]
+        return [float(clip.detach()) for clip in self._clip_parameters]
+
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()
 
@@ -616,10 +632,19 @@ class QuantizedQNetwork(nn.Module):
         for clip, value in zip(self.clips, self.float_activation_max(observations)):
             clip.fill_(value)
 
+    @torch.no_grad()
+    def track_activation_clips(self, decay: float) -> None:
+        """Move each PACT clip toward its layer's largest pre-activation on the last training batch:
+        ``clip <- decay * clip + (1 - decay) * max(z)``, a moving-average range as TensorFlow's and
+        PyTorch's quantization-aware training keep one. A learned clip can fall behind activations
+        that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md)."""
+        for clip, top in zip(self._clip_parameters, self.batch_preactivation_max):
+            clip.mul_(decay).add_((1.0 - decay) * max(top, MIN_CLIP32))
+
     def activation_clips(self, calibration_obs=None) -> list[float]:
         """Clip value per hidden layer: learned (QAT) or, for a float network, the calibration max."""
         if self.qat:
-            return [max(float(c.detach()), MIN_CLIP32) for c in self._clip_parameters]  # clamp_min(MIN_CLIP), float32
+            return [max(clip, MIN_CLIP32) for clip in self._clip_floats()]  # clamp_min(MIN_CLIP), float32
         if calibration_obs is None:
             raise ValueError(
                 "a float (qat=False) network needs calibration_obs for post-training quantization: "
@@ -627,7 +652,6 @@ class QuantizedQNetwork(nn.Module):
             )
         return self.float_activation_max(calibration_obs)
 
-    @torch.no_grad()
     def export(self, calibration_obs=None, check: bool = True) -> IntegerNetwork:
         """The integer network (numpy) of the target; post-training quantized if ``qat=False``.
         ``check=False`` skips :meth:`IntegerNetwork.validate` (the agent's conversions after the first:

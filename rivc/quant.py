@@ -67,9 +67,8 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
         return np.where(w >= 0, np.float32(1), np.float32(-1)), scale
     scale = np.maximum.reduce(np.abs(w), axis=1, keepdims=True, initial=np.float32(0))  # (no method wrapper)
     scale /= np.float32(2 ** (bits - 1) - 1)
-    normal = scale >= TINY32
-    if not normal.all():
-        scale[~normal] = 1  # zero or subnormal rows: codes 0
+    if np.minimum.reduce(scale, axis=None) < TINY32:  # (one call; the array's all() wraps two in Python)
+        scale[scale < TINY32] = 1  # zero or subnormal rows: codes 0
     # a normal scale makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
     codes = w / scale
     return np.rint(codes, out=codes), scale

@@ -222,6 +222,27 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
         RIVC("MlpPolicy", "CartPole-v1", convert_every=2)
 
 
+def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
+    tracked = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(clip_decay=0.9), **FAST)
+    assert not any(clip.requires_grad for clip in tracked.q_network.clips)
+    tracked.learn(FAST["learning_starts"] + 400)
+    clips = [float(clip) for clip in tracked.q_network.clips]
+    top = tracked.q_network.batch_preactivation_max
+    assert all(t > 0 for t in top) and clips != pytest.approx(top, rel=1e-3)  # a moving average, not the last batch
+    error = tracked.conversion_error()
+    assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0  # the SNN follows the tracked clips
+    tracked.q_network.track_activation_clips(0.9)
+    assert [float(c) for c in tracked.q_network.clips] == pytest.approx([0.9 * c + 0.1 * t for c, t in zip(clips, top)])
+    before = [float(c) for c in tracked.q_network.clips]
+    tracked.learn(40, reset_num_timesteps=False)  # ten updates: the agent moves the clips (not the optimizer)
+    assert all(abs(float(c) - b) > 1e-6 for c, b in zip(tracked.q_network.clips, before))
+    loaded = RIVC.load(tracked.save(tmp_path / "tracked.zip"))
+    assert loaded.calibration.clip_decay == 0.9 and not any(c.requires_grad for c in loaded.q_network.clips)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=r"clip_decay must be None or in \[0, 1\)"):
+            RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_decay=bad))
+
+
 def test_calibrating_on_a_few_observations_warns():
     # the RL Zoo starts some tasks at once (learning_starts 0): the ranges would come from one state (a bounded space)
     import warnings

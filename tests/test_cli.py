@@ -52,3 +52,7 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["hyperparams"] == {"alpha": 0.5, "learning_rate": 5e-4}
     assert "alpha=0.5" in capsys.readouterr().out
     assert RIVC.load(out / "model.zip").learning_rate == 5e-4
+    assert main([*args, "--clip-decay", "0.95"]) == 0
+    assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.95
+    assert main([*args, "--clip-decay", "learned"]) == 0
+    assert RIVC.load(out / "model.zip").calibration.clip_decay is None

@@ -262,3 +262,29 @@ def test_diverged_parameters_are_refused_at_quantization(target, bits, where, va
         net(torch.as_tensor(random_obs(4)))
     with pytest.raises(ValueError, match="layer 1 has non-finite"):
         net.export()
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_clip_tracking_follows_the_largest_pre_activation(fused):
+    # both forward paths record each hidden layer's largest exact pre-activation (acc * scale) on a training batch
+    net = random_network(seed=3)
+    net.fused_surrogate = fused
+    obs = torch.as_tensor(random_obs(64, seed=4))
+    with torch.no_grad():
+        net(obs)  # acting and measuring record nothing
+    assert net.batch_preactivation_max == [0.0, 0.0]
+    net(obs).sum().backward()
+    exported = net.export()
+    codes, top = exported.input_codes(obs.numpy()), []
+    for layer in exported.layers[:-1]:
+        acc = codes @ layer.weights.T.astype(np.float64) + layer.bias
+        top.append(float((acc * layer.scale).max()))
+        codes = layer.activation(acc, net.config.activation_levels)
+    assert net.batch_preactivation_max == pytest.approx(top, rel=1e-12)
+    before = [float(c.detach()) for c in net.clips]
+    net.track_activation_clips(0.75)
+    assert [float(c.detach()) for c in net.clips] == pytest.approx([0.75 * b + 0.25 * t for b, t in zip(before, top)], rel=1e-6)
+    net.track_activation_clips(0.0)
+    assert [float(c.detach()) for c in net.clips] == pytest.approx(top, rel=1e-6)
+    q = net(obs).detach()  # the new clips are the chip's: the export still equals the network bit for bit
+    np.testing.assert_array_equal(q.numpy(), net.export().q_values(obs.numpy()).astype(np.float32))

@@ -1,0 +1,86 @@
+"""Deterministic cost: CPU instructions per conversion (valgrind's callgrind), independent of machine load.
+
+    python benchmarks/instructions.py            # export + convert of a 2x64 MLP (CartPole-sized), per target,
+                                                 # and a training step of RIVC's defaults against SB3's DQN
+
+Wall-clock timings on a shared 2-core machine swing 2x from minute to minute; an instruction count does not
+(the same total on repeated runs). Each workload runs twice under callgrind, ``n`` times and not at all, and
+the difference over ``n`` is the cost of one call, interpreter start and imports cancelled out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CONVERSION = """
+import sys, numpy as np, torch
+from gymnasium import spaces
+from rivc import QuantConfig, QuantizedQNetwork
+from rivc.neurochip import make_backend
+torch.set_num_threads(1)
+torch.manual_seed(0)
+qnet = QuantizedQNetwork(spaces.Box(-1.0, 1.0, (4,), np.float32), 2, QuantConfig(4, 4, 8), hidden_sizes=(64, 64),
+                         target=sys.argv[1])
+backend = make_backend("snntorch")
+for _ in range(int(sys.argv[2])):
+    qnet.clear_quantization_cache()  # as after an update: nothing cached
+    backend.convert(qnet.export(check=False))
+"""
+
+TRAINING = """
+import sys, torch
+from stable_baselines3 import DQN
+from benchmarks.bench_train import SHARED
+from rivc.agents import RIVC
+torch.set_num_threads(1)
+agent, steps = sys.argv[1], int(sys.argv[2])
+(RIVC if agent == "rivc" else DQN)("MlpPolicy", "CartPole-v1", seed=0, **SHARED).learn(SHARED["learning_starts"] + steps)
+"""
+
+
+def instructions(script: str, *args: str) -> int:
+    """Total instructions (callgrind's Ir) of ``python -c script args``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        env = {"OPENBLAS_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", script,
+                        *args], check=True, capture_output=True, cwd=ROOT, env=env)
+        match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(errors="replace"), re.M)
+        if match is None:
+            raise RuntimeError(f"no instruction total in {out}")
+        return int(match.group(1))
+
+
+def per_call(script: str, n: int, *args: str) -> float:
+    return (instructions(script, *args, str(n)) - instructions(script, *args, "0")) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=3000, help="calls counted per workload (more: less of the start-up noise)")
+    parser.add_argument("--target", action="append", help="chip targets (default: akida, akd1000, rate)")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps counted past the warm-up")
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        raise SystemExit("benchmarks/instructions.py needs valgrind: apt-get install valgrind")
+    print("Instructions per export + convert, 2x64 MLP, 4-bit (callgrind; deterministic)")
+    for target in args.target or ("akida", "akd1000", "rate"):
+        print(f"{target:8s} {per_call(CONVERSION, args.n, target) / 1e3:8.0f} K")
+    if args.steps:
+        dqn, rivc = (per_call(TRAINING, args.steps, agent) for agent in ("dqn", "rivc"))
+        print(f"\nInstructions per environment step past the warm-up, CartPole-v1, RIVC's defaults (benchmarks/bench_train.py"
+              f" SHARED), {args.steps} steps\nSB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   "
+              f"throughput by count: {dqn / rivc:.2f}x DQN")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
