@@ -412,6 +412,11 @@ class QuantizedQNetwork(nn.Module):
         """(weight, bias) per layer, read without nn.Module's attribute look-ups (refreshed where the
         modules may get new Parameter objects: .to(), load_state_dict(assign=True))."""
         self._parameters_of = [(layer.weight, layer.bias) for layer in self.layers]
+        # per layer, what quantize_layer reads that never changes: conv geometry, weight bits, shape
+        self._layer_facts = [
+            (self.geometries[i] if i < len(self.geometries) else None,
+             self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image), tuple(layer.weight.shape))
+            for i, layer in enumerate(self.layers)]
         self._parameter_views: dict[int, tuple] = {}
         self._clip_parameters = list(self.clips)
         # 0-d numpy views of CPU clips (they follow in-place updates): read at a tenth of float(tensor)'s cost
@@ -557,18 +562,16 @@ class QuantizedQNetwork(nn.Module):
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
             return cached[1]
-        conv = self.geometries[i] if i < len(self.geometries) else None
-        bits = self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image)
-        shape = tuple(weight.shape)  # [out, in] or [F, C, k, k]
+        conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
         weight_array, bias_array = self._numpy_parameters(i, key[:2])
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
         b_float = bias_codes(bias_array, acc_scale)
-        # non-finite weights give NaN codes (a NaN scale at 1 bit), non-finite biases non-finite codes; cheap checks:
-        # the agent validates only its first conversion
+        # a non-finite weight makes its row's scale non-finite (a max or mean of |w|), a non-finite bias its code;
+        # cheap checks: the agent validates only its first conversion
         largest_bias = np.maximum.reduce(np.abs(b_float), axis=None, initial=0.0)
-        if not (np.isfinite(np.add.reduce(codes, axis=None) + np.add.reduce(w_scale, axis=None)) and largest_bias < 2.0**62):
+        if not (np.isfinite(np.add.reduce(w_scale, axis=None)) and largest_bias < 2.0**62):
             raise ValueError(f"layer {i} has non-finite (or overflowing) weights or biases: training diverged (lower "
                              "the learning rate or max_grad_norm)")
         b_codes = b_float.astype(np.int64)
