@@ -63,6 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from stable_baselines3.common.logger import configure
 
     from rivc import QuantConfig
+    from rivc.agents.config import to_dict
     from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
     from rivc.agents.rivc_agent import RIVC
     from rivc.integer_net import atomic_write_bytes
@@ -85,7 +86,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             decay = None if args.clip_decay == "learned" else float(args.clip_decay)
         except ValueError:
             raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
-        options["calibration"] = {**options.get("calibration", {}), "clip_decay": decay}
+        calibration = options.get("calibration") or {}
+        options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
+                                  "clip_decay": decay}
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"

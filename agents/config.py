@@ -85,7 +85,10 @@ def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Confi
 
 
 def to_dict(config: ConversionConfig | CalibrationConfig) -> dict[str, Any]:
-    return asdict(config)
+    """The config as saved: options left unset (``None`` where ``None`` is the default) are not written, so
+    versions that predate an option still read files that do not use it."""
+    unset = {f.name for f in fields(config) if f.default is None and getattr(config, f.name) is None}
+    return {key: value for key, value in asdict(config).items() if key not in unset}
 
 
 # the flat keyword arguments of earlier versions -> (config, field): how older saved models are read

@@ -144,6 +144,9 @@ class RIVC(DQN):
         calibration = as_config(calibration, CalibrationConfig)
         if calibration.clips is None:  # conv nets start with tiny activations that grow as they learn
             calibration = replace(calibration, clips=not issubclass(policy_class, RIVCCnnPolicy))
+        if calibration.clip_decay is not None and not VARIANTS[variant].qat:
+            raise ValueError(f"CalibrationConfig.clip_decay moves the activation clips of quantization-aware training; "
+                             f"variant {variant!r} trains a float network: leave clip_decay None")
         self.calibration = calibration
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
@@ -184,6 +187,7 @@ class RIVC(DQN):
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
         chip = get_target(self.target)
         if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
+            self.q_net.net.track_preactivations = True
             for net in (self.q_net.net, self.q_net_target.net):
                 for clip in net.clips:
                     clip.requires_grad_(False)
@@ -317,7 +321,7 @@ class RIVC(DQN):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
-            if self.calibration.clip_decay is not None and self.q_network.qat:
+            if self.calibration.clip_decay is not None:
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
             losses.append(loss.item())
             self._n_updates += 1

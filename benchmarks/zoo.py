@@ -254,7 +254,7 @@ def report(runs: list[RunSpec]) -> Path:
                        and r["timesteps"] == budgets[task_name(task)] and r.get("tag", "") == tag),
                       key=lambda r: r["seed"])
 
-    tasks = [t for t in TASKS if of(t, "rivc") or of(t, "dqn")]
+    tasks = [t for t in TASKS if of(t, "rivc") or (not t.tag and of(t, "dqn"))]  # a probe: its RIVC runs
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5 * max(len(tasks), 1), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         by_agent = {a: of(task, a) for a in AGENTS}

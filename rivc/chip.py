@@ -92,8 +92,9 @@ class ChipTarget:
     ip_version: str | None = None
 
     @cached_property
-    def bias_fits_as_is(self) -> float:
-        """The largest |bias code| that :func:`quantize_bias` keeps as it is (a mantissa with shift 0, within the limit)."""
+    def max_bias_kept_as_is(self) -> int | float:
+        """The largest |bias code| that :func:`quantize_bias` keeps as it is (a mantissa with shift 0, within the
+        limit; ``inf``: any). The exporter skips :func:`quantize_bias` below it (tests/test_quantization.py)."""
         mantissa = math.inf if self.bias_bits is None else 2 ** (self.bias_bits - 1) - 1
         return min(mantissa, math.inf if self.bias_limit is None else self.bias_limit)
 

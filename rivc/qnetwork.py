@@ -235,7 +235,8 @@ class QuantizedQNetwork(nn.Module):
 
     ``qat=True`` (default): the forward pass computes the chip target's integer arithmetic (the
     exported network's Q-values, bit for bit) with straight-through gradients through fake-quantized
-    weights, biases and PACT-clipped ReLUs (clip values learned per layer). ``qat=False``: a float
+    weights, biases and PACT-clipped ReLUs (clip values learned per layer, or moved by
+    :meth:`track_activation_clips`). ``qat=False``: a float
     network (the baselines' FPNN), exported by post-training quantization for the same target.
     ``target``: the chip (:data:`rivc.chip.TARGETS`); a network it cannot run is refused here.
 
@@ -309,7 +310,9 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         self._quantization_cache: dict[int, tuple] = {}
-        # each hidden layer's largest exact pre-activation on the last batch a gradient pass saw (clip tracking)
+        # with track_preactivations (clip tracking): each hidden layer's largest exact pre-activation on the last
+        # batch a gradient pass saw
+        self.track_preactivations = False
         self.batch_preactivation_max: list[float] = [0.0] * len(self.clips)
         self._refresh_parameters()
         self.register_load_state_dict_post_hook(self._refresh_parameters)
@@ -419,10 +422,12 @@ class QuantizedQNetwork(nn.Module):
             for i, layer in enumerate(self.layers)]
         self._parameter_views: dict[int, tuple] = {}
         self._clip_parameters = list(self.clips)
-        # 0-d numpy views of CPU clips (they follow in-place updates): read at a tenth of float(tensor)'s cost
-        on_cpu = all(clip.device.type == "cpu" for clip in self._clip_parameters)
-        self._clip_views = [clip.detach().numpy() for clip in self._clip_parameters] if on_cpu else None
+        self._clip_views: tuple[list[int], list[np.ndarray]] | None = None  # made by _clip_floats
         self._quantization_cache.clear()
+
+    def __setstate__(self, state) -> None:  # copy.deepcopy, pickle: the caches name the old parameters
+        super().__setstate__(state)
+        self._refresh_parameters()
 
     def _load_from_state_dict(self, *args, **kwargs):
         super()._load_from_state_dict(*args, **kwargs)
@@ -492,9 +497,10 @@ class QuantizedQNetwork(nn.Module):
         step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()  # without gradients only the exact integer path is needed
         x = (codes * step).to(torch.float32) if surrogate else None  # a power of two: exact
+        clip_values = self._clip_floats()
         for i, (weight, bias) in enumerate(self._parameters_of):
             clip = None if i == last else self._clip_parameters[i]
-            clip_value = None if clip is None else max(float(clip.detach()), MIN_CLIP32)  # clamp_min(MIN_CLIP)
+            clip_value = None if clip is None else max(clip_values[i], MIN_CLIP32)  # clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, clip_value)
             exact = quantized.exact_dtype
             acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes, exact=True).double()
@@ -507,7 +513,8 @@ class QuantizedQNetwork(nn.Module):
             step = activation_step(clip_value, levels)
             if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
                 pre_activation = acc * quantized.integer_torch.scale
-                self.batch_preactivation_max[i] = float(pre_activation.max())
+                if self.track_preactivations:
+                    self.batch_preactivation_max[i] = float(pre_activation.max())
                 x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float(), pre_activation)
         raise AssertionError("unreachable")
 
@@ -537,7 +544,8 @@ class QuantizedQNetwork(nn.Module):
                 break
             if surrogate:
                 pre_activation = acc * quantized.integer.scale
-                self.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
+                if self.track_preactivations:
+                    self.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
                 masks.append(pact_masks(pre_activation, clip_value))
             codes = quantized.integer.activation(acc, levels)
             step = activation_step(clip_value, levels)
@@ -575,7 +583,7 @@ class QuantizedQNetwork(nn.Module):
             raise ValueError(f"layer {i} has non-finite (or overflowing) weights or biases: training diverged (lower "
                              "the learning rate or max_grad_norm)")
         b_codes = b_float.astype(np.int64)
-        if largest_bias > self.target.bias_fits_as_is:  # (else every bias is its own code: skip the checks)
+        if largest_bias > self.target.max_bias_kept_as_is:  # (else every bias is its own code: skip the checks)
             b_codes = quantize_bias(b_codes, self.target.bias_bits, self.target.bias_limit)
         integer_weights = codes.reshape(shape).astype(np.int64)
         integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
@@ -609,10 +617,16 @@ class QuantizedQNetwork(nn.Module):
         return views[1], views[2]
 
     def _clip_floats(self) -> list[float]:
-        """The PACT clips' current values (float32 values as Python floats)."""
-        if self._clip_views is not None:
-            return [float(view) for view in self._clip_views]
-        return [float(clip.detach()) for clip in self._clip_parameters]
+        """The PACT clips' current values (float32 values as Python floats), read through 0-d numpy views of
+        CPU clips (a third of ``float(tensor)``'s cost), kept while each clip's storage is the same (they
+        follow in-place updates; a copied, unpickled or reassigned clip gets new views)."""
+        clips = self._clip_parameters
+        if not all(clip.device.type == "cpu" for clip in clips):
+            return [float(clip.detach()) for clip in clips]
+        pointers = [clip.data_ptr() for clip in clips]
+        if self._clip_views is None or self._clip_views[0] != pointers:
+            self._clip_views = (pointers, [clip.detach().numpy() for clip in clips])
+        return [float(view) for view in self._clip_views[1]]
 
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()
@@ -640,12 +654,13 @@ class QuantizedQNetwork(nn.Module):
         """Move each PACT clip toward its layer's largest pre-activation on the last training batch:
         ``clip <- decay * clip + (1 - decay) * max(z)``, a moving-average range as TensorFlow's and
         PyTorch's quantization-aware training keep one. A learned clip can fall behind activations
-        that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md)."""
+        that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md).
+        Needs ``track_preactivations`` set before the gradient pass."""
         for clip, top in zip(self._clip_parameters, self.batch_preactivation_max):
             clip.mul_(decay).add_((1.0 - decay) * max(top, MIN_CLIP32))
 
     def activation_clips(self, calibration_obs=None) -> list[float]:
-        """Clip value per hidden layer: learned (QAT) or, for a float network, the calibration max."""
+        """Clip value per hidden layer: learned or tracked (QAT) or, for a float network, the calibration max."""
         if self.qat:
             return [max(clip, MIN_CLIP32) for clip in self._clip_floats()]  # clamp_min(MIN_CLIP), float32
         if calibration_obs is None:

@@ -67,8 +67,10 @@ def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]
         return np.where(w >= 0, np.float32(1), np.float32(-1)), scale
     scale = np.maximum.reduce(np.abs(w), axis=1, keepdims=True, initial=np.float32(0))  # (no method wrapper)
     scale /= np.float32(2 ** (bits - 1) - 1)
-    if np.minimum.reduce(scale, axis=None) < TINY32:  # (one call; the array's all() wraps two in Python)
-        scale[scale < TINY32] = 1  # zero or subnormal rows: codes 0
+    # zero or subnormal rows: codes 0. A row with a NaN weight keeps a NaN scale (the NaN makes the minimum NaN,
+    # and NaN < TINY32 is False): QuantizedQNetwork.quantize_layer refuses non-finite weights by their row scales
+    if np.minimum.reduce(scale, axis=None, initial=np.inf) < TINY32:  # (one call; the array's all() wraps two)
+        scale[scale < TINY32] = 1
     # a normal scale makes |w / scale| <= levels (1 + 2**-22) < levels + 1/2: the codes need no clipping
     codes = w / scale
     return np.rint(codes, out=codes), scale

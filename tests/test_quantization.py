@@ -267,9 +267,12 @@ def test_diverged_parameters_are_refused_at_quantization(target, bits, where, va
 @pytest.mark.parametrize("fused", [True, False])
 def test_clip_tracking_follows_the_largest_pre_activation(fused):
     # both forward paths record each hidden layer's largest exact pre-activation (acc * scale) on a training batch
-    net = random_network(seed=3)
+    net = random_network(seed=3, clip=0.3)  # activations past the clips: the recorded maxima are not capped there
     net.fused_surrogate = fused
     obs = torch.as_tensor(random_obs(64, seed=4))
+    net(obs).sum().backward()
+    assert net.batch_preactivation_max == [0.0, 0.0]  # recorded only when asked (the agent asks with clip_decay)
+    net.track_preactivations = True
     with torch.no_grad():
         net(obs)  # acting and measuring record nothing
     assert net.batch_preactivation_max == [0.0, 0.0]
@@ -281,6 +284,7 @@ def test_clip_tracking_follows_the_largest_pre_activation(fused):
         top.append(float((acc * layer.scale).max()))
         codes = layer.activation(acc, net.config.activation_levels)
     assert net.batch_preactivation_max == pytest.approx(top, rel=1e-12)
+    assert all(t > 0.3 for t in top)
     before = [float(c.detach()) for c in net.clips]
     net.track_activation_clips(0.75)
     assert [float(c.detach()) for c in net.clips] == pytest.approx([0.75 * b + 0.25 * t for b, t in zip(before, top)], rel=1e-6)
@@ -288,3 +292,67 @@ def test_clip_tracking_follows_the_largest_pre_activation(fused):
     assert [float(c.detach()) for c in net.clips] == pytest.approx(top, rel=1e-6)
     q = net(obs).detach()  # the new clips are the chip's: the export still equals the network bit for bit
     np.testing.assert_array_equal(q.numpy(), net.export().q_values(obs.numpy()).astype(np.float32))
+
+
+def test_clip_reads_follow_copies_reloads_and_reassigned_clips():
+    # the fused forward and export read the clips through cached numpy views: a deep copy, an unpickled module,
+    # a state dict assigned in place and a reassigned .data must not leave them on the old storage
+    import copy
+    import pickle
+
+    obs = torch.as_tensor(random_obs(32, seed=5))
+
+    def agree(net: QuantizedQNetwork, clip: float) -> None:
+        assert [float(c.detach()) for c in net.clips] == pytest.approx([clip] * len(net.clips))
+        with torch.no_grad():
+            fused = net(obs)
+            net.fused_surrogate = False
+            general = net(obs)
+            net.fused_surrogate = True
+        np.testing.assert_array_equal(fused.numpy(), general.numpy())
+        np.testing.assert_array_equal(fused.numpy(), net.export().q_values(obs.numpy()).astype(np.float32))
+        assert net.export().layers[0].multiplier is not None
+
+    net = random_network(seed=6)
+    net(obs)  # views made
+    copied = copy.deepcopy(net)
+    with torch.no_grad():
+        for clip in copied.clips:
+            clip.fill_(0.5)
+    agree(copied, 0.5)
+    agree(net, 2.0)
+    unpickled = pickle.loads(pickle.dumps(net))
+    with torch.no_grad():
+        for clip in unpickled.clips:
+            clip.fill_(0.7)
+    agree(unpickled, 0.7)
+    state = {k: v.clone() for k, v in copied.state_dict().items()}
+    net.load_state_dict(state, assign=True)
+    agree(net, 0.5)
+    for clip in net.clips:
+        clip.data = torch.tensor(0.9)
+    net.clear_quantization_cache()  # as after any .data edit
+    agree(net, 0.9)
+
+
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_biases_kept_as_they_are_match_quantize_bias(target):
+    # the exporter skips quantize_bias below max_bias_kept_as_is: the two must describe one bias format
+    from rivc.chip import get_target, quantize_bias
+
+    chip = get_target(target)
+    limit = chip.max_bias_kept_as_is
+    edge = np.array([0, 1, -1, 100, -100] + ([limit, -limit] if np.isfinite(limit) else [2**40, -2**40]), dtype=np.int64)
+    np.testing.assert_array_equal(quantize_bias(edge, chip.bias_bits, chip.bias_limit), edge)
+    if np.isfinite(limit):
+        beyond = np.array([limit + 2, -limit - 2], dtype=np.int64)  # odd past a mantissa, or past the limit
+        assert np.all(quantize_bias(beyond, chip.bias_bits, chip.bias_limit) != beyond)  # the threshold is tight
+    net = random_network(seed=2, target=target)
+    with torch.no_grad():
+        net.layers[0].bias[:3] = torch.tensor([1e4, -1e4, 3.0])  # codes past the mantissa range and the limit
+    exported = net.export()
+    obs = random_obs(32, seed=3)
+    with torch.no_grad():
+        np.testing.assert_array_equal(net(torch.as_tensor(obs)).numpy(), exported.q_values(obs).astype(np.float32))
+    bias = exported.layers[0].bias
+    np.testing.assert_array_equal(quantize_bias(bias, chip.bias_bits, chip.bias_limit), bias)  # the chip holds them
