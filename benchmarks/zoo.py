@@ -76,8 +76,6 @@ TASKS = (
     # the clips follow a moving average of each layer's largest pre-activation instead of being learned (PACT)
     Task("CartPole-v1", "zoo", tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
     Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
-    # CartPole's lead on LunarLander at the same ratio: a quarter of the Zoo's rate (CartPole: 5e-4 of 2.3e-3)
-    Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="lr1.5e-4", rivc_extra=(("learning_rate", 1.5e-4),)),
 )
 
 
