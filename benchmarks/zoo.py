@@ -76,6 +76,8 @@ TASKS = (
     # the clips follow a moving average of each layer's largest pre-activation instead of being learned (PACT)
     Task("CartPole-v1", "zoo", tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
     Task("LunarLander-v3", "zoo", seeds=(0, 1, 2), tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
+    Task("rivc/ArmReach-v0", "tuned", 60_000, tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
+    Task("rivc/MobileReach-v0", "tuned", 60_000, tag="ema", rivc_extra=(("calibration", {"clip_decay": 0.99}),)),
 )
 
 
