@@ -274,7 +274,7 @@ def report(runs: list[RunSpec]) -> Path:
             return float(np.mean([value for r in rs for _, value in r["curve"]]))
 
         mean_r, mean_d = np.mean([r["final_return"] for r in rivc]), np.mean([r["final_return"] for r in dqn])
-        ratio = f"{mean_r / mean_d:.2f}" if mean_d > 0 else "-"
+        ratio = f"{mean_r / mean_d:.2f}" if mean_d > 0 and mean_r > 0 else "-"  # no ratio of a negative return
         dqn_seeds = {r["seed"]: r for r in dqn}
         rivc_only = [r["seed"] for r in rivc if failed(r) and r["seed"] in dqn_seeds and not failed(dqn_seeds[r["seed"]])]
         fails = f"{sum(map(failed, rivc))} / {sum(map(failed, dqn))}" + (
