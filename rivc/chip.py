@@ -93,10 +93,8 @@ class ChipTarget:
 
     @cached_property
     def max_bias_kept_as_is(self) -> int | float:
-        """The largest |bias code| that :func:`quantize_bias` keeps as it is (a mantissa with shift 0, within the
-        limit; ``inf``: any). The exporter skips :func:`quantize_bias` below it (tests/test_quantization.py)."""
-        mantissa = math.inf if self.bias_bits is None else 2 ** (self.bias_bits - 1) - 1
-        return min(mantissa, math.inf if self.bias_limit is None else self.bias_limit)
+        """:func:`largest_bias_kept` of this chip's bias format: the exporter skips :func:`quantize_bias` below it."""
+        return largest_bias_kept(self.bias_bits, self.bias_limit)
 
     def input_layout(self, obs_dim: int) -> InputLayout:
         for layout in self.input_layouts:
@@ -324,15 +322,24 @@ def split_bias(bias: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(np.maximum(mantissa, -top), top), shift  # (np.clip costs 5x more on small arrays)
 
 
+def largest_bias_kept(bits: int | None, limit: int | None = None) -> int | float:
+    """The largest |bias code| that :func:`quantize_bias` returns as it is: a mantissa with shift 0, or the
+    limit (``inf``: any integer)."""
+    if bits is not None:
+        return 2 ** (bits - 1) - 1
+    return math.inf if limit is None else limit
+
+
 def quantize_bias(bias: np.ndarray, bits: int | None, limit: int | None = None) -> np.ndarray:
     """Bias codes the chip holds: ``mantissa << shift`` with a signed ``bits``-bit mantissa; ``None``: any
     integer, within ``+-limit`` when given."""
-    if bits is None:
-        bias = np.asarray(bias, dtype=np.int64)
-        return bias if limit is None else np.clip(bias, -limit, limit)
     bias = np.asarray(bias, dtype=np.int64)
-    if np.maximum.reduce(np.abs(bias), initial=0) <= 2 ** (bits - 1) - 1:  # every bias is its own mantissa (shift 0)
+    if bits is None and limit is None:
         return bias
+    if np.maximum.reduce(np.abs(bias), initial=0) <= largest_bias_kept(bits, limit):  # every bias is its own code
+        return bias
+    if bits is None:
+        return np.clip(bias, -limit, limit)
     mantissa, shift = split_bias(bias, bits)
     return mantissa << shift
 
