@@ -7,6 +7,7 @@ TORCH_PIN := torch==2.13.0
 RIVC := $(VENV)/bin/rivc
 TIMESTEPS ?= 40000
 TARGET ?= akida
+BITS ?= 4
 SEED ?= 0
 
 .PHONY: run test test-all bench bench-zoo ablation ablation-quick tune failure-modes clean
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## the mission: train RIVC for Akida 2.0 (emulated), export to the chip, deploy on Akida's engine
-	$(RIVC) train --env CartPole-v1 --target $(TARGET) --bits 4 --timesteps $(TIMESTEPS) --seed $(SEED) --eval-freq 2500 \
+	$(RIVC) train --env CartPole-v1 --target $(TARGET) --bits $(BITS) --timesteps $(TIMESTEPS) --seed $(SEED) --eval-freq 2500 \
 		--out runs/quickstart
 	$(RIVC) export runs/quickstart --backend akida --out runs/quickstart/policy
 	$(RIVC) deploy runs/quickstart/policy

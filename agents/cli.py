@@ -59,10 +59,22 @@ def _evaluation(result: RolloutResult, seed: int) -> dict:
             "success_rate": result.success_rate}
 
 
+def _quant_config(args: argparse.Namespace):
+    """The bit widths: ``--layer-bits`` (per layer), or ``--bits`` / ``--activation-bits`` (the same everywhere)."""
+    from rivc import QuantConfig
+
+    input_bits = getattr(args, "input_bits", 8)
+    if args.layer_bits:
+        if args.bits is not None or args.activation_bits is not None:
+            raise UserError("--layer-bits gives every layer's widths: leave out --bits and --activation-bits")
+        return QuantConfig.parse_layers(args.layer_bits, input_bits=input_bits)
+    bits = 4 if args.bits is None else args.bits
+    return QuantConfig(weight_bits=bits, activation_bits=args.activation_bits or bits, input_bits=input_bits)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from stable_baselines3.common.logger import configure
 
-    from rivc import QuantConfig
     from rivc.agents.config import to_dict
     from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
     from rivc.agents.rivc_agent import RIVC
@@ -72,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     env = _make_env(args.env)
-    quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits, input_bits=args.input_bits)
+    quant = _quant_config(args)
     timesteps = args.timesteps or DEFAULT_TIMESTEPS
     if args.hyperparams == "zoo":
         zoo = zoo_hyperparams(args.env)
@@ -99,8 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose else [])
     model.set_logger(configure(str(out / "logs"), formats))
     print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} ({model.q_network.target.chip}): "
-          f"{timesteps} steps, {args.backend} backend, {quant.weight_bits}-bit weights / "
-          f"{quant.activation_bits}-bit activations, seed {args.seed}"
+          f"{timesteps} steps, {args.backend} backend, {quant.describe()}, seed {args.seed}"
           + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
     callback = None
     if args.eval_freq:
@@ -292,12 +303,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_convert_model(args: argparse.Namespace) -> int:
     """Convert a float Q-network (SB3 DQN zip) for a target; optionally fine-tune it with RIVC."""
-    from rivc import QuantConfig
     from rivc.agents.convert_model import agreement_with_float, convert_float_model, float_visited_states, finetune
 
     if args.out and not args.finetune:
         raise UserError("--out saves the fine-tuned model: add --finetune N")
-    quant = QuantConfig(weight_bits=args.bits, activation_bits=args.activation_bits or args.bits)
+    quant = _quant_config(args)
     env = _make_env(args.env)
     before = convert_float_model(args.model, env, target=args.target, quant=quant, episodes=args.episodes)
     print(f"{args.env}: post-training quantized, {before.describe()}")
@@ -329,11 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "rate (rate-coded IF)")
     train.add_argument("--backend", default="snntorch", choices=available_backends(),
                        help="where the SNN acts while training: snntorch (emulation) or akida (Akida's engine)")
-    train.add_argument("--bits", type=int, default=4,
-                       help="weight (and activation) bits: akida 1, 2, 4; akd1000 2, 4; rate 1..8")
+    train.add_argument("--bits", type=int, default=None,
+                       help="weight (and activation) bits, default 4: akida 1, 2, 4, 8; akd1000 2, 4; rate 1..8")
     train.add_argument("--policy", default="auto", choices=["auto", "MlpPolicy", "CnnPolicy"],
                        help="auto: CnnPolicy for camera frames, MlpPolicy for vectors")
     train.add_argument("--activation-bits", type=int, default=None, help="activation bits if not --bits")
+    train.add_argument("--layer-bits", default=None, metavar="W/A,...,W/32",
+                       help="each layer's weight/activation bits, the Q-value head last (e.g. 8/8,8/4,4/32); in place "
+                            "of --bits and --activation-bits")
     train.add_argument("--input-bits", type=int, default=8)
     train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults", "zoo"],
                        help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's; "
@@ -389,8 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     convert_model.add_argument("model", help="a Stable-Baselines3 DQN .zip (MlpPolicy)")
     convert_model.add_argument("--env", required=True, help="Gymnasium id the model was trained on")
     convert_model.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS))
-    convert_model.add_argument("--bits", type=int, default=4)
+    convert_model.add_argument("--bits", type=int, default=None, help="weight (and activation) bits, default 4")
     convert_model.add_argument("--activation-bits", type=int, default=None)
+    convert_model.add_argument("--layer-bits", default=None, metavar="W/A,...,W/32",
+                               help="each layer's weight/activation bits, the head last (e.g. 8/8,8/4,4/32)")
     convert_model.add_argument("--episodes", type=int, default=10, help="greedy episodes per comparison")
     convert_model.add_argument("--finetune", type=int, default=0, help="then train with RIVC for N steps")
     convert_model.add_argument("--seed", type=int, default=0)

@@ -9,10 +9,11 @@ Camera frames (conv networks): the uint8 pixels go to the chip's input conv laye
 AKD1000, so its weights are reordered (all measured against akida 2.19.3's engine).
 
 ``akida`` (Akida 2.0, IPv2): ``InputData((1, 1, obs_dim), 8)`` + ``Dense1D`` layers. Weight codes as int8
-kernels (``weights_bits=4``), biases as ``int8 << bias_shift``, requantization as
-``output_scales`` (uint8) and a negative ``output_shift`` (rounding half up), ReLU with 4-bit outputs,
-1/2-bit activations clipped on the accumulator (``max_value << max_value_shift``); the Q-value head is
-a 32-bit accumulator scaled on the host.
+kernels (``weights_bits`` 4 for 1/2/4-bit codes, 8), biases as ``int8 << bias_shift``, requantization as
+``output_scales`` (uint8) and a negative ``output_shift`` (rounding half up), ReLU with 4- or 8-bit outputs
+(the 8-bit ones signed: codes 0..127), 1/2-bit activations clipped on the accumulator
+(``max_value << max_value_shift``); the Q-value head is a 32-bit accumulator scaled on the host. Each
+layer takes its own widths (``IntegerNetwork.precision``).
 
 ``akd1000`` (Akida 1.0, IPv1: AKD1000, AKD1500): the observation codes ``+ 128`` as a small uint8
 image into ``InputConvolutional`` (the first Valid kernel position covers the observation: a dense
@@ -102,26 +103,28 @@ def _build_ipv2(akida, network: IntegerNetwork):
     """Akida 2.0: ``InputConv2D`` + ``Conv2D`` layers for frames (``InputData`` for a vector), ``Dense1D``
     layers after them (a feature map flattens NHWC, as rivc's)."""
     model = akida.Model()
+    chip = network.chip
     if not network.is_image:
         model.add(akida.InputData((1, 1, network.obs_dim), input_bits=network.config.input_bits))
-    for i, layer in enumerate(network.layers):
+    for i, (layer, precision) in enumerate(zip(network.layers, network.precision)):
         name = "q_values" if layer.is_output else f"hidden_{i}"
         activation = dict(output_bits=32, activation=akida.ActivationType.NoActivation) if layer.is_output else dict(
-            output_bits=4, activation=akida.ActivationType.ReLU)
+            output_bits=precision.output_container, activation=akida.ActivationType.ReLU)
+        weights_bits = chip.container(precision.weight_bits)
         if layer.conv is not None and i == 0:  # uint8 pixels, 8-bit weights, zero padding (padding_value 0)
             geometry = layer.conv
             akida_layer = akida.InputConv2D(
                 input_shape=geometry.in_shape, filters=layer.units, kernel_size=geometry.kernel,
-                kernel_stride=geometry.stride, weights_bits=network.chip.input_conv_weight_bits, name=name, **activation,
+                kernel_stride=geometry.stride, weights_bits=weights_bits, name=name, **activation,
                 **_pooling(akida, layer, False))
             weights = _kernel(layer, first=True)
         elif layer.conv is not None:
             akida_layer = akida.Conv2D(
-                filters=layer.units, kernel_size=layer.conv.kernel, kernel_stride=layer.conv.stride, weights_bits=4,
+                filters=layer.units, kernel_size=layer.conv.kernel, kernel_stride=layer.conv.stride, weights_bits=weights_bits,
                 name=name, **activation, **_pooling(akida, layer, False))
             weights = _kernel(layer, first=False)
-        else:  # 1/2/4-bit weight codes in 4-bit containers (8-bit ones need 8-bit inputs)
-            akida_layer = akida.Dense1D(layer.units, weights_bits=4, name=name, **activation)
+        else:  # 1/2/4-bit weight codes in 4-bit containers (8-bit ones need 8-bit inputs: ChipTarget.check)
+            akida_layer = akida.Dense1D(layer.units, weights_bits=weights_bits, name=name, **activation)
             weights = layer.weights.T
         model.add(akida_layer)
         akida_layer.set_variable("weights", np.ascontiguousarray(weights).astype(np.int8))
@@ -153,11 +156,11 @@ def _build_ipv1(akida, network: IntegerNetwork):
     layout = None if network.is_image else network.chip.input_layout(network.obs_dim)
     model = akida.Model()
     feature_map = None  # the previous conv layer's output (H, W, C)
-    for i, layer in enumerate(network.layers):
+    for i, (layer, precision) in enumerate(zip(network.layers, network.precision)):
         units, zero_point = layer.units, 0
         name = "q_values" if layer.is_output else f"hidden_{i}"
-        activation = dict(activation=not layer.is_output, act_bits=config.activation_bits)
-        weight_bits = network.chip.layer_weight_bits(i, config.weight_bits, conv_input=network.is_image)
+        activation = dict(activation=not layer.is_output, act_bits=precision.activation_bits or config.activation_bits)
+        weight_bits = precision.weight_bits
         if layer.conv is not None:
             geometry, stride = layer.conv, (layer.conv.stride, layer.conv.stride)
             kernel_size = (geometry.kernel, geometry.kernel)
@@ -195,7 +198,7 @@ def _build_ipv1(akida, network: IntegerNetwork):
         akida_layer.set_variable("weights", np.ascontiguousarray(weights).astype(np.int8))
         if not layer.is_output:  # ceil((W @ pixels - threshold) / step) = ceil((acc - offset) / step)
             akida_layer.set_variable("threshold", (layer.offset - layer.bias + zero_point).astype(np.int32))
-            akida_layer.set_variable("act_step", act_step(layer.step, config.activation_bits))
+            akida_layer.set_variable("act_step", act_step(layer.step, precision.activation_bits))
     return model
 
 
@@ -254,12 +257,12 @@ def check_hardware_fit(config: QuantConfig, sizes: list[int], target: ChipTarget
     except ImportError:
         return None
     rng = np.random.default_rng(0)
+    precision = target.precision(config, len(convs) + len(sizes) - 1, bool(convs))
     shapes = [((filters, geometry.kernel, geometry.kernel, geometry.in_shape[2]), geometry) for geometry, filters in convs]
     shapes += [((units, fan_in), None) for fan_in, units in zip(sizes[:-1], sizes[1:])]
     layers = []
     for i, (shape, geometry) in enumerate(shapes):
-        top = max(1, 2 ** (target.layer_weight_bits(i, config.weight_bits, conv_input=bool(convs)) - 1) - 1)
-        units = shape[0]
+        top, units = precision[i].weight_levels, shape[0]
         layer = IntegerLayer(weights=rng.integers(-top, top + 1, shape) | 1, bias=np.zeros(units, np.int64),
                              scale=np.ones(units), conv=geometry)
         if i < len(shapes) - 1:
@@ -267,8 +270,8 @@ def check_hardware_fit(config: QuantConfig, sizes: list[int], target: ChipTarget
                 layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
             else:
                 layer.multiplier, layer.shift = np.ones(units, np.int64), 8
-                if config.activation_bits < (target.min_output_bits or 0):
-                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
+                if precision[i].activation_bits < (target.min_output_bits or 0):
+                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, precision[i].levels)
         layers.append(layer)
     if convs:
         quantizer = ImageInput(convs[0][0].in_shape)

@@ -70,9 +70,8 @@ def parameter_bits(network: IntegerNetwork) -> int:
     accumulator clips are not counted: an estimate, below akida's own program-memory figure's detail."""
     chip = network.chip
     total = 0
-    for i, layer in enumerate(network.layers):
-        bits = chip.layer_weight_bits(i, network.config.weight_bits, network.is_image)
-        total += int(layer.weights.size) * bits + layer.units * (chip.bias_bits or UNKNOWN_WIDTH_BITS)
+    for layer, precision in zip(network.layers, network.precision):
+        total += int(layer.weights.size) * precision.weight_bits + layer.units * (chip.bias_bits or UNKNOWN_WIDTH_BITS)
         if layer.multiplier is not None:
             total += layer.units * chip.scale_bits
         if layer.step is not None:

@@ -65,7 +65,7 @@ class IFLayer:
 
 def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
     """Fold multipliers and the spike worth ``L`` into per-neuron gains; check exactness bounds."""
-    levels = network.config.activation_levels
+    levels = network.config.activation_levels  # the rate-coded target: one activation width (ChipTarget.check)
     prepared = []
     in_max = float(network.input.max_code)  # largest input code magnitude
     for i, layer in enumerate(network.layers):
@@ -212,10 +212,9 @@ def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndar
     (the accumulator) and each hidden layer's spike counts ``[B, H]`` or ``[B, H, W, F]``: the
     target's activation codes.
     """
-    levels = network.config.activation_levels
     counts, history = input_codes, []
-    for layer in network.hidden_layers:
+    for layer, precision in zip(network.hidden_layers, network.precision):
         membrane, theta = firing_membrane(layer, layer.accumulate(counts))
-        counts = clip_codes(np.ceil(membrane / theta) - 1.0, levels)  # #{k >= 1: membrane > k theta}
+        counts = clip_codes(np.ceil(membrane / theta) - 1.0, precision.levels)  # #{k >= 1: membrane > k theta}
         history.append(counts)
     return network.layers[-1].accumulate(counts), history

@@ -34,11 +34,13 @@ class IFPolicy(SpikingPolicy):
     def __init__(self, network: IntegerNetwork, timesteps: int | None = None, workspace: Workspace | None = None) -> None:
         self.network = network
         self.rate_coded = network.chip.rate_coded
-        levels = network.config.activation_levels
-        if not self.rate_coded and timesteps not in (None, levels):
+        # exact targets: each hidden layer fires its code in a window of T = L steps (its own L)
+        self.windows = [] if self.rate_coded else [network.levels(i) for i in range(len(network.hidden_layers))]
+        levels = network.config.activation_levels if self.rate_coded or not self.windows else max(self.windows)
+        if not self.rate_coded and timesteps is not None and set(self.windows) != {timesteps}:
             raise ValueError(
-                f"target {network.target!r} is exact: its neurons fire their activation code in T = 2**activation_bits"
-                f" - 1 = {levels} steps; timesteps={timesteps} applies only to the rate-coded target")
+                f"target {network.target!r} is exact: each layer's neurons fire their activation code in T = L steps "
+                f"(here {', '.join(map(str, self.windows))}); timesteps={timesteps} applies only to the rate-coded target")
         self.timesteps = check_timesteps(timesteps) or levels
         self.layers: list[IFLayer] = prepare_layers(network, self.timesteps) if self.rate_coded else []
         self.workspace = workspace or Workspace()
@@ -46,8 +48,7 @@ class IFPolicy(SpikingPolicy):
     @property
     def latency_steps(self) -> int:
         """Time steps from input to Q-values."""
-        windows = 1 if self.rate_coded else max(1, len(self.network.layers) - 1)
-        return self.timesteps * windows
+        return self.timesteps if self.rate_coded else max(sum(self.windows), 1)
 
     def run(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """Q-values ``[B, A]`` and each hidden layer's spike counts ``[B, H]``. Rate-coded targets
@@ -122,7 +123,7 @@ class SnnTorchReferencePolicy(IFPolicy):
         spike_train = self.network.input_codes(obs)[None]  # the input: one step of codes
         history = []
         with torch.no_grad():
-            for layer in self.network.layers:
+            for i, layer in enumerate(self.network.layers):
                 acc = None
                 for spikes in spike_train:  # integrate: the output never fires in this half
                     current = torch.as_tensor(layer.synaptic_input(spikes))
@@ -137,7 +138,7 @@ class SnnTorchReferencePolicy(IFPolicy):
                                               reset_mechanism="subtract")
                 charge, steps = torch.as_tensor(membrane), []
                 membrane = torch.zeros_like(charge)
-                for step in range(self.timesteps):  # fire: the charge arrives at once and leaves as spikes
+                for step in range(self.windows[i]):  # fire: the charge arrives at once and leaves as spikes
                     spikes, membrane = neuron(charge if step == 0 else torch.zeros_like(charge), membrane)
                     steps.append(spikes.to(torch.float64))
                 spike_train = torch.stack(steps).numpy()

@@ -28,11 +28,32 @@ from typing import Any
 
 import numpy as np
 
+from rivc.config import LayerBits, QuantConfig, weight_levels
+
 SCALE_SHIFT, THRESHOLD_STEP = "scale_shift", "threshold_step"
 
 
 class TargetError(ValueError):
     """A network or bit width the chip target cannot run (raised when the network is built)."""
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """One layer's widths on its chip, as every consumer reads them (``ChipTarget.precision``)."""
+
+    weight_bits: int
+    activation_bits: int | None  # None: the Q-value head (it outputs its accumulator)
+    levels: int | None  # largest activation code (the chip's, for its width); None: the head
+    output_container: int | None  # bits of the register the chip holds the activation in; None: the head
+
+    @property
+    def weight_levels(self) -> int:
+        """Largest |weight code|."""
+        return weight_levels(self.weight_bits)
+
+    @property
+    def is_output(self) -> bool:
+        return self.activation_bits is None
 
 
 @dataclass(frozen=True)
@@ -90,6 +111,53 @@ class ChipTarget:
     max_frame_width: int | None = None  # widest frame the input layer takes
     device: str | None = None  # akida virtual device the fit is checked on
     ip_version: str | None = None
+    # per-layer widths: the registers a layer's weights, inputs and outputs live in (Akida 2.0: 4 or 8 bits; a
+    # layer's weights no wider than its inputs, its outputs no wider than its weights); (): no such rule
+    containers: tuple[int, ...] = ()
+    signed_containers: tuple[int, ...] = ()  # containers that hold activations signed (ReLU saturates at 2**(b-1) - 1)
+    one_activation_width: bool = False  # every hidden layer the same activation width (one time window)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the emulation computes the integer network's codes exactly (False: rate-coded approximation)."""
+        return not self.rate_coded
+
+    def container(self, bits: int) -> int:
+        """The register a ``bits``-bit value lives in: the narrowest of ``containers`` that holds it."""
+        return min((c for c in self.containers if c >= bits), default=bits)
+
+    def levels(self, activation_bits: int) -> int:
+        """Largest activation code of a ``activation_bits``-bit activation on this chip: ``2**bits - 1``, or
+        ``2**(bits - 1) - 1`` in a signed container (Akida 2.0's 8-bit ReLU saturates at 127)."""
+        if activation_bits in self.signed_containers:
+            return 2 ** (activation_bits - 1) - 1
+        return 2**activation_bits - 1
+
+    def fixed_first_weight_bits(self, conv_input: bool = False) -> int | None:
+        """Weight bits the chip's input layer fixes (AKD1000's dense input, the frames' input conv), if any."""
+        return self.input_conv_weight_bits if conv_input else self.first_layer_weight_bits
+
+    def precision(self, config: QuantConfig, n_layers: int, conv_input: bool = False) -> tuple[LayerPrecision, ...]:
+        """Every layer's widths on this chip (the head last): the config's, with the width the chip's input
+        layer fixes (a uniform config: that layer's weights take it; the per-layer form must say it)."""
+        key = (config, n_layers, conv_input)
+        cached = self._precision_cache.get(key)
+        if cached is None:
+            layers = list(config.layer_bits(n_layers))
+            fixed = self.fixed_first_weight_bits(conv_input)
+            if fixed and config.uniform:
+                layers[0] = LayerBits(fixed, layers[0].activation_bits)
+            cached = self._precision_cache[key] = tuple(LayerPrecision(
+                layer.weight_bits, layer.activation_bits,
+                None if layer.activation_bits is None else self.levels(layer.activation_bits),
+                None if layer.activation_bits is None else self.container(max(layer.activation_bits,
+                                                                              self.min_output_bits or 0)))
+                for layer in layers)
+        return cached
+
+    @cached_property
+    def _precision_cache(self) -> dict:
+        return {}
 
     @cached_property
     def max_bias_kept_as_is(self) -> int | float:
@@ -104,32 +172,69 @@ class ChipTarget:
             f"target {self.name!r}: layer 0 takes {obs_dim} observation inputs, the chip's input layer at most "
             f"{self.input_layouts[-1].max_inputs}; reduce the observation (e.g. select or pool features)")
 
-    def layer_weight_bits(self, layer: int, weight_bits: int, conv_input: bool = False) -> int:
-        """Weight bits of layer ``layer``: the chip's input layer may fix them (``conv_input``: frames)."""
-        fixed = self.input_conv_weight_bits if conv_input else self.first_layer_weight_bits
-        return fixed if layer == 0 and fixed else weight_bits
-
     def check(self, config: Any, sizes: list[int], convs: Sequence[tuple[Any, int]] = ()) -> None:
         """Refuse, naming the layer and the limit, what this chip cannot run.
 
         ``config``: a ``QuantConfig``; ``sizes``: the dense part, ``[inputs, hidden..., n_actions]``;
         ``convs``: the conv layers before it, ``(rivc.conv.ConvGeometry, filters)`` each.
         """
-        self._check_bits(config)
+        self._check_bits(config, len(convs) + len(sizes) - 1, bool(convs))
         if self.ip_version is not None and len(convs) + len(sizes) < 3:
             raise TargetError(f"target {self.name!r}: the network needs at least one hidden layer")
         if convs:
             self._check_convs(convs)
         self._check_dense(sizes, first=len(convs))
 
-    def _check_bits(self, config: Any) -> None:
-        for field, allowed in (("weight_bits", self.weight_bits), ("activation_bits", self.activation_bits),
-                               ("input_bits", self.input_bits)):
-            value = getattr(config, field)
-            if value not in allowed:
-                raise TargetError(
-                    f"target {self.name!r} ({self.chip}) cannot run {field}={value}: it supports "
-                    f"{', '.join(map(str, allowed))}; change QuantConfig.{field} or the target")
+    def _check_bits(self, config: QuantConfig, n_layers: int, conv_input: bool) -> None:
+        """The widths, layer by layer, against the chip's: each width supported, and the chip's rules between
+        layers (Akida 2.0's containers, a rate-coded chip's one time window)."""
+        if config.input_bits not in self.input_bits:
+            raise self._width_error("input_bits", config.input_bits, self.input_bits)
+        try:
+            layers = config.layer_bits(n_layers)
+        except ValueError as exc:
+            raise TargetError(str(exc)) from None
+        fixed = self.fixed_first_weight_bits(conv_input)
+        if config.uniform:
+            for field, allowed in (("weight_bits", self.weight_bits), ("activation_bits", self.activation_bits)):
+                if getattr(config, field) not in allowed and (field != "weight_bits" or not fixed or n_layers > 1):
+                    raise self._width_error(field, getattr(config, field), allowed)
+        for i, layer in enumerate(layers):
+            if i == 0 and fixed and not config.uniform and layer.weight_bits != fixed:
+                raise TargetError(f"target {self.name!r}: layer 0 is the chip's input layer, whose weights are {fixed}-bit; "
+                                  f"write {LayerBits(fixed, layer.activation_bits)} for it")
+            if not (i == 0 and fixed) and layer.weight_bits not in self.weight_bits:
+                raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.weight_bits}-bit weights; "
+                                  f"the chip runs {', '.join(map(str, self.weight_bits))}-bit weights: change that layer's width")
+            if layer.activation_bits is not None and layer.activation_bits not in self.activation_bits:
+                raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.activation_bits}-bit activations; "
+                                  f"the chip runs {', '.join(map(str, self.activation_bits))}-bit activations: change that "
+                                  "layer's width")
+        precision = self.precision(config, n_layers, conv_input)
+        if self.containers:
+            for i, layer in enumerate(precision):
+                fed = config.input_bits if i == 0 else precision[i - 1].activation_bits
+                if self.container(layer.weight_bits) > self.container(fed):
+                    raise TargetError(
+                        f"target {self.name!r}: layer {i} has {layer.weight_bits}-bit weights on {fed}-bit inputs; the chip "
+                        f"needs inputs at least as wide as the weights (its mapper: 'Input bits should be >= weights "
+                        f"bits'): give layer {i} at most {self.container(fed)}-bit weights or layer {i - 1} "
+                        f"{self.container(layer.weight_bits)}-bit activations")
+                if layer.output_container is not None and layer.output_container > self.container(layer.weight_bits):
+                    raise TargetError(
+                        f"target {self.name!r}: layer {i} outputs {layer.activation_bits}-bit activations from "
+                        f"{layer.weight_bits}-bit weights; the chip's layers with {self.container(layer.weight_bits)}-bit "
+                        f"weights output at most {self.container(layer.weight_bits)} bits: give layer {i} "
+                        f"{layer.output_container}-bit weights or narrower activations")
+        widths = {layer.activation_bits for layer in precision[:-1]}
+        if self.one_activation_width and len(widths) > 1:
+            raise TargetError(f"target {self.name!r}: every layer spikes in one window of T steps, so every hidden layer "
+                              f"needs the same activation bits (got {', '.join(map(str, sorted(widths)))}); mixed weight "
+                              "widths are fine")
+
+    def _width_error(self, field: str, value: int, allowed: tuple[int, ...]) -> TargetError:
+        return TargetError(f"target {self.name!r} ({self.chip}) cannot run {field}={value}: it supports "
+                           f"{', '.join(map(str, allowed))}; change QuantConfig.{field} or the target")
 
     def _check_dense(self, sizes: list[int], first: int) -> None:
         """The dense layers, the first of which is layer ``first`` (0: it takes the observation)."""
@@ -194,7 +299,8 @@ class ChipTarget:
 TARGETS: dict[str, ChipTarget] = {
     "akida": ChipTarget(
         name="akida", chip="BrainChip Akida 2.0 (IPv2)", requantization=SCALE_SHIFT,
-        weight_bits=(1, 2, 4), activation_bits=(1, 2, 4), input_bits=(8,), scale_bits=8, bias_bits=8, min_output_bits=4,
+        weight_bits=(1, 2, 4, 8), activation_bits=(1, 2, 4, 8), input_bits=(8,), scale_bits=8, bias_bits=8, min_output_bits=4,
+        containers=(4, 8), signed_containers=(8,),
         max_first_inputs=2048, max_inputs=2048, accumulator_bits=28, device="TwoNodesIPv2", ip_version="v2",
         input_conv_weight_bits=8, input_channels=(1, 3), input_kernels=(3, 5, 7), conv_kernels=(1, 3, 5, 7),
         conv_strides={1: (1, 2), 3: (1, 2), 5: (1,), 7: (1,)}, pool_sizes=(2,), pool_and_stride=False,
@@ -212,7 +318,7 @@ TARGETS: dict[str, ChipTarget] = {
         name="rate", chip="rate-coded integrate-and-fire (time-stepped chips, NIR)", requantization=SCALE_SHIFT,
         scale_bits=8,  # 8 bits keep a 4-bit policy's membranes in float32's exact range (neurochip/nir_export.py)
         weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)), input_bits=tuple(range(1, 9)),
-        rate_coded=True),
+        rate_coded=True, one_activation_width=True),
 }
 DEFAULT_TARGET = "akida"
 # Policies saved before the rate target's scales became 8-bit (integer-network format <= 3) still load and
@@ -221,7 +327,7 @@ LEGACY_TARGETS: dict[str, ChipTarget] = {
     "rate16": ChipTarget(
         name="rate16", chip="rate-coded integrate-and-fire, 16-bit scales (saved before the NIR export)",
         requantization=SCALE_SHIFT, scale_bits=16, weight_bits=tuple(range(1, 9)), activation_bits=tuple(range(1, 9)),
-        input_bits=tuple(range(1, 9)), rate_coded=True),
+        input_bits=tuple(range(1, 9)), rate_coded=True, one_activation_width=True),
 }
 
 

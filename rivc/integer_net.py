@@ -2,7 +2,9 @@
 
 numpy only (no torch): a deployed policy loads and runs it on an edge board without torch.
 
-Arithmetic (all integers; ``L = 2**activation_bits - 1``):
+Arithmetic (all integers; ``L`` a hidden layer's largest code, ``2**activation_bits - 1`` or, in a signed
+register, ``2**(activation_bits - 1) - 1``: :meth:`rivc.chip.ChipTarget.levels`; each layer its own widths,
+:meth:`IntegerNetwork.precision`):
 
 * input codes   ``x = floor((clip(obs, low, high) - low) * inv_step + 1/2) - 2**(input_bits - 1)``, signed
   (``-128..127`` for 8 bits, the mid-range observation near 0), where
@@ -29,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rivc.chip import SCALE_SHIFT, ChipTarget, get_target, quantize_bias, scale_shift_codes, threshold_step_codes
+from rivc.chip import (SCALE_SHIFT, ChipTarget, LayerPrecision, get_target, quantize_bias, scale_shift_codes,
+                       threshold_step_codes)
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
 
@@ -284,9 +287,18 @@ class IntegerNetwork:
         """Multiply-accumulates of the network per observation (what a float network computes)."""
         return sum(layer.macs for layer in self.layers)
 
+    @property
+    def precision(self) -> tuple[LayerPrecision, ...]:
+        """Each layer's widths on the target (weight and activation bits, largest activation code)."""
+        return self.chip.precision(self.config, len(self.layers), self.is_image)
+
+    def levels(self, layer: int) -> int:
+        """Largest activation code ``L`` of hidden layer ``layer``."""
+        return self.precision[layer].levels
+
     def input_max(self, layer: int) -> int:
-        """Largest |code| layer ``layer`` reads: the input's for the first, ``L`` for the others."""
-        return self.input.max_code if layer == 0 else self.config.activation_levels
+        """Largest |code| layer ``layer`` reads: the input's for the first, the previous layer's ``L`` after it."""
+        return self.input.max_code if layer == 0 else self.levels(layer - 1)
 
     @property
     def hidden_layers(self) -> list[IntegerLayer]:
@@ -307,6 +319,7 @@ class IntegerNetwork:
         if self.is_image != bool(convs) or any(layer.conv is None for layer in self.layers[: len(convs)]):
             raise ValueError("an image input needs conv layers, which come first, and a vector input dense layers only")
         chip.check(self.config, self.sizes, convs)
+        precision = self.precision
         shape = self.input.shape
         for i, layer in enumerate(self.layers):
             w = layer.weights
@@ -317,10 +330,9 @@ class IntegerNetwork:
                                      f"{shape} input")
             elif w.ndim != 2 or w.shape[1] != int(np.prod(shape)):
                 raise ValueError(f"layer {i}: weights shape {w.shape} does not take {int(np.prod(shape))} inputs")
-            bits = chip.layer_weight_bits(i, self.config.weight_bits, bool(convs))
-            qw = QuantConfig(weight_bits=bits).weight_levels
+            qw = precision[i].weight_levels
             if np.any(np.abs(w) > qw):
-                raise ValueError(f"layer {i}: weight codes exceed {bits}-bit range +-{qw}")
+                raise ValueError(f"layer {i}: weight codes exceed {precision[i].weight_bits}-bit range +-{qw}")
             if layer.bias.shape != (w.shape[0],) or layer.scale.shape != (w.shape[0],):
                 raise ValueError(f"layer {i}: bias/scale must have shape ({w.shape[0]},)")
             if np.any(quantize_bias(layer.bias, chip.bias_bits, chip.bias_limit) != layer.bias):
@@ -357,9 +369,8 @@ class IntegerNetwork:
         accumulator, in int64."""
         codes = self.input_codes(obs)
         hidden = []
-        levels = self.config.activation_levels
-        for layer in self.hidden_layers:
-            codes = layer.activation(layer.accumulate(codes), levels)  # exact integers below 2**53
+        for layer, precision in zip(self.hidden_layers, self.precision):
+            codes = layer.activation(layer.accumulate(codes), precision.levels)  # exact integers below 2**53
             hidden.append(codes.astype(np.int64))
         return hidden, self.layers[-1].accumulate(codes).astype(np.int64)
 

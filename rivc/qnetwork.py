@@ -287,6 +287,8 @@ class QuantizedQNetwork(nn.Module):
             flat = _flat_dim(observation_space)
         sizes = [flat, *map(int, hidden_sizes), int(n_actions)]
         self.target.check(self.config, sizes, self.conv_geometry)
+        # each layer's widths on the target (weight bits, activation bits, largest code): fixed with the network
+        self.precision = self.target.precision(self.config, len(self.conv_specs) + len(sizes) - 1, bool(self.conv_specs))
         # the modules hold the parameters; forward pads, strides and pools as the chip does (conv_forward)
         convs = [nn.Conv2d(g.in_shape[2], spec.filters, spec.kernel, spec.stride)
                  for g, spec in zip(self.geometries, self.conv_specs)]
@@ -418,7 +420,7 @@ class QuantizedQNetwork(nn.Module):
         # per layer, what quantize_layer reads that never changes: conv geometry, weight bits, shape
         self._layer_facts = [
             (self.geometries[i] if i < len(self.geometries) else None,
-             self.target.layer_weight_bits(i, self.config.weight_bits, conv_input=self.is_image), tuple(layer.weight.shape))
+             self.precision[i].weight_bits, tuple(layer.weight.shape))
             for i, layer in enumerate(self.layers)]
         self._parameter_views: dict[int, tuple] = {}
         self._clip_parameters = list(self.clips)
@@ -494,7 +496,7 @@ class QuantizedQNetwork(nn.Module):
         if self.fused_surrogate and not self.is_image and obs.device.type == "cpu":
             return self._mlp_forward(obs)
         codes = self._input_codes(obs)
-        step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
+        step, last = self._input_step_value, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()  # without gradients only the exact integer path is needed
         x = (codes * step).to(torch.float32) if surrogate else None  # a power of two: exact
         clip_values = self._clip_floats()
@@ -509,6 +511,7 @@ class QuantizedQNetwork(nn.Module):
             if i == last:
                 q = (acc * quantized.integer_torch.scale).float()
                 return straight_through(z, q) if surrogate else q
+            levels = self.precision[i].levels
             codes = quantized.integer_torch.activation(acc, levels)
             step = activation_step(clip_value, levels)
             if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
@@ -528,7 +531,7 @@ class QuantizedQNetwork(nn.Module):
         if array.shape[1:] != self.obs_shape or array.ndim != 2:
             self._check_input(obs)  # raises with the shapes
         codes = self._input_quantizer.codes(array)  # float64 holding integers
-        step, levels, last = self._input_step_value, self.config.activation_levels, len(self.layers) - 1
+        step, last = self._input_step_value, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()
         inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, PACT masks
         clips = self._clip_floats()
@@ -547,6 +550,7 @@ class QuantizedQNetwork(nn.Module):
                 if self.track_preactivations:
                     self.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
                 masks.append(pact_masks(pre_activation, clip_value))
+            levels = self.precision[i].levels
             codes = quantized.integer.activation(acc, levels)
             step = activation_step(clip_value, levels)
         if not surrogate:
@@ -591,16 +595,16 @@ class QuantizedQNetwork(nn.Module):
             integer_weights = integer_weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
         integer = IntegerLayer(weights=integer_weights, bias=b_codes, scale=acc_scale64, conv=conv)
         if clip is not None:
-            step = activation_step(clip, self.config.activation_levels)  # as the forward's clip / levels
+            precision = self.precision[i]
+            step = activation_step(clip, precision.levels)  # as the forward's clip / levels
             if self.target.requantization == SCALE_SHIFT:
                 integer.multiplier, integer.shift = requantization(acc_scale64, step, self.target.scale_bits)
-                if self.config.activation_bits < (self.target.min_output_bits or 0):  # wider output, clipped
-                    integer.acc_clip = accumulator_clip(integer.multiplier, integer.shift,
-                                                        self.config.activation_levels)
+                if precision.activation_bits < (self.target.min_output_bits or 0):  # wider output, clipped
+                    integer.acc_clip = accumulator_clip(integer.multiplier, integer.shift, precision.levels)
             else:
-                integer.offset, integer.step = threshold_step(acc_scale64, step, self.config.activation_bits,
+                integer.offset, integer.step = threshold_step(acc_scale64, step, precision.activation_bits,
                                                               self.target.step_limit)
-        input_max = self._input_max if i == 0 else self.config.activation_levels
+        input_max = self._input_max if i == 0 else self.precision[i - 1].levels
         quantized = QuantizedLinear(integer, codes, w_scale, max(2 ** (bits - 1) - 1, 1), input_max, shape, weight.device)
         self._quantization_cache[i] = (key, quantized)
         return quantized
@@ -681,7 +685,7 @@ class QuantizedQNetwork(nn.Module):
             clip = float(np.float32(clips[i])) if i < len(clips) else None  # the forward's float32 clip
             layers.append(self.quantize_layer(i, step, clip).integer)
             if clip is not None:
-                step = activation_step(clip, self.config.activation_levels)
+                step = activation_step(clip, self.precision[i].levels)
         return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name,
                               check=check)
 

@@ -1,24 +1,42 @@
-"""Train what you deploy: for every chip target and bit width it supports, the QAT forward, the integer
-reference, the emulator's fast path, the snntorch reference and (Akida targets) the akida engine give
-the same Q-values, bit for bit; the default policies are hardware-resident; what a chip cannot run is
-refused when the network is built."""
+"""Train what you deploy: for every chip target and bit width it supports, uniform and per layer, the QAT
+forward, the integer reference, the emulator's fast path, the snntorch reference and (Akida targets) the
+akida engine give the same Q-values, bit for bit; the default policies are hardware-resident; what a chip
+cannot run is refused when the network is built, as akida's own mapper refuses it."""
 
 import importlib.util
+import itertools
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import random_network, random_obs
+from conftest import random_network, random_obs, tie_requantization
 from rivc import QuantConfig
-from rivc.chip import TARGETS, TargetError, accumulator_clip, scale_shift_codes, threshold_step_codes
+from rivc.chip import TARGETS, TargetError, scale_shift_codes, threshold_step_codes
 from rivc.integer_net import InputQuantizer, IntegerLayer, IntegerNetwork
 from rivc.neurochip import make_backend
 
-CASES = [(target, bits) for target, chip in TARGETS.items()
-         for bits in [(4, 4, 8), (2, 2, 8), (4, 1, 8), (1, 2, 8), (2, 4, 8), (8, 4, 8), (4, 8, 8), (4, 3, 6)]
-         if bits[0] in chip.weight_bits and bits[1] in chip.activation_bits and bits[2] in chip.input_bits]
+UNIFORM = [(4, 4, 8), (2, 2, 8), (4, 1, 8), (1, 2, 8), (2, 4, 8), (8, 4, 8), (4, 8, 8), (4, 3, 6), (8, 8, 8), (8, 2, 8)]
+# per layer (two hidden layers and the head): Akida 2.0's mixed maps, 8-bit ends around a 4-bit middle, narrow layers
+PER_LAYER = ["8/8,8/4,4", "8/4,4/4,4", "8/8,8/8,4", "8/8,4/4,2", "8/2,4/1,4", "4/4,4/2,8", "2/4,4/4,2", "8/4,4/4,8",
+             "4/4,2/4,4", "8/4,2/2,4", "4/6,7/6,3"]
+
+
+def accepted(target: str, config: QuantConfig, layers: int = 3) -> bool:
+    try:
+        TARGETS[target].check(config, [6, *[16] * (layers - 1), 3])
+    except TargetError:
+        return False
+    return True
+
+
+def config_of(bits) -> QuantConfig:
+    return QuantConfig.parse_layers(bits) if isinstance(bits, str) else QuantConfig(*bits)
+
+
+# every target with each of its legal widths in the samples above: the tests follow the targets table
+CASES = [(target, bits) for target in TARGETS for bits in [*UNIFORM, *PER_LAYER] if accepted(target, config_of(bits))]
 
 
 def engines(network):
@@ -42,7 +60,7 @@ def engines(network):
 
 @pytest.mark.parametrize("target,bits", CASES)
 def test_qat_forward_equals_every_consumer_bit_for_bit(target, bits):
-    net = random_network(config=QuantConfig(*bits), hidden=(48, 32), seed=sum(bits), target=target)
+    net = random_network(config=config_of(bits), hidden=(48, 32), seed=len(str(bits)), target=target)
     net.calibrate_activation_clips(random_obs(256, seed=1))  # codes spread over the levels
     network = net.export()
     obs, q = engines(network)
@@ -50,32 +68,25 @@ def test_qat_forward_equals_every_consumer_bit_for_bit(target, bits):
         q_qat = net(torch.as_tensor(obs)).numpy()
     np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
     hidden, _ = network.forward_codes(obs)
-    levels = network.config.activation_levels
-    assert all(0 < codes.mean() < levels for codes in hidden)
+    assert all(0 < codes.mean() < network.levels(i) for i, codes in enumerate(hidden))
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
 
 
 def tie_network(target, bits, seed=0, obs_dim=6, sizes=(24, 16), n_actions=3) -> IntegerNetwork:
     """An integer network whose accumulators land on rounding ties and saturate often."""
-    chip, config = TARGETS[target], QuantConfig(*bits)
+    chip, config = TARGETS[target], config_of(bits)
+    precision = chip.precision(config, len(sizes) + 1)
     rng = np.random.default_rng(seed)
     layers, fan_in = [], obs_dim
     for i, units in enumerate([*sizes, n_actions]):
-        top = max(1, 2 ** (chip.layer_weight_bits(i, config.weight_bits) - 1) - 1)
+        top = precision[i].weight_levels
         layer = IntegerLayer(weights=rng.integers(-top, top + 1, (units, fan_in)), bias=rng.integers(-20, 21, units) * 4,
                              scale=np.full(units, 0.01))
-        if config.weight_bits == 1 and (i > 0 or chip.first_layer_weight_bits is None):
+        if precision[i].weight_bits == 1:
             layer.weights = np.where(layer.weights >= 0, 1, -1)
         if i < len(sizes):
-            if chip.requantization == "threshold_step":  # step 16: every accumulator is a tie of ceil
-                layer.offset, layer.step = rng.integers(-2, 3, units), rng.choice([16, 32, 48], units)
-                if config.activation_bits < 4:
-                    layer.step = layer.step * 2 ** (4 - config.activation_bits)
-            else:  # scale 1..3 over 2**shift: half of the accumulators are ties of the rounding
-                layer.multiplier, layer.shift = rng.integers(1, 4, units), int(rng.integers(1, 3)) + 2 * (i == 0)
-                if config.activation_bits < (chip.min_output_bits or 0):
-                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
+            tie_requantization(layer, chip, precision[i], rng, first=i == 0)
         layers.append(layer)
         fan_in = units
     quantizer = InputQuantizer(-np.ones(obs_dim), np.ones(obs_dim), config.input_bits)
@@ -87,7 +98,7 @@ def test_ties_and_saturation_agree_everywhere(target, bits):
     network = tie_network(target, bits)
     obs, q = engines(network)
     hidden, _ = network.forward_codes(obs)
-    assert any((codes == network.config.activation_levels).mean() > 0.05 for codes in hidden)  # saturation
+    assert any((codes == network.levels(i)).mean() > 0.05 for i, codes in enumerate(hidden))  # saturation
     assert any((codes == 0).mean() > 0.05 for codes in hidden)
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
@@ -141,13 +152,70 @@ def test_default_policies_are_hardware_resident(target, hidden, obs_dim):
 
 
 @pytest.mark.parametrize("target,bits,message", [
-    ("akida", (8, 4, 8), "weight_bits=8"), ("akida", (4, 8, 8), "activation_bits=8"),
-    ("akida", (4, 4, 6), "input_bits=6"), ("akd1000", (8, 4, 8), "weight_bits=8"),
-    ("akd1000", (1, 4, 8), "weight_bits=1"), ("akd1000", (4, 8, 8), "activation_bits=8"),
+    ("akida", (4, 4, 6), "input_bits=6"), ("akida", (3, 4, 8), "weight_bits=3"), ("akida", (4, 6, 8), "activation_bits=6"),
+    ("akd1000", (8, 4, 8), "weight_bits=8"), ("akd1000", (1, 4, 8), "weight_bits=1"),
+    ("akd1000", (4, 8, 8), "activation_bits=8"),
 ])
 def test_unsupported_bit_widths_are_refused_when_the_network_is_built(target, bits, message):
     with pytest.raises(TargetError, match=rf"target '{target}'.*cannot run {message}: it supports"):
         random_network(config=QuantConfig(*bits), target=target)
+
+
+@pytest.mark.parametrize("target,bits,layer,rule", [
+    ("akida", (8, 4, 8), 1, "8-bit weights on 4-bit inputs"),  # the mapper: "Input bits should be >= weights bits"
+    ("akida", (4, 8, 8), 0, "outputs 8-bit activations from 4-bit weights"),
+    ("akida", "8/4,8/4,4", 1, "8-bit weights on 4-bit inputs"),
+    ("akida", "8/8,4/8,4", 1, "outputs 8-bit activations from 4-bit weights"),
+    ("akida", "8/8,8/3,4", 1, "3-bit activations"), ("akida", "8/8,8/8,5", 2, "5-bit weights"),
+    ("akd1000", "4/4,4/4,4", 0, "input layer, whose weights are 8-bit"), ("akd1000", "8/4,8/4,4", 1, "8-bit weights"),
+    ("rate", "4/4,4/2,4", None, "same activation bits"),
+])
+def test_per_layer_widths_are_refused_naming_the_layer_and_the_rule(target, bits, layer, rule):
+    where = "" if layer is None else rf".*layer {layer}\b"
+    with pytest.raises(TargetError, match=rf"target '{target}'{where}.*{rule}"):
+        random_network(config=config_of(bits), hidden=(16, 16), target=target)
+    with pytest.raises(TargetError, match="gives 3 layer.*the network has 2"):
+        random_network(config=QuantConfig.parse_layers("4/4,4/4,4"), hidden=(16,), target=target)
+
+
+def test_akida_widths_are_refused_exactly_where_akidas_mapper_refuses_them():
+    """Every combination of 4/8-bit weights and activations over two hidden layers and the head: the target's
+    rule and akida's own hardware-only mapper (a model built without rivc's check) agree."""
+    akida = pytest.importorskip("akida")
+    agreements = 0
+    for w0, a0, w1, a1, w2 in itertools.product((4, 8), repeat=5):
+        config = QuantConfig(layers=((w0, a0), (w1, a1), (w2, None)))
+        model = akida.Model()
+        model.add(akida.InputData((1, 1, 6), input_bits=8))
+        for units, weight_bits, output_bits in ((16, w0, a0), (16, w1, a1), (3, w2, 32)):
+            activation = akida.ActivationType.NoActivation if output_bits == 32 else akida.ActivationType.ReLU
+            model.add(akida.Dense1D(units, weights_bits=weight_bits, output_bits=output_bits, activation=activation))
+        try:
+            model.map(akida.TwoNodesIPv2(), hw_only=True)
+            mapped = True
+        except RuntimeError:
+            mapped = False
+        assert accepted("akida", config) == mapped, config.describe()
+        agreements += 1
+    assert agreements == 32
+
+
+def test_per_layer_widths_round_trip_through_files_and_old_files_load(tmp_path):
+    config = QuantConfig.parse_layers("8/8, 8/4, 4/32")
+    assert config.describe() == "8/8,8/4,4/32" and (config.weight_bits, config.activation_bits) == (8, 8)
+    assert QuantConfig.from_dict(config.to_dict()) == config
+    assert QuantConfig.parse_layers("8/8,8/4,4") == config
+    assert "layers" not in QuantConfig(4, 4, 8).to_dict()  # older versions read a uniform config's file
+    assert QuantConfig.from_dict({"weight_bits": 4, "activation_bits": 2, "input_bits": 8}) == QuantConfig(4, 2, 8)
+    network = tie_network("akida", "8/8,8/4,4")
+    loaded = IntegerNetwork.load(network.save(tmp_path / "mixed.npz"))
+    assert loaded.config == network.config and [p.levels for p in loaded.precision[:2]] == [127, 15]
+    obs = random_obs(100, obs_dim=6)
+    np.testing.assert_array_equal(loaded.q_values(obs), network.q_values(obs))
+    for text, problem in (("8/8,x/4,4", "entry 2"), ("8/8,8/4,4/8", "entry 3"), ("8,8/4,4", "entry 1"),
+                          ("8/8,8/4,9", "out of range")):
+        with pytest.raises(ValueError, match=problem):
+            QuantConfig.parse_layers(text)
 
 
 def test_too_many_inputs_and_units_are_refused_naming_the_layer():

@@ -14,10 +14,12 @@ from gymnasium import spaces
 
 import rivc.envs  # noqa: F401
 from rivc import QuantConfig, QuantizedQNetwork
-from rivc.chip import TARGETS, TargetError, accumulator_clip
+from rivc.chip import TARGETS, TargetError
 from rivc.conv import ConvGeometry, ConvSpec, conv2d, max_pool, same_padding
 from rivc.integer_net import ImageInput, IntegerLayer, IntegerNetwork
 from rivc.neurochip import make_backend
+
+from conftest import tie_requantization
 
 HAS_AKIDA = importlib.util.find_spec("akida") is not None
 
@@ -29,8 +31,15 @@ ARCHS = [
     ((9, 11, 3), [ConvSpec(4, 7, 1), ConvSpec(6, 3, 2)]),  # 7x7 kernel on a frame smaller than 2 kernels
     ((15, 15, 1), [ConvSpec(6, 3, 1, 2, "valid"), ConvSpec(8, 3, 2)]),  # 'valid' edges; pooling drops the odd row
 ]
-TARGET_BITS = [("akida", (4, 4, 8)), ("akida", (2, 2, 8)), ("akida", (4, 1, 8)), ("akd1000", (4, 4, 8)),
-               ("akd1000", (2, 2, 8)), ("rate", (4, 4, 8)), ("rate", (6, 3, 8))]
+# per layer: three conv layers, a dense hidden layer, the head (Akida 2.0: the input conv's weights are 8-bit)
+TARGET_BITS = [("akida", (4, 4, 8)), ("akida", (2, 2, 8)), ("akida", (4, 1, 8)), ("akida", (8, 8, 8)),
+               ("akida", "8/8,8/8,8/4,4/4,4"), ("akida", "8/4,4/2,4/4,4/1,4"), ("akd1000", (4, 4, 8)),
+               ("akd1000", (2, 2, 8)), ("akd1000", "8/4,4/2,2/2,4/1,4"), ("rate", (4, 4, 8)), ("rate", (6, 3, 8)),
+               ("rate", "8/3,5/3,2/3,7/3,4")]
+
+
+def config_of(bits) -> QuantConfig:
+    return QuantConfig.parse_layers(bits) if isinstance(bits, str) else QuantConfig(*bits)
 
 
 def frames(n, shape, seed=0):
@@ -42,7 +51,10 @@ def conv_network(shape, arch, target, bits, seed=0):
     if TARGETS[target].rate_coded:
         arch = [ConvSpec(s.filters, s.kernel, s.stride, 0, s.padding) for s in arch]
     space = spaces.Box(0, 255, shape, np.uint8)
-    return QuantizedQNetwork(space, 5, QuantConfig(*bits), hidden_sizes=(24,), target=target, conv_layers=arch)
+    config = config_of(bits)
+    if not config.uniform:  # the per-layer form names every layer: as many as this architecture has
+        config = QuantConfig(input_bits=config.input_bits, layers=(*config.layers[:len(arch)], *config.layers[-2:]))
+    return QuantizedQNetwork(space, 5, config, hidden_sizes=(24,), target=target, conv_layers=arch)
 
 
 def consumers(network, obs):
@@ -73,7 +85,7 @@ def test_conv_networks_agree_bit_for_bit(target, bits, case):
     q = consumers(network, obs)
     np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
     hidden, _ = network.forward_codes(obs)
-    assert all(0 < codes.mean() < network.config.activation_levels for codes in hidden)  # not dead, not saturated
+    assert all(0 < codes.mean() < network.levels(i) for i, codes in enumerate(hidden))  # not dead, not saturated
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
     if HAS_AKIDA and not network.chip.rate_coded:  # and the chip holds it: hardware-only on the target's device
@@ -133,25 +145,19 @@ def test_checkpoints_from_before_conv_layers_load():
 def saturating_conv_network(target, bits, seed=0) -> IntegerNetwork:
     """Integer conv layers whose accumulators land on rounding ties and saturate often (border effects of
     'same' padding on a 13x11 frame, a pooling layer on the Akida targets), then two dense layers."""
-    chip, config = TARGETS[target], QuantConfig(*bits)
+    chip, config = TARGETS[target], config_of(bits)
+    precision = chip.precision(config, 5, conv_input=True)
     rng = np.random.default_rng(seed)
     pool = 0 if chip.rate_coded else 2
     shape, specs, layers = (13, 11, 3), [(6, 2, 0), (5, 1, pool), (4, 1, 0)], []
     for i, (units, stride, pooling) in enumerate([*specs, (16, 0, 0), (3, 0, 0)]):
-        top = max(1, 2 ** (chip.layer_weight_bits(i, config.weight_bits, conv_input=True) - 1) - 1)
+        top = precision[i].weight_levels
         geometry = ConvGeometry(shape, 3, stride, "same", pooling) if stride else None
         weight_shape = (units, 3, 3, shape[2]) if geometry else (units, int(np.prod(shape)))
         layer = IntegerLayer(weights=rng.integers(-top, top + 1, weight_shape), bias=rng.integers(-20, 21, units) * 4,
                              scale=np.full(units, 0.01), conv=geometry)
         if i < len(specs) + 1:
-            if chip.requantization == "threshold_step":
-                layer.offset, layer.step = rng.integers(-2, 3, units), rng.choice([16, 32, 48], units) * (8 if i == 0 else 1)
-                if config.activation_bits < 4:
-                    layer.step = layer.step * 2 ** (4 - config.activation_bits)
-            else:
-                layer.multiplier, layer.shift = rng.integers(1, 4, units), int(rng.integers(1, 3)) + 6 * (i == 0)
-                if config.activation_bits < (chip.min_output_bits or 0):
-                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, config.activation_levels)
+            tie_requantization(layer, chip, precision[i], rng, first=i == 0, first_step=8, first_shift=6)
         layers.append(layer)
         shape = layer.out_shape()
     return IntegerNetwork(config=config, input=ImageInput((13, 11, 3)), layers=layers, target=target)
@@ -164,7 +170,7 @@ def test_ties_saturation_and_borders_agree_everywhere(target, bits):
     obs[:8] = 255  # saturating frames
     q = consumers(network, obs)
     hidden, _ = network.forward_codes(obs)
-    assert any((codes == network.config.activation_levels).mean() > 0.05 for codes in hidden)
+    assert any((codes == network.levels(i)).mean() > 0.05 for i, codes in enumerate(hidden))
     assert any((codes == 0).mean() > 0.05 for codes in hidden)
     for name, values in q.items():
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
