@@ -122,7 +122,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model.learn(timesteps, progress_bar=args.progress_bar, callback=callback)
     seconds, conversions = time.perf_counter() - start, model.num_conversions
+    final = None
     if callback is not None and callback.best_timestep is not None:
+        final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
+        print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
         model = RIVC.load(out / BEST_FILE, env=env)
         print(f"kept the best of {len(callback.history)} evaluations: step {callback.best_timestep}, return "
               f"{callback.best_return:.1f} on selection episodes (seeds {args.select_seed}..."
@@ -141,6 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "eval_return_mean": result.mean_return, "eval_return_std": result.std_return,
         "eval_episodes": args.eval_episodes, "evaluation": _evaluation(result, args.eval_seed),
         "ms_per_action": round(result.ms_per_action, 3),
+        "final_return_mean": None if final is None else final.mean_return,
     }
     atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")

@@ -39,10 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from rivc.chip import THRESHOLD_STEP, ChipTarget, accumulator_clip, act_step, split_bias, unsigned_mantissa
+from rivc.chip import ChipTarget, split_bias
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry
 from rivc.integer_net import ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork
+from rivc.requant import REQUANTIZATIONS, ScaleShift
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
 
 POST_OP_BITS = 32  # Dense1D post_op_buffer_bits
@@ -74,11 +75,11 @@ def check_network(network: IntegerNetwork) -> None:
         acc_bound = layer.accumulator_bound(network.input_max(i))
         if acc_bound >= 2 ** (chip.accumulator_bits - 1):
             raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {chip.accumulator_bits}-bit buffer")
-        if chip.requantization == THRESHOLD_STEP or layer.is_output:
+        if not isinstance(layer.requant, ScaleShift):  # the output layer; AKD1000's threshold and step
             continue
-        if layer.shift > 127:
-            raise AkidaConversionError(f"layer {i}: output shift {layer.shift} exceeds Akida's int8 range")
-        if acc_bound * layer.multiplier.max(initial=0) >= 2 ** (POST_OP_BITS - 1):
+        if layer.requant.shift > 127:
+            raise AkidaConversionError(f"layer {i}: output shift {layer.requant.shift} exceeds Akida's int8 range")
+        if acc_bound * layer.requant.multiplier.max(initial=0) >= 2 ** (POST_OP_BITS - 1):
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
 
 
@@ -132,12 +133,8 @@ def _build_ipv2(akida, network: IntegerNetwork):
         akida_layer.set_variable("bias", mantissa.astype(np.int8))
         akida_layer.set_variable("bias_shift", shift.astype(np.uint8))
         if not layer.is_output:
-            akida_layer.set_variable("output_scales", layer.multiplier.astype(np.uint8))
-            akida_layer.set_variable("output_shift", np.full(layer.multiplier.shape, -layer.shift, dtype=np.int8))
-            if layer.acc_clip is not None:
-                value, value_shift = unsigned_mantissa(layer.acc_clip)
-                akida_layer.set_variable("max_value", value.astype(np.uint8))
-                akida_layer.set_variable("max_value_shift", value_shift.astype(np.uint8))
+            for variable, value in layer.requant.akida_variables(layer.bias).items():
+                akida_layer.set_variable(variable, value)
     return model
 
 
@@ -196,9 +193,9 @@ def _build_ipv1(akida, network: IntegerNetwork):
             weights = weights.reshape(1, 1, -1, units)
         model.add(akida_layer)
         akida_layer.set_variable("weights", np.ascontiguousarray(weights).astype(np.int8))
-        if not layer.is_output:  # ceil((W @ pixels - threshold) / step) = ceil((acc - offset) / step)
-            akida_layer.set_variable("threshold", (layer.offset - layer.bias + zero_point).astype(np.int32))
-            akida_layer.set_variable("act_step", act_step(layer.step, precision.activation_bits))
+        if not layer.is_output:  # pixels are codes + 128: the zero point moves into the threshold
+            for variable, value in layer.requant.akida_variables(layer.bias, zero_point).items():
+                akida_layer.set_variable(variable, value)
     return model
 
 
@@ -266,12 +263,7 @@ def check_hardware_fit(config: QuantConfig, sizes: list[int], target: ChipTarget
         layer = IntegerLayer(weights=rng.integers(-top, top + 1, shape) | 1, bias=np.zeros(units, np.int64),
                              scale=np.ones(units), conv=geometry)
         if i < len(shapes) - 1:
-            if target.requantization == THRESHOLD_STEP:
-                layer.offset, layer.step = np.zeros(units, np.int64), np.full(units, 16, np.int64)
-            else:
-                layer.multiplier, layer.shift = np.ones(units, np.int64), 8
-                if precision[i].activation_bits < (target.min_output_bits or 0):
-                    layer.acc_clip = accumulator_clip(layer.multiplier, layer.shift, precision[i].levels)
+            layer.requant = REQUANTIZATIONS[target.requantization].placeholder(units, precision[i], target)
         layers.append(layer)
     if convs:
         quantizer = ImageInput(convs[0][0].in_shape)

@@ -72,10 +72,8 @@ def parameter_bits(network: IntegerNetwork) -> int:
     total = 0
     for layer, precision in zip(network.layers, network.precision):
         total += int(layer.weights.size) * precision.weight_bits + layer.units * (chip.bias_bits or UNKNOWN_WIDTH_BITS)
-        if layer.multiplier is not None:
-            total += layer.units * chip.scale_bits
-        if layer.step is not None:
-            total += layer.units * 2 * UNKNOWN_WIDTH_BITS  # offset and step
+        if layer.requant is not None:
+            total += layer.requant.parameter_bits(layer.units, chip)
     return total
 
 

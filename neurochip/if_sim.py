@@ -71,9 +71,8 @@ def prepare_layers(network: IntegerNetwork, timesteps: int) -> list[IFLayer]:
     for i, layer in enumerate(network.layers):
         spike_input = i > 0
         fan_in = layer.abs_weight_sum.astype(np.float64)
-        m = np.ones(layer.units) if layer.is_output else layer.multiplier.astype(np.float64)
+        m, theta = (np.ones(layer.units), 0.0) if layer.is_output else layer.requant.rate_coding()
         gain = m * (levels if spike_input else 1)
-        theta = 0.0 if layer.is_output else float(levels * 2**layer.shift)
         partial = fan_in.max(initial=0.0) * (timesteps if spike_input else in_max)
         bound = (fan_in * (1 if spike_input else in_max) * gain + np.abs(layer.bias * m)).max(initial=0.0)
         if theta * (timesteps + 2) + timesteps * bound >= EXACT_FLOAT:
@@ -185,25 +184,6 @@ def run_fast(
     raise ValueError("the network has no output layer")
 
 
-def firing_membrane(layer: IntegerLayer, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
-    """Exact targets: the membrane a hidden neuron holds after integrating its accumulator ``acc``,
-    and its threshold, such that it fires ``#{k >= 1: membrane > k * theta}`` spikes (at most one a
-    step, reset by subtraction): the target's activation code.
-
-    Akida 2.0 (scale, shift): ``membrane = min(acc, acc_clip) * scale + 2**(shift-1) + 1``,
-    ``theta = 2**shift`` (the ``+ 1`` and the strict threshold round half up on integers).
-    AKD1000 (offset, step16): ``membrane = 16 * (acc - offset) + step16``, ``theta = step16`` per unit
-    (the ``k``-th spike needs ``16 * (acc - offset) > (k - 1) * step16``: ``ceil``, as the chip divides).
-    """
-    if layer.step is not None:
-        step = layer.step.astype(np.float64)
-        return 16.0 * (acc - layer.offset) + step, step
-    if layer.acc_clip is not None:
-        acc = np.minimum(acc, layer.acc_clip)
-    theta = float(2**layer.shift)
-    return acc * layer.multiplier + (theta / 2 + 1.0), theta  # int64 * float64: float64, exact below 2**53
-
-
 def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Exact targets (Akida): each hidden layer integrates its input spikes for a window of ``T = L``
     steps, then fires its count in the next window (``min(T, n)`` spikes, at most one a step); the
@@ -213,8 +193,8 @@ def run_exact(network: IntegerNetwork, input_codes: np.ndarray) -> tuple[np.ndar
     target's activation codes.
     """
     counts, history = input_codes, []
-    for layer, precision in zip(network.hidden_layers, network.precision):
-        membrane, theta = firing_membrane(layer, layer.accumulate(counts))
-        counts = clip_codes(np.ceil(membrane / theta) - 1.0, precision.levels)  # #{k >= 1: membrane > k theta}
+    for layer in network.hidden_layers:
+        membrane, theta = layer.requant.firing_membrane(layer.accumulate(counts))
+        counts = clip_codes(np.ceil(membrane / theta) - 1.0, layer.requant.levels)  # #{k >= 1: membrane > k theta}
         history.append(counts)
     return network.layers[-1].accumulate(counts), history

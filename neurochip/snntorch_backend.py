@@ -16,7 +16,7 @@ import numpy as np
 
 from rivc.integer_net import IntegerNetwork
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network
-from rivc.neurochip.if_sim import IFLayer, Workspace, firing_membrane, membrane_start, prepare_layers, run_exact, run_fast
+from rivc.neurochip.if_sim import IFLayer, Workspace, membrane_start, prepare_layers, run_exact, run_fast
 
 
 def check_timesteps(timesteps: int | None) -> int | None:
@@ -35,7 +35,7 @@ class IFPolicy(SpikingPolicy):
         self.network = network
         self.rate_coded = network.chip.rate_coded
         # exact targets: each hidden layer fires its code in a window of T = L steps (its own L)
-        self.windows = [] if self.rate_coded else [network.levels(i) for i in range(len(network.hidden_layers))]
+        self.windows = [] if self.rate_coded else [layer.requant.levels for layer in network.hidden_layers]
         levels = network.config.activation_levels if self.rate_coded or not self.windows else max(self.windows)
         if not self.rate_coded and timesteps is not None and set(self.windows) != {timesteps}:
             raise ValueError(
@@ -133,7 +133,7 @@ class SnnTorchReferencePolicy(IFPolicy):
                 acc = layer.pool(acc.numpy())
                 if layer.is_output:
                     return acc * layer.scale, history
-                membrane, theta = firing_membrane(layer, acc)
+                membrane, theta = layer.requant.firing_membrane(acc)
                 neuron = self._snntorch.Leaky(beta=1.0, threshold=torch.as_tensor(theta, dtype=torch.float64),
                                               reset_mechanism="subtract")
                 charge, steps = torch.as_tensor(membrane), []

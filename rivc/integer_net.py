@@ -31,10 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rivc.chip import (SCALE_SHIFT, ChipTarget, LayerPrecision, get_target, quantize_bias, scale_shift_codes,
-                       threshold_step_codes)
+from rivc import requant
+from rivc.chip import ChipTarget, LayerPrecision, get_target, quantize_bias
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
+from rivc.requant import Requantization
 
 FORMAT_NAME = "rivc.integer_network"
 # 4: the rate target's scales are 8-bit; 3: conv layers and frames; 2: chip targets; 1: no target. A "rate" network
@@ -171,23 +172,19 @@ def check_observations(obs, obs_dim: int) -> np.ndarray:
 class IntegerLayer:
     """One dense layer in integer form (see the module docstring for the arithmetic).
 
-    A hidden layer carries its target's requantization: ``multiplier``, ``shift`` (and, for
-    1/2-bit Akida activations, ``acc_clip``), or ``offset`` and ``step`` (AKD1000).
+    A hidden layer carries its target's requantization (:mod:`rivc.requant`: a fixed-point scale and
+    shift, or AKD1000's threshold and step); the output layer none.
     """
 
     weights: np.ndarray  # int64 [out, in], signed codes
     bias: np.ndarray  # int64 [out], accumulator units
     scale: np.ndarray  # float64 [out], real value of one accumulator unit
-    multiplier: np.ndarray | None = None  # int64 [out]
-    shift: int | None = None  # >= 1
-    acc_clip: np.ndarray | None = None  # int64 [out], accumulator ceiling before scaling
-    offset: np.ndarray | None = None  # int64 [out]
-    step: np.ndarray | None = None  # int64 [out], in sixteenths of an accumulator unit
+    requant: Requantization | None = None  # hidden layers: accumulator -> activation code
     conv: ConvGeometry | None = None  # a conv layer: weights (F, k, k, C), input and output NHWC
 
     @property
     def is_output(self) -> bool:
-        return self.multiplier is None and self.step is None
+        return self.requant is None
 
     @property
     def units(self) -> int:
@@ -235,11 +232,9 @@ class IntegerLayer:
         """Integer accumulators (float64): ``pool(W @ codes + b)``."""
         return self.pool(self.synaptic_input(codes) + self.bias)
 
-    def activation(self, acc, levels: int):
+    def activation(self, acc):
         """Activation codes of the accumulator ``acc`` (numpy or torch, float64 integers)."""
-        if self.step is not None:
-            return threshold_step_codes(acc, self.offset, self.step, levels)
-        return scale_shift_codes(acc, self.multiplier, self.shift, levels, self.acc_clip)
+        return self.requant.codes(acc)
 
 
 @dataclass
@@ -341,23 +336,14 @@ class IntegerNetwork:
             if last != layer.is_output:
                 raise ValueError(f"layer {i}: only the last layer may (and must) lack a requantization")
             if not last:
-                self._validate_requantization(i, layer, chip)
+                if layer.requant.kind != chip.requantization:
+                    raise ValueError(f"layer {i}: a {layer.requant.kind} requantization on target {chip.name!r}, "
+                                     f"which computes {chip.requantization}")
+                if layer.requant.levels != precision[i].levels:
+                    raise ValueError(f"layer {i}: codes up to {layer.requant.levels}, but its {precision[i].activation_bits}"
+                                     f"-bit activations on target {chip.name!r} reach {precision[i].levels}")
+                layer.requant.check(i, layer.units, chip)
             shape = layer.out_shape()
-
-    @staticmethod
-    def _validate_requantization(i: int, layer: IntegerLayer, chip: ChipTarget) -> None:
-        units = (layer.weights.shape[0],)
-        if chip.requantization == SCALE_SHIFT:
-            if layer.multiplier is None or layer.multiplier.shape != units or layer.shift is None or layer.shift < 1:
-                raise ValueError(f"layer {i}: multiplier must have shape {units} and shift >= 1")
-            if layer.multiplier.min(initial=0) < 0 or layer.multiplier.max(initial=0) >= 2**chip.scale_bits:
-                raise ValueError(f"layer {i}: scales must lie in [0, 2**{chip.scale_bits}) on target {chip.name!r}")
-            if layer.acc_clip is not None and (layer.acc_clip.shape != units or chip.min_output_bits is None):
-                raise ValueError(f"layer {i}: an accumulator clip of shape {units} exists only on target 'akida'")
-        elif layer.step is None or layer.offset is None or layer.step.shape != units or layer.offset.shape != units:
-            raise ValueError(f"layer {i}: offset and step must have shape {units}")
-        elif layer.step.min(initial=1) < 1:
-            raise ValueError(f"layer {i}: steps must be positive")
 
     # -- integer reference -------------------------------------------------------------------
     def input_codes(self, obs: np.ndarray) -> np.ndarray:
@@ -369,8 +355,8 @@ class IntegerNetwork:
         accumulator, in int64."""
         codes = self.input_codes(obs)
         hidden = []
-        for layer, precision in zip(self.hidden_layers, self.precision):
-            codes = layer.activation(layer.accumulate(codes), precision.levels)  # exact integers below 2**53
+        for layer in self.hidden_layers:
+            codes = layer.activation(layer.accumulate(codes))  # exact integers below 2**53
             hidden.append(codes.astype(np.int64))
         return hidden, self.layers[-1].accumulate(codes).astype(np.int64)
 
@@ -387,7 +373,7 @@ class IntegerNetwork:
             "config": self.config.to_dict(),
             "target": self.target,
             "n_layers": len(self.layers),
-            "shifts": [layer.shift for layer in self.layers],
+            "shifts": [getattr(layer.requant, "shift", None) for layer in self.layers],
             "convs": [None if layer.conv is None else layer.conv.to_dict() for layer in self.layers],
         }
         if self.is_image:
@@ -399,12 +385,8 @@ class IntegerNetwork:
             arrays[f"w{i}"] = layer.weights
             arrays[f"b{i}"] = layer.bias
             arrays[f"s{i}"] = layer.scale
-            if layer.multiplier is not None:
-                arrays[f"m{i}"] = layer.multiplier
-            if layer.acc_clip is not None:
-                arrays[f"c{i}"] = layer.acc_clip
-            if layer.step is not None:
-                arrays[f"o{i}"], arrays[f"t{i}"] = layer.offset, layer.step
+            if layer.requant is not None:
+                arrays.update(layer.requant.arrays(i))
         return arrays
 
     @classmethod
@@ -416,24 +398,24 @@ class IntegerNetwork:
             if meta.get("version") not in (1, 2, 3, FORMAT_VERSION):
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
+            target = meta.get("target", "rate")
+            if target == "rate" and meta["version"] < 4:
+                target = "rate16"
+            n_layers = int(meta["n_layers"])
+            precision = get_target(target).precision(config, n_layers, "image_input" in meta)
             layers = []
-            convs = meta.get("convs") or [None] * int(meta["n_layers"])
-            for i in range(int(meta["n_layers"])):
-                optional = {name: arrays[f"{key}{i}"].astype(dtype) for name, key, dtype in (
-                    ("multiplier", "m", np.int64), ("acc_clip", "c", np.int64), ("offset", "o", np.int64),
-                    ("step", "t", np.int64)) if f"{key}{i}" in arrays}
+            convs = meta.get("convs") or [None] * n_layers
+            for i in range(n_layers):
                 layers.append(IntegerLayer(
                     weights=arrays[f"w{i}"].astype(np.int64), bias=arrays[f"b{i}"].astype(np.int64),
-                    scale=arrays[f"s{i}"].astype(np.float64), shift=meta["shifts"][i],
-                    conv=None if convs[i] is None else ConvGeometry.from_dict(convs[i]), **optional))
+                    scale=arrays[f"s{i}"].astype(np.float64),
+                    requant=requant.from_arrays(arrays, i, meta["shifts"][i], precision[i]),
+                    conv=None if convs[i] is None else ConvGeometry.from_dict(convs[i])))
             if "image_input" in meta:
                 image = meta["image_input"]
                 quantizer = ImageInput(tuple(image["shape"]), bool(image["channels_first"]), config.input_bits)
             else:
                 quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
-            target = meta.get("target", "rate")
-            if target == "rate" and meta["version"] < 4:
-                target = "rate16"
             return cls(config=config, input=quantizer, layers=layers, target=target)
         except CorruptFileError:
             raise

@@ -20,20 +20,12 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from rivc.chip import (
-    DEFAULT_TARGET,
-    SCALE_SHIFT,
-    ChipTarget,
-    accumulator_clip,
-    get_target,
-    quantize_bias,
-    requantization,
-    threshold_step,
-)
+from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork, are_pixels
 from rivc.quant import bias_codes, straight_through, straight_through_pact, weight_codes
+from rivc.requant import fit_requantization
 
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
 MIN_CLIP32 = float(np.float32(MIN_CLIP))  # as the float32 clips hold it
@@ -114,10 +106,8 @@ class QuantizedLinear:
     def integer_torch(self) -> IntegerLayer:
         """``integer`` with torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
         layer = self.integer
-        return IntegerLayer(
-            weights=layer.weights, bias=layer.bias, scale=self._tensor(layer.scale),
-            multiplier=self._tensor(layer.multiplier), shift=layer.shift, acc_clip=self._tensor(layer.acc_clip),
-            offset=self._tensor(layer.offset), step=self._tensor(layer.step))
+        return IntegerLayer(weights=layer.weights, bias=layer.bias, scale=self._tensor(layer.scale),
+                            requant=None if layer.requant is None else layer.requant.to(self._tensor))
 
 
 class _DenseSurrogate(torch.autograd.Function):
@@ -511,9 +501,8 @@ class QuantizedQNetwork(nn.Module):
             if i == last:
                 q = (acc * quantized.integer_torch.scale).float()
                 return straight_through(z, q) if surrogate else q
-            levels = self.precision[i].levels
-            codes = quantized.integer_torch.activation(acc, levels)
-            step = activation_step(clip_value, levels)
+            codes = quantized.integer_torch.activation(acc)
+            step = activation_step(clip_value, self.precision[i].levels)
             if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
                 pre_activation = acc * quantized.integer_torch.scale
                 if self.track_preactivations:
@@ -550,9 +539,8 @@ class QuantizedQNetwork(nn.Module):
                 if self.track_preactivations:
                     self.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
                 masks.append(pact_masks(pre_activation, clip_value))
-            levels = self.precision[i].levels
-            codes = quantized.integer.activation(acc, levels)
-            step = activation_step(clip_value, levels)
+            codes = quantized.integer.activation(acc)
+            step = activation_step(clip_value, self.precision[i].levels)
         if not surrogate:
             return q
         parameters = [p for pair in self._parameters_of for p in pair]
@@ -594,16 +582,9 @@ class QuantizedQNetwork(nn.Module):
         if conv is not None:
             integer_weights = integer_weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
         integer = IntegerLayer(weights=integer_weights, bias=b_codes, scale=acc_scale64, conv=conv)
-        if clip is not None:
-            precision = self.precision[i]
-            step = activation_step(clip, precision.levels)  # as the forward's clip / levels
-            if self.target.requantization == SCALE_SHIFT:
-                integer.multiplier, integer.shift = requantization(acc_scale64, step, self.target.scale_bits)
-                if precision.activation_bits < (self.target.min_output_bits or 0):  # wider output, clipped
-                    integer.acc_clip = accumulator_clip(integer.multiplier, integer.shift, precision.levels)
-            else:
-                integer.offset, integer.step = threshold_step(acc_scale64, step, precision.activation_bits,
-                                                              self.target.step_limit)
+        if clip is not None:  # the activation step as the forward's clip / levels
+            integer.requant = fit_requantization(acc_scale64, activation_step(clip, self.precision[i].levels),
+                                                 self.precision[i], self.target)
         input_max = self._input_max if i == 0 else self.precision[i - 1].levels
         quantized = QuantizedLinear(integer, codes, w_scale, max(2 ** (bits - 1) - 1, 1), input_max, shape, weight.device)
         self._quantization_cache[i] = (key, quantized)

@@ -39,10 +39,29 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     akd1000 = run("train", "--target", "akd1000", "--bits", "8", "--timesteps", "10", "--out", str(tmp_path / "w"))
     assert akd1000.returncode == 2 and "target 'akd1000'" in akd1000.stderr and "weight_bits=8" in akd1000.stderr
     assert "Traceback" not in akd1000.stderr and not (tmp_path / "w").exists()  # nothing written
+    narrow_inputs = run("train", "--bits", "8", "--activation-bits", "4", "--timesteps", "10", "--out", str(tmp_path / "v"))
+    assert narrow_inputs.returncode == 2 and "layer 1 has 8-bit weights on 4-bit inputs" in narrow_inputs.stderr
+    both = run("train", "--bits", "8", "--layer-bits", "8/8,8/8,8/32", "--timesteps", "10", "--out", str(tmp_path / "u"))
+    assert both.returncode == 2 and "leave out --bits" in both.stderr
+    count = run("train", "--layer-bits", "8/8,8/32", "--timesteps", "10", "--out", str(tmp_path / "t"))
+    assert count.returncode == 2 and "gives 2 layer(s)" in count.stderr and "Traceback" not in count.stderr
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "model.zip").write_bytes(b"garbage")
     corrupt = run("evaluate", str(tmp_path / "corrupt"))
     assert corrupt.returncode == 2 and "not a readable RIVC model" in corrupt.stderr
+
+
+def test_eight_bit_akida_trains_and_saves_its_widths(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--bits", "8", "--timesteps", "300", "--out", str(out), "--eval-episodes", "1"]) == 0
+    assert "8-bit weights / 8-bit activations" in capsys.readouterr().out
+    model = RIVC.load(out / "model.zip")
+    assert (model.quant.weight_bits, model.quant.activation_bits) == (8, 8)
+    assert [p.levels for p in model.spiking_policy.network.precision[:-1]] == [127, 127]  # Akida's signed 8-bit ReLU
+    assert main(["train", "--layer-bits", "8/8,8/4,4/32", "--timesteps", "300", "--out", str(out), "--eval-episodes",
+                 "1"]) == 0
+    assert "8/8,8/4,4/32, seed 0" in capsys.readouterr().out
+    assert RIVC.load(out / "model.zip").quant.describe() == "8/8,8/4,4/32"
 
 
 def test_hyperparams_defaults_and_overrides(tmp_path, capsys):

@@ -17,11 +17,16 @@ from rivc.neurochip import load_policy, save_policy
 FAST = ["--timesteps", "1500", "--eval-episodes", "3", "--hyperparams", "defaults"]
 
 
-@pytest.fixture(scope="module", params=["akida", "akd1000", "rate"])
+# Akida 2.0 at mixed widths too: 8-bit weights and activations, then a 4-bit layer and head
+WIDTHS = {"akida-mixed": ["--layer-bits", "8/8,8/4,4/32"]}
+
+
+@pytest.fixture(scope="module", params=["akida", "akd1000", "rate", "akida-mixed"])
 def run_dir(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"run_{request.param}")
-    assert main(["train", "--target", request.param, "--out", str(folder), *FAST]) == 0
-    return folder, request.param
+    target = request.param.split("-")[0]
+    assert main(["train", "--target", target, "--out", str(folder), *FAST, *WIDTHS.get(request.param, [])]) == 0
+    return folder, target
 
 
 def deployed_backends(target):

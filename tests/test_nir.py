@@ -86,14 +86,14 @@ def test_the_file_holds_the_integer_network_and_how_to_read_it(tmp_path):
     np.testing.assert_array_equal(codes, network.input_codes(obs))
     layer = network.layers[0]
     fc0, if0 = graph.nodes["fc0"], graph.nodes["if0"]
-    theta = network.config.activation_levels * 2.0**layer.shift
-    np.testing.assert_array_equal(fc0.weight[:-1, :-1], layer.weights * layer.multiplier[:, None])
-    np.testing.assert_array_equal(fc0.bias[:-1], layer.bias * layer.multiplier)
+    theta = network.config.activation_levels * 2.0**layer.requant.shift
+    np.testing.assert_array_equal(fc0.weight[:-1, :-1], layer.weights * layer.requant.multiplier[:, None])
+    np.testing.assert_array_equal(fc0.bias[:-1], layer.bias * layer.requant.multiplier)
     np.testing.assert_array_equal(fc0.weight[:-1, -1], membrane_start(theta))
     np.testing.assert_array_equal(if0.v_threshold[:-1], theta)
     assert membrane_start(theta) % 1 == 0.5  # no membrane equals a threshold: > and >= fire alike
     later = graph.nodes["fc1"].weight
-    np.testing.assert_array_equal(later[:-1, :-1], network.layers[1].weights * network.layers[1].multiplier[:, None]
+    np.testing.assert_array_equal(later[:-1, :-1], network.layers[1].weights * network.layers[1].requant.multiplier[:, None]
                                   * network.config.activation_levels)
 
 
@@ -141,7 +141,8 @@ def test_rate_policies_saved_with_16_bit_scales_still_load_and_run_as_trained():
 
     network = rate_network()
     layers = [dataclasses.replace(layer) if layer.is_output else
-              dataclasses.replace(layer, multiplier=layer.multiplier * 256, shift=layer.shift + 8)
+              dataclasses.replace(layer, requant=dataclasses.replace(
+                  layer.requant, multiplier=layer.requant.multiplier * 256, shift=layer.requant.shift + 8))
               for layer in network.layers]
     old = IntegerNetwork(config=network.config, input=network.input, layers=layers, target="rate", check=False)
     arrays = old.to_arrays()
@@ -151,7 +152,7 @@ def test_rate_policies_saved_with_16_bit_scales_still_load_and_run_as_trained():
     meta["version"] = 3
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     loaded = IntegerNetwork.from_arrays(arrays)
-    assert loaded.target == "rate16" and loaded.layers[0].multiplier.max() >= 2**8
+    assert loaded.target == "rate16" and loaded.layers[0].requant.multiplier.max() >= 2**8
     obs = random_obs(200, seed=4)
     np.testing.assert_array_equal(IFPolicy(loaded).q_values(obs), IFPolicy(network).q_values(obs))
     assert not to_nir(loaded).float32_exact

@@ -282,7 +282,7 @@ def test_clip_tracking_follows_the_largest_pre_activation(fused):
     for layer in exported.layers[:-1]:
         acc = codes @ layer.weights.T.astype(np.float64) + layer.bias
         top.append(float((acc * layer.scale).max()))
-        codes = layer.activation(acc, net.config.activation_levels)
+        codes = layer.activation(acc)
     assert net.batch_preactivation_max == pytest.approx(top, rel=1e-12)
     assert all(t > 0.3 for t in top)
     before = [float(c.detach()) for c in net.clips]
@@ -311,7 +311,7 @@ def test_clip_reads_follow_copies_reloads_and_reassigned_clips():
             net.fused_surrogate = True
         np.testing.assert_array_equal(fused.numpy(), general.numpy())
         np.testing.assert_array_equal(fused.numpy(), net.export().q_values(obs.numpy()).astype(np.float32))
-        assert net.export().layers[0].multiplier is not None
+        assert net.export().layers[0].requant is not None
 
     net = random_network(seed=6)
     net(obs)  # views made

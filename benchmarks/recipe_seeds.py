@@ -1,0 +1,78 @@
+"""The `make run` recipe over seeds: `rivc train` (CartPole-v1, 40k steps, best of 16 evaluations kept),
+`rivc export --backend akida`, `rivc deploy`, per seed and bit width. Resumable: a seed whose record exists
+is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints mean and worst.
+
+    python benchmarks/recipe_seeds.py --bits 8 --seeds 0-4
+    python benchmarks/recipe_seeds.py --layer-bits 8/8,8/4,4/32 --seeds 0-4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "docs" / "results" / "recipe"
+
+
+def run(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "rivc.agents.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"rivc {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path) -> dict:
+    out = runs / f"seed{seed}"
+    start = time.perf_counter()
+    trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps),
+                  "--seed", str(seed), "--eval-freq", "2500", "--out", str(out))
+    exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"))
+    deployed = run("deploy", str(out / "policy"))
+    summary = json.loads((out / "summary.json").read_text())
+    final = re.search(r"final policy .*?return ([-\d.]+)", trained)
+    return {
+        "seed": seed, "target": target, "widths": widths, "timesteps": timesteps,
+        "kept_step": summary["kept_step"], "return": summary["eval_return_mean"],
+        "final_return": float(final.group(1)) if final else None,
+        "identical_actions": re.search(r"identical actions to the training-time policy on ([\d.]+) %", exported).group(1),
+        "deployed": re.search(r"deployed akida policy return ([-\d.]+)", deployed).group(1),
+        "equal_episode_for_episode": "deployed returns equal it episode for episode" in deployed,
+        "seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bits", type=int, default=None)
+    parser.add_argument("--layer-bits", default=None)
+    parser.add_argument("--target", default="akida")
+    parser.add_argument("--seeds", default="0-4", help="first-last")
+    parser.add_argument("--timesteps", type=int, default=40_000)
+    args = parser.parse_args()
+    widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
+    tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
+    first, last = (int(v) for v in args.seeds.split("-"))
+    RECORDS.mkdir(parents=True, exist_ok=True)
+    path = RECORDS / f"{tag}.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    for seed in range(first, last + 1):
+        if any(r["seed"] == seed and r["timesteps"] == args.timesteps for r in records):
+            continue
+        record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}")
+        records.append(record)
+        with path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+    returns = [r["return"] for r in records if first <= r["seed"] <= last and r["timesteps"] == args.timesteps]
+    print(f"{tag}: seeds {first}-{last}: mean {sum(returns) / len(returns):.1f}, worst {min(returns):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
