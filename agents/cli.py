@@ -1,4 +1,5 @@
-"""Command line: ``rivc train | evaluate | convert | export | deploy``. User errors print one line and exit 2."""
+"""Command line: ``rivc train | evaluate | convert | export | deploy | report | precision``. User errors print one
+line and exit 2."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
+PRECISION_DIR = "precision"  # `rivc precision --finetune`: the fine-tuned model at the chosen widths
 DEFAULT_TIMESTEPS = 20_000
 
 
@@ -245,7 +247,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = save_policy(args.out, network, args.backend, metadata=metadata)
     print(f"exported {model.env_id} policy ({network.target} target) for {args.backend} to {folder}: identical actions "
           f"to the training-time policy on {100 * identical:.2f} % of {len(observations)} visited states")
-    if identical < 1.0 and not network.chip.rate_coded:
+    if identical < 1.0 and network.chip.exact:
         print("rivc export: error: the deployed policy differs from the training-time policy on an exact target",
               file=sys.stderr)
         return 1
@@ -274,7 +276,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         same = trained["returns"] == result.returns
         print(f"training-time evaluation on the same episodes: return {trained['mean']:.1f}; deployed returns "
               + ("equal it episode for episode" if same else "DIFFER"))
-        if not same and not policy.network.chip.rate_coded:
+        if not same and policy.network.chip.exact:
             return 1
     return 0
 
@@ -327,6 +329,47 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
         out = Path(args.out)
         model.save(out / MODEL_FILE)
         print(f"saved to {out} (`rivc export {out} --out POLICY_DIR` deploys it)")
+    return 0
+
+
+def cmd_precision(args: argparse.Namespace) -> int:
+    """Per-layer sensitivity of a trained policy and the cheapest legal widths that keep its greedy actions."""
+    from rivc.agents.precision import collect_transitions, finetune_at, format_table, memory_bits, search_precision
+    from rivc.integer_net import atomic_write_bytes
+
+    if not 0.0 < args.agreement <= 1.0:
+        raise UserError(f"--agreement is the share of greedy actions to keep, in (0, 1]: got {args.agreement}")
+    if args.max_memory is not None and not 0.0 < args.max_memory:
+        raise UserError(f"--max-memory is a fraction of the trained policy's parameter memory, > 0: got {args.max_memory}")
+    widths = None
+    if args.widths:
+        try:
+            widths = tuple(int(w) for w in args.widths.split(","))
+        except ValueError:
+            raise UserError(f"--widths takes bit widths separated by commas (e.g. 2,4,8), got {args.widths!r}") from None
+    model = _load(args.run_dir)
+    data = collect_transitions(model, _make_env(model.env_id), args.episodes, args.seed)
+    budget = None if args.max_memory is None else int(args.max_memory * memory_bits(model.q_network, model.q_network.config))
+    result, chosen = search_precision(model, data, args.agreement, budget, widths)
+    result.returns["trained"] = rollout(model, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
+    if chosen is not None:
+        requantized = model.backend.convert(model.q_network.with_config(chosen).export())
+        result.returns["chosen, requantized"] = rollout(requantized, _make_env(model.env_id), args.eval_episodes,
+                                                        seed=args.eval_seed).mean_return
+        if args.finetune:
+            tuned = finetune_at(_model_path(args.run_dir), _make_env(model.env_id), chosen, args.finetune, args.seed)
+            result.returns[f"chosen, fine-tuned {args.finetune} steps"] = rollout(
+                tuned, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
+            out = Path(args.run_dir) / PRECISION_DIR
+            tuned.save(out / MODEL_FILE)
+            tuned.spiking_policy.network.save(out / POLICY_FILE)
+    table = format_table(result)
+    print(f"{model.env_id}, target {model.target}:\n{table}")
+    folder = Path(args.run_dir)
+    atomic_write_bytes(folder / "precision.json", json.dumps(result.as_dict(), indent=2).encode())
+    atomic_write_bytes(folder / "precision.md", (table + "\n").encode())
+    where = f"; the fine-tuned model in {folder / PRECISION_DIR}" if chosen is not None and args.finetune else ""
+    print(f"written to {folder / 'precision.md'} and precision.json{where}")
     return 0
 
 
@@ -421,6 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--episodes", type=int, default=10)
     deploy.add_argument("--seed", type=int, default=1000)
     deploy.set_defaults(func=cmd_deploy)
+    precision = sub.add_parser("precision", help="per-layer sensitivity of a trained policy and the cheapest legal "
+                                                 "per-layer bit widths that keep its greedy actions")
+    precision.add_argument("run_dir")
+    precision.add_argument("--agreement", type=float, default=0.99, help="share of greedy actions to keep (default 0.99)")
+    precision.add_argument("--max-memory", type=float, default=None,
+                           help="parameter-memory budget as a fraction of the trained policy's (e.g. 0.6)")
+    precision.add_argument("--widths", default=None, help="bit widths to consider, e.g. 2,4,8 (default: the target's)")
+    precision.add_argument("--episodes", type=int, default=5, help="greedy episodes whose transitions are measured")
+    precision.add_argument("--seed", type=int, default=2000, help="seed of the first measured episode")
+    precision.add_argument("--finetune", type=int, default=0, help="then train the chosen widths with RIVC for N steps")
+    precision.add_argument("--eval-episodes", type=int, default=10)
+    precision.add_argument("--eval-seed", type=int, default=1000)
+    precision.set_defaults(func=cmd_precision)
     report = sub.add_parser("report", help="what a deployed policy costs per action: operations, spikes, memory, "
                                            "an energy estimate (no torch)")
     report.add_argument("policy_dir")

@@ -214,6 +214,11 @@ def float_visited_states(source: Any, env: gym.Env | str, episodes: int = 10, se
     return _visited_states(read_float_q_network(source), env, episodes, seed)[1]
 
 
+# fine-tuning a trained policy: a short warm-up and low exploration
+FINETUNE_OPTIONS = dict(learning_starts=200, exploration_initial_eps=0.05, exploration_final_eps=0.02,
+                        exploration_fraction=0.1, learning_rate=1e-4)
+
+
 def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFAULT_TARGET,
              quant: QuantConfig | None = None, seed: int = 0, **rivc_kwargs: Any):
     """A RIVC agent started from the float network and trained for ``timesteps`` steps (QAT with the
@@ -231,9 +236,7 @@ def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFA
     if len(layers) < 2:
         raise ValueError("fine-tuning needs a network with at least one hidden layer")
     _, states = _visited_states(layers, env, 5, seed=10_000 + seed)
-    options = dict(learning_starts=200, exploration_initial_eps=0.05, exploration_final_eps=0.02,
-                   exploration_fraction=0.1, learning_rate=1e-4)
-    options.update(rivc_kwargs)
+    options = {**FINETUNE_OPTIONS, **rivc_kwargs}
     model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, calibration={"clips": False}, **options,
                  policy_kwargs={"net_arch": [w.shape[0] for w, _ in layers[:-1]],
                                 "obs_range": _input_range(env.observation_space, states)})

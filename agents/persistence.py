@@ -155,10 +155,12 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     if env is not None:
         _check_env(env, meta, observation_space)
     hyper, conversion, calibration = _settings(meta)
+    requantized = kwargs.get("quant") is not None  # other widths: the same weights, requantized
+    quant = kwargs.pop("quant", None) or meta["quant"]
     settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(
         meta.get("policy", "MlpPolicy"), env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"],
-        quant=meta["quant"], policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **settings,
+        quant=quant, policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **settings,
     )
     model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
     model.n_envs = 1
@@ -172,7 +174,7 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     model.num_conversions = meta.get("num_conversions", 0)
     model._calibrated = bool(meta.get("calibrated", False))
     if network is not None:
-        model.spiking_policy = model.backend.convert(network)
+        model.spiking_policy = model.convert() if requantized else model.backend.convert(network)
     if env is not None:
         model.set_env(env)
     model.env_id = meta.get("env_id")

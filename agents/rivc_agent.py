@@ -151,9 +151,9 @@ class RIVC(DQN):
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
-        if get_target(self.target).ip_version is not None and getattr(self.backend, "timesteps", None) is not None:
-            raise ValueError(f"target {self.target!r} is exact: its neurons fire their code in T = 2**activation_bits - 1 "
-                             "steps; backend_kwargs timesteps applies only to target='rate'")
+        if get_target(self.target).exact and getattr(self.backend, "timesteps", None) is not None:
+            raise ValueError(f"target {self.target!r} is exact: each layer's neurons fire its code in T = L steps (its "
+                             "largest code); backend_kwargs timesteps applies only to target='rate'")
         if self.backend_name == "akida" and get_target(self.target).ip_version is None:
             raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
                              "train the rate-coded target on backend='snntorch'")

@@ -22,12 +22,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rivc.chip import ChipTarget
 from rivc.integer_net import IntegerNetwork
 from rivc.neurochip.snntorch_backend import IFPolicy
+from rivc.requant import UNKNOWN_WIDTH_BITS, Requantization
 
 # Horowitz, ISSCC 2014, 45 nm (pJ per operation)
 PJ_INT8_MULTIPLY, PJ_INT32_ADD, PJ_FP32_MULTIPLY, PJ_FP32_ADD = 0.2, 0.1, 3.7, 0.9
-FLOAT_BITS, UNKNOWN_WIDTH_BITS = 32, 32
+FLOAT_BITS = 32
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,15 @@ def parameter_bits(network: IntegerNetwork) -> int:
     mantissa bits (32 where it holds any integer); per-unit requantization scales at the target's scale bits
     (Akida 2.0 and rate-coded: 8); AKD1000's threshold and step at 32 bits each. Akida's bias shifts and
     accumulator clips are not counted: an estimate, below akida's own program-memory figure's detail."""
-    chip = network.chip
-    total = 0
-    for layer, precision in zip(network.layers, network.precision):
-        total += int(layer.weights.size) * precision.weight_bits + layer.units * (chip.bias_bits or UNKNOWN_WIDTH_BITS)
-        if layer.requant is not None:
-            total += layer.requant.parameter_bits(layer.units, chip)
-    return total
+    return sum(layer_parameter_bits(network.chip, layer.weights.size, layer.units, precision.weight_bits,
+                                    layer.requant) for layer, precision in zip(network.layers, network.precision))
+
+
+def layer_parameter_bits(chip: ChipTarget, weights: int, units: int, weight_bits: int,
+                         requant: Requantization | None) -> int:
+    """One layer's share of :func:`parameter_bits`."""
+    bits = int(weights) * weight_bits + units * (chip.bias_bits or UNKNOWN_WIDTH_BITS)
+    return bits + (0 if requant is None else requant.parameter_bits(units, chip))
 
 
 def policy_cost(network: IntegerNetwork, observations: np.ndarray, timesteps: int | None = None) -> PolicyCost:

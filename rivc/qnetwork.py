@@ -616,6 +616,15 @@ class QuantizedQNetwork(nn.Module):
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()
 
+    def with_config(self, config: QuantConfig) -> QuantizedQNetwork:
+        """The same network (weights, clips, input range) at other bit widths: what post-training requantization
+        to ``config`` gives (``rivc.chip.TargetError`` where the target cannot run it)."""
+        self.target.check(config, self.sizes, self.conv_geometry)
+        other = QuantizedQNetwork(self.observation_space, self.n_actions, config, hidden_sizes=self.sizes[1:-1],
+                                  qat=self.qat, target=self.target, conv_layers=self.conv_specs)
+        other.load_state_dict(self.state_dict())
+        return other.to(self.obs_low.device)
+
     # -- export -----------------------------------------------------------------------------------
     @torch.no_grad()
     def float_activation_max(self, observations) -> list[float]:
