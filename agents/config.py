@@ -19,7 +19,9 @@ class ConversionConfig:
     """When the trained network is converted into the acting spiking policy, and how often the
     conversion error (SNN vs trained network, ``rivc.metrics``) is measured.
 
-    :param every: convert after every ``every``-th gradient update (RIVC: 1).
+    :param every: convert once the gradient updates reach a multiple of ``every`` (RIVC: 1), after the
+        gradient steps of that update cycle (``train`` call), before the SNN acts again; ``learn`` ends
+        with the latest network converted.
     :param eval_size: replay observations each measurement uses.
     :param eval_every: measure on every ``eval_every``-th conversion: a sample, since the measurement
         costs more than the conversion; the logs say so (``conversion/error_measured_every``).

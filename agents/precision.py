@@ -67,6 +67,7 @@ class PrecisionResult:
     evaluated: int  # assignments measured before the cheapest was found
     states: int
     layers: list[LayerSensitivity] = field(default_factory=list)
+    measured: list[tuple[str, int, float]] = field(default_factory=list)  # (widths, memory bits, agreement), in order
     returns: dict[str, float] = field(default_factory=dict)  # "trained", "chosen", "finetuned"
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,13 +204,13 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
                  for b in options[i] if b.activation_bits in (None, trained.layers[i].activation_bits)}
         table.append(LayerSensitivity(i, layer.weight.numel(), str(trained.layers[i]), traces[i], omega, alone))
     candidates = sorted(legal_configs(net, widths), key=lambda c: (memory_bits(net, c), c.describe()))
-    chosen, chosen_agreement, evaluated = None, None, 0
+    chosen, chosen_agreement, measured = None, None, []
     for config in candidates:
         cost = memory_bits(net, config)
         if memory_budget_bits is not None and cost > memory_budget_bits:
             break
-        evaluated += 1
         kept = agreement_of(config)
+        measured.append((config.describe(), cost, kept))
         if kept >= agreement:
             chosen, chosen_agreement = config, kept
             break
@@ -217,7 +218,7 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
         trained=trained.describe(), chosen=None if chosen is None else chosen.describe(), agreement_asked=agreement,
         memory_bits_trained=memory_bits(net, trained), memory_bits_chosen=None if chosen is None else memory_bits(net, chosen),
         memory_budget_bits=memory_budget_bits, agreement_chosen=chosen_agreement, candidates=len(candidates),
-        evaluated=evaluated, states=len(states), layers=table)
+        evaluated=len(measured), states=len(states), layers=table, measured=measured)
     return result, chosen
 
 
@@ -259,6 +260,10 @@ def format_table(result: PrecisionResult) -> str:
                  "--agreement or raise the budget")
     lines += ["", f"{result.candidates} legal assignments, {result.evaluated} measured (cheapest first) on "
                   f"{result.states} states; {saved}"]
+    cheaper = [m for m in result.measured if m[1] < result.memory_bits_trained]
+    if cheaper:
+        widths, bits, kept = max(cheaper, key=lambda m: m[2])
+        lines.append(f"best agreement with less memory than trained: {widths} ({bits / 8192:.2f} KiB), {100 * kept:.1f} %")
     if result.returns:
         lines.append("returns: " + ", ".join(f"{k} {v:.1f}" for k, v in result.returns.items()))
     return "\n".join(lines)

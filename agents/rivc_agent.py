@@ -160,6 +160,7 @@ class RIVC(DQN):
         self.spiking_policy: SpikingPolicy | None = None
         self._calibrated = False
         self.num_conversions = 0
+        self.converted_at_update: int | None = None  # the update count at the last conversion
         policy_kwargs = dict(policy_kwargs or {})
         policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat, target=self.target)
         super().__init__(
@@ -256,6 +257,7 @@ class RIVC(DQN):
         network = self.q_network.export(calibration_obs=calibration, check=self.num_conversions == 0)
         self.spiking_policy = self.backend.convert(network)
         self.num_conversions += 1
+        self.converted_at_update = self._n_updates
         return self.spiking_policy
 
     def end_warmup(self) -> None:
@@ -274,6 +276,8 @@ class RIVC(DQN):
         super().learn(total_timesteps, *args, **kwargs)
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()
+        elif self.variant_spec.snn_acts and self._calibrated and self.converted_at_update != self._n_updates:
+            self.convert()  # ConversionConfig(every > 1): the policy learn() leaves is the latest network's
         return self
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
@@ -295,14 +299,15 @@ class RIVC(DQN):
 
     # -- the update -----------------------------------------------------------------------------
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
-        """QAT gradient steps on the gap-increasing target, each followed by a conversion."""
+        """QAT gradient steps on the gap-increasing target, then one conversion: the SNN acts only between
+        ``train`` calls, so converting between gradient steps would change nothing it does."""
         if not self._calibrated:
             self.end_warmup()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing
         alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
-        losses, errors, convert_seconds, conversions = [], [], 0.0, 0
+        losses, updates_before = [], self._n_updates
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             with torch.no_grad():  # (rivc.targets computes in numpy)
@@ -325,23 +330,26 @@ class RIVC(DQN):
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
             losses.append(loss.item())
             self._n_updates += 1
-            if self.variant_spec.snn_acts and self._n_updates % self.conversion.every == 0:
-                start = time.perf_counter()
-                self.convert()
-                convert_seconds += time.perf_counter() - start
-                conversions += 1
-                if self.num_conversions % self.conversion.eval_every == 0:
-                    errors.append(self.conversion_error())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/gradient_steps", gradient_steps, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
-        if conversions:
-            self.logger.record("conversion/ms_per_conversion", 1e3 * convert_seconds / conversions)
-            self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
-            self.logger.record("conversion/error_measured_every", self.conversion.eval_every, exclude="tensorboard")
-        errors = [e for e in errors if e is not None]
-        if errors:
-            for key, value in ConversionError.mean(errors).as_log().items():
-                self.logger.record(key, value)
+        every = self.conversion.every  # convert when this cycle's updates reached a multiple of `every`
+        if self.variant_spec.snn_acts and self._n_updates // every > updates_before // every:
+            self._convert_and_measure()
+
+    def _convert_and_measure(self) -> None:
+        """One conversion of the updated network (timed, counted), and on every ``eval_every``-th conversion
+        its conversion error on replay states."""
+        start = time.perf_counter()
+        self.convert()
+        self.logger.record("conversion/ms_per_conversion", 1e3 * (time.perf_counter() - start))
+        self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
+        self.logger.record("conversion/error_measured_every", self.conversion.eval_every, exclude="tensorboard")
+        if self.num_conversions % self.conversion.eval_every == 0:
+            error = self.conversion_error()
+            if error is not None:
+                for key, value in error.as_log().items():
+                    self.logger.record(key, value)
 
     def _on_step(self) -> None:
         """SB3's exploration schedule and target update; the target's quantized weights are cached,

@@ -54,8 +54,40 @@ def main(obs_dim: int = 8, n_actions: int = 4, hidden=(64, 64)) -> None:
                 latency_rows.append([target, f"{name}, batch {batch}", t / batch * 1e6, t / t_torch])
     print_table(f"Conversion per target, 2x{hidden[0]} MLP, 4-bit (ms; target <= 0.2 ms for export + convert on "
                 "snntorch)", ["target", "step", "ms"], conversion_rows)
+    print_table("Conversion per bit width, target akida (export + convert on the snntorch fast path, ms; ratio to the "
+                "QAT forward of one observation, measured in the same run)", ["network", "widths", "ms", "x QAT forward"],
+                width_rows(obs_dim, n_actions))
     print_table("Per-action latency per target (us per observation; ratio to the quantized torch forward)",
                 ["target", "path", "us/action", "x torch"], latency_rows)
+
+
+WIDTHS = [QuantConfig(4, 4, 8), QuantConfig(2, 2, 8), QuantConfig(8, 8, 8), QuantConfig.parse_layers("8/8,8/4,4/32"),
+          QuantConfig.parse_layers("8/4,4/4,4/32")]
+
+
+def width_rows(obs_dim: int, n_actions: int) -> list[list]:
+    """export + convert per bit width at 2x64 and 256x256, against the QAT forward of one observation."""
+    rows, backend = [], make_backend("snntorch")
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (1, obs_dim)).astype(np.float32))
+    for hidden in ((64, 64), (256, 256)):
+        for config in WIDTHS:
+            torch.manual_seed(0)
+            space = spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
+            qnet = QuantizedQNetwork(space, n_actions, config, hidden_sizes=hidden, target="akida")
+
+            def convert():
+                qnet.clear_quantization_cache()
+                return backend.convert(qnet.export(check=False))
+
+            def forward():
+                qnet.clear_quantization_cache()  # as in training: new weights every update
+                with torch.no_grad():
+                    return qnet(obs)
+
+            t_convert, t_forward = time_call(convert), time_call(forward)
+            rows.append([f"{hidden[0]}x{hidden[1]}", config.describe() if not config.uniform else
+                         f"{config.weight_bits}/{config.activation_bits} everywhere", t_convert * 1e3, t_convert / t_forward])
+    return rows
 
 
 if __name__ == "__main__":

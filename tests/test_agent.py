@@ -56,10 +56,32 @@ def test_one_conversion_per_update():
     assert model._n_updates > 100 and model.num_conversions == model._n_updates + 1
     every3 = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=dict(every=3), **FAST)
     every3.learn(800)
-    assert every3.num_conversions == every3._n_updates // 3 + 1
+    # and learn() ends with the latest network converted
+    assert every3.num_conversions == every3._n_updates // 3 + 1 + (every3._n_updates % 3 != 0)
+    assert every3.converted_at_update == every3._n_updates
     fpnn = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="fpnn", **FAST)
     fpnn.learn(800)
     assert fpnn.num_conversions == 0  # the float network acts itself
+
+
+def test_one_conversion_per_update_cycle_and_the_snn_that_acts_is_the_latest_networks(monkeypatch):
+    """With several gradient steps per cycle (the RL Zoo's settings), one conversion after them: the SNN acts
+    only between train() calls, and then it is always the conversion of the network as updated."""
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **{**FAST, "train_freq": 8, "gradient_steps": 4})
+    train, cycles, obs = model.train, [], np.random.default_rng(0).uniform(-1, 1, (64, 4)).astype(np.float32)
+
+    def checked_train(gradient_steps, batch_size=100):
+        conversions = model.num_conversions
+        train(gradient_steps, batch_size)
+        cycles.append(model.num_conversions - conversions)
+        with torch.no_grad():  # the acting SNN computes the trained network's Q-values (exact target)
+            np.testing.assert_array_equal(model.spiking_policy.q_values(obs).astype(np.float32),
+                                          model.q_network(torch.as_tensor(obs)).numpy())
+
+    monkeypatch.setattr(model, "train", checked_train)
+    model.learn(800)
+    assert len(cycles) > 20 and set(cycles) == {1} and model._n_updates == 4 * len(cycles)
+    assert model.num_conversions == len(cycles) + 1  # and the initial network's
 
 
 @pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
