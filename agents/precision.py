@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from rivc.chip import TargetError
 from rivc.config import LayerBits, QuantConfig
 from rivc.neurochip.cost import layer_parameter_bits
-from rivc.qnetwork import MIN_CLIP, QuantizedQNetwork
+from rivc.qnetwork import QuantizedQNetwork
+from rivc.quant import MIN_CLIP
 from rivc.quant import weight_codes
 from rivc.requant import REQUANTIZATIONS
 from rivc.targets import gap_increasing_target
@@ -203,7 +204,9 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
         omega = {b.weight_bits: traces[i] * weight_error(layer.weight, b.weight_bits)
                  for b in options[i] if b.activation_bits in (None, trained.layers[i].activation_bits)}
         table.append(LayerSensitivity(i, layer.weight.numel(), str(trained.layers[i]), traces[i], omega, alone))
-    candidates = sorted(legal_configs(net, widths), key=lambda c: (memory_bits(net, c), c.describe()))
+    # cheapest first; at equal memory (activation widths cost no parameter memory) the widest activations first
+    candidates = sorted(legal_configs(net, widths), key=lambda c: (
+        memory_bits(net, c), -sum(b.activation_bits or 0 for b in c.layers), c.describe()))
     chosen, chosen_agreement, measured = None, None, []
     for config in candidates:
         cost = memory_bits(net, config)

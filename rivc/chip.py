@@ -200,37 +200,43 @@ class ChipTarget:
                 if getattr(config, field) not in allowed and (field != "weight_bits" or not fixed or n_layers > 1):
                     raise self._width_error(field, getattr(config, field), allowed)
         for i, layer in enumerate(layers):
-            if i == 0 and fixed and not config.uniform and layer.weight_bits != fixed:
-                raise TargetError(f"target {self.name!r}: layer 0 is the chip's input layer, whose weights are {fixed}-bit; "
-                                  f"write {LayerBits(fixed, layer.activation_bits)} for it")
-            if not (i == 0 and fixed) and layer.weight_bits not in self.weight_bits:
-                raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.weight_bits}-bit weights; "
-                                  f"the chip runs {', '.join(map(str, self.weight_bits))}-bit weights: change that layer's width")
-            if layer.activation_bits is not None and layer.activation_bits not in self.activation_bits:
-                raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.activation_bits}-bit activations; "
-                                  f"the chip runs {', '.join(map(str, self.activation_bits))}-bit activations: change that "
-                                  "layer's width")
+            self._check_layer_widths(i, layer, fixed if i == 0 else None, config.uniform)
         precision = self.precision(config, n_layers, conv_input)
         if self.containers:
             for i, layer in enumerate(precision):
-                fed = config.input_bits if i == 0 else precision[i - 1].activation_bits
-                if self.container(layer.weight_bits) > self.container(fed):
-                    raise TargetError(
-                        f"target {self.name!r}: layer {i} has {layer.weight_bits}-bit weights on {fed}-bit inputs; the chip "
-                        f"needs inputs at least as wide as the weights (its mapper: 'Input bits should be >= weights "
-                        f"bits'): give layer {i} at most {self.container(fed)}-bit weights or layer {i - 1} "
-                        f"{self.container(layer.weight_bits)}-bit activations")
-                if layer.output_container is not None and layer.output_container > self.container(layer.weight_bits):
-                    raise TargetError(
-                        f"target {self.name!r}: layer {i} outputs {layer.activation_bits}-bit activations from "
-                        f"{layer.weight_bits}-bit weights; the chip's layers with {self.container(layer.weight_bits)}-bit "
-                        f"weights output at most {self.container(layer.weight_bits)} bits: give layer {i} "
-                        f"{layer.output_container}-bit weights or narrower activations")
+                self._check_containers(i, layer, config.input_bits if i == 0 else precision[i - 1].activation_bits)
         widths = {layer.activation_bits for layer in precision[:-1]}
         if self.one_activation_width and len(widths) > 1:
-            raise TargetError(f"target {self.name!r}: every layer spikes in one window of T steps, so every hidden layer "
-                              f"needs the same activation bits (got {', '.join(map(str, sorted(widths)))}); mixed weight "
-                              "widths are fine")
+            raise TargetError(f"target {self.name!r}: every layer spikes in one window of T steps, so every hidden "
+                              f"layer needs the same activation bits (got {', '.join(map(str, sorted(widths)))}); "
+                              "mixed weight widths are fine")
+
+    def _check_layer_widths(self, i: int, layer: LayerBits, fixed: int | None, uniform: bool) -> None:
+        """Layer ``i``'s widths against the chip's (``fixed``: the weight width its input layer fixes)."""
+        if fixed and not uniform and layer.weight_bits != fixed:
+            raise TargetError(f"target {self.name!r}: layer 0 is the chip's input layer, whose weights are "
+                              f"{fixed}-bit; write {LayerBits(fixed, layer.activation_bits)} for it")
+        if not fixed and layer.weight_bits not in self.weight_bits:
+            raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.weight_bits}-bit weights; the "
+                              f"chip runs {', '.join(map(str, self.weight_bits))}-bit weights: change that layer's width")
+        if layer.activation_bits is not None and layer.activation_bits not in self.activation_bits:
+            raise TargetError(f"target {self.name!r} ({self.chip}): layer {i} has {layer.activation_bits}-bit "
+                              f"activations; the chip runs {', '.join(map(str, self.activation_bits))}-bit activations: "
+                              "change that layer's width")
+
+    def _check_containers(self, i: int, layer: LayerPrecision, input_bits: int) -> None:
+        """Akida 2.0's registers: a layer's weights no wider than its inputs, its outputs no wider than its weights."""
+        weights, inputs = self.container(layer.weight_bits), self.container(input_bits)
+        if weights > inputs:
+            raise TargetError(
+                f"target {self.name!r}: layer {i} has {layer.weight_bits}-bit weights on {input_bits}-bit inputs; the "
+                f"chip needs inputs at least as wide as the weights (its mapper: 'Input bits should be >= weights "
+                f"bits'): give layer {i} at most {inputs}-bit weights or layer {i - 1} {weights}-bit activations")
+        if layer.output_container is not None and layer.output_container > weights:
+            raise TargetError(
+                f"target {self.name!r}: layer {i} outputs {layer.activation_bits}-bit activations from "
+                f"{layer.weight_bits}-bit weights; the chip's layers with {weights}-bit weights output at most "
+                f"{weights} bits: give layer {i} {layer.output_container}-bit weights or narrower activations")
 
     def _width_error(self, field: str, value: int, allowed: tuple[int, ...]) -> TargetError:
         return TargetError(f"target {self.name!r} ({self.chip}) cannot run {field}={value}: it supports "

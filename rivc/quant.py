@@ -6,10 +6,30 @@ Each quantizer returns integer codes and their scale, so the forward pass and th
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import torch
 
 TINY32 = np.finfo(np.float32).tiny  # the smallest normal float32
+MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
+MIN_CLIP32 = float(np.float32(MIN_CLIP))  # as the float32 clips hold it
+_FLOAT32 = struct.Struct("f")
+
+
+def activation_step(clip: float, levels: int) -> float:
+    """The value of one activation code, ``clip / L`` in float32 (as torch divides the float32 clip): the
+    float64 quotient of the two float32 values rounded once to float32, which is the float32 quotient
+    (53 >= 2 * 24 + 2 bits: no double rounding), by ``struct`` at a fraction of numpy scalars' cost."""
+    return _FLOAT32.unpack(_FLOAT32.pack(_FLOAT32.unpack(_FLOAT32.pack(clip))[0] / levels))[0]
+
+
+def pact_masks(pre_activation, clip):
+    """PACT's gradient rule for ``min(relu(z), clip)``: where it passes the gradient to ``z`` (``0 < z < clip``)
+    and where to the clip (``z >= clip``), read on the exact pre-activation ``z = acc * scale`` (numpy arrays
+    or torch tensors, as booleans). The one statement of the rule: both forward paths read it."""
+    above = pre_activation >= clip
+    return (pre_activation > 0) & ~above, above
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -38,8 +58,8 @@ class _StraightThroughPact(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         pre_activation, clip = ctx.saved_tensors
-        above = pre_activation >= clip
-        return grad * ((pre_activation > 0) & ~above), (grad * above).sum().reshape(clip.shape), None, None
+        inside, above = pact_masks(pre_activation, clip)
+        return grad * inside, (grad * above).sum().reshape(clip.shape), None, None
 
 
 def straight_through_pact(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor,

@@ -1,0 +1,169 @@
+"""The fast path of an MLP's QAT forward on the CPU: the exact integer arithmetic in numpy (float32 matrix
+products, exact below 2**24) and, with gradients, one autograd node whose backward is numpy too.
+
+The same values, bit for bit, and the same gradients as the general path of
+:class:`rivc.qnetwork.QuantizedQNetwork` (straight-through estimators composed by autograd; tests/test_quantization.py):
+both read :class:`QuantizedLinear` (the layer as the chip computes it) and :func:`rivc.quant.pact_masks` (PACT's
+gradient rule).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from rivc.integer_net import IntegerLayer
+from rivc.quant import MIN_CLIP32, activation_step, pact_masks
+
+EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
+
+
+class QuantizedLinear:
+    """A layer as the chip computes it (detached): the integer layer that export() writes, and the
+    torch tensors the QAT forward reads, made on first use (a conversion needs only the former)."""
+
+    def __init__(self, integer: IntegerLayer, codes: np.ndarray, weight_scale: np.ndarray, weight_levels: int,
+                 input_max: float, shape: tuple[int, ...], device: torch.device) -> None:
+        self.integer = integer
+        self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
+        self._weight_levels, self._input_max = weight_levels, input_max  # largest |weight code|, |input code|
+        self._shape, self._device = shape, device
+
+    def _tensor(self, array, dtype=np.float64, shape=None) -> torch.Tensor | None:
+        if array is None:
+            return None
+        unit = (-1, 1, 1) if self.integer.conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
+        tensor = torch.from_numpy(np.asarray(array, dtype=dtype)).reshape(shape or unit)
+        return tensor if self._device.type == "cpu" else tensor.to(self._device)
+
+    @cached_property
+    def weight_values(self) -> np.ndarray:
+        """codes * scale (float32, ``[out, in]``): the surrogate's weights."""
+        return self._codes * self._weight_scale
+
+    @cached_property
+    def weight(self) -> torch.Tensor:
+        """``weight_values`` as a tensor of the layer's shape."""
+        return self._tensor(self.weight_values, np.float32, self._shape)
+
+    @cached_property
+    def bias(self) -> torch.Tensor:
+        """bias codes * accumulator scale (float32)."""
+        return self._tensor(self.integer.bias * self.integer.scale, np.float32, (-1,))
+
+    @cached_property
+    def exact_dtype(self) -> torch.dtype:
+        """float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64."""
+        # first a bound from the shape (fan-in x largest weight code x largest input), the exact one if that is too loose
+        bias = float(np.abs(self.integer.bias).max(initial=0))
+        bound = self._codes.shape[1] * self._weight_levels * self._input_max + bias
+        if bound >= EXACT_FLOAT32:
+            bound = self.integer.accumulator_bound(self._input_max)
+        return torch.float32 if bound < EXACT_FLOAT32 else torch.float64
+
+    @cached_property
+    def weight_codes(self) -> torch.Tensor:
+        """[out, in] or [F, C, k, k]: exact integers in ``exact_dtype``."""
+        return self._tensor(self._codes, self._numpy_exact_dtype, self._shape)
+
+    @cached_property
+    def bias_codes(self) -> torch.Tensor:
+        return self._tensor(self.integer.bias, self._numpy_exact_dtype, (-1,))
+
+    @property
+    def _numpy_exact_dtype(self) -> type:
+        return np.float32 if self.exact_dtype == torch.float32 else np.float64
+
+    @cached_property
+    def _dense_exact(self) -> tuple[np.ndarray, np.ndarray]:
+        """A dense layer's weight codes ``[in, out]`` and bias codes, numpy, in the exact dtype."""
+        dtype = self._numpy_exact_dtype
+        return np.ascontiguousarray(self._codes.T, dtype=dtype), self.integer.bias.astype(dtype)
+
+    def accumulate(self, codes: np.ndarray) -> np.ndarray:
+        """A dense layer's exact accumulators (float64) for input codes ``[B, in]`` (numpy float64): one
+        matrix product in float32 where every partial sum is an integer below 2**24 (exact in any order)."""
+        weights_t, bias = self._dense_exact
+        acc = codes.astype(weights_t.dtype, copy=False) @ weights_t
+        acc += bias
+        return acc.astype(np.float64, copy=False)
+
+    @cached_property
+    def integer_torch(self) -> IntegerLayer:
+        """``integer`` with torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
+        layer = self.integer
+        return IntegerLayer(weights=layer.weights, bias=layer.bias, scale=self._tensor(layer.scale),
+                            requant=None if layer.requant is None else layer.requant.to(self._tensor))
+
+
+class _DenseSurrogate(torch.autograd.Function):
+    """Forward the exact Q-values; backward the float surrogate of an MLP, layer by layer: ``z = x @ W_q.T +
+    b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
+    go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
+    to the clip where ``z >= clip``), with ``z`` the exact pre-activation ``acc * scale`` (``pact_masks``). In
+    numpy, as the forward. The same gradients as the general path's estimators (``straight_through``,
+    ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
+
+    @staticmethod
+    def forward(ctx, q, inputs, layers, masks, clip_live, *parameters):  # parameters: weight, bias per layer, clips
+        clips = parameters[2 * len(layers):]
+        ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
+        ctx.clip_live = clip_live  # per clip: False below MIN_CLIP, where clamp_min(MIN_CLIP) passes no gradient
+        return q
+
+    @staticmethod
+    def backward(ctx, grad):
+        n = len(ctx.layers)
+        weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
+        grad = grad.detach().numpy()
+        for i in range(n - 1, -1, -1):
+            weight_grads[2 * i] = torch.from_numpy(grad.T @ ctx.inputs[i])
+            weight_grads[2 * i + 1] = torch.from_numpy(np.add.reduce(grad, axis=0))
+            if i:
+                grad_x = grad @ ctx.layers[i].weight_values
+                inside, above = ctx.masks[i - 1]
+                clip_grad = np.add.reduce(grad_x * above, axis=None) * np.float32(ctx.clip_live[i - 1])
+                clip_grads[i - 1] = torch.from_numpy(np.asarray(clip_grad, dtype=np.float32)).reshape(ctx.clip_shapes[i - 1])
+                grad = grad_x * inside
+        return None, None, None, None, None, *weight_grads, *clip_grads
+
+
+def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
+    """``net``'s forward pass (a ``QuantizedQNetwork`` MLP on the CPU), at a fraction of the general path's overhead: the exact
+    path in numpy (float32 matrix products, exact below 2**24, else float64), and with gradients one
+    autograd node (``_DenseSurrogate``, its backward in numpy too) in place of a graph of straight-through
+    estimators. The same values, bit for bit, and the same gradients (tests/test_quantization.py)."""
+    net._check_calibrated()
+    array = obs.detach().numpy()
+    if array.shape[1:] != net.obs_shape or array.ndim != 2:
+        net._check_input(obs)  # raises with the shapes
+    codes = net._input_quantizer.codes(array)  # float64 holding integers
+    step, last = net._input_step_value, len(net.layers) - 1
+    surrogate = torch.is_grad_enabled()
+    inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, PACT masks
+    clips = net._clip_floats()
+    for i, clip in enumerate([*clips, None]):
+        clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
+        quantized = net.quantize_layer(i, step, clip_value)
+        if surrogate:
+            inputs.append((codes * step).astype(np.float32))
+            layers.append(quantized)
+        acc = quantized.accumulate(codes)
+        if i == last:
+            q = torch.from_numpy((acc * quantized.integer.scale).astype(np.float32))
+            break
+        if surrogate:
+            pre_activation = acc * quantized.integer.scale
+            if net.track_preactivations:
+                net.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
+            inside, above = pact_masks(pre_activation, clip_value)
+            masks.append((inside.astype(np.float32), above.astype(np.float32)))
+        codes = quantized.integer.activation(acc)
+        step = activation_step(clip_value, net.precision[i].levels)
+    if not surrogate:
+        return q
+    parameters = [p for pair in net._parameters_of for p in pair]
+    clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip
+    return _DenseSurrogate.apply(q, inputs, layers, masks, clip_live, *parameters, *net._clip_parameters)
