@@ -55,7 +55,16 @@ def main() -> int:
              "CartPole-v1, 40k steps, the best of 16 evaluations kept (`rivc train --eval-freq 2500`), exported to "
              "Akida and deployed on its engine; 10 evaluation episodes (seeds 1000-1009). `python "
              "benchmarks/recipe_seeds.py --bits 8 --seeds 0-4` (or `--layer-bits ...`).", "", *recipe_rows(), "",
-             "## `rivc precision`", "", *precision_sections()]
+             "## `rivc precision`", "",
+             "Per layer: HAWQ-V2's average Hessian trace of the TD loss over the layer's weights (Hutchinson, 32 "
+             "Rademacher samples, on the float network with the trained weights and PACT clips; the TD loss is not "
+             "convex, so a small trace can come out negative), Omega = trace / n * ||Q(W) - W||^2 at each weight "
+             "width, and the greedy agreement with the trained policy when that layer alone takes another width "
+             "(empty where the chip's rules let no width change alone: on Akida 2.0 an 8-bit layer feeds 8-bit "
+             "weights). Then the legal assignments in order of parameter memory, each measured, until one keeps the "
+             "agreement asked for; returns over 10 episodes (seeds 1000-1009) of the trained policy, the chosen widths "
+             "requantized from it, and the chosen widths after RIVC fine-tuning (the fine-tuned run's last policy).",
+             "", *precision_sections()]
     (ROOT / "docs" / "PRECISION.md").write_text("\n".join(lines))
     print(f"wrote {ROOT / 'docs' / 'PRECISION.md'}")
     return 0
