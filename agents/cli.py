@@ -107,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
     model = RIVC(policy, env, target=args.target, backend=args.backend, quant=quant, variant=args.variant,
-                 seed=args.seed, verbose=0, **options)
+                 blas_threads=args.threads, seed=args.seed, verbose=0, **options)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose else [])
@@ -419,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--select-seed", type=int, default=500,
                        help="seed of the first selection episode (apart from --eval-seed's)")
     train.add_argument("--threads", type=int, default=1,
-                       help="torch threads; small policies train fastest on one (2.3x faster than two from camera "
-                            "frames on a 2-core machine, where the renderer needs the other)")
+                       help="torch and BLAS threads; small policies train fastest on one (2.3x faster than two from "
+                            "camera frames on a 2-core machine, where the renderer needs the other), and seeds run "
+                            "side by side do not wait for each other's threads")
     train.add_argument("--progress-bar", action="store_true")
     train.add_argument("--verbose", action="store_true", help="print SB3's training table")
     train.set_defaults(func=cmd_train)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
+from threadpoolctl import threadpool_limits
 
 from rivc import QuantConfig
 from rivc.agents import persistence
@@ -74,6 +76,9 @@ class RIVC(DQN):
         (``rivc.agents.config.ConversionConfig`` or its dict; default: convert after every update, measure
         on every 10th conversion).
     :param calibration: input ranges and PACT clips from the warm-up data (``CalibrationConfig`` or its dict).
+    :param blas_threads: threads of numpy's BLAS (the exact integer path's matrix products) while ``learn`` runs;
+        one by default: the products are small, and beside another process on the same cores more threads only
+        wait for each other. ``None`` leaves the process's setting.
     Other parameters are Stable-Baselines3 DQN's, with defaults that train CartPole-v1 in minutes.
     """
 
@@ -94,6 +99,7 @@ class RIVC(DQN):
         exploration: str = "epsilon",
         conversion: ConversionConfig | dict[str, Any] | None = None,
         calibration: CalibrationConfig | dict[str, Any] | None = None,
+        blas_threads: int | None = 1,
         learning_rate: float = 1e-3,
         buffer_size: int = 50_000,
         learning_starts: int = 1_000,
@@ -127,6 +133,10 @@ class RIVC(DQN):
             raise ValueError(f"beta must be > 0, got {beta}")
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
+        if blas_threads is not None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int)
+                                         or blas_threads < 1):
+            raise ValueError(f"blas_threads must be an integer >= 1 (or None: the process's setting), got {blas_threads!r}")
+        self.blas_threads = blas_threads
         if exploration not in EXPLORATIONS:
             raise ValueError(f"unknown exploration {exploration!r}; use one of {', '.join(EXPLORATIONS)}")
         if isinstance(env, str):
@@ -273,7 +283,8 @@ class RIVC(DQN):
             print(f"RIVC converts after {'every update' if every == 1 else f'one update in {every}'}; the conversion "
                   f"error is measured on {'every conversion' if measured == 1 else f'one conversion in {measured}'} "
                   "(ConversionConfig.eval_every)")
-        super().learn(total_timesteps, *args, **kwargs)
+        with threadpool_limits(self.blas_threads, user_api="blas") if self.blas_threads else nullcontext():
+            super().learn(total_timesteps, *args, **kwargs)
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()
         elif self.variant_spec.snn_acts and self._calibrated and self.converted_at_update != self._n_updates:

@@ -84,6 +84,30 @@ def test_one_conversion_per_update_cycle_and_the_snn_that_acts_is_the_latest_net
     assert model.num_conversions == len(cycles) + 1  # and the initial network's
 
 
+def test_learn_runs_numpys_blas_on_one_thread_unless_asked(monkeypatch):
+    """Beside another process on the same cores, a multi-threaded BLAS made RIVC 3x slower (benchmarks/bench_train.py)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpool_limits(2, user_api="blas"):  # the process's own setting
+        outer = blas_threads()
+    if outer != {2}:
+        pytest.skip(f"numpy's BLAS runs {outer or 'no detectable'} thread pools here: nothing to limit")
+    seen = []
+    for threads, expected in ((1, {1}), (None, {2})):
+        with threadpool_limits(2, user_api="blas"):
+            model = RIVC("MlpPolicy", "CartPole-v1", seed=0, blas_threads=threads, **FAST)
+            train = model.train
+            monkeypatch.setattr(model, "train", lambda *args, **kw: seen.append(blas_threads()) or train(*args, **kw))
+            model.learn(300)
+            assert seen and all(s == expected for s in seen) and blas_threads() == {2}  # restored after learn
+            seen.clear()
+    with pytest.raises(ValueError, match="blas_threads must be an integer >= 1"):
+        RIVC("MlpPolicy", "CartPole-v1", blas_threads=0)
+
+
 @pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
 def test_variants_train_and_predict(variant):
     model = RIVC("MlpPolicy", "CartPole-v1", variant=variant, seed=0, **FAST)
