@@ -66,7 +66,7 @@ class RIVC(DQN):
     :param backend: where the spiking policy runs while training: ``"snntorch"`` (integrate-and-fire
         emulation of the target, bit-exact for the Akida targets) or ``"akida"`` (Akida's engine).
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
-    :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (DESIGN.md baselines).
+    :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (docs/DESIGN.md, "Variants").
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Variant:
-    """One row of the paper's ablation (DESIGN.md, "Baselines")."""
+    """One row of the paper's ablation (docs/DESIGN.md, "Variants")."""
 
     qat: bool  # quantization-aware training (else a float network, post-training quantized)
     gap_increasing: bool  # the gap-increasing target (else the DQN target)

@@ -41,9 +41,15 @@ from stable_baselines3 import DQN
 from benchmarks.bench_train import SHARED
 from rivc.agents import RIVC
 torch.set_num_threads(1)
-agent, steps = sys.argv[1], int(sys.argv[2])
-(RIVC if agent == "rivc" else DQN)("MlpPolicy", "CartPole-v1", seed=0, **SHARED).learn(SHARED["learning_starts"] + steps)
+agent, settings, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kwargs = dict(SHARED)
+if settings == "zoo":  # the RL Zoo's CartPole-v1 settings: 256x256, 128 gradient steps every 256 env steps
+    from rivc.agents.hyperparams import zoo_hyperparams
+    kwargs = zoo_hyperparams("CartPole-v1").kwargs
+(RIVC if agent == "rivc" else DQN)("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(kwargs["learning_starts"] + steps)
 """
+SETTINGS = {"defaults": "RIVC's defaults (benchmarks/bench_train.py SHARED: 64x64, train_freq 4)",
+            "zoo": "the RL Zoo's CartPole settings (256x256, train_freq 256, gradient_steps 128)"}
 
 
 def instructions(script: str, *args: str) -> int:
@@ -67,18 +73,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=3000, help="calls counted per workload (more: less of the start-up noise)")
     parser.add_argument("--target", action="append", help="chip targets (default: akida, akd1000, rate)")
-    parser.add_argument("--steps", type=int, default=2000, help="training steps counted past the warm-up")
+    parser.add_argument("--steps", type=int, default=2000, help="training steps counted past the warm-up (defaults)")
+    parser.add_argument("--zoo-steps", type=int, default=520,
+                        help="the same on the Zoo's settings (520: two update cycles of 128 gradient steps)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("benchmarks/instructions.py needs valgrind: apt-get install valgrind")
     print("Instructions per export + convert, 2x64 MLP, 4-bit (callgrind; deterministic)")
     for target in args.target or ("akida", "akd1000", "rate"):
         print(f"{target:8s} {per_call(CONVERSION, args.n, target) / 1e3:8.0f} K")
-    if args.steps:
-        dqn, rivc = (per_call(TRAINING, args.steps, agent) for agent in ("dqn", "rivc"))
-        print(f"\nInstructions per environment step past the warm-up, CartPole-v1, RIVC's defaults (benchmarks/bench_train.py"
-              f" SHARED), {args.steps} steps\nSB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   "
-              f"throughput by count: {dqn / rivc:.2f}x DQN")
+    for settings, about in SETTINGS.items():
+        steps = args.zoo_steps if settings == "zoo" else args.steps
+        if not steps:
+            continue
+        dqn, rivc = (per_call(TRAINING, steps, agent, settings) for agent in ("dqn", "rivc"))
+        print(f"\nInstructions per environment step past the warm-up, CartPole-v1, {about}, {steps} steps\n"
+              f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   throughput by count: {dqn / rivc:.2f}x DQN")
     return 0
 
 

@@ -369,7 +369,7 @@ class BoardMeasurement:
 
 def measure_on_board(policy: AkidaPolicy, observations: np.ndarray, settle_seconds: float = 1.0) -> BoardMeasurement:
     """Run ``observations`` on the board ``policy`` is mapped to, with the board's power measurement on,
-    and read akida's inference statistics (the only measured chip energy; DESIGN.md, "Cost figures")."""
+    and read akida's inference statistics (the only measured chip energy; docs/COST.md)."""
     if policy.device is None:
         raise ValueError("the policy runs on akida's software engine, which has no power meter: attach a board "
                          "(akida.devices()) and load the policy with backend_kwargs={'device': 0}")

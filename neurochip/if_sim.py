@@ -1,6 +1,6 @@
 """Integrate-and-fire simulation of an integer network, vectorised over time (numpy only).
 
-Semantics (DESIGN.md, "SNN semantics"; NIR 1.0.4's ``IF``). Hidden layer with shift ``sh``: threshold
+Semantics (docs/DESIGN.md, "SNN semantics"; NIR 1.0.4's ``IF``). Hidden layer with shift ``sh``: threshold
 ``theta = L * 2**sh`` (even: ``sh >= 1``), membrane starts at ``theta / 2 + 1/2`` (half the threshold
 plus half an integer unit, so that counts round half up), spikes when strictly above ``theta``,
 at most one spike per step, reset by subtraction. Currents are integers, so a membrane never equals

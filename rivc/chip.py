@@ -356,9 +356,14 @@ def _ceil(x):
     return np.ceil(x) if isinstance(x, (np.ndarray, np.generic)) else x.ceil()
 
 
+CLIP_MIN_SIZE = 1024  # from this many codes numpy's clip is the faster (2.4x at 32k); below it, its overhead is
+
+
 def clip_codes(x, levels: int):
-    """``x.clip(0, levels)`` in place: ``x`` must be a fresh result (numpy's ``clip`` costs several times more)."""
+    """``x.clip(0, levels)`` in place: ``x`` must be a fresh result."""
     if isinstance(x, np.ndarray):
+        if x.size >= CLIP_MIN_SIZE:
+            return np.clip(x, 0.0, levels, out=x)
         return np.minimum(np.maximum(x, 0.0, out=x), levels, out=x)
     return x.clip(0, levels) if isinstance(x, np.generic) else x.clamp_(0, levels)
 
@@ -375,10 +380,9 @@ def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
     """
     if acc_clip is not None:
         acc = _minimum(acc, acc_clip)
-    if isinstance(acc, np.ndarray):  # in place on one fresh float64 array (times 2**-shift: exact, as the division)
-        x = np.multiply(acc, scale, dtype=np.float64)
-        x += 2.0 ** (shift - 1)
-        x *= 2.0**-shift
+    if isinstance(acc, np.ndarray):  # in place on one fresh float64 array: acc * (scale / 2**shift) + 1/2, exact (the
+        x = np.multiply(acc, np.multiply(scale, 2.0**-shift), dtype=np.float64)  # product's bits are acc * scale's)
+        x += 0.5
         return clip_codes(np.floor(x, out=x), levels)
     return clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 

@@ -14,27 +14,46 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from rivc.conv import ConvGeometry
 from rivc.integer_net import IntegerLayer
 from rivc.quant import MIN_CLIP32, activation_step, pact_masks
+from rivc.requant import Requantization
 
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 
 
 class QuantizedLinear:
-    """A layer as the chip computes it (detached): the integer layer that export() writes, and the
-    torch tensors the QAT forward reads, made on first use (a conversion needs only the former)."""
+    """A layer as the chip computes it (detached): weight codes and scales, bias codes, the value of an
+    accumulator unit and the requantization; the integer layer that export() writes and the torch tensors
+    the general forward reads are made on first use (a gradient step needs neither)."""
 
-    def __init__(self, integer: IntegerLayer, codes: np.ndarray, weight_scale: np.ndarray, weight_levels: int,
-                 input_max: float, shape: tuple[int, ...], device: torch.device) -> None:
-        self.integer = integer
+    def __init__(self, codes: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, scale: np.ndarray,
+                 requant: Requantization | None, conv: ConvGeometry | None, weight_levels: int, input_max: float,
+                 shape: tuple[int, ...], device: torch.device) -> None:
         self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
+        self.bias_code_values, self.scale, self.requant, self.conv = bias, scale, requant, conv  # int64, float64 [out]
         self._weight_levels, self._input_max = weight_levels, input_max  # largest |weight code|, |input code|
         self._shape, self._device = shape, device
+        self._integer: IntegerLayer | None = None
+
+    @property
+    def integer(self) -> IntegerLayer:
+        """The integer layer export() writes, made once; its int64 weights are read-only (every export of these
+        weights shares them). (Not a cached_property: in Python 3.11 its first read takes a lock, and each
+        conversion reads a fresh layer's once.)"""
+        if self._integer is None:
+            weights = self._codes.reshape(self._shape).astype(np.int64)
+            weights.setflags(write=False)
+            if self.conv is not None:
+                weights = weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
+            self._integer = IntegerLayer(weights=weights, bias=self.bias_code_values, scale=self.scale,
+                                         requant=self.requant, conv=self.conv)
+        return self._integer
 
     def _tensor(self, array, dtype=np.float64, shape=None) -> torch.Tensor | None:
         if array is None:
             return None
-        unit = (-1, 1, 1) if self.integer.conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
+        unit = (-1, 1, 1) if self.conv is not None else (-1,)  # broadcast over a feature map [B, F, H, W]
         tensor = torch.from_numpy(np.asarray(array, dtype=dtype)).reshape(shape or unit)
         return tensor if self._device.type == "cpu" else tensor.to(self._device)
 
@@ -51,13 +70,13 @@ class QuantizedLinear:
     @cached_property
     def bias(self) -> torch.Tensor:
         """bias codes * accumulator scale (float32)."""
-        return self._tensor(self.integer.bias * self.integer.scale, np.float32, (-1,))
+        return self._tensor(self.bias_code_values * self.scale, np.float32, (-1,))
 
     @cached_property
     def exact_dtype(self) -> torch.dtype:
         """float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64."""
         # first a bound from the shape (fan-in x largest weight code x largest input), the exact one if that is too loose
-        bias = float(np.abs(self.integer.bias).max(initial=0))
+        bias = float(np.abs(self.bias_code_values).max(initial=0))
         bound = self._codes.shape[1] * self._weight_levels * self._input_max + bias
         if bound >= EXACT_FLOAT32:
             bound = self.integer.accumulator_bound(self._input_max)
@@ -70,7 +89,7 @@ class QuantizedLinear:
 
     @cached_property
     def bias_codes(self) -> torch.Tensor:
-        return self._tensor(self.integer.bias, self._numpy_exact_dtype, (-1,))
+        return self._tensor(self.bias_code_values, self._numpy_exact_dtype, (-1,))
 
     @property
     def _numpy_exact_dtype(self) -> type:
@@ -78,24 +97,25 @@ class QuantizedLinear:
 
     @cached_property
     def _dense_exact(self) -> tuple[np.ndarray, np.ndarray]:
-        """A dense layer's weight codes ``[in, out]`` and bias codes, numpy, in the exact dtype."""
+        """A dense layer's weight codes ``[in, out]`` (a transposed view where float32: BLAS reads it as it is)
+        and bias codes, numpy, in the exact dtype."""
         dtype = self._numpy_exact_dtype
-        return np.ascontiguousarray(self._codes.T, dtype=dtype), self.integer.bias.astype(dtype)
+        return self._codes.T.astype(dtype, copy=False), self.bias_code_values.astype(dtype)
 
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
-        """A dense layer's exact accumulators (float64) for input codes ``[B, in]`` (numpy float64): one
-        matrix product in float32 where every partial sum is an integer below 2**24 (exact in any order)."""
+        """A dense layer's exact accumulators for input codes ``[B, in]`` (numpy): one matrix product in float32
+        where every partial sum is an integer below 2**24 (exact in any order), float64 otherwise. The result
+        keeps that dtype: it holds integers, which arithmetic with float64 arrays widens exactly."""
         weights_t, bias = self._dense_exact
         acc = codes.astype(weights_t.dtype, copy=False) @ weights_t
         acc += bias
-        return acc.astype(np.float64, copy=False)
+        return acc
 
     @cached_property
     def integer_torch(self) -> IntegerLayer:
-        """``integer`` with torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
-        layer = self.integer
-        return IntegerLayer(weights=layer.weights, bias=layer.bias, scale=self._tensor(layer.scale),
-                            requant=None if layer.requant is None else layer.requant.to(self._tensor))
+        """The requantization and accumulator scale as torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
+        return IntegerLayer(weights=self._codes, bias=self.bias_code_values, scale=self._tensor(self.scale),
+                            requant=None if self.requant is None else self.requant.to(self._tensor))
 
 
 class _DenseSurrogate(torch.autograd.Function):
@@ -152,15 +172,15 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
             layers.append(quantized)
         acc = quantized.accumulate(codes)
         if i == last:
-            q = torch.from_numpy((acc * quantized.integer.scale).astype(np.float32))
+            q = torch.from_numpy((acc * quantized.scale).astype(np.float32))
             break
         if surrogate:
-            pre_activation = acc * quantized.integer.scale
+            pre_activation = acc * quantized.scale
             if net.track_preactivations:
                 net.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
             inside, above = pact_masks(pre_activation, clip_value)
             masks.append((inside.astype(np.float32), above.astype(np.float32)))
-        codes = quantized.integer.activation(acc)
+        codes = quantized.requant.codes(acc)
         step = activation_step(clip_value, net.precision[i].levels)
     if not surrogate:
         return q

@@ -22,7 +22,7 @@ from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
-from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerLayer, IntegerNetwork, are_pixels
+from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerNetwork, are_pixels
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, straight_through, straight_through_pact,
                         weight_codes)
 from rivc.requant import fit_requantization
@@ -374,16 +374,13 @@ class QuantizedQNetwork(nn.Module):
         b_codes = b_float.astype(np.int64)
         if largest_bias > self.target.max_bias_kept_as_is:  # (else every bias is its own code: skip the checks)
             b_codes = quantize_bias(b_codes, self.target.bias_bits, self.target.bias_limit)
-        integer_weights = codes.reshape(shape).astype(np.int64)
-        integer_weights.setflags(write=False)  # shared with the forward pass: an export is read-only
-        if conv is not None:
-            integer_weights = integer_weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
-        integer = IntegerLayer(weights=integer_weights, bias=b_codes, scale=acc_scale64, conv=conv)
+        requant = None
         if clip is not None:  # the activation step as the forward's clip / levels
-            integer.requant = fit_requantization(acc_scale64, activation_step(clip, self.precision[i].levels),
-                                                 self.precision[i], self.target)
+            requant = fit_requantization(acc_scale64, activation_step(clip, self.precision[i].levels), self.precision[i],
+                                         self.target)
         input_max = self._input_max if i == 0 else self.precision[i - 1].levels
-        quantized = QuantizedLinear(integer, codes, w_scale, max(2 ** (bits - 1) - 1, 1), input_max, shape, weight.device)
+        quantized = QuantizedLinear(codes, w_scale, b_codes, acc_scale64, requant, conv, self.precision[i].weight_levels,
+                                    input_max, shape, weight.device)
         self._quantization_cache[i] = (key, quantized)
         return quantized
 

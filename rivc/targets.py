@@ -1,4 +1,4 @@
-"""The gap-increasing value target of RIVC (DESIGN.md, "The update").
+"""The gap-increasing value target of RIVC (docs/DESIGN.md, "The update").
 
     y = r + gamma * (1 - done) * m_beta Psi_bar(s')  +  alpha * (Psi_bar(s, a) - m_beta Psi_bar(s))
 

@@ -48,7 +48,7 @@ def test_sinabs_runs_the_file_spike_for_spike(bits, hidden, clip, tmp_path):
         assert not plain.exact and plain.counts_equal < 1.0
 
 
-@pytest.mark.parametrize("bits", [(4, 4, 8), (2, 2, 8), (1, 2, 8)])
+@pytest.mark.parametrize("bits", [(4, 4, 8), (2, 2, 8), (1, 2, 8), "8/3,2/3,5"])  # and per-layer weight widths
 def test_membranes_one_unit_below_a_rounding_tie_fire_alike(bits):
     """Small multipliers and shifts: accumulators land on (and one unit below) rounding ties, where a
     ``v >= theta`` simulator would fire early if a membrane could equal a threshold."""
