@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -337,10 +338,6 @@ def cmd_precision(args: argparse.Namespace) -> int:
     from rivc.agents.precision import collect_transitions, finetune_at, format_table, memory_bits, search_precision
     from rivc.integer_net import atomic_write_bytes
 
-    if not 0.0 < args.agreement <= 1.0:
-        raise UserError(f"--agreement is the share of greedy actions to keep, in (0, 1]: got {args.agreement}")
-    if args.max_memory is not None and not 0.0 < args.max_memory:
-        raise UserError(f"--max-memory is a fraction of the trained policy's parameter memory, > 0: got {args.max_memory}")
     widths = None
     if args.widths:
         try:
@@ -373,10 +370,58 @@ def cmd_precision(args: argparse.Namespace) -> int:
     return 0
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported in one line (what is wrong and the fix) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}: give {minimum} or more")
+        return value
+    return parse
+
+
+def real(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in the range ``low..high`` (each end open or closed)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not math.isfinite(value) or not inside:
+            if math.isinf(high):
+                wanted = f"{'>' if low_open else '>='} {low:g}"
+            else:
+                wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"{text} is not a finite number {wanted}: give one")
+        return value
+    return parse
+
+
+def path(text: str) -> str:
+    """An argparse type: a non-empty path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the path is empty: name a file or folder")
+    return text
+
+
+POSITIVE, NON_NEGATIVE = count(1), count(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rivc.neurochip import available_backends
 
-    parser = argparse.ArgumentParser(prog="rivc", description="Train RL policies that run as spiking neural networks.")
+    parser = Parser(prog="rivc", description="Train RL policies that run as spiking neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent and save it")
     train.add_argument("--env", default="CartPole-v1", help="Gymnasium id (default CartPole-v1)")
@@ -398,27 +443,28 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults", "zoo"],
                        help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's; "
                             "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
-    train.add_argument("--alpha", type=float, default=None, help="gap-increasing strength in [0, 1)")
-    train.add_argument("--beta", type=float, default=None, help="inverse temperature > 0")
-    train.add_argument("--learning-rate", type=float, default=None,
+    train.add_argument("--alpha", type=real(0.0, 1.0, high_open=True), default=None,
+                       help="gap-increasing strength in [0, 1)")
+    train.add_argument("--beta", type=real(0.0, low_open=True), default=None, help="inverse temperature > 0")
+    train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
-    train.add_argument("--timesteps", type=int, default=None,
+    train.add_argument("--timesteps", type=POSITIVE, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", default="runs/rivc", help="output folder (model, policy, logs)")
-    train.add_argument("--eval-episodes", type=int, default=10)
+    train.add_argument("--out", type=path, default="runs/rivc", help="output folder (model, policy, logs)")
+    train.add_argument("--eval-episodes", type=POSITIVE, default=10)
     train.add_argument("--eval-seed", type=int, default=1000, help="seed of the first evaluation episode")
-    train.add_argument("--eval-freq", type=int, default=0,
+    train.add_argument("--eval-freq", type=NON_NEGATIVE, default=0,
                        help="every N steps, evaluate the SNN policy on selection episodes and keep the best "
                             "(0: keep the last)")
-    train.add_argument("--select-episodes", type=int, default=5, help="episodes per selection evaluation")
+    train.add_argument("--select-episodes", type=POSITIVE, default=5, help="episodes per selection evaluation")
     train.add_argument("--select-seed", type=int, default=500,
                        help="seed of the first selection episode (apart from --eval-seed's)")
-    train.add_argument("--threads", type=int, default=1,
+    train.add_argument("--threads", type=POSITIVE, default=1,
                        help="torch and BLAS threads; small policies train fastest on one (2.3x faster than two from "
                             "camera frames on a 2-core machine, where the renderer needs the other), and seeds run "
                             "side by side do not wait for each other's threads")
@@ -427,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
     evaluate = sub.add_parser("evaluate", help="run episodes with a trained SNN policy")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--episodes", type=POSITIVE, default=10)
     evaluate.add_argument("--seed", type=int, default=1000)
     evaluate.set_defaults(func=cmd_evaluate)
     for name, func, text in (("convert", cmd_convert, "convert the trained network afresh and compare its actions"),
@@ -436,11 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("run_dir")
         command.add_argument("--backend", default="snntorch" if name == "convert" else None,
                              choices=available_backends(), help="default: snntorch")
-        command.add_argument("--episodes", type=int, default=5, help="greedy episodes whose states are compared")
+        command.add_argument("--episodes", type=POSITIVE, default=5, help="greedy episodes whose states are compared")
         command.add_argument("--seed", type=int, default=0)
         command.set_defaults(func=func)
         if name == "export":
-            command.add_argument("--out", required=True, help="policy folder (or, with --format nir, file) to write")
+            command.add_argument("--out", type=path, required=True,
+                                 help="policy folder (or, with --format nir, file) to write")
             command.add_argument("--format", default="folder", choices=("folder", "nir"),
                                  help="folder: a policy folder for --backend; nir: a NIR graph (rate target) for "
                                       "Sinabs, Norse, Rockpool and the chips they reach")
@@ -454,43 +501,48 @@ def build_parser() -> argparse.ArgumentParser:
     convert_model.add_argument("--activation-bits", type=int, default=None)
     convert_model.add_argument("--layer-bits", default=None, metavar="W/A,...,W/32",
                                help="each layer's weight/activation bits, the head last (e.g. 8/8,8/4,4/32)")
-    convert_model.add_argument("--episodes", type=int, default=10, help="greedy episodes per comparison")
-    convert_model.add_argument("--finetune", type=int, default=0, help="then train with RIVC for N steps")
+    convert_model.add_argument("--episodes", type=POSITIVE, default=10, help="greedy episodes per comparison")
+    convert_model.add_argument("--finetune", type=NON_NEGATIVE, default=0, help="then train with RIVC for N steps")
     convert_model.add_argument("--seed", type=int, default=0)
-    convert_model.add_argument("--out", default=None, help="folder for the fine-tuned model")
+    convert_model.add_argument("--out", type=path, default=None, help="folder for the fine-tuned model")
     convert_model.set_defaults(func=cmd_convert_model)
     deploy = sub.add_parser("deploy", help="run a deployed policy folder on an environment (no torch)")
     deploy.add_argument("policy_dir")
     deploy.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
-    deploy.add_argument("--episodes", type=int, default=10)
+    deploy.add_argument("--episodes", type=POSITIVE, default=10)
     deploy.add_argument("--seed", type=int, default=1000)
     deploy.set_defaults(func=cmd_deploy)
     precision = sub.add_parser("precision", help="per-layer sensitivity of a trained policy and the cheapest legal "
                                                  "per-layer bit widths that keep its greedy actions")
     precision.add_argument("run_dir")
-    precision.add_argument("--agreement", type=float, default=0.99, help="share of greedy actions to keep (default 0.99)")
-    precision.add_argument("--max-memory", type=float, default=None,
+    precision.add_argument("--agreement", type=real(0.0, 1.0, low_open=True), default=0.99,
+                           help="share of greedy actions to keep, in (0, 1] (default 0.99)")
+    precision.add_argument("--max-memory", type=real(0.0, low_open=True), default=None,
                            help="parameter-memory budget as a fraction of the trained policy's (e.g. 0.6)")
     precision.add_argument("--widths", default=None, help="bit widths to consider, e.g. 2,4,8 (default: the target's)")
-    precision.add_argument("--episodes", type=int, default=5, help="greedy episodes whose transitions are measured")
+    precision.add_argument("--episodes", type=POSITIVE, default=5, help="greedy episodes whose transitions are measured")
     precision.add_argument("--seed", type=int, default=2000, help="seed of the first measured episode")
-    precision.add_argument("--finetune", type=int, default=0, help="then train the chosen widths with RIVC for N steps")
-    precision.add_argument("--eval-episodes", type=int, default=10)
+    precision.add_argument("--finetune", type=NON_NEGATIVE, default=0,
+                           help="then train the chosen widths with RIVC for N steps")
+    precision.add_argument("--eval-episodes", type=POSITIVE, default=10)
     precision.add_argument("--eval-seed", type=int, default=1000)
     precision.set_defaults(func=cmd_precision)
     report = sub.add_parser("report", help="what a deployed policy costs per action: operations, spikes, memory, "
                                            "an energy estimate (no torch)")
     report.add_argument("policy_dir")
     report.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
-    report.add_argument("--episodes", type=int, default=3, help="greedy episodes whose states are measured")
+    report.add_argument("--episodes", type=POSITIVE, default=3, help="greedy episodes whose states are measured")
     report.add_argument("--seed", type=int, default=1000)
-    report.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    report.add_argument("--json", type=path, default=None, help="also write the figures to this JSON file")
     report.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a bad argument (exit 2, its one line already printed), or --help (0)
+        return int(exc.code or 0)
     from rivc.integer_net import CorruptFileError
 
     try:

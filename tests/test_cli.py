@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from rivc.agents import RIVC
 from rivc.agents.cli import main
 from rivc.agents.hyperparams import tuned_hyperparams
@@ -49,6 +51,25 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     (tmp_path / "corrupt" / "model.zip").write_bytes(b"garbage")
     corrupt = run("evaluate", str(tmp_path / "corrupt"))
     assert corrupt.returncode == 2 and "not a readable RIVC model" in corrupt.stderr
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["train", "--timesteps", "0"], "--timesteps: 0 is below 1"), (["train", "--timesteps", "-5"], "--timesteps: -5"),
+    (["train", "--timesteps", "x"], "not a whole number"), (["train", "--beta", "inf"], "--beta: inf is not a finite"),
+    (["train", "--alpha", "1"], "--alpha: 1 is not a finite number in [0, 1)"),
+    (["train", "--learning-rate", "nan"], "--learning-rate: nan"), (["train", "--out", ""], "--out: the path is empty"),
+    (["train", "--eval-episodes", "0"], "--eval-episodes"), (["train", "--threads", "0"], "--threads"),
+    (["evaluate", "x", "--episodes", "0"], "--episodes: 0 is below 1"), (["deploy", "x", "--episodes", "-1"], "--episodes"),
+    (["convert-model", "m", "--env", "CartPole-v1", "--finetune", "-5"], "--finetune: -5 is below 0"),
+    (["report", "x", "--json", ""], "--json: the path is empty"), (["export", "x", "--out", " "], "--out"),
+    (["precision", "x", "--agreement", "1.5"], "--agreement"), (["precision", "x", "--max-memory", "0"], "--max-memory"),
+])
+def test_bad_numbers_and_paths_are_refused_by_the_parser_in_one_line(args, problem, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert problem in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 def test_eight_bit_akida_trains_and_saves_its_widths(tmp_path, capsys):
