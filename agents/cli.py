@@ -16,6 +16,7 @@ import numpy as np
 from rivc.agents.rollout import RolloutResult, rollout
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
+from rivc.neurochip.deploy import check_env
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
 PRECISION_DIR = "precision"  # `rivc precision --finetune`: the fine-tuned model at the chosen widths
@@ -162,7 +163,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = RIVC.load(_model_path(args.run_dir))
     if getattr(model, "env_id", None) is None:
         raise UserError("the saved model does not record its environment id")
-    result = rollout(model, _make_env(model.env_id), args.episodes, seed=args.seed)
+    env = _make_env(model.env_id)
+    if model.spiking_policy is not None:
+        check_env(model.spiking_policy.network, env, model.env_id)
+    result = rollout(model, env, args.episodes, seed=args.seed)
     actor = "SNN" if model.variant_spec.snn_acts else "float"
     print(f"{model.env_id}: {actor} policy {result.describe()}")
     return 0
@@ -270,7 +274,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy_dir)
     meta = policy.metadata or {}
     env_id = _policy_env(policy, args.env)
-    result = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed)
+    env = _make_env(env_id)
+    check_env(policy.network, env, env_id)
+    result = rollout(policy, env, args.episodes, seed=args.seed)
     print(f"{env_id}: deployed {meta['backend']} policy {result.describe()}")
     trained = meta.get("training_evaluation")
     if trained and trained["seed"] == args.seed and len(trained["returns"]) == args.episodes and env_id == meta.get("env_id"):
@@ -290,7 +296,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy_dir)
     env_id = _policy_env(policy, args.env)
-    states = rollout(policy, _make_env(env_id), args.episodes, seed=args.seed, record_states=True)
+    env = _make_env(env_id)
+    check_env(policy.network, env, env_id)
+    states = rollout(policy, env, args.episodes, seed=args.seed, record_states=True)
     cost = policy_cost(policy.network, np.asarray(states.observations))
     print(f"{env_id}, {len(states.observations)} visited states: {cost.describe()}")
     figures = cost.as_dict()

@@ -40,6 +40,17 @@ def save_policy(
     return folder
 
 
+def check_env(network: IntegerNetwork, env: Any, env_id: str = "the environment") -> None:
+    """Refuse an environment whose spaces the policy does not fit: its action count, its observation shape."""
+    actions = getattr(env.action_space, "n", None)
+    if actions is None or int(actions) != network.n_actions:
+        raise ValueError(f"the policy chooses among {network.n_actions} actions, {env_id} has {env.action_space}: run "
+                         "it on the environment it was trained for (--env)")
+    if tuple(env.observation_space.shape or ()) != tuple(network.obs_shape):
+        raise ValueError(f"the policy reads observations of shape {tuple(network.obs_shape)}, {env_id} gives "
+                         f"{tuple(env.observation_space.shape or ())}: run it on the environment it was trained for (--env)")
+
+
 def load_policy(path: str | os.PathLike, **backend_overrides: Any) -> SpikingPolicy:
     """Load a policy folder and convert it on its backend (numpy fast path or Akida); no torch needed."""
     folder = Path(path)
@@ -52,6 +63,10 @@ def load_policy(path: str | os.PathLike, **backend_overrides: Any) -> SpikingPol
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise CorruptFileError(f"{folder} is not a rivc policy folder (format {FORMAT_NAME} v{FORMAT_VERSION})")
     network = IntegerNetwork.load(folder / NETWORK_FILE)
+    recorded = {"n_actions": network.n_actions, "obs_shape": list(network.obs_shape)}
+    if any(key in meta and meta[key] != value for key, value in recorded.items()):
+        raise CorruptFileError(f"{folder}: {META_FILE} and {NETWORK_FILE} disagree on the policy's spaces "
+                               f"({ {key: meta.get(key) for key in recorded} } against {recorded}): export it again")
     options = {**meta.get("backend_options", {}), **backend_overrides}
     policy = make_backend(meta["backend"], **options).convert(network)
     policy.metadata = meta

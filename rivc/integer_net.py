@@ -35,7 +35,7 @@ from rivc import requant
 from rivc.chip import ChipTarget, LayerPrecision, get_target, quantize_bias
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
-from rivc.requant import Requantization
+from rivc.requant import Requantization, integer_codes
 
 FORMAT_NAME = "rivc.integer_network"
 # 4: the rate target's scales are 8-bit; 3: conv layers and frames; 2: chip targets; 1: no target. A "rate" network
@@ -326,10 +326,13 @@ class IntegerNetwork:
             elif w.ndim != 2 or w.shape[1] != int(np.prod(shape)):
                 raise ValueError(f"layer {i}: weights shape {w.shape} does not take {int(np.prod(shape))} inputs")
             qw = precision[i].weight_levels
-            if np.any(np.abs(w) > qw):
+            if np.any(w > qw) or np.any(w < -qw):  # (not np.abs: it overflows on the smallest int64)
                 raise ValueError(f"layer {i}: weight codes exceed {precision[i].weight_bits}-bit range +-{qw}")
             if layer.bias.shape != (w.shape[0],) or layer.scale.shape != (w.shape[0],):
                 raise ValueError(f"layer {i}: bias/scale must have shape ({w.shape[0]},)")
+            if not np.all(np.isfinite(layer.scale)) or np.any(layer.scale <= 0):
+                raise ValueError(f"layer {i}: the accumulator scales must be finite and > 0 (a NaN or inf scale "
+                                 "would pick one action forever)")
             if np.any(quantize_bias(layer.bias, chip.bias_bits, chip.bias_limit) != layer.bias):
                 raise ValueError(f"layer {i}: a bias is not in target {chip.name!r}'s bias format (rivc.chip.quantize_bias)")
             last = i == len(self.layers) - 1
@@ -407,7 +410,7 @@ class IntegerNetwork:
             convs = meta.get("convs") or [None] * n_layers
             for i in range(n_layers):
                 layers.append(IntegerLayer(
-                    weights=arrays[f"w{i}"].astype(np.int64), bias=arrays[f"b{i}"].astype(np.int64),
+                    weights=integer_codes(arrays, f"w{i}"), bias=integer_codes(arrays, f"b{i}"),
                     scale=arrays[f"s{i}"].astype(np.float64),
                     requant=requant.from_arrays(arrays, i, meta["shifts"][i], precision[i]),
                     conv=None if convs[i] is None else ConvGeometry.from_dict(convs[i])))

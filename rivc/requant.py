@@ -130,7 +130,8 @@ class ScaleShift(Requantization):
 
     def check(self, layer: int, units: int, chip: ChipTarget) -> None:
         shape = (units,)
-        if self.multiplier is None or np.shape(self.multiplier) != shape or self.shift is None or self.shift < 1:
+        if (self.multiplier is None or np.shape(self.multiplier) != shape or isinstance(self.shift, bool)
+                or not isinstance(self.shift, (int, np.integer)) or self.shift < 1):
             raise ValueError(f"layer {layer}: multiplier must have shape {shape} and shift >= 1")
         if self.multiplier.min(initial=0) < 0 or self.multiplier.max(initial=0) >= 2**chip.scale_bits:
             raise ValueError(f"layer {layer}: scales must lie in [0, 2**{chip.scale_bits}) on target {chip.name!r}")
@@ -227,9 +228,21 @@ def fit_requantization(acc_scale: np.ndarray, activation_step: float, precision:
 def from_arrays(arrays, layer: int, shift: int | None, precision: LayerPrecision) -> Requantization | None:
     """The requantization that :meth:`Requantization.arrays` stored for ``layer``; ``None``: the output layer."""
     if f"m{layer}" in arrays:
-        clip = arrays[f"c{layer}"].astype(np.int64) if f"c{layer}" in arrays else None
-        return ScaleShift(precision.levels, arrays[f"m{layer}"].astype(np.int64), shift, clip)
+        clip = integer_codes(arrays, f"c{layer}") if f"c{layer}" in arrays else None
+        return ScaleShift(precision.levels, integer_codes(arrays, f"m{layer}"), shift, clip)
     if f"t{layer}" in arrays:
-        return ThresholdStep(precision.levels, arrays[f"o{layer}"].astype(np.int64), arrays[f"t{layer}"].astype(np.int64),
+        return ThresholdStep(precision.levels, integer_codes(arrays, f"o{layer}"), integer_codes(arrays, f"t{layer}"),
                              precision.activation_bits)
+
+
+def integer_codes(arrays, key: str) -> np.ndarray:
+    """``arrays[key]`` of a file as int64, refused (not truncated) where it holds anything but whole numbers."""
+    values = np.asarray(arrays[key])
+    if values.dtype.kind not in "iuf":
+        raise ValueError(f"array {key!r} holds {values.dtype} values, not integer codes")
+    if values.dtype.kind == "f" and not (np.all(np.isfinite(values)) and np.all(values == np.rint(values))):
+        raise ValueError(f"array {key!r} holds values that are not whole numbers (codes are integers)")
+    if values.dtype.kind in "uf" and values.size and np.max(np.abs(values)) >= 2.0**63:
+        raise ValueError(f"array {key!r} holds codes beyond int64")
+    return values.astype(np.int64)
     return None

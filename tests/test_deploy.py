@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import random_network
-from rivc import CorruptFileError
+from rivc import CorruptFileError, IntegerNetwork
 from rivc.agents import VARIANTS
 from rivc.agents.cli import build_parser, main
 from rivc.neurochip import load_policy, save_policy
@@ -85,6 +85,45 @@ def test_load_policy_errors(tmp_path):
     (tmp_path / "foreign" / "policy.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(CorruptFileError, match="not a rivc policy folder"):
         load_policy(tmp_path / "foreign")
+
+
+def damaged(tmp_path, network, **changes):
+    """The network's file with some arrays replaced, as a damaged or hand-edited file would hold them."""
+    arrays = {**network.to_arrays(), **changes}
+    path = tmp_path / "damaged.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_damaged_numbers_are_refused_when_a_network_loads(tmp_path, target):
+    network = random_network(target=target).export()
+    head = len(network.layers) - 1
+    for name, value, problem in (
+            (f"s{head}", np.full(network.n_actions, np.nan), f"layer {head}: the accumulator scales must be finite"),
+            (f"s{head}", np.full(network.n_actions, np.inf), "scales must be finite and > 0"),
+            ("s0", -network.layers[0].scale, "layer 0: the accumulator scales"),
+            ("w1", network.layers[1].weights + 0.5, "'w1' holds values that are not whole numbers"),
+            ("w1", np.where(network.layers[1].weights == 0, np.iinfo(np.int64).min, network.layers[1].weights),
+             "layer 1: weight codes exceed"),  # a NaN float weight cast to int64
+            ("b0", network.layers[0].bias.astype(np.float64) + np.nan, "'b0' holds values that are not whole")):
+        with pytest.raises(CorruptFileError, match=problem):
+            IntegerNetwork.load(damaged(tmp_path, network, **{name: value}))
+
+
+def test_a_policy_runs_only_on_the_spaces_it_was_trained_for(run_dir, tmp_path, capsys):
+    folder, _ = run_dir
+    out = tmp_path / "policy"
+    assert main(["export", str(folder), "--out", str(out), "--episodes", "1"]) == 0
+    for command in ("deploy", "report"):
+        assert main([command, str(out), "--env", "rivc/PanTrackState-v0", "--episodes", "1"]) == 2
+        assert "the policy chooses among 2 actions" in capsys.readouterr().err
+    assert main(["deploy", str(out), "--env", "Acrobot-v1", "--episodes", "1"]) == 2
+    assert "chooses among 2 actions" in capsys.readouterr().err
+    meta = json.loads((out / "policy.json").read_text())
+    (out / "policy.json").write_text(json.dumps({**meta, "n_actions": 3}))
+    with pytest.raises(CorruptFileError, match="disagree on the policy's spaces"):
+        load_policy(out)
 
 
 def test_save_policy_refuses_a_network_the_backend_cannot_run_and_writes_nothing(tmp_path):
