@@ -80,8 +80,13 @@ def save(model: RIVC, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix != ".zip":
         path = path.with_suffix(".zip")
+    state = model.policy.state_dict()
+    diverged = [name for name, value in state.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if diverged:
+        raise ValueError(f"not saved: the weights {', '.join(diverged[:3])} hold NaN or inf (training diverged; lower "
+                         "the learning rate or max_grad_norm, and check the environment's rewards)")
     weights = io.BytesIO()
-    torch.save({"policy": model.policy.state_dict(), "optimizer": model.policy.optimizer.state_dict()}, weights)
+    torch.save({"policy": state, "optimizer": model.policy.optimizer.state_dict()}, weights)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("rivc.json", json.dumps(metadata(model), indent=2))

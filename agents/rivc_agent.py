@@ -32,6 +32,7 @@ from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig,
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
+from rivc.integer_net import UNBOUNDED
 from rivc.metrics import ConversionError, conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
@@ -196,6 +197,13 @@ class RIVC(DQN):
         range is known converts at once; one with unbounded inputs at the end of warm-up."""
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
+        self._space_bounds = None  # the declared space's finite bounds (vector observations): leaving them is noted
+        if not self.q_network.is_image:
+            space = self.observation_space
+            bounded = np.isfinite(space.low) & np.isfinite(space.high) & (np.abs(space.low) < UNBOUNDED) & (
+                np.abs(space.high) < UNBOUNDED)
+            self._space_bounds = (np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf))
+        self._outside, self._observed, self._warned_outside = np.zeros(self.q_network.obs_dim, np.int64), 0, False
         chip = get_target(self.target)
         if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
             self.q_net.net.track_preactivations = True
@@ -285,11 +293,38 @@ class RIVC(DQN):
                   "(ConversionConfig.eval_every)")
         with threadpool_limits(self.blas_threads, user_api="blas") if self.blas_threads else nullcontext():
             super().learn(total_timesteps, *args, **kwargs)
+        self._warn_observations_outside()
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()
         elif self.variant_spec.snn_acts and self._calibrated and self.converted_at_update != self._n_updates:
             self.convert()  # ConversionConfig(every > 1): the policy learn() leaves is the latest network's
         return self
+
+    def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
+        """SB3's, refusing a non-finite reward (it would turn the weights to NaN) and noting observations outside
+        the declared space (the input quantizer clips them)."""
+        if not np.all(np.isfinite(reward)):
+            raise ValueError(f"the environment returned the reward {np.asarray(reward).tolist()} at step "
+                             f"{self.num_timesteps}: rewards must be finite; fix the environment or wrap its reward "
+                             "(gymnasium.wrappers.TransformReward)")
+        if self._space_bounds is not None and isinstance(new_obs, np.ndarray):
+            low, high = self._space_bounds
+            flat = new_obs.reshape(len(new_obs), -1)
+            self._outside += ((flat < low) | (flat > high)).sum(axis=0)
+            self._observed += len(flat)
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+
+    def _warn_observations_outside(self) -> None:
+        """Once: where observations left the declared space, with the share per dimension."""
+        if self._observed == 0 or not self._outside.any() or self._warned_outside:
+            return
+        self._warned_outside = True
+        dims = np.flatnonzero(self._outside)
+        shares = ", ".join(f"{d}: {100 * self._outside[d] / self._observed:.1f} %" for d in dims[:8])
+        warnings.warn(f"observations left the environment's declared observation space in dimension(s) {shares} of "
+                      f"{self._observed} states; the input quantizer clips them to the space's bounds. Declare the "
+                      "range the observations take, or calibrate on data: calibration=CalibrationConfig(input_range="
+                      "'data')")
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
         """SB3's action sampling; the first action after warm-up comes from the converted policy."""

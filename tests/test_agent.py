@@ -1,4 +1,5 @@
 import json
+import warnings
 import zipfile
 
 import gymnasium as gym
@@ -106,6 +107,41 @@ def test_learn_runs_numpys_blas_on_one_thread_unless_asked(monkeypatch):
             seen.clear()
     with pytest.raises(ValueError, match="blas_threads must be an integer >= 1"):
         RIVC("MlpPolicy", "CartPole-v1", blas_threads=0)
+
+
+class BadRewards(gym.Wrapper):
+    """Rewards that turn NaN at a given step, observations pushed past the declared bounds in dimension 2."""
+
+    def __init__(self, env, nan_at=None, push=0.0):
+        super().__init__(env)
+        self.nan_at, self.push, self.steps = nan_at, push, 0
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self.steps += 1
+        obs = obs.copy()
+        obs[2] += self.push
+        return obs, float("nan") if self.steps == self.nan_at else reward, terminated, truncated, info
+
+
+def test_a_nan_reward_stops_training_naming_the_reward_and_nothing_non_finite_is_saved(tmp_path):
+    model = RIVC("MlpPolicy", BadRewards(gym.make("CartPole-v1"), nan_at=300), seed=0, **FAST)
+    with pytest.raises(ValueError, match=r"returned the reward \[nan\] at step .*rewards must be finite"):
+        model.learn(600)
+    with torch.no_grad():
+        model.q_net.net.layers[0].weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not saved: the weights .* hold NaN or inf"):
+        model.save(tmp_path / "model.zip")
+    assert not (tmp_path / "model.zip").exists()
+
+
+def test_observations_outside_the_declared_space_warn_once_with_the_share():
+    model = RIVC("MlpPolicy", BadRewards(gym.make("CartPole-v1"), push=1.0), seed=0, **FAST)  # pole angle bound 0.42
+    with pytest.warns(UserWarning, match=r"dimension\(s\) 2: \d+\.\d % of \d+ states.*clips them"):
+        model.learn(400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.learn(100)  # once
 
 
 @pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
