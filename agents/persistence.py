@@ -184,3 +184,60 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         model.set_env(env)
     model.env_id = meta.get("env_id")
     return model
+
+
+REPLAY_FORMAT, REPLAY_VERSION = "rivc.replay_buffer", 1
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _replay_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path if path.suffix else path.with_suffix(".npz")
+
+
+def save_replay_buffer(model: RIVC, path: str | os.PathLike) -> Path:
+    """The replay buffer as an ``.npz`` of its arrays and a JSON header (no pickle), written atomically."""
+    buffer = model.replay_buffer
+    if buffer is None:
+        raise ValueError("the model has no replay buffer yet: call learn() first")
+    header = {"format": REPLAY_FORMAT, "version": REPLAY_VERSION, "class": type(buffer).__name__, "pos": int(buffer.pos),
+              "full": bool(buffer.full), "buffer_size": int(buffer.buffer_size), "n_envs": int(buffer.n_envs),
+              "optimize_memory_usage": bool(buffer.optimize_memory_usage),
+              "handle_timeout_termination": bool(buffer.handle_timeout_termination)}
+    arrays = {name: getattr(buffer, name) for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None}
+    data = io.BytesIO()
+    np.savez(data, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+    return atomic_write_bytes(_replay_path(path), data.getvalue())
+
+
+def load_replay_buffer(model: RIVC, path: str | os.PathLike) -> bool:
+    """Fill the model's replay buffer from :func:`save_replay_buffer`'s file, checked against it (sizes, shapes,
+    finite rewards). Returns False where the file is not in that format (e.g. Stable-Baselines3's pickle)."""
+    path = _replay_path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            header = json.loads(bytes(data["header"]).decode())
+            arrays = {name: data[name] for name in REPLAY_ARRAYS if name in data.files}
+    except (KeyError, ValueError, OSError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+        raise CorruptFileError(f"{path} is not a readable rivc replay buffer ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != REPLAY_FORMAT:
+        return False
+    buffer = model.replay_buffer
+    if header.get("version") != REPLAY_VERSION or header.get("class") != type(buffer).__name__:
+        raise CorruptFileError(f"{path}: a {header.get('class')} buffer of format version {header.get('version')}; this "
+                               f"model keeps a {type(buffer).__name__} (version {REPLAY_VERSION})")
+    for name, array in arrays.items():
+        mine = getattr(buffer, name, None)
+        if mine is None or array.shape != mine.shape or array.dtype != mine.dtype:
+            raise CorruptFileError(f"{path}: {name} of shape {array.shape} ({array.dtype}) does not fit this model's "
+                                   f"buffer ({None if mine is None else mine.shape}): load it into a model with the same "
+                                   "buffer_size, environment and n_envs")
+    pos = header.get("pos")
+    if not isinstance(pos, int) or not 0 <= pos < buffer.buffer_size or not np.all(np.isfinite(arrays["rewards"])):
+        raise CorruptFileError(f"{path}: position {pos!r} or rewards out of range")
+    for name, array in arrays.items():
+        getattr(buffer, name)[...] = array
+    buffer.pos, buffer.full = pos, bool(header.get("full"))
+    return True

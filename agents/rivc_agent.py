@@ -447,6 +447,21 @@ class RIVC(DQN):
         return (actions if vectorized else actions[0]), state
 
     # -- persistence (rivc.agents.persistence) ---------------------------------------------------
+    def save_replay_buffer(self, path: str | os.PathLike) -> Path:
+        """The replay buffer as ``.npz`` arrays and a JSON header (never pickled), written atomically."""
+        return persistence.save_replay_buffer(self, path)
+
+    def load_replay_buffer(self, path: str | os.PathLike, truncate_last_traj: bool = True,
+                           allow_pickle: bool = False) -> None:
+        """Load :meth:`save_replay_buffer`'s file into this model's buffer. Stable-Baselines3's pickled buffers run
+        code when loaded: they are read only with ``allow_pickle=True``, for a file you trust."""
+        if persistence.load_replay_buffer(self, path):
+            return
+        if not allow_pickle:
+            raise ValueError(f"{path} is not a rivc replay buffer (.npz); a Stable-Baselines3 replay buffer is a pickle, "
+                             "which runs code when loaded: pass allow_pickle=True only for a file you trust")
+        super().load_replay_buffer(path, truncate_last_traj)
+
     def save(self, path: str | os.PathLike, exclude=None, include=None) -> Path:  # noqa: ARG002 (SB3 signature)
         """Write ``path`` (a zip: JSON metadata, torch weights, the deployable integer network), atomically."""
         return persistence.save(self, path)

@@ -144,6 +144,31 @@ def test_observations_outside_the_declared_space_warn_once_with_the_share():
         model.learn(100)  # once
 
 
+def test_replay_buffers_round_trip_without_pickle_and_pickles_need_consent(tmp_path):
+    from stable_baselines3 import DQN
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(400)
+    path = model.save_replay_buffer(tmp_path / "buffer")
+    assert path.suffix == ".npz"
+    other = RIVC("MlpPolicy", "CartPole-v1", seed=1, **FAST)
+    other.load_replay_buffer(tmp_path / "buffer")
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        np.testing.assert_array_equal(getattr(other.replay_buffer, name), getattr(model.replay_buffer, name))
+    assert (other.replay_buffer.pos, other.replay_buffer.full) == (model.replay_buffer.pos, model.replay_buffer.full)
+    other.learn(200, reset_num_timesteps=False)  # and learning goes on from it
+    smaller = RIVC("MlpPolicy", "CartPole-v1", seed=0, **{**FAST, "buffer_size": 500})
+    with pytest.raises(CorruptFileError, match="does not fit this model's buffer"):
+        smaller.load_replay_buffer(path)
+    sb3 = DQN("MlpPolicy", "CartPole-v1", buffer_size=model.buffer_size, learning_starts=10)
+    sb3.learn(50)
+    sb3.save_replay_buffer(tmp_path / "sb3")  # a pickle: it could run code when loaded
+    with pytest.raises(ValueError, match="runs code when loaded: pass allow_pickle=True"):
+        other.load_replay_buffer(tmp_path / "sb3.pkl")
+    other.load_replay_buffer(tmp_path / "sb3.pkl", allow_pickle=True)
+    assert other.replay_buffer.pos == sb3.replay_buffer.pos > 0
+
+
 @pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
 def test_variants_train_and_predict(variant):
     model = RIVC("MlpPolicy", "CartPole-v1", variant=variant, seed=0, **FAST)
