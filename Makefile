@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)  ## the mission: train RIVC for Akida 2.0 (emulated), export to the chip, deploy on Akida's engine
-	$(RIVC) train --env CartPole-v1 --target $(TARGET) --bits $(BITS) --timesteps $(TIMESTEPS) --seed $(SEED) --eval-freq 2500 \
+	$(RIVC) train --env CartPole-v1 --target $(TARGET) --bits $(BITS) --timesteps $(TIMESTEPS) --seed $(SEED) --eval-freq 2500 --force \
 		--out runs/quickstart
-	$(RIVC) export runs/quickstart --backend akida --out runs/quickstart/policy
+	$(RIVC) export runs/quickstart --backend akida --out runs/quickstart/policy --force
 	$(RIVC) deploy runs/quickstart/policy
 
 test: $(STAMP)  ## the fast test suite (what CI runs)

@@ -82,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rivc.agents.config import to_dict
     from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
     from rivc.agents.rivc_agent import RIVC
+    from rivc.files import folder_unit
     from rivc.integer_net import atomic_write_bytes
 
     import torch
@@ -110,50 +111,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
     model = RIVC(policy, env, target=args.target, backend=args.backend, quant=quant, variant=args.variant,
                  blas_threads=args.threads, seed=args.seed, verbose=0, **options)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    formats = ["csv", "tensorboard"] + (["stdout"] if args.verbose else [])
-    model.set_logger(configure(str(out / "logs"), formats))
-    print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} ({model.q_network.target.chip}): "
-          f"{timesteps} steps, {args.backend} backend, {quant.describe()}, seed {args.seed}"
-          + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
-    callback = None
-    if args.eval_freq:
-        from rivc.agents.callbacks import BestPolicyCallback
+    with folder_unit(args.out, force=args.force) as out:  # the run folder appears whole when the run has ended
+        print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
+              f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
+              f"{args.seed}" + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
+        logger = configure(str(out / "logs"), ["csv", "tensorboard"] + (["stdout"] if args.verbose else []))
+        model.set_logger(logger)
+        callback = None
+        if args.eval_freq:
+            from rivc.agents.callbacks import BestPolicyCallback
 
-        callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
-                                      episodes=args.select_episodes, seed=args.select_seed)
-    start = time.perf_counter()
-    model.learn(timesteps, progress_bar=args.progress_bar, callback=callback)
-    seconds, conversions = time.perf_counter() - start, model.num_conversions
-    final = None
-    if callback is not None and callback.best_timestep is not None:
-        final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
-        print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
-        model = RIVC.load(out / BEST_FILE, env=env)
-        print(f"kept the best of {len(callback.history)} evaluations: step {callback.best_timestep}, return "
-              f"{callback.best_return:.1f} on selection episodes (seeds {args.select_seed}..."
-              f"{args.select_seed + args.select_episodes - 1})")
-    model.save(out / MODEL_FILE)
-    if model.spiking_policy is not None:
-        model.spiking_policy.network.save(out / POLICY_FILE)
-    result = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
-    summary = {
-        "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
-        "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
-        "seconds": round(seconds, 1),
-        "steps_per_second": round(timesteps / seconds, 1), "conversions": conversions,
-        "kept_step": None if callback is None else callback.best_timestep, "policy": policy,
-        "selection_curve": None if callback is None else callback.history,
-        "eval_return_mean": result.mean_return, "eval_return_std": result.std_return,
-        "eval_episodes": args.eval_episodes, "evaluation": _evaluation(result, args.eval_seed),
-        "ms_per_action": round(result.ms_per_action, 3),
-        "final_return_mean": None if final is None else final.mean_return,
-    }
-    atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+            callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
+                                          episodes=args.select_episodes, seed=args.select_seed)
+        start = time.perf_counter()
+        model.learn(timesteps, progress_bar=args.progress_bar, callback=callback)
+        seconds, conversions = time.perf_counter() - start, model.num_conversions
+        final = None
+        if callback is not None and callback.best_timestep is not None:
+            final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
+            print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
+            model = RIVC.load(out / BEST_FILE, env=env)
+            print(f"kept the best of {len(callback.history)} evaluations: step {callback.best_timestep}, return "
+                  f"{callback.best_return:.1f} on selection episodes (seeds {args.select_seed}..."
+                  f"{args.select_seed + args.select_episodes - 1})")
+        model.save(out / MODEL_FILE)
+        if model.spiking_policy is not None:
+            model.spiking_policy.network.save(out / POLICY_FILE)
+        result = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
+        summary = {
+            "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
+            "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
+            "seconds": round(seconds, 1),
+            "steps_per_second": round(timesteps / seconds, 1), "conversions": conversions,
+            "kept_step": None if callback is None else callback.best_timestep, "policy": policy,
+            "selection_curve": None if callback is None else callback.history,
+            "eval_return_mean": result.mean_return, "eval_return_std": result.std_return,
+            "eval_episodes": args.eval_episodes, "evaluation": _evaluation(result, args.eval_seed),
+            "ms_per_action": round(result.ms_per_action, 3),
+            "final_return_mean": None if final is None else final.mean_return,
+        }
+        atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
+        logger.close()
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")
     actor = "SNN" if model.variant_spec.snn_acts else "float"
-    print(f"{actor} policy {result.describe()}; saved to {out}")
+    print(f"{actor} policy {result.describe()}; saved to {args.out}")
     return 0
 
 
@@ -249,7 +250,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     summary = Path(args.run_dir) / SUMMARY_FILE
     if summary.is_file():
         metadata["training_evaluation"] = json.loads(summary.read_text()).get("evaluation")
-    folder = save_policy(args.out, network, args.backend, metadata=metadata)
+    folder = save_policy(args.out, network, args.backend, metadata=metadata, force=args.force)
     print(f"exported {model.env_id} policy ({network.target} target) for {args.backend} to {folder}: identical actions "
           f"to the training-time policy on {100 * identical:.2f} % of {len(observations)} visited states")
     if identical < 1.0 and network.chip.exact:
@@ -344,6 +345,7 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
 def cmd_precision(args: argparse.Namespace) -> int:
     """Per-layer sensitivity of a trained policy and the cheapest legal widths that keep its greedy actions."""
     from rivc.agents.precision import collect_transitions, finetune_at, format_table, memory_bits, search_precision
+    from rivc.files import folder_unit
     from rivc.integer_net import atomic_write_bytes
 
     widths = None
@@ -365,9 +367,9 @@ def cmd_precision(args: argparse.Namespace) -> int:
             tuned = finetune_at(_model_path(args.run_dir), _make_env(model.env_id), chosen, args.finetune, args.seed)
             result.returns[f"chosen, fine-tuned {args.finetune} steps"] = rollout(
                 tuned, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
-            out = Path(args.run_dir) / PRECISION_DIR
-            tuned.save(out / MODEL_FILE)
-            tuned.spiking_policy.network.save(out / POLICY_FILE)
+            with folder_unit(Path(args.run_dir) / PRECISION_DIR, force=True) as out:  # rivc precision's own output
+                tuned.save(out / MODEL_FILE)
+                tuned.spiking_policy.network.save(out / POLICY_FILE)
     table = format_table(result)
     print(f"{model.env_id}, target {model.target}:\n{table}")
     folder = Path(args.run_dir)
@@ -464,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=path, default="runs/rivc", help="output folder (model, policy, logs)")
+    train.add_argument("--force", action="store_true", help="replace --out if it exists and holds files")
     train.add_argument("--eval-episodes", type=POSITIVE, default=10)
     train.add_argument("--eval-seed", type=int, default=1000, help="seed of the first evaluation episode")
     train.add_argument("--eval-freq", type=NON_NEGATIVE, default=0,
@@ -496,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "export":
             command.add_argument("--out", type=path, required=True,
                                  help="policy folder (or, with --format nir, file) to write")
+            command.add_argument("--force", action="store_true", help="replace --out if it exists and holds files")
             command.add_argument("--format", default="folder", choices=("folder", "nir"),
                                  help="folder: a policy folder for --backend; nir: a NIR graph (rate target) for "
                                       "Sinabs, Norse, Rockpool and the chips they reach")

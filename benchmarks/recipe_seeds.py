@@ -30,9 +30,9 @@ def run(*args: str) -> str:
 def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path) -> dict:
     out = runs / f"seed{seed}"
     start = time.perf_counter()
-    trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps),
+    trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps), "--force",
                   "--seed", str(seed), "--eval-freq", "2500", "--out", str(out))
-    exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"))
+    exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"), "--force")
     deployed = run("deploy", str(out / "policy"))
     summary = json.loads((out / "summary.json").read_text())
     final = re.search(r"final policy .*?return ([-\d.]+)", trained)

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rivc.neurochip.base import SpikingPolicy, make_backend
+from rivc.files import folder_unit
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
+from rivc.neurochip.base import SpikingPolicy, make_backend
 
 FORMAT_NAME, FORMAT_VERSION = "rivc.policy", 1
 NETWORK_FILE, META_FILE, AKIDA_FILE = "network.npz", "policy.json", "akida_model.fbz"
@@ -21,23 +22,24 @@ NETWORK_FILE, META_FILE, AKIDA_FILE = "network.npz", "policy.json", "akida_model
 
 def save_policy(
     path: str | os.PathLike, network: IntegerNetwork, backend: str = "snntorch",
-    backend_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
+    backend_options: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None, force: bool = False,
 ) -> Path:
-    """Write a deployable policy folder; converts once to check that the backend accepts the network."""
-    folder = Path(path)
+    """Write a deployable policy folder as one unit (``rivc.files.folder_unit``: a reader sees the old folder or
+    the new one; an existing folder with files is replaced only with ``force``); converts once first, to check
+    that the backend accepts the network."""
     backend_options = dict(backend_options or {})
     policy = make_backend(backend, **backend_options).convert(network)
-    folder.mkdir(parents=True, exist_ok=True)
-    network.save(folder / NETWORK_FILE)
-    if backend == "akida":
-        policy.save(folder / AKIDA_FILE)
     meta = {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "backend": backend, "backend_options": backend_options,
-        "obs_dim": network.obs_dim, "obs_shape": list(network.obs_shape), "n_actions": network.n_actions, "quant": network.config.to_dict(),
-        **(metadata or {}),
+        "obs_dim": network.obs_dim, "obs_shape": list(network.obs_shape), "n_actions": network.n_actions,
+        "quant": network.config.to_dict(), **(metadata or {}),
     }
-    atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=2).encode())
-    return folder
+    with folder_unit(path, force=force) as folder:
+        network.save(folder / NETWORK_FILE)
+        if backend == "akida":
+            policy.save(folder / AKIDA_FILE)
+        atomic_write_bytes(folder / META_FILE, json.dumps(meta, indent=2).encode())
+    return Path(path)
 
 
 def check_env(network: IntegerNetwork, env: Any, env_id: str = "the environment") -> None:

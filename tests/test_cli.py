@@ -80,14 +80,34 @@ def test_eight_bit_akida_trains_and_saves_its_widths(tmp_path, capsys):
     assert (model.quant.weight_bits, model.quant.activation_bits) == (8, 8)
     assert [p.levels for p in model.spiking_policy.network.precision[:-1]] == [127, 127]  # Akida's signed 8-bit ReLU
     assert main(["train", "--layer-bits", "8/8,8/4,4/32", "--timesteps", "300", "--out", str(out), "--eval-episodes",
-                 "1"]) == 0
+                 "1", "--force"]) == 0
     assert "8/8,8/4,4/32, seed 0" in capsys.readouterr().out
     assert RIVC.load(out / "model.zip").quant.describe() == "8/8,8/4,4/32"
 
 
+def test_a_run_folder_is_one_unit_and_is_replaced_only_when_asked(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = ["train", "--timesteps", "1200", "--out", str(out), "--eval-episodes", "1", "--eval-freq", "600"]
+    assert main(first) == 0 and (out / "best_model.zip").is_file()
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1"]) == 2
+    assert "exists and holds files: pass --force" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
+    assert main(["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--force"]) == 0
+    assert not (out / "best_model.zip").exists()  # the new run whole, nothing of the old one beside it
+    assert json.loads((out / "summary.json").read_text())["timesteps"] == 200
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging folder or lock left behind
+    (tmp_path / "file").write_text("x")
+    assert main(["train", "--timesteps", "200", "--out", str(tmp_path / "file"), "--force"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "link").symlink_to(out)
+    assert main(["export", str(out), "--out", str(tmp_path / "link"), "--force"]) == 2
+    assert "symbolic link" in capsys.readouterr().err
+
+
 def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--hyperparams", "defaults"]
+    args = ["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--hyperparams", "defaults", "--force"]
     assert main([*args, "--alpha", "0.5", "--learning-rate", "5e-4"]) == 0
     assert json.loads((out / "summary.json").read_text())["hyperparams"] == {"alpha": 0.5, "learning_rate": 5e-4}
     assert "alpha=0.5" in capsys.readouterr().out
