@@ -23,8 +23,8 @@ def measure(env_id: str, target: str, timesteps: int, runs: Path, seed: int) -> 
     report = folder / "cost.json"
     if not report.is_file():
         for argv in (["train", "--env", env_id, "--target", target, "--bits", "4", "--timesteps", str(timesteps),
-                      "--seed", str(seed), "--out", str(folder)],
-                     ["export", str(folder), "--out", str(folder / "policy"), "--episodes", "1"],
+                      "--seed", str(seed), "--out", str(folder), "--force"],  # (a run cut short is run again)
+                     ["export", str(folder), "--out", str(folder / "policy"), "--episodes", "1", "--force"],
                      ["report", str(folder / "policy"), "--episodes", "5", "--json", str(report)]):
             if rivc(argv) != 0:
                 raise SystemExit(f"rivc {' '.join(argv)} failed")
