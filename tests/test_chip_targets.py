@@ -138,13 +138,14 @@ def test_rounding_rules_on_hand_checked_values():
     assert torch_codes.tolist() == [0, 0, 1, 1, 1, 2, 3]
 
 
-@pytest.mark.parametrize("target", ["akida", "akd1000"])
+@pytest.mark.parametrize("target,bits", [("akida", (4, 4, 8)), ("akd1000", (4, 4, 8)), ("akida", (8, 8, 8)),
+                                         ("akida", "8/8,8/4,4"), ("akida", "8/4,4/2,4"), ("akd1000", "8/4,4/2,4")])
 @pytest.mark.parametrize("hidden,obs_dim", [((64, 64), 4), ((64, 64), 10), ((256, 256), 4)])
-def test_default_policies_are_hardware_resident(target, hidden, obs_dim):
+def test_default_policies_are_hardware_resident(target, bits, hidden, obs_dim):
     pytest.importorskip("akida")
     from rivc.neurochip.akida_backend import fit_report
 
-    network = random_network(obs_dim=obs_dim, hidden=hidden, target=target).export()
+    network = random_network(obs_dim=obs_dim, hidden=hidden, target=target, config=config_of(bits)).export()
     report = fit_report(network)
     assert report["device"] == TARGETS[target].device and report["hardware_only"]
     assert report["np_count"] >= 3 and report["passes"] >= 1 and report["program_memory_bytes"] > 0
