@@ -116,4 +116,10 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(runs, 
     with pytest.raises(FolderError, match="exists and holds files"):
         with folder_unit(target):
             pass
-    assert unit_of(target, runs) == "new" and os.stat(target).st_mode & 0o044  # readable by others, as the umask says
+    assert unit_of(target, runs) == "new"
+    umask = os.umask(0o022)
+    try:  # readable by others, as the umask says: the folder and its files
+        assert main(["export", str(runs / "new"), "--out", str(tmp_path / "shared"), "--episodes", "1"]) == 0
+        assert all(p.stat().st_mode & 0o044 == 0o044 for p in [tmp_path / "shared", *(tmp_path / "shared").iterdir()])
+    finally:
+        os.umask(umask)
