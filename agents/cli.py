@@ -111,7 +111,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
     model = RIVC(policy, env, target=args.target, backend=args.backend, quant=quant, variant=args.variant,
                  blas_threads=args.threads, seed=args.seed, verbose=0, **options)
-    with folder_unit(args.out, force=args.force) as out:  # the run folder appears whole when the run has ended
+    # the run folder appears whole when the run has ended (Ctrl-C keeps what was written, and says where)
+    with folder_unit(args.out, force=args.force, keep_on_interrupt=True) as out:
         print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
               f"{args.seed}" + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
@@ -165,8 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if getattr(model, "env_id", None) is None:
         raise UserError("the saved model does not record its environment id")
     env = _make_env(model.env_id)
-    if model.spiking_policy is not None:
-        check_env(model.spiking_policy.network, env, model.env_id)
+    check_env(model.q_network, env, model.env_id)
     result = rollout(model, env, args.episodes, seed=args.seed)
     actor = "SNN" if model.variant_spec.snn_acts else "float"
     print(f"{model.env_id}: {actor} policy {result.describe()}")
@@ -354,6 +354,7 @@ def cmd_precision(args: argparse.Namespace) -> int:
             widths = tuple(int(w) for w in args.widths.split(","))
         except ValueError:
             raise UserError(f"--widths takes bit widths separated by commas (e.g. 2,4,8), got {args.widths!r}") from None
+    folder = _model_path(args.run_dir).parent  # the run folder (RUN may name its model.zip)
     model = _load(args.run_dir)
     data = collect_transitions(model, _make_env(model.env_id), args.episodes, args.seed)
     budget = None if args.max_memory is None else int(args.max_memory * memory_bits(model.q_network, model.q_network.config))
@@ -367,12 +368,11 @@ def cmd_precision(args: argparse.Namespace) -> int:
             tuned = finetune_at(_model_path(args.run_dir), _make_env(model.env_id), chosen, args.finetune, args.seed)
             result.returns[f"chosen, fine-tuned {args.finetune} steps"] = rollout(
                 tuned, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
-            with folder_unit(Path(args.run_dir) / PRECISION_DIR, force=True) as out:  # rivc precision's own output
+            with folder_unit(folder / PRECISION_DIR, force=True) as out:  # rivc precision's own output
                 tuned.save(out / MODEL_FILE)
                 tuned.spiking_policy.network.save(out / POLICY_FILE)
     table = format_table(result)
     print(f"{model.env_id}, target {model.target}:\n{table}")
-    folder = Path(args.run_dir)
     atomic_write_bytes(folder / "precision.json", json.dumps(result.as_dict(), indent=2).encode())
     atomic_write_bytes(folder / "precision.md", (table + "\n").encode())
     where = f"; the fine-tuned model in {folder / PRECISION_DIR}" if chosen is not None and args.finetune else ""
@@ -559,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (UserError, CorruptFileError, ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
+    except (UserError, CorruptFileError, ValueError, OSError, ImportError, RuntimeError) as exc:  # (OSError: a full disk,
+        # a read-only or missing folder, a file where a folder should be)
         print(f"rivc {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -179,7 +179,7 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     model.num_conversions = meta.get("num_conversions", 0)
     model._calibrated = bool(meta.get("calibrated", False))
     if network is not None:
-        model.spiking_policy = model.convert() if requantized else model.backend.convert(network)
+        model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:
         model.set_env(env)
     model.env_id = meta.get("env_id")
@@ -228,6 +228,11 @@ def load_replay_buffer(model: RIVC, path: str | os.PathLike) -> bool:
     if header.get("version") != REPLAY_VERSION or header.get("class") != type(buffer).__name__:
         raise CorruptFileError(f"{path}: a {header.get('class')} buffer of format version {header.get('version')}; this "
                                f"model keeps a {type(buffer).__name__} (version {REPLAY_VERSION})")
+    kept = {name for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None}
+    layout = ("optimize_memory_usage", "handle_timeout_termination")
+    if set(arrays) != kept or any(header.get(key) != bool(getattr(buffer, key)) for key in layout):
+        raise CorruptFileError(f"{path} holds {sorted(arrays)} ({ {key: header.get(key) for key in layout} }); this "
+                               f"model's buffer keeps {sorted(kept)}: load it into a model with the same buffer settings")
     for name, array in arrays.items():
         mine = getattr(buffer, name, None)
         if mine is None or array.shape != mine.shape or array.dtype != mine.dtype:

@@ -268,11 +268,12 @@ class RIVC(DQN):
                 net.calibrate_activation_clips(obs)
         self._calibrated = True
 
-    def convert(self) -> SpikingPolicy:
-        """Convert the current Q-network into a spiking policy on the backend (and use it to act)."""
+    def convert(self, check: bool = False) -> SpikingPolicy:
+        """Convert the current Q-network into a spiking policy on the backend (and use it to act); ``check``:
+        validate the integer network (the first conversion always does; later ones are the same code on new
+        numbers)."""
         calibration = None if self.variant_spec.qat else self._replay_observations(limit=1024)
-        # the first conversion validates the integer network; later ones are the same code on new numbers
-        network = self.q_network.export(calibration_obs=calibration, check=self.num_conversions == 0)
+        network = self.q_network.export(calibration_obs=calibration, check=check or self.num_conversions == 0)
         self.spiking_policy = self.backend.convert(network)
         self.num_conversions += 1
         self.converted_at_update = self._n_updates

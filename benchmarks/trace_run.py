@@ -47,11 +47,10 @@ def main(argv: list[str] | None = None) -> int:
                 network = self.model.spiking_policy.network  # the SNN's integer network
                 hidden, acc = network.forward_codes(obs)
                 q = acc * network.layers[-1].scale
-                levels = self.model.quant.activation_levels
                 shares = np.bincount(q.argmax(axis=1), minlength=q.shape[1]) / len(q)
                 lengths = [episode["l"] for episode in self.model.ep_info_buffer]
                 print(f"{self.num_timesteps} | {[round(float(c.detach()), 3) for c in self.model.q_network.clips]} | "
-                      f"{[round(float(np.mean(h == levels)), 2) for h in hidden]} | "
+                      f"{[round(float(np.mean(h == network.levels(i))), 2) for i, h in enumerate(hidden)]} | "
                       f"{[round(float(np.mean(h == 0)), 2) for h in hidden]} | {shares.round(2).tolist()} | "
                       f"{np.mean(lengths) if lengths else 0:.1f}", flush=True)
             return self.num_timesteps < stop

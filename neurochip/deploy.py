@@ -42,8 +42,9 @@ def save_policy(
     return Path(path)
 
 
-def check_env(network: IntegerNetwork, env: Any, env_id: str = "the environment") -> None:
-    """Refuse an environment whose spaces the policy does not fit: its action count, its observation shape."""
+def check_env(network: IntegerNetwork | Any, env: Any, env_id: str = "the environment") -> None:
+    """Refuse an environment whose spaces the policy does not fit: its action count, its observation shape
+    (``network``: anything with ``n_actions`` and ``obs_shape``, an ``IntegerNetwork`` or a ``QuantizedQNetwork``)."""
     actions = getattr(env.action_space, "n", None)
     if actions is None or int(actions) != network.n_actions:
         raise ValueError(f"the policy chooses among {network.n_actions} actions, {env_id} has {env.action_space}: run "

@@ -1,51 +1,47 @@
 """Folders written as one unit: a reader sees the old folder or the new one, never a mix (numpy-free, torch-free).
 
-A writer fills a fresh hidden folder beside the target and renames it into place when it is done; a lock file
-refuses a second writer; an existing folder with files in it is replaced only when the caller says so. A kill or
-a full disk midway leaves the old folder as it was (and a hidden ``.NAME.*.tmp`` folder to delete).
+A writer fills a fresh hidden folder beside the target and swaps it into place when it is done (Linux's
+``renameat2(RENAME_EXCHANGE)``: one atomic step; elsewhere two renames, between which the folder is briefly
+absent); a lock (``flock`` on a hidden lock file, released by the kernel when its holder dies) refuses a second
+writer; an existing folder with files in it is replaced only when the caller says so. A kill or a full disk
+midway leaves the old folder as it was, and a hidden ``.NAME.*.tmp`` folder to delete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
 
 
 class FolderError(ValueError):
     """A folder that cannot be written as asked (it exists, another process writes it, it is not a folder)."""
 
 
-def _lock(path: Path) -> int:
-    """An exclusive lock file beside ``path`` holding the writer's pid; a lock whose process is gone is taken over."""
-    lock = path.parent / f".{path.name}.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-                os.kill(pid, 0)  # raises where no such process runs
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # a stale lock (the writer was killed)
-                continue
-            except PermissionError:
-                pass  # the process exists under another user
-            raise FolderError(f"{path} is being written by another process (pid {pid}, lock {lock}); wait for it to "
-                              "finish or choose another folder") from None
-        os.write(fd, str(os.getpid()).encode())
-        return fd
-    raise FolderError(f"cannot lock {lock}: remove it if no process writes {path}")
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2``); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
-@contextlib.contextmanager
-def folder_unit(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a fresh temporary folder to write ``path``'s files into; when the block ends without an error it
-    replaces ``path`` (an existing folder with files only when ``force``), else it is removed."""
-    path = Path(path)
+def _check(path: Path, force: bool) -> None:
     if path.is_symlink():
         raise FolderError(f"{path} is a symbolic link: name a folder (writes never follow a link out of it)")
     if path.exists() and not path.is_dir():
@@ -53,25 +49,47 @@ def folder_unit(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     if path.is_dir() and any(path.iterdir()) and not force:
         raise FolderError(f"{path} exists and holds files: pass --force (force=True) to replace it, or choose another "
                           "folder")
+
+
+@contextlib.contextmanager
+def folder_unit(path: str | os.PathLike, force: bool = False, keep_on_interrupt: bool = False) -> Iterator[Path]:
+    """Yield a fresh temporary folder to write ``path``'s files into; when the block ends without an error it
+    replaces ``path`` (an existing folder with files only when ``force``), else it is removed (kept, and said
+    where, on Ctrl-C when ``keep_on_interrupt``: a long run's partial results)."""
+    path = Path(path)
+    _check(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock(path)
+    lock = os.open(path.parent / f".{path.name}.lock", os.O_CREAT | os.O_RDWR, 0o644)
     try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderError(f"{path} is being written by another process: wait for it to finish or choose another "
+                              "folder") from None
+        _check(path, force)  # again, now that no other writer can change it
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(staging, 0o777 & ~umask)  # as a folder made by mkdir would be (mkdtemp makes it private)
         try:
             yield staging
-            old = None
-            if path.exists():
+            if not path.exists():
+                os.replace(staging, path)
+            elif _exchange(staging, path):
+                shutil.rmtree(staging, ignore_errors=True)  # now the old folder
+            else:
                 old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
                 os.replace(path, old / path.name)
-            os.replace(staging, path)
-            if old is not None:
+                os.replace(staging, path)
                 shutil.rmtree(old, ignore_errors=True)
+        except KeyboardInterrupt:
+            if not keep_on_interrupt:
+                shutil.rmtree(staging, ignore_errors=True)
+            else:
+                sys.stderr.write(f"interrupted: {path} is unchanged; what was written is in {staging}\n")
+            raise
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     finally:
-        os.close(fd)
-        (path.parent / f".{path.name}.lock").unlink(missing_ok=True)
+        os.close(lock)  # releases the lock; the hidden lock file stays for the next writer

@@ -45,6 +45,19 @@ class Requantization:
     levels: int  # the largest code (rivc.chip.ChipTarget.levels)
 
     kind: ClassVar[str]
+    keys: ClassVar[tuple[str, ...]]  # the file's array keys, suffixed with the layer index; the first marks the rule
+
+    @classmethod
+    def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision,
+            chip: ChipTarget) -> Requantization:
+        """The rule of a layer whose accumulator unit is worth ``acc_scale`` (per unit) and whose activation code is
+        worth ``activation_step``."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_arrays(cls, arrays, layer: int, shift: int | None, precision: LayerPrecision) -> Requantization:
+        """The rule :meth:`arrays` stored for ``layer`` (``shift``: the file's per-layer scalar)."""
+        raise NotImplementedError
 
     @classmethod
     def placeholder(cls, units: int, precision: LayerPrecision, chip: ChipTarget) -> Requantization:
@@ -60,6 +73,10 @@ class Requantization:
         that it fires ``#{k >= 1: membrane > k * theta}`` spikes (at most one a step, reset by subtraction):
         :meth:`codes` once clipped to ``levels``."""
         raise NotImplementedError
+
+    def rate_coding(self) -> tuple[np.ndarray, float]:
+        """Rate-coded chips: the per-step current's gain on ``W @ input + b`` and the neuron's threshold."""
+        raise NotImplementedError(f"the {self.kind} requantization has no rate-coded form")
 
     def check(self, layer: int, units: int, chip: ChipTarget) -> None:
         """Raise ``ValueError`` naming ``layer`` where the parameters do not fit its ``units`` or the chip."""
@@ -94,6 +111,12 @@ class ScaleShift(Requantization):
     acc_clip: np.ndarray | None = None  # int64 [out]
 
     kind: ClassVar[str] = SCALE_SHIFT
+    keys: ClassVar[tuple[str, ...]] = ("m", "c")
+
+    @classmethod
+    def from_arrays(cls, arrays, layer: int, shift: int | None, precision: LayerPrecision) -> ScaleShift:
+        clip = integer_codes(arrays, f"c{layer}") if f"c{layer}" in arrays else None
+        return cls(precision.levels, integer_codes(arrays, f"m{layer}"), shift, clip)
 
     @classmethod
     def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision, chip: ChipTarget) -> ScaleShift:
@@ -173,6 +196,12 @@ class ThresholdStep(Requantization):
     activation_bits: int = 4  # the chip programs the step for this width
 
     kind: ClassVar[str] = THRESHOLD_STEP
+    keys: ClassVar[tuple[str, ...]] = ("t", "o")
+
+    @classmethod
+    def from_arrays(cls, arrays, layer: int, shift: int | None, precision: LayerPrecision) -> ThresholdStep:  # noqa: ARG003
+        return cls(precision.levels, integer_codes(arrays, f"o{layer}"), integer_codes(arrays, f"t{layer}"),
+                   precision.activation_bits)
 
     @classmethod
     def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision,
@@ -227,12 +256,10 @@ def fit_requantization(acc_scale: np.ndarray, activation_step: float, precision:
 
 def from_arrays(arrays, layer: int, shift: int | None, precision: LayerPrecision) -> Requantization | None:
     """The requantization that :meth:`Requantization.arrays` stored for ``layer``; ``None``: the output layer."""
-    if f"m{layer}" in arrays:
-        clip = integer_codes(arrays, f"c{layer}") if f"c{layer}" in arrays else None
-        return ScaleShift(precision.levels, integer_codes(arrays, f"m{layer}"), shift, clip)
-    if f"t{layer}" in arrays:
-        return ThresholdStep(precision.levels, integer_codes(arrays, f"o{layer}"), integer_codes(arrays, f"t{layer}"),
-                             precision.activation_bits)
+    for cls in REQUANTIZATIONS.values():
+        if f"{cls.keys[0]}{layer}" in arrays:
+            return cls.from_arrays(arrays, layer, shift, precision)
+    return None
 
 
 def integer_codes(arrays, key: str) -> np.ndarray:
@@ -245,4 +272,3 @@ def integer_codes(arrays, key: str) -> np.ndarray:
     if values.dtype.kind in "uf" and values.size and np.max(np.abs(values)) >= 2.0**63:
         raise ValueError(f"array {key!r} holds codes beyond int64")
     return values.astype(np.int64)
-    return None

@@ -39,6 +39,15 @@ def config_of(bits) -> QuantConfig:
 CASES = [(target, bits) for target in TARGETS for bits in [*UNIFORM, *PER_LAYER] if accepted(target, config_of(bits))]
 
 
+def test_the_targets_accept_the_widths_their_chips_run():
+    """What CASES must hold (a target that lost a width would otherwise just drop its cases)."""
+    for case in [("akida", (8, 8, 8)), ("akida", (4, 4, 8)), ("akida", (2, 2, 8)), ("akida", (4, 1, 8)),
+                 ("akida", "8/8,8/4,4"), ("akida", "8/4,4/4,4"), ("akd1000", (4, 4, 8)), ("akd1000", (2, 2, 8)),
+                 ("akd1000", "8/4,4/4,4"), ("rate", (8, 8, 8)), ("rate", (4, 3, 6)), ("rate", "4/6,7/6,3")]:
+        assert case in CASES, case
+    assert ("akida", (8, 4, 8)) not in CASES and ("akd1000", (8, 8, 8)) not in CASES
+
+
 def engines(network):
     """Q-values of every consumer of the target: integer reference, fast path, snntorch, akida engine.
 

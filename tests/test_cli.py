@@ -96,7 +96,7 @@ def test_a_run_folder_is_one_unit_and_is_replaced_only_when_asked(tmp_path, caps
     assert main(["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--force"]) == 0
     assert not (out / "best_model.zip").exists()  # the new run whole, nothing of the old one beside it
     assert json.loads((out / "summary.json").read_text())["timesteps"] == 200
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging folder or lock left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.lock", "run"]  # no staging folder left behind
     (tmp_path / "file").write_text("x")
     assert main(["train", "--timesteps", "200", "--out", str(tmp_path / "file"), "--force"]) == 2
     assert "is not a folder" in capsys.readouterr().err

@@ -120,6 +120,14 @@ def test_a_policy_runs_only_on_the_spaces_it_was_trained_for(run_dir, tmp_path, 
         assert "the policy chooses among 2 actions" in capsys.readouterr().err
     assert main(["deploy", str(out), "--env", "Acrobot-v1", "--episodes", "1"]) == 2
     assert "chooses among 2 actions" in capsys.readouterr().err
+    from types import SimpleNamespace
+
+    from gymnasium import spaces
+    from rivc.neurochip.deploy import check_env
+
+    other_shape = SimpleNamespace(action_space=spaces.Discrete(2), observation_space=spaces.Box(-1, 1, (6,)))
+    with pytest.raises(ValueError, match=r"reads observations of shape \(4,\), Six gives \(6,\)"):
+        check_env(load_policy(out).network, other_shape, "Six")
     meta = json.loads((out / "policy.json").read_text())
     (out / "policy.json").write_text(json.dumps({**meta, "n_actions": 3}))
     with pytest.raises(CorruptFileError, match="disagree on the policy's spaces"):
