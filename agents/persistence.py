@@ -146,7 +146,7 @@ def _check_env(env: gym.Env, meta: dict[str, Any], observation_space: spaces.Box
 
 
 def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu",
-         **kwargs: Any) -> RIVC:
+         force_reset: bool = True, **kwargs: Any) -> RIVC:
     """A model saved by :func:`save`; ``env`` must have the saved spaces (without it, the model predicts)."""
     path = Path(path)
     if not path.is_file() and path.with_suffix(".zip").is_file():
@@ -181,8 +181,9 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     if network is not None:
         model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:
-        model.set_env(env)
+        model.set_env(env, force_reset=force_reset)
     model.env_id = meta.get("env_id")
+    model.saved_rivc_version = meta.get("rivc_version")
     return model
 
 

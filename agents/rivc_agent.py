@@ -463,16 +463,36 @@ class RIVC(DQN):
                              "which runs code when loaded: pass allow_pickle=True only for a file you trust")
         super().load_replay_buffer(path, truncate_last_traj)
 
-    def save(self, path: str | os.PathLike, exclude=None, include=None) -> Path:  # noqa: ARG002 (SB3 signature)
+    def save(self, path: str | os.PathLike, exclude=None, include=None) -> Path:
         """Write ``path`` (a zip: JSON metadata, torch weights, the deployable integer network), atomically."""
+        if exclude or include:
+            raise ValueError("RIVC.save writes the whole model (settings, weights and the deployable integer network, "
+                             "each needed to load it): exclude/include are not supported")
         return persistence.save(self, path)
 
     @classmethod
     def load(  # noqa: D417
-        cls, path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu", **kwargs: Any
+        cls, path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu",
+        custom_objects: dict[str, Any] | None = None, print_system_info: bool = False, force_reset: bool = True,
+        **kwargs: Any,
     ) -> RIVC:
         """Load a model saved by :meth:`save`; never unpickles (JSON + ``torch.load(weights_only=True)``).
 
-        ``env`` must have the saved observation space; without it the model can still predict.
+        ``env`` must have the saved observation space; without it the model can still predict. As
+        Stable-Baselines3's ``load``: ``custom_objects`` replace saved values (settings such as ``learning_rate``,
+        or attributes such as ``lr_schedule`` and ``exploration_schedule``, as the RL Zoo's scripts pass them),
+        ``print_system_info`` prints this system's versions beside the saved ``rivc`` version, ``force_reset``
+        resets the env before the next ``learn``.
         """
-        return persistence.load(cls, path, env=env, device=device, **kwargs)
+        if print_system_info:
+            from stable_baselines3.common.utils import get_system_info
+
+            print("== CURRENT SYSTEM INFO ==")
+            get_system_info()
+        custom = dict(custom_objects or {})
+        settings = {key: custom.pop(key) for key in list(custom) if key in persistence.HYPERPARAMETERS}
+        model = persistence.load(cls, path, env=env, device=device, force_reset=force_reset, **settings, **kwargs)
+        if print_system_info:
+            print(f"== SAVED MODEL ==\nrivc {model.saved_rivc_version}")
+        model.__dict__.update(custom)
+        return model

@@ -144,6 +144,23 @@ def test_observations_outside_the_declared_space_warn_once_with_the_share():
         model.learn(100)  # once
 
 
+def test_load_takes_stable_baselines3_keywords_as_the_rl_zoo_passes_them(tmp_path, capsys):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+    model.learn(300)
+    path = model.save(tmp_path / "model.zip")
+    zero = lambda _: 0.0  # noqa: E731 (what the Zoo's enjoy.py passes)
+    loaded = RIVC.load(path, env=gym.make("CartPole-v1"), device="cpu", print_system_info=True, force_reset=True,
+                       custom_objects={"learning_rate": 0.0, "lr_schedule": zero, "exploration_schedule": zero})
+    printed = capsys.readouterr().out
+    assert "== CURRENT SYSTEM INFO ==" in printed and "Stable-Baselines3" in printed and "rivc 0.1.0" in printed
+    assert loaded.learning_rate == 0.0 and loaded.lr_schedule is zero and loaded.exploration_schedule is zero
+    assert loaded._last_obs is None  # force_reset: the env resets before the next learn
+    kept = RIVC.load(path, env=gym.make("CartPole-v1"), force_reset=False)
+    assert kept.learning_rate == model.learning_rate
+    with pytest.raises(ValueError, match="exclude/include are not supported"):
+        model.save(tmp_path / "other.zip", exclude=["replay_buffer"])
+
+
 def test_replay_buffers_round_trip_without_pickle_and_pickles_need_consent(tmp_path):
     from stable_baselines3 import DQN
 
