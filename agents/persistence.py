@@ -60,8 +60,8 @@ def metadata(model: RIVC) -> dict[str, Any]:
     if policy_kwargs.get("conv_arch") is not None:
         policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
     env_id = None
-    if model.env is not None:
-        spec = model.env.envs[0].unwrapped.spec if hasattr(model.env, "envs") else None
+    if model.env is not None:  # (get_attr: DummyVecEnv and SubprocVecEnv alike)
+        spec = model.env.get_attr("spec", indices=0)[0]
         env_id = spec.id if spec is not None else None
     return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,

@@ -161,6 +161,19 @@ def test_load_takes_stable_baselines3_keywords_as_the_rl_zoo_passes_them(tmp_pat
         model.save(tmp_path / "other.zip", exclude=["replay_buffer"])
 
 
+def test_the_env_id_is_saved_with_subprocess_envs_too(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = make_vec_env("CartPole-v1", n_envs=2, vec_env_cls=SubprocVecEnv)
+    try:
+        model = RIVC("MlpPolicy", env, seed=0, **FAST)
+        model.learn(200)
+        assert RIVC.load(model.save(tmp_path / "model.zip")).env_id == "CartPole-v1"
+    finally:
+        env.close()
+
+
 def test_replay_buffers_round_trip_without_pickle_and_pickles_need_consent(tmp_path):
     from stable_baselines3 import DQN
 
