@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
-from gymnasium import spaces
+from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
 ASSET = str(Path(__file__).with_name("assets") / "arm_reach.xml")
@@ -17,25 +17,49 @@ JOINT_SPEED = 1.5  # rad/s commanded per joint
 JOINT_COMMANDS = np.array(list(itertools.product((-1, 0, 1), repeat=2)), dtype=np.float64)
 
 
-class ArmReachEnv(MujocoEnv):
-    """Move a planar 2-joint arm's fingertip within ``success_radius`` of a random target.
+class ArmReachEnv(MujocoEnv, utils.EzPickle):
+    """Move a planar 2-joint arm's fingertip (links 0.12 m and 0.10 m) within ``success_radius`` of a random target.
 
-    Actions (``Discrete(9)``): each joint turns at -1.5, 0 or +1.5 rad/s (velocity actuators),
-    ``JOINT_COMMANDS[a]`` gives the directions; one step is 0.05 s.
+    ## Action space: ``Discrete(9)``
+    Each joint turns at -1.5, 0 or +1.5 rad/s (velocity actuators); ``JOINT_COMMANDS[a]`` gives the
+    directions (shoulder, elbow), action 4 holds still. One step is 0.05 s of simulation.
 
-    Observation (float32, finite bounds): ``cos`` and ``sin`` of both joint angles, joint speeds
-    divided by 3 rad/s (clipped to +-1.5), fingertip-to-target vector and the target position,
-    both in metres (+-0.5 and +-0.25).
+    ## Observation space: ``Box(-high, high, (10,), float32)``
 
-    Reward: 50 x (distance gained) - 0.01 per step, +5 on success, which ends the episode
-    (``info["is_success"]``); truncated after ``max_episode_steps`` (registered: 100).
+    | index | observation | bound |
+    |---|---|---|
+    | 0-1 | cos of the shoulder and elbow angles | 1 |
+    | 2-3 | sin of the shoulder and elbow angles | 1 |
+    | 4-5 | joint speeds / 3 rad/s, clipped | 1.5 |
+    | 6-7 | fingertip-to-target vector (m), clipped | 0.5 |
+    | 8-9 | target position (m) | 0.25 |
+
+    ## Reward
+    ``reward_progress + reward_step + reward_success``, each in ``info``: ``progress_weight`` (50) x the
+    distance gained towards the target this step, ``-step_cost`` (0.01), and ``success_bonus`` (5) on success.
+
+    ## Episode end
+    Terminated on success (the fingertip within ``success_radius`` of the target, ``info["is_success"]``);
+    truncated after ``max_episode_steps`` (registered: 100). ``info["distance"]``: fingertip to target (m).
+
+    ## Arguments
+    ``success_radius`` (0.02 m), ``progress_weight``, ``step_cost``, ``success_bonus``; ``render_mode``,
+    ``width``, ``height`` as Gymnasium's MuJoCo envs.
+
+    ## Version history
+    v0: the reward weights as arguments and the reward terms in ``info`` (same rewards as before).
     """
 
     metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}  # headless-safe modes
 
-    def __init__(self, success_radius: float = 0.02, render_mode: str | None = None, width: int = 320,
+    def __init__(self, success_radius: float = 0.02, progress_weight: float = 50.0, step_cost: float = 0.01,
+                 success_bonus: float = 5.0, render_mode: str | None = None, width: int = 320,
                  height: int = 320) -> None:
+        utils.EzPickle.__init__(self, success_radius, progress_weight, step_cost, success_bonus, render_mode, width,
+                                height)
         self.success_radius = float(success_radius)
+        self.progress_weight, self.step_cost, self.success_bonus = float(progress_weight), float(step_cost), float(
+            success_bonus)
         high = np.array([1, 1, 1, 1, 1.5, 1.5, 0.5, 0.5, 0.25, 0.25], dtype=np.float32)
         super().__init__(
             ASSET, frame_skip=5, observation_space=spaces.Box(-high, high, dtype=np.float32),
@@ -80,9 +104,11 @@ class ArmReachEnv(MujocoEnv):
         self.do_simulation(JOINT_COMMANDS[int(action)] * JOINT_SPEED, self.frame_skip)
         distance = float(np.linalg.norm(self.target_position - self.fingertip))
         success = distance < self.success_radius
-        reward = 50.0 * (self._distance - distance) - 0.01 + (5.0 if success else 0.0)
+        terms = {"reward_progress": self.progress_weight * (self._distance - distance), "reward_step": -self.step_cost,
+                 "reward_success": self.success_bonus if success else 0.0}
+        reward = terms["reward_progress"] - self.step_cost + terms["reward_success"]
         self._distance = distance
-        return self._get_obs(), reward, success, False, {"is_success": success, "distance": distance}
+        return self._get_obs(), reward, success, False, {"is_success": success, "distance": distance, **terms}
 
 
 def scripted_action(obs: np.ndarray) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mujoco
 import numpy as np
-from gymnasium import spaces
+from gymnasium import spaces, utils
 from gymnasium.envs.mujoco import MujocoEnv
 
 from rivc.envs.camera import GrayCamera
@@ -27,20 +27,43 @@ MAX_WHEEL_SPEED = 20.0  # rad/s, observation bound
 ARENA = 1.0  # walls' inner faces at +-ARENA metres
 
 
-class MobileReachEnv(MujocoEnv):
+class MobileReachEnv(MujocoEnv, utils.EzPickle):
     """Drive a two-wheeled robot to a target placed at random in a walled 2 m x 2 m arena.
 
-    Actions (``Discrete(6)``): stop, forward, turn left, turn right, forward-left, forward-right
-    (wheel speed commands, see ``WHEEL_COMMANDS``); one step is 0.05 s of simulation.
+    ## Action space: ``Discrete(6)``, wheel speed commands (``WHEEL_COMMANDS``, rad/s)
 
-    Observation, ``obs_mode="state"`` (float32, finite bounds): target position in the robot
-    frame ``(x, y)`` in metres, bounded by +-3; heading ``(cos, sin)``; wheel speeds divided by
-    20 rad/s, clipped to +-1.25. ``obs_mode="image"``: a ``size x size`` grayscale uint8 view of
-    the onboard camera (offscreen MuJoCo rendering; EGL on a headless machine).
+    | action | 0 | 1 | 2 | 3 | 4 | 5 |
+    |---|---|---|---|---|---|---|
+    | move | stop | forward | turn left | turn right | forward-left | forward-right |
 
-    Reward: 10 x (distance gained towards the target) - 0.01 per step, +10 on reaching it
-    (centre within ``success_radius``), which ends the episode (``info["is_success"]``). Episodes
-    are truncated after ``max_episode_steps`` (registered: 200).
+    One step is 0.05 s of simulation.
+
+    ## Observation space
+    ``obs_mode="state"`` (default): ``Box(-high, high, (6,), float32)``:
+
+    | index | observation | bound |
+    |---|---|---|
+    | 0-1 | target position in the robot's frame (m), clipped | 3 |
+    | 2-3 | heading (cos, sin) | 1 |
+    | 4-5 | wheel speeds / 20 rad/s, clipped | 1.25 |
+
+    ``obs_mode="image"``: ``Box(0, 255, (size, size, 1), uint8)``, the onboard camera in grayscale (offscreen
+    MuJoCo rendering; EGL on a headless machine).
+
+    ## Reward
+    ``reward_progress + reward_step + reward_success``, each in ``info``: ``progress_weight`` (10) x the
+    distance gained towards the target this step, ``-step_cost`` (0.01), and ``success_bonus`` (10) on success.
+
+    ## Episode end
+    Terminated on reaching the target (the robot's centre within ``success_radius``, ``info["is_success"]``);
+    truncated after ``max_episode_steps`` (registered: 200). ``info["distance"]``: robot to target (m).
+
+    ## Arguments
+    ``obs_mode``, ``image_size`` (32), ``success_radius`` (0.1 m), ``progress_weight``, ``step_cost``,
+    ``success_bonus``; ``render_mode``, ``width``, ``height`` as Gymnasium's MuJoCo envs.
+
+    ## Version history
+    v0: the reward weights as arguments and the reward terms in ``info`` (same rewards as before).
     """
 
     metadata = {"render_modes": ["rgb_array", "depth_array"], "render_fps": 20}  # headless-safe modes
@@ -50,10 +73,17 @@ class MobileReachEnv(MujocoEnv):
         obs_mode: str = "state",
         image_size: int = 32,
         success_radius: float = 0.1,
+        progress_weight: float = 10.0,
+        step_cost: float = 0.01,
+        success_bonus: float = 10.0,
         render_mode: str | None = None,
         width: int = 320,
         height: int = 320,
     ) -> None:
+        utils.EzPickle.__init__(self, obs_mode, image_size, success_radius, progress_weight, step_cost, success_bonus,
+                                render_mode, width, height)
+        self.progress_weight, self.step_cost, self.success_bonus = float(progress_weight), float(step_cost), float(
+            success_bonus)
         if obs_mode not in ("state", "image"):
             raise ValueError(f"obs_mode must be 'state' or 'image', got {obs_mode!r}")
         if not 8 <= image_size <= 256:
@@ -129,9 +159,11 @@ class MobileReachEnv(MujocoEnv):
         self.do_simulation(WHEEL_COMMANDS[int(action)], self.frame_skip)
         distance = float(np.linalg.norm(self.target_position - self.robot_pose[0]))
         success = distance < self.success_radius
-        reward = 10.0 * (self._distance - distance) - 0.01 + (10.0 if success else 0.0)
+        terms = {"reward_progress": self.progress_weight * (self._distance - distance), "reward_step": -self.step_cost,
+                 "reward_success": self.success_bonus if success else 0.0}
+        reward = terms["reward_progress"] - self.step_cost + terms["reward_success"]
         self._distance = distance
-        info = {"is_success": success, "distance": distance}
+        info = {"is_success": success, "distance": distance, **terms}
         return self._get_obs(), reward, success, False, info
 
     def close(self) -> None:

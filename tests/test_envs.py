@@ -138,3 +138,30 @@ def test_discretize_argument_errors():
         DiscretizeAction(gym.make("HalfCheetah-v5"), bins=5)
     with pytest.raises(ValueError, match="unknown mode"):
         DiscretizeAction(gym.make("Pendulum-v1"), mode="diagonal")
+
+
+@pytest.mark.parametrize("env_id,weights", [("rivc/ArmReach-v0", (50.0, 0.01, 5.0)), ("rivc/MobileReach-v0", (10.0, 0.01, 10.0))])
+def test_reward_terms_in_info_add_up_and_the_weights_are_arguments(env_id, weights):
+    import pickle
+
+    progress, step, bonus = weights
+    env = gym.make(env_id)
+    env.reset(seed=3)
+    env.action_space.seed(3)
+    before = env.unwrapped._distance
+    for _ in range(40):
+        _, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        assert reward == info["reward_progress"] + info["reward_step"] + info["reward_success"]
+        # the defaults give the rewards the env gave before its weights were arguments, bit for bit
+        assert reward == progress * (before - info["distance"]) - step + (bonus if info["is_success"] else 0.0)
+        before = info["distance"]
+        assert info["reward_step"] == -step and info["reward_success"] in (0.0, bonus)
+        if terminated or truncated:
+            break
+    heavier = gym.make(env_id, progress_weight=2 * progress, step_cost=0.0)
+    heavier.reset(seed=3)
+    _, _, _, _, info = heavier.step(1)
+    assert info["reward_step"] == 0.0
+    copy = pickle.loads(pickle.dumps(heavier.unwrapped))  # EzPickle: the same arguments
+    assert (copy.progress_weight, copy.step_cost, copy.success_bonus) == (2 * progress, 0.0, bonus)
+    env.close(), heavier.close(), copy.close()
