@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rivc.agents import RIVC, ConversionConfig
+from rivc.agents import RIVC, VARIANTS, ConversionConfig
 from rivc.neurochip import Backend, SpikingPolicy, register_backend
 from rivc import CorruptFileError
 
@@ -200,12 +200,26 @@ def test_replay_buffers_round_trip_without_pickle_and_pickles_need_consent(tmp_p
 
 
 @pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
-def test_variants_train_and_predict(variant):
+def test_variants_train_and_predict(variant, monkeypatch):
+    """Each variant trains, acts through the network its row names, and uses the target its row names."""
     model = RIVC("MlpPolicy", "CartPole-v1", variant=variant, seed=0, **FAST)
+    alphas = []
+    import rivc.agents.rivc_agent as agent_module
+
+    target = agent_module.gap_increasing_target
+    monkeypatch.setattr(agent_module, "gap_increasing_target",
+                        lambda *args, **kwargs: alphas.append(kwargs["alpha"]) or target(*args, **kwargs))
     model.learn(500)
-    action, _ = model.predict(np.zeros(4, dtype=np.float32), deterministic=True)
-    assert action in (0, 1)
-    assert model.q_network.qat == (variant in ("rivc", "qat"))
+    row = VARIANTS[variant]
+    assert model.q_network.qat == row.qat and alphas and set(alphas) == {model.alpha if row.gap_increasing else 0.0}
+    obs = np.random.default_rng(0).uniform(-0.2, 0.2, (64, 4)).astype(np.float32)
+    actions, _ = model.predict(obs, deterministic=True)
+    if row.snn_acts:  # the converted spiking policy's greedy actions
+        np.testing.assert_array_equal(actions, model.spiking_policy.q_values(obs).argmax(axis=1))
+    else:  # the float network's own
+        assert model.spiking_policy is None
+        with torch.no_grad():
+            np.testing.assert_array_equal(actions, model.q_net(torch.as_tensor(obs)).argmax(dim=1).numpy())
 
 
 def test_boltzmann_exploration_samples_from_the_snn():
