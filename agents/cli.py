@@ -348,17 +348,11 @@ def cmd_precision(args: argparse.Namespace) -> int:
     from rivc.files import folder_unit
     from rivc.integer_net import atomic_write_bytes
 
-    widths = None
-    if args.widths:
-        try:
-            widths = tuple(int(w) for w in args.widths.split(","))
-        except ValueError:
-            raise UserError(f"--widths takes bit widths separated by commas (e.g. 2,4,8), got {args.widths!r}") from None
     folder = _model_path(args.run_dir).parent  # the run folder (RUN may name its model.zip)
     model = _load(args.run_dir)
     data = collect_transitions(model, _make_env(model.env_id), args.episodes, args.seed)
     budget = None if args.max_memory is None else int(args.max_memory * memory_bits(model.q_network, model.q_network.config))
-    result, chosen = search_precision(model, data, args.agreement, budget, widths)
+    result, chosen = search_precision(model, data, args.agreement, budget, args.widths)
     result.returns["trained"] = rollout(model, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
     if chosen is not None:
         requantized = model.backend.convert(model.q_network.with_config(chosen).export())
@@ -416,6 +410,15 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
             raise argparse.ArgumentTypeError(f"{text} is not a finite number {wanted}: give one")
         return value
     return parse
+
+
+def bit_widths(text: str) -> tuple[int, ...]:
+    """An argparse type: bit widths separated by commas."""
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--widths takes bit widths separated by commas (e.g. 2,4,8), got {text!r}") \
+            from None
 
 
 def path(text: str) -> str:
@@ -531,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="share of greedy actions to keep, in (0, 1] (default 0.99)")
     precision.add_argument("--max-memory", type=real(0.0, low_open=True), default=None,
                            help="parameter-memory budget as a fraction of the trained policy's (e.g. 0.6)")
-    precision.add_argument("--widths", default=None, help="bit widths to consider, e.g. 2,4,8 (default: the target's)")
+    precision.add_argument("--widths", type=bit_widths, default=None, help="bit widths to consider, e.g. 2,4,8 (default: the target's)")
     precision.add_argument("--episodes", type=POSITIVE, default=5, help="greedy episodes whose transitions are measured")
     precision.add_argument("--seed", type=int, default=2000, help="seed of the first measured episode")
     precision.add_argument("--finetune", type=NON_NEGATIVE, default=0,

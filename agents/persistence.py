@@ -191,6 +191,11 @@ REPLAY_FORMAT, REPLAY_VERSION = "rivc.replay_buffer", 1
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
 
+def _kept_arrays(buffer) -> list[str]:
+    """The arrays a replay buffer keeps (``next_observations`` is None where it optimises memory)."""
+    return [name for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None]
+
+
 def _replay_path(path: str | os.PathLike) -> Path:
     path = Path(path)
     return path if path.suffix else path.with_suffix(".npz")
@@ -205,7 +210,7 @@ def save_replay_buffer(model: RIVC, path: str | os.PathLike) -> Path:
               "full": bool(buffer.full), "buffer_size": int(buffer.buffer_size), "n_envs": int(buffer.n_envs),
               "optimize_memory_usage": bool(buffer.optimize_memory_usage),
               "handle_timeout_termination": bool(buffer.handle_timeout_termination)}
-    arrays = {name: getattr(buffer, name) for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None}
+    arrays = {name: getattr(buffer, name) for name in _kept_arrays(buffer)}
     data = io.BytesIO()
     np.savez(data, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
     return atomic_write_bytes(_replay_path(path), data.getvalue())
@@ -229,7 +234,7 @@ def load_replay_buffer(model: RIVC, path: str | os.PathLike) -> bool:
     if header.get("version") != REPLAY_VERSION or header.get("class") != type(buffer).__name__:
         raise CorruptFileError(f"{path}: a {header.get('class')} buffer of format version {header.get('version')}; this "
                                f"model keeps a {type(buffer).__name__} (version {REPLAY_VERSION})")
-    kept = {name for name in REPLAY_ARRAYS if getattr(buffer, name, None) is not None}
+    kept = set(_kept_arrays(buffer))
     layout = ("optimize_memory_usage", "handle_timeout_termination")
     if set(arrays) != kept or any(header.get(key) != bool(getattr(buffer, key)) for key in layout):
         raise CorruptFileError(f"{path} holds {sorted(arrays)} ({ {key: header.get(key) for key in layout} }); this "

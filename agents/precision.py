@@ -163,15 +163,9 @@ def memory_bits(net: QuantizedQNetwork, config: QuantConfig) -> int:
 
 def legal_configs(net: QuantizedQNetwork, widths: tuple[int, ...] | None = None) -> list[QuantConfig]:
     """Every per-layer assignment the target accepts for this network's shape."""
-    configs = []
-    for layers in itertools.product(*layer_options(net, widths)):
-        config = QuantConfig(input_bits=net.config.input_bits, layers=tuple(layers))
-        try:
-            net.target.check(config, net.sizes, net.conv_geometry)
-        except TargetError:
-            continue
-        configs.append(config)
-    return configs
+    configs = (QuantConfig(input_bits=net.config.input_bits, layers=tuple(layers))
+               for layers in itertools.product(*layer_options(net, widths)))
+    return [config for config in configs if _accepted(net, config)]
 
 
 def search_precision(model, data: Transitions, agreement: float = 0.99, memory_budget_bits: int | None = None,
@@ -205,11 +199,10 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
                  for b in options[i] if b.activation_bits in (None, trained.layers[i].activation_bits)}
         table.append(LayerSensitivity(i, layer.weight.numel(), str(trained.layers[i]), traces[i], omega, alone))
     # cheapest first; at equal memory (activation widths cost no parameter memory) the widest activations first
-    candidates = sorted(legal_configs(net, widths), key=lambda c: (
-        memory_bits(net, c), -sum(b.activation_bits or 0 for b in c.layers), c.describe()))
+    candidates = sorted((memory_bits(net, c), -sum(b.activation_bits or 0 for b in c.layers), c.describe(), c)
+                        for c in legal_configs(net, widths))
     chosen, chosen_agreement, measured = None, None, []
-    for config in candidates:
-        cost = memory_bits(net, config)
+    for cost, _, _, config in candidates:
         if memory_budget_bits is not None and cost > memory_budget_bits:
             break
         kept = agreement_of(config)

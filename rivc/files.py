@@ -41,6 +41,14 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
+def chmod_as_umask(path: str | os.PathLike, mode: int) -> None:
+    """Give ``path`` the permissions ``open()`` or ``mkdir()`` would (``mode`` less the umask): temporary files and
+    folders are made private, and the ones renamed into place should not stay so."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 def _check(path: Path, force: bool) -> None:
     if path.is_symlink():
         raise FolderError(f"{path} is a symbolic link: name a folder (writes never follow a link out of it)")
@@ -68,9 +76,7 @@ def folder_unit(path: str | os.PathLike, force: bool = False, keep_on_interrupt:
                               "folder") from None
         _check(path, force)  # again, now that no other writer can change it
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(staging, 0o777 & ~umask)  # as a folder made by mkdir would be (mkdtemp makes it private)
+        chmod_as_umask(staging, 0o777)
         try:
             yield staging
             if not path.exists():

@@ -35,6 +35,7 @@ from rivc import requant
 from rivc.chip import ChipTarget, LayerPrecision, get_target, quantize_bias
 from rivc.config import QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
+from rivc.files import chmod_as_umask
 from rivc.requant import Requantization, integer_codes
 
 FORMAT_NAME = "rivc.integer_network"
@@ -458,9 +459,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # readable as a file made by open() would be (mkstemp makes it private)
+        chmod_as_umask(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
