@@ -4,10 +4,14 @@ line and exit 2."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
+import os
+import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,19 +80,18 @@ def _quant_config(args: argparse.Namespace):
     return QuantConfig(weight_bits=bits, activation_bits=args.activation_bits or bits, input_bits=input_bits)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from stable_baselines3.common.logger import configure
+RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train --resume` continues from
+# the options that define a run: `train --resume` continues with the saved run's own
+RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
+                "hyperparams", "alpha", "beta", "learning_rate", "clip_decay")
 
+
+def _new_model(args: argparse.Namespace, env):
+    """A fresh agent as the arguments describe it; returns it with its hyperparameters and step budget."""
     from rivc.agents.config import to_dict
     from rivc.agents.hyperparams import tuned_hyperparams, zoo_hyperparams
     from rivc.agents.rivc_agent import RIVC
-    from rivc.files import folder_unit
-    from rivc.integer_net import atomic_write_bytes
 
-    import torch
-
-    torch.set_num_threads(args.threads)
-    env = _make_env(args.env)
     quant = _quant_config(args)
     timesteps = args.timesteps or DEFAULT_TIMESTEPS
     if args.hyperparams == "zoo":
@@ -111,8 +114,73 @@ def cmd_train(args: argparse.Namespace) -> int:
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
     model = RIVC(policy, env, target=args.target, backend=args.backend, quant=quant, variant=args.variant,
                  blas_threads=args.threads, seed=args.seed, verbose=0, **options)
+    return model, options, timesteps
+
+
+def _resumed_model(args: argparse.Namespace):
+    """The run in ``--out`` as it ended (its last model and, where it was saved, its replay buffer), to train
+    ``--timesteps`` more steps with its own settings."""
+    from rivc.agents.rivc_agent import RIVC
+
+    given = [name for name, default in args.run_defaults.items() if getattr(args, name) != default]
+    if given:
+        raise UserError(f"--resume continues the run in {args.out} with its own settings: leave out "
+                        f"{', '.join('--' + name.replace('_', '-') for name in given)}")
+    run = Path(args.out)
+    last = run / RESUME_FILE if (run / RESUME_FILE).is_file() else _model_path(args.out)
+    model = RIVC.load(last, blas_threads=args.threads)
+    if model.env_id is None:
+        raise UserError(f"{last} does not record its environment id: it cannot be resumed")
+    model.set_env(_make_env(model.env_id))
+    if (run / REPLAY_FILE).is_file():
+        model.load_replay_buffer(run / REPLAY_FILE)
+        args.save_replay_buffer = True  # and the resumed run keeps it, for the next --resume
+    else:
+        print(f"note: {run} keeps no replay buffer (train with --save-replay-buffer): it starts empty")
+    model.set_random_seed(args.seed + model.num_timesteps)  # a stream of its own, reproducible
+    summary = json.loads((run / SUMMARY_FILE).read_text()) if (run / SUMMARY_FILE).is_file() else {}
+    args.env, args.variant, args.target, args.backend = model.env_id, model.variant, model.target, model.backend_name
+    args.hyperparams = summary.get("hyperparams_source", "saved")
+    return model, summary.get("hyperparams", {}), args.timesteps or DEFAULT_TIMESTEPS
+
+
+def _carry_logs(run: Path, out: Path, step: int) -> None:
+    """A resumed run keeps the logs of the steps before it: TensorBoard's event files as they are (the steps go on),
+    ``progress.csv`` renamed after the step it ends at (SB3 starts a new one)."""
+    if not (run / "logs").is_dir():
+        return
+    shutil.copytree(run / "logs", out / "logs")
+    if (out / "logs" / "progress.csv").is_file():
+        os.replace(out / "logs" / "progress.csv", out / "logs" / f"progress.to-step-{step}.csv")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stable_baselines3.common.logger import configure
+
+    from rivc.agents.policies import RIVCCnnPolicy
+    from rivc.agents.rivc_agent import RIVC
+    from rivc.files import folder_unit
+    from rivc.integer_net import atomic_write_bytes
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if not (args.resume or args.force) and Path(args.out).is_dir() and any(Path(args.out).iterdir()):
+        raise UserError(f"{args.out} exists and holds files: pass --resume to train its run further, --force to "
+                        "replace it, or choose another --out")
+    if args.resume:
+        model, options, timesteps = _resumed_model(args)
+        env, resumed_at = model.get_env(), model.num_timesteps
+    else:
+        env = _make_env(args.env)
+        model, options, timesteps = _new_model(args, env)
+        resumed_at = None
+    quant, policy = model.quant, "CnnPolicy" if isinstance(model.policy, RIVCCnnPolicy) else "MlpPolicy"
     # the run folder appears whole when the run has ended (Ctrl-C keeps what was written, and says where)
-    with folder_unit(args.out, force=args.force, keep_on_interrupt=True) as out:
+    with folder_unit(args.out, force=args.force or args.resume, keep_on_interrupt=True) as out:
+        if args.resume:
+            _carry_logs(Path(args.out), out, resumed_at)
+            print(f"resuming {args.out} at step {resumed_at}")
         print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
               f"{args.seed}" + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
@@ -125,10 +193,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
                                           episodes=args.select_episodes, seed=args.select_seed)
         start = time.perf_counter()
-        model.learn(timesteps, progress_bar=args.progress_bar, callback=callback)
+        model.learn(timesteps, progress_bar=args.progress_bar, callback=callback, reset_num_timesteps=not args.resume)
         seconds, conversions = time.perf_counter() - start, model.num_conversions
+        if args.save_replay_buffer:
+            model.save_replay_buffer(out / REPLAY_FILE)
         final = None
         if callback is not None and callback.best_timestep is not None:
+            if args.save_replay_buffer:  # the model the buffer belongs with, for --resume
+                model.save(out / RESUME_FILE)
             final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
             print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
             model = RIVC.load(out / BEST_FILE, env=env)
@@ -142,6 +214,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = {
             "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
             "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
+            "resumed_at": resumed_at, "num_timesteps": model.num_timesteps,
             "seconds": round(seconds, 1),
             "steps_per_second": round(timesteps / seconds, 1), "conversions": conversions,
             "kept_step": None if callback is None else callback.best_timestep, "policy": policy,
@@ -470,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--out", type=path, default="runs/rivc", help="output folder (model, policy, logs)")
     train.add_argument("--force", action="store_true", help="replace --out if it exists and holds files")
+    train.add_argument("--resume", action="store_true",
+                       help="train the run in --out --timesteps more steps, with its settings and saved replay buffer")
+    train.add_argument("--save-replay-buffer", action="store_true",
+                       help="also save the replay buffer (replay_buffer.npz), for --resume")
     train.add_argument("--eval-episodes", type=POSITIVE, default=10)
     train.add_argument("--eval-seed", type=int, default=1000, help="seed of the first evaluation episode")
     train.add_argument("--eval-freq", type=NON_NEGATIVE, default=0,
@@ -484,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "side by side do not wait for each other's threads")
     train.add_argument("--progress-bar", action="store_true")
     train.add_argument("--verbose", action="store_true", help="print SB3's training table")
-    train.set_defaults(func=cmd_train)
+    train.set_defaults(func=cmd_train, run_defaults={name: train.get_default(name) for name in RUN_SETTINGS})
     evaluate = sub.add_parser("evaluate", help="run episodes with a trained SNN policy")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--episodes", type=POSITIVE, default=10)
@@ -560,12 +637,37 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from rivc.integer_net import CorruptFileError
 
+    failed_threads: list[BaseException] = []
     try:
-        return args.func(args)
+        with _thread_write_errors_kept(failed_threads):
+            code = args.func(args)
     except (UserError, CorruptFileError, ValueError, OSError, ImportError, RuntimeError) as exc:  # (OSError: a full disk,
         # a read-only or missing folder, a file where a folder should be)
         print(f"rivc {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    if failed_threads:  # a background writer failed and the command did not hear of it
+        print(f"rivc {args.command}: error: a background write failed: {failed_threads[0]}", file=sys.stderr)
+        return 2
+    return code
+
+
+@contextlib.contextmanager
+def _thread_write_errors_kept(failures: list[BaseException]):
+    """A write error in a background thread (TensorBoard's event writer on a full disk) is kept for the command to
+    report in one line; the thread's owner raises it again on its next write or close."""
+    previous = threading.excepthook
+
+    def keep(hook_args) -> None:
+        if issubclass(hook_args.exc_type, OSError):
+            failures.append(hook_args.exc_value)
+        else:
+            previous(hook_args)
+
+    threading.excepthook = keep
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 if __name__ == "__main__":

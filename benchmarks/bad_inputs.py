@@ -30,7 +30,8 @@ ARGUMENTS = [
     "deploy {missing}", "deploy {policy} --episodes 0", "deploy {policy} --env rivc/PanTrackState-v0",
     "report {policy} --json ''", "precision {run} --agreement 1.5", "precision {run} --max-memory 0",
     "precision {run} --widths four", "convert-model {missing} --env CartPole-v1", "convert-model {file} --env CartPole-v1",
-    "convert-model {missing} --env CartPole-v1 --finetune -5",
+    "convert-model {missing} --env CartPole-v1 --finetune -5", "train --out {run}", "train --out {missing} --resume",
+    "train --out {run} --resume --bits 8", "train --out {run} --resume --env Acrobot-v1",
 ]
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 AT_FDCWD, RENAME_EXCHANGE = -100, 2
+# a write that failed for want of room or rights: reported as a failed write of the folder, which is unchanged
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
 class FolderError(ValueError):
@@ -94,6 +96,14 @@ def folder_unit(path: str | os.PathLike, force: bool = False, keep_on_interrupt:
             else:
                 sys.stderr.write(f"interrupted: {path} is unchanged; what was written is in {staging}\n")
             raise
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            name = os.path.relpath(exc.filename, staging) if isinstance(exc.filename, str) else None
+            inside = name is not None and not name.startswith("..")
+            raise OSError(exc.errno, f"{exc.strerror}: writing {name + ' into ' if inside else ''}{path} failed, "
+                                     f"{path} is unchanged") from exc
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -91,7 +91,8 @@ def test_a_run_folder_is_one_unit_and_is_replaced_only_when_asked(tmp_path, caps
     assert main(first) == 0 and (out / "best_model.zip").is_file()
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert main(["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1"]) == 2
-    assert "exists and holds files: pass --force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "exists and holds files" in err and "--force" in err and "--resume" in err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
     assert main(["train", "--timesteps", "200", "--out", str(out), "--eval-episodes", "1", "--force"]) == 0
     assert not (out / "best_model.zip").exists()  # the new run whole, nothing of the old one beside it

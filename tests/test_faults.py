@@ -2,6 +2,8 @@
 at once. After each, the folder is the old complete unit or the new one, or it is refused with a clear error."""
 
 import errno
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +33,29 @@ KILLER = textwrap.dedent("""
     for module in (rivc.integer_net, rivc.neurochip.deploy, rivc.agents.persistence, rivc.agents.cli):
         module.atomic_write_bytes = killing
     sys.exit(rivc.agents.cli.main(sys.argv[2:]))
+""")
+
+
+# the same, at the K-th Python or C function call counted from the first file write on: any point of a save,
+# between writes, inside numpy's and zipfile's, the swap into place and the clean-up (K past the end: none)
+KILLER_ANYWHERE = textwrap.dedent("""
+    import os, signal, sys
+    import rivc.integer_net, rivc.neurochip.deploy, rivc.agents.persistence, rivc.agents.cli
+    point, calls, write = int(sys.argv[1]), [0], rivc.integer_net.atomic_write_bytes
+    def count(frame, event, arg):
+        if event in ("call", "c_call"):
+            calls[0] += 1
+            if calls[0] == point:
+                os.kill(os.getpid(), signal.SIGKILL)
+    def counting(*args, **kwargs):
+        sys.setprofile(count)
+        return write(*args, **kwargs)
+    for module in (rivc.integer_net, rivc.neurochip.deploy, rivc.agents.persistence, rivc.agents.cli):
+        module.atomic_write_bytes = counting
+    code = rivc.agents.cli.main(sys.argv[2:])
+    sys.setprofile(None)
+    sys.stderr.write(f"calls {calls[0]}\\n")
+    sys.exit(code)
 """)
 
 
@@ -128,3 +153,110 @@ def test_a_second_writer_is_refused_and_a_dead_writers_lock_is_taken_over(runs, 
         assert all(p.stat().st_mode & 0o044 == 0o044 for p in [tmp_path / "shared", *(tmp_path / "shared").iterdir()])
     finally:
         os.umask(umask)
+
+
+def _killed_anywhere(point: int, argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILLER_ANYWHERE, str(point), *argv], capture_output=True, text=True)
+
+
+def test_kill_9_at_random_points_of_saves_leaves_the_old_unit_or_the_new(runs, tmp_path):
+    """Seeded random kill points over everything a save does, for an export (emulation and Akida's .fbz) and a
+    training run's save; each folder is then the old unit or the new one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backends = ["snntorch"] + (["akida"] if importlib.util.find_spec("akida") else [])
+    export = {b: ["export", str(runs / "new"), "--episodes", "1", "--force", "--backend", b] for b in backends}
+    train = ["train", "--force", "--seed", "3", *FAST]
+    calls = {name: int(_killed_anywhere(10**9, [*argv, "--out", str(tmp_path / f"count-{name}")]).stderr.split()[-1])
+             for name, argv in [*export.items(), ("train", train)]}
+    rng = np.random.default_rng(20261204)
+    cases = [(name, int(point)) for name in calls  # over the whole save, and over its last tenth (swap, clean-up)
+             for point in [*rng.integers(1, calls[name] + 1, size=2), *rng.integers(calls[name] * 9 // 10, calls[name] + 1, size=2)]]
+
+    def run(case):
+        name, point = case
+        target = tmp_path / f"{name}-{point}"
+        source = runs / ("old" if name == "train" else "policy")
+        subprocess.run(["cp", "-r", str(source), str(target)], check=True)
+        done = _killed_anywhere(point, [*(train if name == "train" else export[name]), "--out", str(target)])
+        return name, point, done.returncode, target
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, cases))
+    outcomes = []
+    for name, point, code, target in results:
+        assert code == -9, f"{name}: the kill at call {point} of {calls[name]} did not happen"
+        if name == "train":  # the old run whole (a kill before the swap), or the new one (after it)
+            old = IntegerNetwork.load(runs / "old" / "policy.npz").to_arrays()
+            summary = json.loads((target / "summary.json").read_text())
+            network = IntegerNetwork.load(target / "policy.npz").to_arrays()
+            is_old = all(np.array_equal(a, b) for a, b in zip(network.values(), old.values()))
+            assert is_old == (summary["seed"] == 0), (point, summary["seed"])  # policy and summary of one run
+            assert main(["evaluate", str(target), "--episodes", "1"]) == 0
+            outcomes.append((name, point, calls[name], "old" if is_old else "new"))
+        else:
+            outcomes.append((name, point, calls[name], unit_of(target, runs)))
+            assert outcomes[-1][-1] in ("old", "new")
+    print("\nkill -9 at call K of N after the first write:", outcomes)
+
+
+def _in_small_tmpfs(script: str, size_kib: int) -> subprocess.CompletedProcess | None:
+    """Run ``script`` (sh) with ``$T`` a fresh tmpfs of ``size_kib`` KiB (a user and mount namespace); None where the
+    machine does not allow one."""
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                            "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                           f"T=$(mktemp -d) && mount -t tmpfs -o size={size_kib}k tmpfs $T && {script}"],
+                          capture_output=True, text=True)
+
+
+def test_a_really_full_disk_during_an_export_and_a_train_leaves_the_old_unit(runs, tmp_path):
+    """A small tmpfs, the old unit in it and the rest filled to several levels: the write fails with one line
+    (exit 2) and the old unit is left whole, or the new unit fits."""
+    cli = f"{sys.executable} -m rivc.agents.cli"
+    outcomes = []
+    for free_kib in (0, 8, 24, 400):
+        script = (f"cp -r {runs / 'policy'} $T/policy && cp -r {runs / 'old'} $T/run && "
+                  f"head -c $(( $(df --output=avail -k $T | tail -1) * 1024 - {free_kib * 1024} )) /dev/zero > $T/fill"
+                  f" 2>/dev/null; {cli} export {runs / 'new'} --out $T/policy --episodes 1 --force; echo export=$?; "
+                  f"{cli} train --out $T/run --force --seed 1 {' '.join(FAST)} --eval-episodes 1; echo train=$?; "
+                  f"rm -f $T/fill; cp -r $T/policy {tmp_path}/policy-{free_kib} && cp -r $T/run {tmp_path}/run-{free_kib}")
+        done = _in_small_tmpfs(script, 2048)
+        if done is None:
+            pytest.skip("this machine does not allow a tmpfs in a user namespace")
+        codes = dict(line.split("=") for line in done.stdout.splitlines() if line.startswith(("export=", "train=")))
+        errors = [line for line in done.stderr.splitlines() if line.strip()]
+        assert all(line.startswith("rivc ") and "No space left" in line for line in errors), errors  # one line each
+        policy = unit_of(tmp_path / f"policy-{free_kib}", runs)
+        run = IntegerNetwork.load(tmp_path / f"run-{free_kib}" / "policy.npz").to_arrays()
+        old = IntegerNetwork.load(runs / "old" / "policy.npz").to_arrays()
+        run_unit = "old" if all(np.array_equal(a, b) for a, b in zip(run.values(), old.values())) else "new"
+        assert (codes["export"] == "0") == (policy == "new") and (codes["train"] == "0") == (run_unit == "new")
+        outcomes.append((free_kib, policy, run_unit))
+    print("\nfree KiB, policy folder, run folder:", outcomes)
+    assert outcomes[0][1:] == ("old", "old") and outcomes[-1][1:] == ("new", "new"), outcomes
+
+
+def test_resume_trains_on_as_one_unit_and_refuses_other_settings(runs, tmp_path, capsys):
+    target = tmp_path / "run"
+    assert main(["train", "--out", str(target), "--save-replay-buffer", *FAST]) == 0
+    assert main(["train", "--out", str(target), *FAST]) == 2  # an existing run is not replaced without being asked
+    assert "--force" in capsys.readouterr().err
+    assert main(["train", "--out", str(target), "--resume", "--bits", "8"]) == 2
+    assert "leave out --bits" in capsys.readouterr().err
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    done = subprocess.run([sys.executable, "-c", KILLER, "2", "train", "--out", str(target), "--resume",
+                           "--timesteps", "300", "--eval-episodes", "1"], capture_output=True, text=True)
+    assert done.returncode == -9 and {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
+    assert main(["train", "--out", str(target), "--resume", "--timesteps", "300", "--eval-episodes", "1"]) == 0
+    summary = json.loads((target / "summary.json").read_text())
+    assert (summary["resumed_at"], summary["num_timesteps"], summary["hyperparams_source"]) == (600, 900, "defaults")
+    from rivc.agents.rivc_agent import RIVC
+
+    model = RIVC.load(target / "model.zip", env="CartPole-v1")
+    model.load_replay_buffer(target / "replay_buffer.npz")  # the old transitions and the new ones
+    assert model.num_timesteps == 900 and model.replay_buffer.pos == 900
+    assert sorted(p.name for p in (target / "logs").iterdir() if p.suffix == ".csv") == [
+        "progress.csv", "progress.to-step-600.csv"]
