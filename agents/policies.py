@@ -95,6 +95,10 @@ class RIVCPolicy(DQNPolicy):
             self.observation_space, self.action_space, net_arch=self.net_arch, **self.quant_args
         ).to(self.device)
 
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.q_net_target.net.weights_written_in_place = True  # (SB3's target update writes through .data)
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.pop("activation_fn", None)

@@ -363,12 +363,12 @@ class RIVC(DQN):
                         torch.cat([data.next_observations, data.observations])).split(len(data.actions))
                 else:
                     q_next, q_current = self.q_net_target(data.next_observations), None
-                target = gap_increasing_target(
+                td_target = gap_increasing_target(
                     q_target_next=q_next, q_target_current=q_current, actions=data.actions, rewards=data.rewards,
                     dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
                 )
             q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
-            loss = F.smooth_l1_loss(q_taken, target)
+            loss = F.smooth_l1_loss(q_taken, td_target)
             self.policy.optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
@@ -397,13 +397,6 @@ class RIVC(DQN):
             if error is not None:
                 for key, value in error.as_log().items():
                     self.logger.record(key, value)
-
-    def _on_step(self) -> None:
-        """SB3's exploration schedule and target update; the target's quantized weights are cached,
-        and SB3 copies the weights through ``.data`` (invisible to the cache), so drop the cache."""
-        super()._on_step()
-        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
-            self.q_net_target.net.clear_quantization_cache()
 
     # -- acting -----------------------------------------------------------------------------------
     def q_values(self, observation: np.ndarray) -> np.ndarray:

@@ -132,6 +132,9 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         self._quantization_cache: dict[int, tuple] = {}
+        # True for a network whose weights are written in place through ``.data`` (SB3's target network, under
+        # ``polyak_update``), which the version counters do not see: its cache then compares the weights themselves
+        self.weights_written_in_place = False
         # with track_preactivations (clip tracking): each hidden layer's largest exact pre-activation on the last
         # batch a gradient pass saw
         self.track_preactivations = False
@@ -350,17 +353,21 @@ class QuantizedQNetwork(nn.Module):
         description of the layer that the forward pass and :meth:`export` share. numpy throughout:
         on a few small arrays its per-call cost is a fraction of torch's, and conversion runs after every update.
 
-        Cached until the parameters change (their version counters move on every optimizer step
-        or ``load_state_dict``); in-place edits through ``.data`` (e.g. SB3's ``polyak_update``)
-        bypass the counters, so whoever makes them calls :meth:`clear_quantization_cache`.
+        Cached until the parameters change: their version counters move on every optimizer step and
+        ``load_state_dict``; edits through ``.data`` (SB3's ``polyak_update`` of the target network) do not move
+        them, so a network with ``weights_written_in_place`` compares the weights the entry was made from.
         """
         weight, bias = self._parameters_of[i]
         key = (weight.data_ptr(), bias.data_ptr(), weight._version, bias._version, input_step, clip)
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key:
-            return cached[1]
-        conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
+            if not self.weights_written_in_place:
+                return cached[1]
+            weight_array, bias_array = self._numpy_parameters(i, key[:2])
+            if np.array_equal(cached[2], weight_array) and np.array_equal(cached[3], bias_array):
+                return cached[1]
         weight_array, bias_array = self._numpy_parameters(i, key[:2])
+        conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
@@ -381,7 +388,8 @@ class QuantizedQNetwork(nn.Module):
         input_max = self._input_max if i == 0 else self.precision[i - 1].levels
         quantized = QuantizedLinear(codes, w_scale, b_codes, acc_scale64, requant, conv, self.precision[i].weight_levels,
                                     input_max, shape, weight.device)
-        self._quantization_cache[i] = (key, quantized)
+        self._quantization_cache[i] = (key, quantized, *((weight_array.copy(), bias_array.copy())
+                                                         if self.weights_written_in_place else (None, None)))
         return quantized
 
     def _numpy_parameters(self, i: int, pointers: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

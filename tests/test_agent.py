@@ -439,3 +439,25 @@ def test_models_saved_with_flat_settings_still_load(tmp_path):
     assert (loaded.conversion, loaded.calibration) == (model.conversion, model.calibration)
     obs = np.random.default_rng(1).normal(0, 1, (50, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.3])
+def test_the_target_networks_quantized_weights_follow_sb3s_target_update(tau):
+    """SB3 writes the target network's weights through ``.data`` (``polyak_update``), which torch's version
+    counters do not see: the target's forward must still use the new weights, whatever SB3's schedule."""
+    import copy
+
+    from stable_baselines3.common.utils import polyak_update
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **{**FAST, "tau": tau})
+    model.learn(600)
+    obs = torch.as_tensor(model._replay_observations(limit=64))
+    target = model.q_net_target
+    with torch.no_grad():
+        for online_clip, target_clip in zip(model.q_net.net.clips, target.net.clips):
+            online_clip.copy_(target_clip)  # the same clips: only the weights tell old from new
+        stale = target(obs)  # cached
+        polyak_update(model.q_net.parameters(), target.parameters(), tau)  # what SB3's _on_step does
+        fresh = copy.deepcopy(target)  # no cache: quantizes the weights as they are now
+        assert not torch.equal(stale, fresh(obs))
+        assert torch.equal(target(obs), fresh(obs))
