@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, fields
 from numbers import Integral
 from typing import Any, TypeVar
 
+from rivc.config import INPUT_RANGE_MARGIN
+
 INPUT_RANGES = ("space", "data")
 
 Config = TypeVar("Config", "ConversionConfig", "CalibrationConfig")
@@ -48,15 +50,15 @@ class CalibrationConfig:
         dimension (finer input codes where the bounds are loose, e.g. CartPole's).
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
-        ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima:
-        PanTrack from pixels, seed 0, gave 1.2 after 5k steps with calibrated clips, 398.9 with the 2.0 start).
+        ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
+        clips started at them held PanTrack from pixels back: docs/vision_notes.md).
     :param clip_decay: ``None``: the clips are learned (PACT). A value in [0, 1): after every update each
         clip moves to ``decay * clip + (1 - decay) * (largest pre-activation of the training batch)``, a
         moving-average range, and is not learned.
     """
 
     input_range: str = "space"
-    margin: float = 0.5
+    margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None
 

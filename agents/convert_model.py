@@ -20,6 +20,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -34,10 +35,10 @@ from rivc.chip import DEFAULT_TARGET
 from rivc.integer_net import CorruptFileError, IntegerNetwork
 from rivc.metrics import ConversionError, conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
+from rivc.neurochip.deploy import check_env
 
 SUPPORTED = ("a Stable-Baselines3 DQN with MlpPolicy (a .zip or the model) or a torch.nn.Sequential of "
              "Linear and ReLU layers ending in Linear")
-CALIBRATION_MARGIN = 0.5  # as RIVC's default: widening of data-calibrated input ranges
 
 
 def _check_layers(modules: list[nn.Module], what: str) -> list[nn.Linear]:
@@ -100,12 +101,11 @@ def read_float_q_network(source: Any) -> list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def _check_env(env: gym.Env, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    if not isinstance(env.action_space, spaces.Discrete):
-        raise ValueError(f"the env's action space is {env.action_space}: a Q-network needs Discrete actions")
-    obs_dim = int(np.prod(env.observation_space.shape))
-    if layers[0][0].shape[1] != obs_dim or layers[-1][0].shape[0] != env.action_space.n:
-        raise ValueError(f"the network maps {layers[0][0].shape[1]} inputs to {layers[-1][0].shape[0]} actions, the env "
-                         f"has {obs_dim} observations and {env.action_space.n} actions")
+    from rivc.agents.rivc_agent import check_env_spaces
+
+    check_env_spaces(env)
+    float_network = SimpleNamespace(obs_shape=(layers[0][0].shape[1],), n_actions=layers[-1][0].shape[0])
+    check_env(float_network, env, what="the float network")
 
 
 def _float_mlp(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> nn.Sequential:
@@ -136,7 +136,7 @@ def _input_range(space: spaces.Box, states: np.ndarray) -> tuple[np.ndarray, np.
     """The space's bounds where finite, else the visited states' range widened as RIVC calibrates it."""
     probe = QuantizedQNetwork(space, 1, QuantConfig(), hidden_sizes=(), qat=False, target="rate")
     if probe.needs_calibration:
-        probe.calibrate_input_range(states, margin=CALIBRATION_MARGIN)
+        probe.calibrate_input_range(states)
     return probe.obs_low.numpy(), probe.obs_high.numpy()
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ from rivc import __version__
 from rivc.agents.config import LEGACY_KEYS, to_dict
 from rivc.conv import ConvSpec
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
+from rivc.neurochip.deploy import check_env
 
 if TYPE_CHECKING:
     from rivc.agents.rivc_agent import RIVC
@@ -135,14 +137,11 @@ def _check_env(env: gym.Env, meta: dict[str, Any], observation_space: spaces.Box
     from rivc.agents.rivc_agent import check_env_spaces
 
     check_env_spaces(env, image=meta.get("policy", "MlpPolicy") == "CnnPolicy")
-    if env.observation_space.shape != observation_space.shape or not (
-        np.allclose(env.observation_space.low, observation_space.low)
-        and np.allclose(env.observation_space.high, observation_space.high)
-    ):
+    check_env(SimpleNamespace(n_actions=meta["n_actions"], obs_shape=observation_space.shape), env, what="the model")
+    if not (np.allclose(env.observation_space.low, observation_space.low)
+            and np.allclose(env.observation_space.high, observation_space.high)):  # (the input quantizer's range)
         raise ValueError(f"observation space mismatch: the model was trained on {observation_space}, "
                          f"the env has {env.observation_space}")
-    if env.action_space.n != meta["n_actions"]:
-        raise ValueError(f"action space mismatch: the model has {meta['n_actions']} actions, the env {env.action_space.n}")
 
 
 def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = None, device: str = "cpu",

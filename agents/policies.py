@@ -12,7 +12,8 @@ from stable_baselines3.dqn.policies import DQNPolicy
 from rivc import QuantConfig
 from rivc.chip import DEFAULT_TARGET
 from rivc.conv import ConvSpec
-from rivc.qnetwork import QuantizedQNetwork
+from rivc.qnetwork import (DEFAULT_CONV_HIDDEN_SIZES, DEFAULT_HIDDEN_SIZES, INITIAL_ACTIVATION_CLIP,
+                           QuantizedQNetwork)
 
 #: CnnPolicy's default conv layers: 3x3 kernels, stride 2 (a 32x32 frame -> 4x4x32 = 512 features);
 #: hardware-resident on both Akida targets' virtual devices up to 64x64 frames
@@ -68,7 +69,7 @@ class RIVCPolicy(DQNPolicy):
         net_arch: list[int] | None = None,
         quant: dict[str, int] | None = None,
         qat: bool = True,
-        activation_clip: float = 2.0,
+        activation_clip: float = INITIAL_ACTIVATION_CLIP,
         obs_range: tuple | None = None,
         target: str = DEFAULT_TARGET,
         conv_arch: list | None = None,
@@ -82,10 +83,9 @@ class RIVCPolicy(DQNPolicy):
         }
         super().__init__(
             observation_space, action_space, lr_schedule,
-            net_arch=list(net_arch or ([64] if conv_arch else [64, 64])),
+            net_arch=list(net_arch or (DEFAULT_CONV_HIDDEN_SIZES if conv_arch else DEFAULT_HIDDEN_SIZES)),
             normalize_images=False, optimizer_class=optimizer_class,
-            # Adam's multi-tensor update: a quarter faster per step in isolation (8 small tensors); about even
-            # over whole runs in `make bench` (SB3's DQN with it: 0.955x)
+            # Adam's multi-tensor update (faster on a step's few small tensors; docs/SPEED.md)
             optimizer_kwargs={"foreach": True} if optimizer_kwargs is None and optimizer_class is torch.optim.Adam
             else optimizer_kwargs,
         )

@@ -33,7 +33,7 @@ from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.integer_net import UNBOUNDED
-from rivc.metrics import ConversionError, conversion_error
+from rivc.metrics import ConversionError, network_conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
@@ -339,10 +339,7 @@ class RIVC(DQN):
         obs = self._replay_observations(limit=self.conversion.eval_size) if observations is None else observations
         if obs is None or self.spiking_policy is None:
             return None
-        obs = np.asarray(obs).reshape(-1, *self.q_network.obs_shape)  # the env's dtype (uint8 frames), as deployed
-        with torch.no_grad():
-            q_ref = self.q_net(torch.as_tensor(obs, device=self.device)).cpu().numpy()
-        return conversion_error(q_ref, *self.spiking_policy.q_values_and_spikes(obs))
+        return network_conversion_error(self.q_net, self.spiking_policy, obs)
 
     # -- the update -----------------------------------------------------------------------------
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:

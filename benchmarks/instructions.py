@@ -19,6 +19,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import recorded_page  # noqa: E402
 
 CONVERSION = """
 import sys, numpy as np, torch
@@ -79,16 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("benchmarks/instructions.py needs valgrind: apt-get install valgrind")
-    print("Instructions per export + convert, 2x64 MLP, 4-bit (callgrind; deterministic)")
-    for target in args.target or ("akida", "akd1000", "rate"):
-        print(f"{target:8s} {per_call(CONVERSION, args.n, target) / 1e3:8.0f} K")
-    for settings, about in SETTINGS.items():
-        steps = args.zoo_steps if settings == "zoo" else args.steps
-        if not steps:
-            continue
-        dqn, rivc = (per_call(TRAINING, steps, agent, settings) for agent in ("dqn", "rivc"))
-        print(f"\nInstructions per environment step past the warm-up, CartPole-v1, {about}, {steps} steps\n"
-              f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   throughput by count: {dqn / rivc:.2f}x DQN")
+    with recorded_page("INSTRUCTIONS.md", "Instructions per conversion and per training step (deterministic)",
+                       "python benchmarks/instructions.py" + (" " + " ".join(argv) if argv else ""),
+                       "Counted by valgrind's callgrind, which a busy machine does not move."):
+        print("Instructions per export + convert, 2x64 MLP, 4-bit (callgrind; deterministic)")
+        for target in args.target or ("akida", "akd1000", "rate"):
+            print(f"{target:8s} {per_call(CONVERSION, args.n, target) / 1e3:8.0f} K")
+        for settings, about in SETTINGS.items():
+            steps = args.zoo_steps if settings == "zoo" else args.steps
+            if not steps:
+                continue
+            dqn, rivc = (per_call(TRAINING, steps, agent, settings) for agent in ("dqn", "rivc"))
+            print(f"\nInstructions per environment step past the warm-up, CartPole-v1, {about}, {steps} steps\n"
+                  f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   throughput by count: {dqn / rivc:.2f}x DQN")
     return 0
 
 

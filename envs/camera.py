@@ -10,7 +10,7 @@ LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601 RGB -> 
 
 class GrayCamera:
     """``size x size`` uint8 grayscale frames of one named camera; the offscreen renderer is made on first
-    use (shadows, reflections and skybox off: 16x faster on a software renderer)."""
+    use (shadows, reflections and skybox off: far faster on a software renderer)."""
 
     def __init__(self, model: mujoco.MjModel, size: int, camera: str, task: str) -> None:
         self.model, self.size, self.camera, self.task = model, int(size), camera, task

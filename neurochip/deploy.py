@@ -42,15 +42,16 @@ def save_policy(
     return Path(path)
 
 
-def check_env(network: IntegerNetwork | Any, env: Any, env_id: str = "the environment") -> None:
+def check_env(network: IntegerNetwork | Any, env: Any, env_id: str = "the environment", what: str = "the policy") -> None:
     """Refuse an environment whose spaces the policy does not fit: its action count, its observation shape
-    (``network``: anything with ``n_actions`` and ``obs_shape``, an ``IntegerNetwork`` or a ``QuantizedQNetwork``)."""
+    (``network``: anything with ``n_actions`` and ``obs_shape``, an ``IntegerNetwork`` or a ``QuantizedQNetwork``).
+    The one check of a network against an env: policies, saved models and float networks to convert use it."""
     actions = getattr(env.action_space, "n", None)
     if actions is None or int(actions) != network.n_actions:
-        raise ValueError(f"the policy chooses among {network.n_actions} actions, {env_id} has {env.action_space}: run "
+        raise ValueError(f"{what} chooses among {network.n_actions} actions, {env_id} has {env.action_space}: run "
                          "it on the environment it was trained for (--env)")
     if tuple(env.observation_space.shape or ()) != tuple(network.obs_shape):
-        raise ValueError(f"the policy reads observations of shape {tuple(network.obs_shape)}, {env_id} gives "
+        raise ValueError(f"{what} reads observations of shape {tuple(network.obs_shape)}, {env_id} gives "
                          f"{tuple(env.observation_space.shape or ())}: run it on the environment it was trained for (--env)")
 
 

@@ -120,7 +120,7 @@ def spike_counts(cumulative_input: np.ndarray, theta: float, out: np.ndarray, wo
 
 def _synaptic_input(counts: np.ndarray, layer: IFLayer, out: np.ndarray, work: Workspace) -> np.ndarray:
     """``gain * (W @ counts)`` into ``out`` for counts ``[T, B, ...]``; a dense product runs in float32
-    where that is exact (2x faster)."""
+    where that is exact (faster)."""
     steps, batch = counts.shape[:2]
     if layer.layer.conv is not None:
         product = layer.layer.synaptic_input(counts.reshape(steps * batch, *counts.shape[2:]))

@@ -356,7 +356,7 @@ def _ceil(x):
     return np.ceil(x) if isinstance(x, (np.ndarray, np.generic)) else x.ceil()
 
 
-CLIP_MIN_SIZE = 1024  # from this many codes numpy's clip is the faster one (2.4x at 32k); below, max + min are
+CLIP_MIN_SIZE = 1024  # from this many codes numpy's clip is the faster one; below, max + min are
 
 
 def clip_codes(x, levels: int):

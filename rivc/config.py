@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 MIN_BITS, MAX_BITS = 1, 8
+# widening of a data-calibrated input range, a fraction of the range on each side: states the calibration data
+# did not reach (a warm-up's random policy stays near the start) keep their codes inside the range
+INPUT_RANGE_MARGIN = 0.5
 HEAD_OUTPUT = "32"  # how the per-layer form writes the head's output (a 32-bit accumulator, not an activation)
 
 

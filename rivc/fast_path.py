@@ -74,7 +74,7 @@ class QuantizedLinear:
 
     @cached_property
     def exact_dtype(self) -> torch.dtype:
-        """float32 where every partial sum is an integer below 2**24 (exact, 2-5x faster), else float64."""
+        """float32 where every partial sum is an integer below 2**24 (exact, and faster), else float64."""
         # first a bound from the shape (fan-in x largest weight code x largest input), the exact one if that is too loose
         bias = float(np.abs(self.bias_code_values).max(initial=0))
         bound = self._codes.shape[1] * self._weight_levels * self._input_max + bias

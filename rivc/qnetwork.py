@@ -18,7 +18,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
-from rivc.config import QuantConfig
+from rivc.config import INPUT_RANGE_MARGIN, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
@@ -26,6 +26,10 @@ from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, straight_through, straight_through_pact,
                         weight_codes)
 from rivc.requant import fit_requantization
+
+DEFAULT_HIDDEN_SIZES = (64, 64)  # dense hidden layers of an MLP (SB3's DQN default)
+DEFAULT_CONV_HIDDEN_SIZES = (64,)  # dense hidden layers after conv layers
+INITIAL_ACTIVATION_CLIP = 2.0  # PACT clips before calibration (or for conv nets, where calibration does not set them)
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -74,10 +78,10 @@ class QuantizedQNetwork(nn.Module):
         observation_space: spaces.Space,
         n_actions: int,
         config: QuantConfig | None = None,
-        hidden_sizes: Sequence[int] = (64, 64),
+        hidden_sizes: Sequence[int] = DEFAULT_HIDDEN_SIZES,
         obs_range: tuple[np.ndarray, np.ndarray] | None = None,
         qat: bool = True,
-        activation_clip: float = 2.0,
+        activation_clip: float = INITIAL_ACTIVATION_CLIP,
         target: str | ChipTarget = DEFAULT_TARGET,
         conv_layers: Sequence[ConvSpec | tuple | dict] = (),
     ) -> None:
@@ -199,7 +203,7 @@ class QuantizedQNetwork(nn.Module):
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
         self._input_step_value = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
 
-    def calibrate_input_range(self, observations, margin: float = 0.1, all_dims: bool = False) -> None:
+    def calibrate_input_range(self, observations, margin: float = INPUT_RANGE_MARGIN, all_dims: bool = False) -> None:
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
 
         The range is the data's min/max widened by ``margin`` of its width on each side; values
@@ -264,7 +268,7 @@ class QuantizedQNetwork(nn.Module):
             raise ValueError(f"observation shape {tuple(obs.shape)} does not match the network: expected "
                              f"(batch, {', '.join(map(str, self.obs_shape))})")
         finite = np.isfinite(obs.detach().numpy()).all() if obs.device.type == "cpu" else torch.isfinite(obs).all()
-        if not finite:  # (numpy: a tenth of torch's cost on a small batch)
+        if not finite:  # (numpy: cheaper than torch on a small batch)
             raise ValueError("observation contains NaN or inf; check the environment's observations")
         self._check_calibrated()
 
@@ -405,7 +409,7 @@ class QuantizedQNetwork(nn.Module):
 
     def _clip_floats(self) -> list[float]:
         """The PACT clips' current values (float32 values as Python floats), read through 0-d numpy views of
-        CPU clips (a third of ``float(tensor)``'s cost), kept while each clip's storage is the same (they
+        CPU clips (cheaper than ``float(tensor)``), kept while each clip's storage is the same (they
         follow in-place updates; a copied, unpickled or reassigned clip gets new views)."""
         clips = self._clip_parameters
         if not all(clip.device.type == "cpu" for clip in clips):

@@ -250,8 +250,12 @@ def test_load_rejects_bad_files_and_mismatched_envs(tmp_path):
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
     model.learn(300)
     path = model.save(tmp_path / "model.zip")
-    with pytest.raises(ValueError, match="observation space mismatch"):
+    with pytest.raises(ValueError, match=r"chooses among 2 actions.*Discrete\(3\)"):
         RIVC.load(path, env="Acrobot-v1")
+    wider = gym.make("CartPole-v1")
+    wider.observation_space = gym.spaces.Box(-2 * wider.observation_space.high, 2 * wider.observation_space.high)
+    with pytest.raises(ValueError, match="observation space mismatch"):  # the same shape, other bounds
+        RIVC.load(path, env=wider)
     (tmp_path / "junk.zip").write_bytes(b"junk")
     with pytest.raises(CorruptFileError, match="not a readable RIVC model"):
         RIVC.load(tmp_path / "junk.zip")
