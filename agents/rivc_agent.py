@@ -32,7 +32,7 @@ from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig,
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
-from rivc.integer_net import UNBOUNDED
+from rivc.integer_net import UNBOUNDED, batch_shape
 from rivc.metrics import ConversionError, network_conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
@@ -419,11 +419,8 @@ class RIVC(DQN):
         """Actions of the spiking policy (SB3 signature): greedy when ``deterministic``, else
         epsilon-greedy or Boltzmann on the SNN's Q-values."""
         obs = np.asarray(observation)
-        shape = self.observation_space.shape
-        vectorized = obs.ndim == len(shape) + 1
-        if obs.shape[obs.ndim - len(shape):] != shape or obs.ndim > len(shape) + 1:
-            raise ValueError(f"observation shape {obs.shape} does not match the observation space {shape}")
-        batch = obs.reshape(-1, *shape)
+        batch = obs.reshape(batch_shape(obs.shape, self.observation_space.shape))
+        vectorized = batch.ndim == obs.ndim
         if not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate:
             actions = np.array([self.action_space.sample() for _ in range(len(batch))])
         else:

@@ -140,32 +140,36 @@ class ImageInput:
     def codes(self, obs: np.ndarray) -> np.ndarray:
         """Pixel codes ``[B, H, W, C]`` (float64) for a frame or a batch of frames."""
         arr = np.asarray(obs)
-        if arr.shape == self.obs_shape:
-            arr = arr[None]
-        if arr.ndim != 4 or arr.shape[1:] != self.obs_shape:
-            raise ValueError(f"observation shape {arr.shape} does not match the network: expected {self.obs_shape} "
-                             f"or (batch, {', '.join(map(str, self.obs_shape))})")
+        arr = arr.reshape(batch_shape(arr.shape, self.obs_shape))
         if arr.dtype != np.uint8 and not (np.issubdtype(arr.dtype, np.number) and are_pixels(arr)):
             raise ValueError(f"{PIXELS_ERROR} (got {arr.dtype} values that are not all integers in 0..255)")
         codes = arr.astype(np.float64)
         return codes.transpose(0, 2, 3, 1) if self.channels_first else codes
 
 
+NON_FINITE_OBSERVATION = ("observation contains NaN or inf; check the environment or wrap it to sanitise "
+                          "observations before they reach the policy")
+
+
+def batch_shape(shape: tuple[int, ...], obs_shape: tuple[int, ...], batched: bool = False) -> tuple[int, ...]:
+    """The one observation shape rule: ``shape`` is one observation (unless ``batched``) or a batch of them;
+    returns the batch's shape, or raises naming the shape expected."""
+    shape, obs_shape = tuple(shape), tuple(obs_shape)
+    if shape == obs_shape and not batched:
+        return (1, *shape)
+    if len(shape) != len(obs_shape) + 1 or shape[1:] != obs_shape:
+        batch = f"(batch, {', '.join(map(str, obs_shape))})"
+        raise ValueError(f"observation shape {shape} does not match the network: expected "
+                         f"{batch if batched else f'{obs_shape} or {batch}'}")
+    return shape
+
+
 def check_observations(obs, obs_dim: int) -> np.ndarray:
     """Validate a batch of flat observations and return it as float64 ``[B, obs_dim]``."""
     arr = np.asarray(obs, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != obs_dim:
-        raise ValueError(
-            f"observation shape {tuple(np.shape(obs))} does not match the network: expected "
-            f"({obs_dim},) or (batch, {obs_dim})"
-        )
+    arr = arr.reshape(batch_shape(arr.shape, (obs_dim,)))
     if not np.isfinite(arr).all():
-        raise ValueError(
-            "observation contains NaN or inf; check the environment or wrap it to sanitise "
-            "observations before they reach the policy"
-        )
+        raise ValueError(NON_FINITE_OBSERVATION)
     return arr
 
 

@@ -22,7 +22,8 @@ from rivc.config import INPUT_RANGE_MARGIN, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
-from rivc.integer_net import PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer, IntegerNetwork, are_pixels
+from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer,
+                              IntegerNetwork, are_pixels, batch_shape)
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, straight_through, straight_through_pact,
                         weight_codes)
 from rivc.requant import fit_requantization
@@ -264,12 +265,10 @@ class QuantizedQNetwork(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
     def _check_input(self, obs: torch.Tensor) -> None:
-        if tuple(obs.shape[1:]) != self.obs_shape or obs.ndim != len(self.obs_shape) + 1:
-            raise ValueError(f"observation shape {tuple(obs.shape)} does not match the network: expected "
-                             f"(batch, {', '.join(map(str, self.obs_shape))})")
+        batch_shape(obs.shape, self.obs_shape, batched=True)
         finite = np.isfinite(obs.detach().numpy()).all() if obs.device.type == "cpu" else torch.isfinite(obs).all()
         if not finite:  # (numpy: cheaper than torch on a small batch)
-            raise ValueError("observation contains NaN or inf; check the environment's observations")
+            raise ValueError(NON_FINITE_OBSERVATION)
         self._check_calibrated()
 
     def _frames(self, obs: torch.Tensor) -> torch.Tensor:
