@@ -1,4 +1,4 @@
-"""Command line: ``rivc train | evaluate | convert | export | deploy | report | precision``. User errors print one
+"""Command line: ``rivc train | evaluate | convert | export | deploy | run | report | precision``. User errors print one
 line and exit 2."""
 
 from __future__ import annotations
@@ -362,6 +362,33 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """A deployed policy in a fixed-rate control loop on an environment (numpy, and akida; no torch); Ctrl-C or
+    SIGTERM stops it cleanly, with the table."""
+    import signal
+
+    from rivc.neurochip import load_policy
+    from rivc.neurochip.control import GymnasiumIO, run_loop
+
+    policy = load_policy(args.policy_dir)
+    env_id = _policy_env(policy, args.env)
+    env = _make_env(env_id)
+    check_env(policy.network, env, env_id)
+    io = GymnasiumIO(env, seed=args.seed)
+    stop = threading.Event()
+    handlers = {number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        report = run_loop(policy, io.source, io.sink, args.rate, seconds=args.seconds, stop=stop)
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    print(f"{env_id}: {(policy.metadata or {}).get('backend', '?')} policy at {args.rate:g} Hz for {report.seconds:.1f} s")
+    print(report.table())
+    if io.returns:
+        print(f"episodes ended: {len(io.returns)}, mean return {np.mean(io.returns):.1f}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """What a deployed policy folder's SNN costs per action, on the states it visits (rivc.neurochip.cost)."""
     from rivc.integer_net import atomic_write_bytes
@@ -604,6 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--episodes", type=POSITIVE, default=10)
     deploy.add_argument("--seed", type=int, default=1000)
     deploy.set_defaults(func=cmd_deploy)
+    control = sub.add_parser("run", help="run a deployed policy folder in a fixed-rate control loop (no torch)")
+    control.add_argument("policy_dir")
+    control.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
+    control.add_argument("--rate", type=real(0.0, low_open=True), default=50.0, help="actions per second (Hz)")
+    control.add_argument("--seconds", type=real(0.0, low_open=True), default=10.0, help="how long to run")
+    control.add_argument("--seed", type=int, default=1000, help="seed of the environment's first episode")
+    control.set_defaults(func=cmd_run)
     precision = sub.add_parser("precision", help="per-layer sensitivity of a trained policy and the cheapest legal "
                                                  "per-layer bit widths that keep its greedy actions")
     precision.add_argument("run_dir")

@@ -417,11 +417,14 @@ class RIVC(DQN):
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
         """Actions of the spiking policy (SB3 signature): greedy when ``deterministic``, else
-        epsilon-greedy or Boltzmann on the SNN's Q-values."""
+        epsilon-greedy or Boltzmann on the SNN's Q-values. Before the first conversion (a warm-up whose
+        observations have unbounded dimensions) the agent's policy is the warm-up's: uniformly random actions,
+        so that an evaluation callback during warm-up measures what acts."""
         obs = np.asarray(observation)
         batch = obs.reshape(batch_shape(obs.shape, self.observation_space.shape))
         vectorized = batch.ndim == obs.ndim
-        if not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate:
+        in_warmup = self.variant_spec.snn_acts and self.spiking_policy is None and not self._calibrated
+        if in_warmup or (not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate):
             actions = np.array([self.action_space.sample() for _ in range(len(batch))])
         else:
             q = self.q_values(batch)

@@ -465,3 +465,15 @@ def test_the_target_networks_quantized_weights_follow_sb3s_target_update(tau):
         fresh = copy.deepcopy(target)  # no cache: quantizes the weights as they are now
         assert not torch.equal(stale, fresh(obs))
         assert torch.equal(target(obs), fresh(obs))
+
+
+def test_an_evaluation_during_warm_up_measures_the_warm_ups_random_policy(tmp_path):
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    model = RIVC("MlpPolicy", "CartPole-v1", **FAST)  # CartPole's velocities are unbounded: no policy yet
+    callback = EvalCallback(gym.make("CartPole-v1"), eval_freq=50, n_eval_episodes=2, log_path=str(tmp_path), verbose=0)
+    model.learn(300, callback=callback)  # evaluations at steps 50..150 fall inside the warm-up (200 steps)
+    assert len(callback.evaluations_results) == 6 and model.spiking_policy is not None
+    fresh = RIVC("MlpPolicy", "CartPole-v1", **FAST)
+    actions = [fresh.predict(np.zeros(4, np.float32), deterministic=True)[0] for _ in range(50)]
+    assert set(actions) == {0, 1}  # random, as the warm-up acts
