@@ -167,7 +167,9 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         quant=quant, policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **settings,
     )
     model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
-    model.n_envs = 1
+    if env is not None:  # as SB3's load: the env may have another number of copies than the saved one
+        env = model._wrap_env(env, verbose=0)
+    model.n_envs = 1 if env is None else env.num_envs
     model._setup_model()
     try:
         model.policy.load_state_dict(weights["policy"])

@@ -438,6 +438,13 @@ class RIVC(DQN):
         return (actions if vectorized else actions[0]), state
 
     # -- persistence (rivc.agents.persistence) ---------------------------------------------------
+    def set_parameters(self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True,
+                       device: str | torch.device = "auto") -> None:
+        """SB3's; then the new weights are converted, so that the policy that acts is theirs."""
+        super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+        if self.variant_spec.snn_acts and self.spiking_policy is not None:
+            self.convert()
+
     def save_replay_buffer(self, path: str | os.PathLike) -> Path:
         """The replay buffer as ``.npz`` arrays and a JSON header (never pickled), written atomically."""
         return persistence.save_replay_buffer(self, path)

@@ -35,7 +35,7 @@ def test_the_wheel_provides_exactly_one_top_level_package(wheel):
         assert archive.read(top_level).decode().split() == ["rivc"]
     assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")} == {"rivc"}
     for module in ("rivc/agents/cli.py", "rivc/envs/mobile_reach.py", "rivc/neurochip/akida_backend.py",
-                   "rivc/envs/assets/mobile_reach.xml"):
+                   "rivc/envs/assets/mobile_reach.xml", "rivc/agents/zoo_hyperparams/rivc.yml"):
         assert module in names
 
 
