@@ -1,5 +1,5 @@
-"""Command line: ``rivc train | evaluate | convert | export | deploy | run | report | precision``. User errors print one
-line and exit 2."""
+"""Command line: ``rivc train | evaluate | convert | export | deploy | run | report | precision | push | pull``.
+User errors print one line and exit 2."""
 
 from __future__ import annotations
 
@@ -389,6 +389,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Share a run on the Hugging Face Hub: model, policy folder (with its .fbz), NIR file, manifest, model card."""
+    from rivc.agents.hub import push
+
+    files = push(args.run_dir, args.repo_id, policy_dir=args.policy, nir=args.nir, private=args.private)
+    print(f"pushed {len(files)} files to https://huggingface.co/{args.repo_id}: {', '.join(files)}")
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Download a shared run into a folder (one unit), every file checked against its manifest, then loaded."""
+    from rivc.agents.hub import pull
+
+    out = pull(args.repo_id, args.out, force=args.force, revision=args.revision)
+    print(f"pulled {args.repo_id} into {out}: deploy it with `rivc deploy {out}/policy`")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """What a deployed policy folder's SNN costs per action, on the states it visits (rivc.neurochip.cost)."""
     from rivc.integer_net import atomic_write_bytes
@@ -631,6 +649,19 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--episodes", type=POSITIVE, default=10)
     deploy.add_argument("--seed", type=int, default=1000)
     deploy.set_defaults(func=cmd_deploy)
+    push = sub.add_parser("push", help="share a run on the Hugging Face Hub (model, policy folder, model card)")
+    push.add_argument("run_dir")
+    push.add_argument("--repo-id", required=True, help="the Hub repository, user/name (created if missing)")
+    push.add_argument("--policy", type=path, default=None, help="the policy folder to share (default: RUN/policy)")
+    push.add_argument("--nir", type=path, default=None, help="a NIR file to share too (rivc export --format nir)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.set_defaults(func=cmd_push)
+    pull = sub.add_parser("pull", help="download a shared run from the Hub into a folder, checked")
+    pull.add_argument("repo_id")
+    pull.add_argument("--out", type=path, required=True, help="the folder to write (one unit)")
+    pull.add_argument("--force", action="store_true", help="replace --out if it exists and holds files")
+    pull.add_argument("--revision", default=None, help="a branch, tag or commit of the repository")
+    pull.set_defaults(func=cmd_pull)
     control = sub.add_parser("run", help="run a deployed policy folder in a fixed-rate control loop (no torch)")
     control.add_argument("policy_dir")
     control.add_argument("--env", default=None, help="Gymnasium id (default: the one the policy was trained on)")
