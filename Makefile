@@ -46,8 +46,13 @@ ablation-quick: $(STAMP)  ## the paper's ablation, 4-bit, short budgets (about 1
 ablation: $(STAMP)  ## the full ablation: 2/4/8 bits, 3 seeds, 3 tasks (about 70 min on 2 cores; resumable) -> docs/
 	$(PY) benchmarks/ablation.py
 
-tune: $(STAMP)  ## per-task hyperparameter sweep for RIVC (about 45 min on 2 cores; resumable) -> docs/TUNING.md
-	$(PY) benchmarks/tune.py
+TUNE_ENV ?= CartPole-v1
+TRIALS ?= 20
+TUNE_STEPS ?= 40000
+STORAGE ?= runs/tune/study.log
+tune: $(STAMP)  ## Optuna study of RIVC's knobs (TPE, median pruner; STORAGE shared by processes/machines) -> docs/TUNING.md
+	$(PY) benchmarks/tune.py --env $(TUNE_ENV) --trials $(TRIALS) --timesteps $(TUNE_STEPS) --storage $(STORAGE)
+	$(PY) benchmarks/tune.py --report --storage $(STORAGE)
 
 failure-modes: $(STAMP)  ## how CartPole policies fail, per variant and bit width -> docs/failure_modes.md
 	$(PY) benchmarks/failure_modes.py

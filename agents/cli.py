@@ -572,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "of --bits and --activation-bits")
     train.add_argument("--input-bits", type=int, default=8)
     train.add_argument("--hyperparams", default="tuned", choices=["tuned", "defaults", "zoo"],
-                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING.md); defaults: RIVC's; "
+                       help="tuned: the task's values from agents/hyperparams.py (docs/TUNING_SWEEP.md); defaults: RIVC's; "
                             "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
     train.add_argument("--alpha", type=real(0.0, 1.0, high_open=True), default=None,
                        help="gap-increasing strength in [0, 1)")

@@ -1,9 +1,9 @@
 """Per-task hyperparameters: RIVC's tuned ones (``tuned_hyperparams``), and the RL Zoo's DQN settings
 (``zoo_hyperparams``, read from the installed ``rl_zoo3`` package).
 
-The values come from ``python benchmarks/tune.py`` (a one-at-a-time sweep around the agent's
-defaults, RIVC at 4 bits, on tuning seeds that the ablation does not use); ``docs/TUNING.md``
-lists every configuration tried and its score. Tasks not listed here use the agent's defaults.
+The values come from a one-at-a-time sweep around the agent's defaults (RIVC at 4 bits, on tuning seeds that the
+ablation does not use); ``docs/TUNING_SWEEP.md`` lists every configuration tried and its score. ``make tune``
+(Optuna, ``benchmarks/tune.py``) searches the same space. Tasks not listed here use the agent's defaults.
 
     from rivc.agents import RIVC
     from rivc.agents.hyperparams import tuned_hyperparams

@@ -1,173 +1,159 @@
-"""Tune RIVC's hyperparameters per task: a one-at-a-time sweep around the defaults, then one combination.
+"""Tune RIVC's own knobs per task with Optuna: TPE sampling, a median pruner on learning-curve evaluations, seeds
+as repeats, and a storage that several processes and machines share.
 
-    python benchmarks/tune.py                         # all ablation tasks (about 40 minutes on 2 cores)
-    python benchmarks/tune.py --tasks CartPole-v1     # one task
-    python benchmarks/tune.py --report-only           # rebuild docs/TUNING.md from stored runs
+    python benchmarks/tune.py --env CartPole-v1 --trials 20            # `make tune`; run it again (or on
+                                                                        # another machine) to add trials
+    python benchmarks/tune.py --env CartPole-v1 --storage sqlite:///tune.db   # a database instead of the journal
+    python benchmarks/tune.py --report                                  # docs/TUNING.md from the studies
 
-RIVC at 4 bits (weights and activations), the ablation's full step budget, on tuning seeds the
-ablation never evaluates (100, 101), so the tuned values are not fitted to the reported seeds.
-Stage 1 changes one parameter of ``rivc.agents.hyperparams.TUNABLE`` at a time; stage 2 combines, per
-task, every change that beat the defaults. The configuration with the best score wins, where
-
-    score = mean over seeds of ( final return + mean return over the second half of the curve ) / 2
-
-(the final evaluation alone is 20 episodes of one policy snapshot, too noisy to rank on). A change
-counts as better only when its score beats the defaults' by more than the seed spread (the larger
-std of the two); otherwise the defaults stay: two seeds cannot tell such changes from noise. Runs
-are stored like the ablation's (one JSON each, atomic, resumable) in ``docs/results/tuning``;
-the report is ``docs/TUNING.md``, ending with the ``TUNED_HYPERPARAMS`` to put in
-``agents/hyperparams.py``.
+The search space is ``rivc.agents.hyperparams.TUNABLE`` (RIVC at 4 bits, target ``rate``, as the ablation runs).
+Each trial trains one run per tuning seed (seeds the ablation never evaluates), evaluating the SNN policy at
+``EVAL_POINTS`` points of its curve; a trial's score is the mean over seeds of (final return + mean return over
+the second half of the curve) / 2, the final evaluation alone being too noisy to rank on. The median pruner stops
+a trial whose curve falls below the median of earlier trials at the same point. The default storage is a journal
+file (``runs/tune/study.log``): Optuna appends to it under a file lock, so `make tune` in two processes, or on two
+machines that share the folder, adds to one study.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.ablation import TASKS, RunSpec, _fmt, load_records, sweep  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 TUNING_SEEDS = (100, 101)
-BITS = 4
+BITS, TARGET = 4, "rate"
+EVAL_POINTS, EVAL_EPISODES, FINAL_EPISODES = 8, 5, 10
+DEFAULT_STORAGE = ROOT / "runs" / "tune" / "study.log"
+DEFAULT_TIMESTEPS = {"CartPole-v1": 40_000, "rivc/ArmReach-v0": 60_000, "rivc/MobileReach-v0": 60_000}
 
 
-def single_changes() -> list[dict[str, Any]]:
-    """The defaults, then every tunable value but the default, one parameter at a time."""
+def storage_of(text: str | Path) -> Any:
+    """A database URL as it is; a file path as a journal file (created with its folder)."""
+    import optuna
+
+    text = str(text)
+    if "://" in text:
+        return text
+    Path(text).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(text))
+
+
+def score(curve: list[float], final: float) -> float:
+    """(final return + mean return over the second half of the curve) / 2."""
+    return 0.5 * (final + float(np.mean(curve[len(curve) // 2:])))
+
+
+def sample(trial: Any) -> dict[str, Any]:
+    """RIVC's keyword arguments from ``TUNABLE``'s values (the first of each is the agent's default)."""
     from rivc.agents.hyperparams import TUNABLE
 
-    return [{}] + [{name: value} for name, values in TUNABLE.items() for value in values[1:]]
+    return {name: trial.suggest_categorical(name, list(values)) for name, values in TUNABLE.items()}
 
 
-def spec(env_id: str, params: dict[str, Any], seed: int) -> RunSpec:
-    return RunSpec(env_id, "rivc", BITS, seed, TASKS[env_id][1], tuple(sorted(params.items())))
+def objective(trial: Any, env_id: str, timesteps: int, seeds: tuple[int, ...]) -> float:
+    """Train one run per seed with the trial's settings; report each curve point to the pruner."""
+    import gymnasium as gym
+    import optuna
+
+    import rivc.envs  # noqa: F401
+    from rivc.agents import RIVC
+    from rivc.agents.rollout import rollout
+
+    params = sample(trial)
+    every = max(timesteps // EVAL_POINTS, 1)
+    scores = []
+    for s, seed in enumerate(seeds):
+        model = RIVC("MlpPolicy", gym.make(env_id), target=TARGET, quant={"weight_bits": BITS, "activation_bits": BITS},
+                     seed=seed, verbose=0, **params)
+        curve = []
+        for point in range(EVAL_POINTS):
+            model.learn(every, reset_num_timesteps=point == 0)
+            curve.append(rollout(model, gym.make(env_id), EVAL_EPISODES, seed=10_000 + point).mean_return)
+            trial.report(float(np.mean(curve)), s * EVAL_POINTS + point)  # the curve's mean so far, per seed
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        final = rollout(model, gym.make(env_id), FINAL_EPISODES, seed=20_000).mean_return
+        scores.append(score(curve, final))
+        trial.set_user_attr(f"seed{seed}", round(scores[-1], 2))
+    return float(np.mean(scores))
 
 
-def score(record: dict) -> float:
-    """Final return and second-half curve return, averaged: what a config is ranked by."""
-    curve = np.array(record["curve"])[:, 1]
-    return 0.5 * (record["final_return"] + float(curve[len(curve) // 2:].mean()))
+def tune(env_id: str, trials: int, storage: Any, timesteps: int, seeds: tuple[int, ...], study_name: str | None = None):
+    import optuna
+
+    study = optuna.create_study(
+        study_name=study_name or f"rivc-{env_id.replace('/', '_')}", storage=storage, direction="maximize",
+        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(time.time_ns() % 2**31)),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=EVAL_POINTS // 2))
+    study.set_user_attr("env_id", env_id)
+    study.set_user_attr("timesteps", timesteps)
+    study.set_user_attr("seeds", list(seeds))
+    study.optimize(lambda trial: objective(trial, env_id, timesteps, seeds), n_trials=trials)
+    return study
 
 
-def scored(env_id: str, configs: list[dict[str, Any]], results: Path) -> list[tuple[dict[str, Any], list[dict]]]:
-    """Each config with its stored records over the tuning seeds (configs with none are left out)."""
-    out = []
-    for params in configs:
-        records = load_records(results, [spec(env_id, params, seed) for seed in TUNING_SEEDS])
-        if records:
-            out.append((params, records))
+def report(storage: Any, out: Path, command: str) -> Path:
+    """docs/TUNING.md: every study in the storage, its trials ranked, the best settings."""
+    import optuna
+
+    lines = ["# Tuning RIVC with Optuna", "",
+             f"Generated by `{command}` on {time.strftime('%Y-%m-%d')} from the studies in the storage. TPE sampling, "
+             f"median pruning on learning-curve evaluations ({EVAL_POINTS} per run, {EVAL_EPISODES} episodes each), "
+             f"RIVC at {BITS} bits on the `{TARGET}` target. Score: mean over the tuning seeds of (final return over "
+             f"{FINAL_EPISODES} episodes + mean return over the second half of the curve) / 2. "
+             "`rivc.agents.hyperparams.TUNED_HYPERPARAMS` came from an earlier one-at-a-time sweep "
+             "([TUNING_SWEEP.md](TUNING_SWEEP.md)); a study here is evidence for changing them only where its best "
+             "trial beats the defaults by more than the seed spread.", ""]
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+        attrs = study.user_attrs
+        lines += [f"## {summary.study_name}: {attrs.get('env_id')}, {attrs.get('timesteps')} steps per run, seeds "
+                  f"{attrs.get('seeds')}", "",
+                  f"{len(study.trials)} trials: {len(done)} complete, {len(pruned)} pruned.", ""]
+        if done:
+            names = sorted({name for t in done for name in t.params})
+            lines += ["| rank | score | per seed | " + " | ".join(names) + " |",
+                      "|---|---|---|" + "---|" * len(names)]
+            for rank, t in enumerate(sorted(done, key=lambda t: -t.value), 1):
+                seeds = ", ".join(f"{v}" for k, v in sorted(t.user_attrs.items()) if k.startswith("seed"))
+                lines.append(f"| {rank} | {t.value:.1f} | {seeds} | " + " | ".join(str(t.params.get(n)) for n in names)
+                             + " |")
+            lines += ["", f"Best: {study.best_trial.params} (score {study.best_value:.1f})", ""]
+    out.write_text("\n".join(lines) + "\n")
     return out
-
-
-def mean_score(records: list[dict]) -> float:
-    return float(np.mean([score(r) for r in records]))
-
-
-def beats(records: list[dict], baseline: list[dict]) -> bool:
-    """Better than the baseline by more than the seed spread of either."""
-    spread = max(float(np.std([score(r) for r in rs])) for rs in (records, baseline))
-    return mean_score(records) - mean_score(baseline) > spread
-
-
-def defaults_records(stage1: list[tuple[dict[str, Any], list[dict]]]) -> list[dict] | None:
-    return next((records for params, records in stage1 if not params), None)
-
-
-def combination(env_id: str, results: Path) -> dict[str, Any] | None:
-    """Stage 2: the best value of each parameter whose change beat the defaults, all together.
-
-    None when fewer than two parameters improved (then the combination is one of stage 1's runs).
-    """
-    stage1 = scored(env_id, single_changes(), results)
-    baseline = defaults_records(stage1)
-    if baseline is None:
-        return None
-    best: dict[str, tuple[float, Any]] = {}
-    for params, records in stage1:
-        for name, value in params.items():
-            value_score = mean_score(records)
-            if beats(records, baseline) and value_score > best.get(name, (-np.inf, None))[0]:
-                best[name] = (value_score, value)
-    return {name: value for name, (_, value) in best.items()} if len(best) >= 2 else None
-
-
-def configs_for(env_id: str, results: Path) -> list[dict[str, Any]]:
-    combined = combination(env_id, results)
-    return single_changes() + ([combined] if combined else [])
-
-
-def describe(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "defaults"
-
-
-def report(tasks: list[str], results: Path, docs: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """Write docs/TUNING.md; return it and the chosen parameters per task."""
-    from rivc.agents.hyperparams import TUNABLE
-
-    chosen: dict[str, dict[str, Any]] = {}
-    lines = ["# RIVC hyperparameter tuning", "",
-             f"RIVC, {BITS}-bit weights and activations, snntorch backend, seeds {', '.join(map(str, TUNING_SEEDS))} "
-             "(the ablation reports seeds 0-2). Produced by `python benchmarks/tune.py`.",
-             "score = (final return + mean return over the second half of the learning curve) / 2, "
-             "mean over seeds; success and agreement at the end of training.", "",
-             "Values tried (the first is RIVC's default): "
-             + "; ".join(f"{name} {', '.join(map(str, values))}" for name, values in TUNABLE.items()) + ".", ""]
-    for env_id in tasks:
-        rows = scored(env_id, configs_for(env_id, results), results)
-        if not rows:
-            continue
-        rows.sort(key=lambda row: -mean_score(row[1]))
-        baseline = defaults_records(rows)
-        better = [params for params, records in rows if baseline is None or beats(records, baseline)]
-        chosen[env_id] = better[0] if better else {}
-        lines += [f"## {env_id} ({TASKS[env_id][1]:,} steps)", "",
-                  "| configuration | seeds | score | beats defaults | final return | success | agreement |",
-                  "|---|---|---|---|---|---|---|"]
-        for params, records in rows:
-            mark = " **(chosen)**" if params == chosen[env_id] else ""
-            verdict = "-" if not params else ("yes" if baseline is not None and beats(records, baseline) else "no")
-            lines.append(
-                f"| {describe(params)}{mark} | {len(records)} | {_fmt([score(r) for r in records])} | {verdict} | "
-                f"{_fmt([r['final_return'] for r in records])} | {_fmt([r['final_success'] for r in records], 2)} | "
-                f"{_fmt([r['final_agreement'] for r in records], 3)} |")
-        lines.append("")
-    lines += ["## Chosen (agents/hyperparams.py)", "", "```python", "TUNED_HYPERPARAMS = {"]
-    lines += [f"    {env_id!r}: {params!r}," for env_id, params in chosen.items()]
-    lines += ["}", "```", ""]
-    docs.mkdir(parents=True, exist_ok=True)
-    path = docs / "TUNING.md"
-    path.write_text("\n".join(lines))
-    return path, chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--cluster", default=None, help="a Dask scheduler address (tcp://host:8786) instead of local workers")
-    parser.add_argument("--results", default=None, help="per-run records (default docs/results/tuning)")
-    parser.add_argument("--docs", default=None, help="report folder (default docs/)")
-    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--env", default="CartPole-v1")
+    parser.add_argument("--trials", type=int, default=20, help="trials this process adds to the study")
+    parser.add_argument("--timesteps", type=int, default=None, help="steps per run (default: the ablation's budget)")
+    parser.add_argument("--seeds", default=",".join(map(str, TUNING_SEEDS)), help="tuning seeds, the trials' repeats")
+    parser.add_argument("--storage", default=str(DEFAULT_STORAGE), help="a journal file, or a database URL")
+    parser.add_argument("--study", default=None, help="study name (default: rivc-ENV)")
+    parser.add_argument("--report", action="store_true", help="write docs/TUNING.md from the storage's studies")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "TUNING.md")
     args = parser.parse_args(argv)
-    docs_root = Path(__file__).resolve().parents[1] / "docs"
-    docs = Path(args.docs) if args.docs else docs_root
-    results = Path(args.results) if args.results else docs_root / "results" / "tuning"
-    if not args.report_only:
-        for stage in (1, 2):  # stage 2's combination depends on stage 1's scores
-            runs = [spec(env_id, params, seed) for env_id in args.tasks
-                    for params in (single_changes() if stage == 1 else configs_for(env_id, results))
-                    for seed in TUNING_SEEDS]
-            print(f"stage {stage}:", end=" ")
-            sweep(runs, results, args.workers, args.cluster)
-    path, chosen = report(args.tasks, results, docs)
-    for env_id, params in chosen.items():
-        print(f"{env_id}: {describe(params)}")
-    print(f"wrote {path}")
+    storage = storage_of(args.storage)
+    if args.report:
+        print(f"wrote {report(storage, args.out, 'python benchmarks/tune.py --report')}")
+        return 0
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    study = tune(args.env, args.trials, storage, args.timesteps or DEFAULT_TIMESTEPS.get(args.env, 50_000), seeds,
+                 args.study)
+    complete = [t for t in study.trials if t.value is not None]
+    best = f"best {study.best_trial.params} (score {study.best_value:.1f})" if complete else "none complete"
+    print(f"{study.study_name}: {len(study.trials)} trials in {args.storage}; {best}")
     return 0
 
 

@@ -1,5 +1,4 @@
 import inspect
-import json
 
 import pytest
 
@@ -43,54 +42,49 @@ def test_effective_hyperparams_drop_what_a_variant_never_reads():
     assert run_params("rivc", params) != run_params("rivc", {"learning_rate": 5e-4})
 
 
-def _store(results, env_id, params, seed, final, curve_value):
-    spec = tune.spec(env_id, params, seed)
-    record = {"final_return": final, "final_success": float("nan"), "final_agreement": 1.0,
-              "curve": [[i, curve_value] for i in range(8)]}
-    (results / f"{spec.key}.json").write_text(json.dumps(record))
-
-
 def test_score_uses_final_and_second_half_of_the_curve():
-    record = {"final_return": 100.0, "curve": [[0, 0.0], [1, 0.0], [2, 50.0], [3, 70.0]]}
-    assert tune.score(record) == pytest.approx(0.5 * (100 + 60))
+    assert tune.score([0.0, 0.0, 50.0, 70.0], final=100.0) == pytest.approx(0.5 * (100 + 60))
 
 
-def test_combination_and_report_pick_the_best_configuration(tmp_path):
-    env_id = "CartPole-v1"
-    scores = {(): 100.0, (("alpha", 0.99),): 150.0, (("beta", 3.0),): 120.0, (("learning_rate", 5e-4),): 50.0}
-    for params in tune.single_changes():
-        value = scores.get(tuple(sorted(params.items())), 80.0)
-        for seed in tune.TUNING_SEEDS:
-            _store(tmp_path, env_id, params, seed, value, value)
-    # alpha and beta beat the defaults, the learning rate did not: stage 2 combines the first two
-    assert tune.combination(env_id, tmp_path) == {"alpha": 0.99, "beta": 3.0}
-    assert tune.configs_for(env_id, tmp_path)[-1] == {"alpha": 0.99, "beta": 3.0}
-    path, chosen = tune.report([env_id], tmp_path, tmp_path)
-    assert chosen == {env_id: {"alpha": 0.99}}  # the combination has no runs yet: best single change
-    text = path.read_text()
-    assert "| alpha=0.99 **(chosen)** | 2 | 150.0 +- 0.0 | yes |" in text and "'CartPole-v1': {'alpha': 0.99}," in text
+def test_two_processes_add_trials_to_one_journal_study_and_the_report_ranks_them(tmp_path):
+    import subprocess
+    import sys
 
-    for seed in tune.TUNING_SEEDS:  # the combination ran and scored best
-        _store(tmp_path, env_id, {"alpha": 0.99, "beta": 3.0}, seed, 200.0, 200.0)
-    assert tune.report([env_id], tmp_path, tmp_path)[1] == {env_id: {"alpha": 0.99, "beta": 3.0}}
+    import optuna
 
-
-def test_no_combination_when_fewer_than_two_parameters_improve(tmp_path):
-    env_id = "rivc/ArmReach-v0"
-    for params in tune.single_changes():
-        value = 20.0 if params == {"alpha": 0.5} else 10.0
-        for seed in tune.TUNING_SEEDS:
-            _store(tmp_path, env_id, params, seed, value, value)
-    assert tune.combination(env_id, tmp_path) is None
-    assert tune.configs_for(env_id, tmp_path) == tune.single_changes()
+    storage = tmp_path / "study.log"
+    command = [sys.executable, "benchmarks/tune.py", "--env", "CartPole-v1", "--trials", "1", "--timesteps", "240",
+               "--seeds", "100", "--storage", str(storage)]
+    runs = [subprocess.Popen(command, cwd=tune.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]  # at the same time, against one journal file
+    for run in runs:
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+    study = optuna.load_study(study_name="rivc-CartPole-v1", storage=tune.storage_of(storage))
+    assert len(study.trials) == 2 and all(set(t.params) == set(TUNABLE) for t in study.trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE and "seed100" in t.user_attrs for t in study.trials)
+    page = tune.report(tune.storage_of(storage), tmp_path / "TUNING.md", "test")
+    text = page.read_text()
+    assert "rivc-CartPole-v1" in text and "2 trials: 2 complete, 0 pruned" in text and "Best:" in text
 
 
-def test_a_change_within_seed_noise_does_not_replace_the_defaults(tmp_path):
-    env_id = "CartPole-v1"
-    for params in tune.single_changes():
-        for seed, noise in zip(tune.TUNING_SEEDS, (-40.0, 40.0)):
-            value = (120.0 if params == {"beta": 1.0} else 100.0) + noise  # +20 on average, spread 40
-            _store(tmp_path, env_id, params, seed, value, value)
-    path, chosen = tune.report([env_id], tmp_path, tmp_path)
-    assert chosen == {env_id: {}}
-    assert "| beta=1.0 | 2 | 120.0 +- 40.0 | no |" in path.read_text()
+def test_a_trial_reports_each_curve_point_and_stops_when_the_pruner_says_so():
+    import optuna
+
+    class Trial:  # what objective() asks of Optuna's trial
+        def __init__(self):
+            self.reported = []
+
+        def suggest_categorical(self, name, values):
+            return values[0]
+
+        def report(self, value, step):
+            self.reported.append(step)
+
+        def should_prune(self):
+            return len(self.reported) == 3
+
+    trial = Trial()
+    with pytest.raises(optuna.TrialPruned):
+        tune.objective(trial, "CartPole-v1", 240, (100, 101))
+    assert trial.reported == [0, 1, 2]  # one report per curve point, stopped at the third
