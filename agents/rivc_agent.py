@@ -423,7 +423,7 @@ class RIVC(DQN):
         obs = np.asarray(observation)
         batch = obs.reshape(batch_shape(obs.shape, self.observation_space.shape))
         vectorized = batch.ndim == obs.ndim
-        in_warmup = self.variant_spec.snn_acts and self.spiking_policy is None and not self._calibrated
+        in_warmup = self.spiking_policy is None and not self._calibrated and self.variant_spec.snn_acts
         if in_warmup or (not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate):
             actions = np.array([self.action_space.sample() for _ in range(len(batch))])
         else:

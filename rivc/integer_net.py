@@ -167,7 +167,8 @@ def batch_shape(shape: tuple[int, ...], obs_shape: tuple[int, ...], batched: boo
 def check_observations(obs, obs_dim: int) -> np.ndarray:
     """Validate a batch of flat observations and return it as float64 ``[B, obs_dim]``."""
     arr = np.asarray(obs, dtype=np.float64)
-    arr = arr.reshape(batch_shape(arr.shape, (obs_dim,)))
+    if arr.ndim != 2 or arr.shape[1] != obs_dim:  # (a batch passes without the call)
+        arr = arr.reshape(batch_shape(arr.shape, (obs_dim,)))
     if not np.isfinite(arr).all():
         raise ValueError(NON_FINITE_OBSERVATION)
     return arr

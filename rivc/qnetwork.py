@@ -10,6 +10,7 @@ layer (straight-through estimators, PACT clips).
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,6 +28,31 @@ from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, UNBOUNDED, I
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, straight_through, straight_through_pact,
                         weight_codes)
 from rivc.requant import fit_requantization
+
+try:  # memcmp: whether parameters changed in place, without the temporaries of an element-wise comparison
+    _MEMCMP = ctypes.CDLL(None).memcmp
+    _MEMCMP.restype, _MEMCMP.argtypes = ctypes.c_int, (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+except (OSError, AttributeError):  # (no C library to ask: torch.equal)
+    _MEMCMP = None
+
+
+class _Snapshot:
+    """A copy of a layer's weight and bias, to tell whether they were written in place since (bit for bit)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        self.tensors = (weight.detach().clone(), bias.detach().clone())
+        self.memcmp = _MEMCMP is not None and all(t.device.type == "cpu" and t.is_contiguous() for t in (weight, bias))
+        self.spans = tuple((then.data_ptr(), now.numel() * now.element_size())
+                           for now, then in zip((weight, bias), self.tensors))
+
+    def same(self, weight: torch.Tensor, bias: torch.Tensor, pointers: tuple[int, int]) -> bool:
+        """``pointers``: the parameters' data pointers (the cache key's), where their bytes start."""
+        if self.memcmp:
+            (weight_copy, weight_bytes), (bias_copy, bias_bytes) = self.spans
+            return (_MEMCMP(pointers[0], weight_copy, weight_bytes) == 0
+                    and _MEMCMP(pointers[1], bias_copy, bias_bytes) == 0)
+        return torch.equal(weight, self.tensors[0]) and torch.equal(bias, self.tensors[1])
+
 
 DEFAULT_HIDDEN_SIZES = (64, 64)  # dense hidden layers of an MLP (SB3's DQN default)
 DEFAULT_CONV_HIDDEN_SIZES = (64,)  # dense hidden layers after conv layers
@@ -265,7 +291,8 @@ class QuantizedQNetwork(nn.Module):
 
     # -- forward ----------------------------------------------------------------------------------
     def _check_input(self, obs: torch.Tensor) -> None:
-        batch_shape(obs.shape, self.obs_shape, batched=True)
+        if obs.ndim != len(self.obs_shape) + 1 or tuple(obs.shape[1:]) != self.obs_shape:
+            batch_shape(obs.shape, self.obs_shape, batched=True)  # raises, naming the shape expected
         finite = np.isfinite(obs.detach().numpy()).all() if obs.device.type == "cpu" else torch.isfinite(obs).all()
         if not finite:  # (numpy: cheaper than torch on a small batch)
             raise ValueError(NON_FINITE_OBSERVATION)
@@ -363,12 +390,9 @@ class QuantizedQNetwork(nn.Module):
         weight, bias = self._parameters_of[i]
         key = (weight.data_ptr(), bias.data_ptr(), weight._version, bias._version, input_step, clip)
         cached = self._quantization_cache.get(i)
-        if cached is not None and cached[0] == key:
-            if not self.weights_written_in_place:
-                return cached[1]
-            weight_array, bias_array = self._numpy_parameters(i, key[:2])
-            if np.array_equal(cached[2], weight_array) and np.array_equal(cached[3], bias_array):
-                return cached[1]
+        if cached is not None and cached[0] == key and (not self.weights_written_in_place
+                                                         or cached[2].same(weight, bias, key[:2])):
+            return cached[1]
         weight_array, bias_array = self._numpy_parameters(i, key[:2])
         conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
@@ -391,8 +415,7 @@ class QuantizedQNetwork(nn.Module):
         input_max = self._input_max if i == 0 else self.precision[i - 1].levels
         quantized = QuantizedLinear(codes, w_scale, b_codes, acc_scale64, requant, conv, self.precision[i].weight_levels,
                                     input_max, shape, weight.device)
-        self._quantization_cache[i] = (key, quantized, *((weight_array.copy(), bias_array.copy())
-                                                         if self.weights_written_in_place else (None, None)))
+        self._quantization_cache[i] = (key, quantized, _Snapshot(weight, bias) if self.weights_written_in_place else None)
         return quantized
 
     def _numpy_parameters(self, i: int, pointers: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
