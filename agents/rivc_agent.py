@@ -32,7 +32,7 @@ from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig,
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
-from rivc.integer_net import UNBOUNDED, batch_shape
+from rivc.integer_net import NON_FINITE_OBSERVATION, UNBOUNDED, batch_shape
 from rivc.metrics import ConversionError, network_conversion_error
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
@@ -424,6 +424,8 @@ class RIVC(DQN):
         batch = obs.reshape(batch_shape(obs.shape, self.observation_space.shape))
         vectorized = batch.ndim == obs.ndim
         in_warmup = self.spiking_policy is None and not self._calibrated and self.variant_spec.snn_acts
+        if in_warmup and batch.dtype.kind == "f" and not np.isfinite(batch).all():
+            raise ValueError(NON_FINITE_OBSERVATION)
         if in_warmup or (not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate):
             actions = np.array([self.action_space.sample() for _ in range(len(batch))])
         else:
@@ -440,10 +442,13 @@ class RIVC(DQN):
     # -- persistence (rivc.agents.persistence) ---------------------------------------------------
     def set_parameters(self, load_path_or_dict: str | dict[str, Any], exact_match: bool = True,
                        device: str | torch.device = "auto") -> None:
-        """SB3's; then the new weights are converted, so that the policy that acts is theirs."""
+        """SB3's; the parameters carry the input ranges and clips, so the warm-up has nothing left to calibrate,
+        and the new weights are converted at once: the policy that acts is theirs."""
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
-        if self.variant_spec.snn_acts and self.spiking_policy is not None:
-            self.convert()
+        if not self.q_network.needs_calibration:
+            self._calibrated = True
+            if self.variant_spec.snn_acts:
+                self.convert()
 
     def save_replay_buffer(self, path: str | os.PathLike) -> Path:
         """The replay buffer as ``.npz`` arrays and a JSON header (never pickled), written atomically."""

@@ -64,10 +64,12 @@ def test_save_load_with_and_without_the_replay_buffer(policy, tmp_path):
 
 def test_parameters_round_trip_and_set_env():
     model = RIVC("MlpPolicy", "CartPole-v1", **FAST).learn(300)
-    other = RIVC("MlpPolicy", "CartPole-v1", **{**FAST, "seed": 1}).learn(300)
     obs = observations(model)
-    other.set_parameters(model.get_parameters())  # and the policy that acts is the new weights' conversion
-    np.testing.assert_array_equal(other.q_values(obs), model.q_values(obs))
+    for other in (RIVC("MlpPolicy", "CartPole-v1", **{**FAST, "seed": 1}).learn(300),  # trained: another SNN acts
+                  RIVC("MlpPolicy", "CartPole-v1", **{**FAST, "seed": 1})):  # fresh: nothing acts yet
+        other.set_parameters(model.get_parameters())  # and the policy that acts is the new weights' conversion
+        np.testing.assert_array_equal(other.q_values(obs), model.q_values(obs))
+        np.testing.assert_array_equal(other.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
     with pytest.raises(RuntimeError, match="no_such_weight"):  # torch's check of the parameter names, as for DQN
         other.set_parameters({"policy": {"no_such_weight": torch.zeros(1)}}, exact_match=True)
     fresh = gym.make("CartPole-v1")
