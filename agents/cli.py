@@ -137,21 +137,25 @@ def _resumed_model(args: argparse.Namespace):
         args.save_replay_buffer = True  # and the resumed run keeps it, for the next --resume
     else:
         print(f"note: {run} keeps no replay buffer (train with --save-replay-buffer): it starts empty")
-    model.set_random_seed(args.seed + model.num_timesteps)  # a stream of its own, reproducible
+    args.seed += model.num_timesteps  # a random stream of its own, reproducible
+    model.set_random_seed(args.seed)
     summary = json.loads((run / SUMMARY_FILE).read_text()) if (run / SUMMARY_FILE).is_file() else {}
+    args.resumed_selection = (summary.get("kept_step"), summary.get("selection_curve") or [])
     args.env, args.variant, args.target, args.backend = model.env_id, model.variant, model.target, model.backend_name
     args.hyperparams = summary.get("hyperparams_source", "saved")
     return model, summary.get("hyperparams", {}), args.timesteps or DEFAULT_TIMESTEPS
 
 
-def _carry_logs(run: Path, out: Path, step: int) -> None:
-    """A resumed run keeps the logs of the steps before it: TensorBoard's event files as they are (the steps go on),
-    ``progress.csv`` renamed after the step it ends at (SB3 starts a new one)."""
-    if not (run / "logs").is_dir():
-        return
-    shutil.copytree(run / "logs", out / "logs")
-    if (out / "logs" / "progress.csv").is_file():
-        os.replace(out / "logs" / "progress.csv", out / "logs" / f"progress.to-step-{step}.csv")
+def _carry_earlier_steps(run: Path, out: Path, step: int) -> None:
+    """A resumed run keeps what the steps before it made: the best model kept so far (a later evaluation may
+    replace it), TensorBoard's event files as they are (the steps go on), ``progress.csv`` renamed after the step
+    it ends at (SB3 starts a new one)."""
+    if (run / BEST_FILE).is_file():
+        shutil.copy2(run / BEST_FILE, out / BEST_FILE)
+    if (run / "logs").is_dir():
+        shutil.copytree(run / "logs", out / "logs")
+        if (out / "logs" / "progress.csv").is_file():
+            os.replace(out / "logs" / "progress.csv", out / "logs" / f"progress.to-step-{step}.csv")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -179,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # the run folder appears whole when the run has ended (Ctrl-C keeps what was written, and says where)
     with folder_unit(args.out, force=args.force or args.resume, keep_on_interrupt=True) as out:
         if args.resume:
-            _carry_logs(Path(args.out), out, resumed_at)
+            _carry_earlier_steps(Path(args.out), out, resumed_at)
             print(f"resuming {args.out} at step {resumed_at}")
         print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
@@ -192,6 +196,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
             callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
                                           episodes=args.select_episodes, seed=args.select_seed)
+            kept, curve = getattr(args, "resumed_selection", (None, []))
+            if kept is not None and (out / BEST_FILE).is_file():  # the selection goes on from the earlier steps'
+                callback.history = [tuple(point) for point in curve]
+                callback.best_timestep, callback.best_return = kept, dict(callback.history).get(kept)
         start = time.perf_counter()
         model.learn(timesteps, progress_bar=args.progress_bar, callback=callback, reset_num_timesteps=not args.resume)
         seconds, conversions = time.perf_counter() - start, model.num_conversions
@@ -199,8 +207,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             model.save_replay_buffer(out / REPLAY_FILE)
         final = None
         if callback is not None and callback.best_timestep is not None:
-            if args.save_replay_buffer:  # the model the buffer belongs with, for --resume
-                model.save(out / RESUME_FILE)
+            model.save(out / RESUME_FILE)  # the last model, which --resume continues (model.zip is the best)
             final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
             print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
             model = RIVC.load(out / BEST_FILE, env=env)
@@ -225,7 +232,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "final_return_mean": None if final is None else final.mean_return,
         }
         atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
-        logger.close()
+        logger.close()  # (TensorBoard's writer flushes in its thread: a failure there is checked next)
+        _check_background_writes()
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")
     actor = "SNN" if model.variant_spec.snn_acts else "float"
     print(f"{actor} policy {result.describe()}; saved to {args.out}")
@@ -702,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     from rivc.integer_net import CorruptFileError
 
-    failed_threads: list[BaseException] = []
+    failed_threads = BACKGROUND_WRITE_ERRORS
+    failed_threads.clear()
     try:
         with _thread_write_errors_kept(failed_threads):
             code = args.func(args)
@@ -716,10 +725,23 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+# write errors of background threads while a command runs (TensorBoard's event writer on a full disk): a command
+# that writes a folder checks it before the folder is committed; main reports any in one line
+BACKGROUND_WRITE_ERRORS: list[BaseException] = []
+
+
+def _check_background_writes() -> None:
+    """Raise (inside a folder unit, so that the folder is not committed) if a background writer failed."""
+    if BACKGROUND_WRITE_ERRORS:
+        failure = BACKGROUND_WRITE_ERRORS[0]
+        raise OSError(getattr(failure, "errno", None), f"{getattr(failure, 'strerror', None) or failure} (in a "
+                      "background writer: TensorBoard's log)")
+
+
 @contextlib.contextmanager
 def _thread_write_errors_kept(failures: list[BaseException]):
-    """A write error in a background thread (TensorBoard's event writer on a full disk) is kept for the command to
-    report in one line; the thread's owner raises it again on its next write or close."""
+    """A write error in a background thread is kept in ``failures`` (no traceback), for the command to check and
+    report in one line."""
     previous = threading.excepthook
 
     def keep(hook_args) -> None:

@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 MANIFEST, CARD = "rivc_manifest.json", "README.md"
 MODEL_FILE, SUMMARY_FILE, POLICY_DIR, NIR_FILE = "model.zip", "summary.json", "policy", "policy.nir"
 
@@ -104,7 +106,7 @@ def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str
     if not (policy_path / "policy.json").is_file():
         raise HubError(f"no policy folder at {policy_path}: export one first (rivc export {run} --backend akida --out "
                        f"{policy_path}) or pass --policy DIR")
-    load_policy(policy_path)  # what is shared loads, checked
+    _check_policy_of(run / MODEL_FILE, load_policy(policy_path), policy_path)  # what is shared loads, and belongs
     shutil.copy2(run / MODEL_FILE, into / MODEL_FILE)
     if (run / SUMMARY_FILE).is_file():
         shutil.copy2(run / SUMMARY_FILE, into / SUMMARY_FILE)
@@ -119,6 +121,18 @@ def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str
     return manifest
 
 
+def _check_policy_of(model_path: Path, policy: Any, policy_path: Path) -> None:
+    """The policy folder holds the model's integer network (the one the SNN that acted in training ran)."""
+    from rivc.agents.rivc_agent import RIVC
+
+    model = RIVC.load(model_path)
+    ours = model.spiking_policy.network.to_arrays() if model.spiking_policy is not None else None
+    theirs = policy.network.to_arrays()
+    if ours is None or ours.keys() != theirs.keys() or not all(np.array_equal(ours[k], theirs[k]) for k in ours):
+        raise HubError(f"the policy folder {policy_path} does not hold {model_path}'s network: export it from this run "
+                       f"(rivc export {model_path.parent} --out {policy_path} --force)")
+
+
 def push(run_dir: str | os.PathLike, repo_id: str, policy_dir: str | os.PathLike | None = None,
          nir: str | os.PathLike | None = None, private: bool = False, token: str | None = None) -> list[str]:
     """Upload a run (model, policy folder, NIR file, manifest, model card) to the Hub repository ``repo_id``;
@@ -127,7 +141,8 @@ def push(run_dir: str | os.PathLike, repo_id: str, policy_dir: str | os.PathLike
     with tempfile.TemporaryDirectory() as tmp:
         manifest = bundle(run_dir, Path(tmp), repo_id, policy_dir, nir)
         api.create_repo(repo_id=repo_id, exist_ok=True, private=private)
-        api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=f"rivc push {Path(run_dir).name}")
+        api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=f"rivc push {Path(run_dir).name}",
+                          delete_patterns="*")  # (an earlier push's files go: the share is this run, whole)
     return sorted([*manifest, MANIFEST, CARD])
 
 

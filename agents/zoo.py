@@ -28,13 +28,20 @@ def sample_rivc_params(trial: Any, n_actions: int, n_envs: int, additional_args:
     from rivc.chip import TARGETS
 
     params = sample_dqn_params(trial, n_actions, n_envs, additional_args)
-    bits = trial.suggest_categorical("bits", [4, 8])
     target = trial.suggest_categorical("target", sorted(TARGETS))
-    if target == "akd1000" and bits == 8:  # (AKD1000 runs at most 4-bit weights and activations)
-        bits = 4
+    widths = [w for w in (4, 8) if w in TARGETS[target].weight_bits and w in TARGETS[target].activation_bits]
+    bits = trial.suggest_categorical(f"bits_{target}", widths)  # (a parameter per target: their widths differ)
     params.update(alpha=trial.suggest_float("alpha", 0.0, 0.99), beta=trial.suggest_float("beta", 1.0, 30.0, log=True),
                   target=target, quant={"weight_bits": bits, "activation_bits": bits})
     return params
+
+
+def zoo_arguments(script: str, arguments: list[str]) -> list[str]:
+    """The Zoo's arguments, with the shipped hyperparameters unless the user names a file (``-conf``,
+    ``--conf-file`` or an abbreviation of it, with or without ``=``)."""
+    if script == "train" and not any(a == "-conf" or a.startswith(("--conf", "-conf=")) for a in arguments):
+        return [*arguments, "--conf-file", str(HYPERPARAMS_FILE)]
+    return list(arguments)
 
 
 def register() -> None:
@@ -58,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         register()
     except ImportError as exc:
         sys.exit(f"the RL Zoo is not installed ({exc}): pip install 'rivc[zoo]'")
-    if script == "train" and "--conf-file" not in arguments and "-conf" not in arguments:
-        arguments += ["--conf-file", str(HYPERPARAMS_FILE)]
-    sys.argv = [f"rl_zoo3 {script}", *arguments]
+    sys.argv = [f"rl_zoo3 {script}", *zoo_arguments(script, arguments)]
     if script == "train":
         from rl_zoo3.train import train
 

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/control_loop.py" + (" " + " ".join(argv) if argv else "")
     with tempfile.TemporaryDirectory() as tmp, recorded_page(
             "CONTROL_LOOP.md", f"The control loop at {args.rate:g} Hz on this machine", command,
-            "Latency: from the loop's release to the action sent (the env's step included); compute: from the "
-            "observation read to the action sent. The policies are 4-bit, target akida, trained "
+            "Latency: from the loop's release to the action handed to the sink (the env's step included); policy: "
+            "from the observation read to the action decided. The policies are 4-bit, target akida, trained "
             f"{'/'.join(str(s) for s in set(TASKS.values()))} steps (the timing does not depend on how well they act)."):
         for env_id, steps in TASKS.items():
             run = Path(tmp) / env_id.replace("/", "_")

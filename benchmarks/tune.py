@@ -67,21 +67,39 @@ def objective(trial: Any, env_id: str, timesteps: int, seeds: tuple[int, ...]) -
     from rivc.agents import RIVC
     from rivc.agents.rollout import rollout
 
+    from stable_baselines3.common.callbacks import BaseCallback
+
     params = sample(trial)
     every = max(timesteps // EVAL_POINTS, 1)
-    scores = []
-    for s, seed in enumerate(seeds):
+    scores, points = [], []  # points: every curve evaluation so far, all seeds
+
+    class CurvePoints(BaseCallback):
+        """Evaluate the acting policy every ``every`` steps of one ``learn`` (the schedule `rivc train` runs) and
+        report the mean of all points so far to the pruner; stop the run when it prunes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.curve, self.pruned = [], False
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every:
+                return True
+            self.curve.append(rollout(self.model, gym.make(env_id), EVAL_EPISODES,
+                                      seed=10_000 + len(self.curve)).mean_return)
+            points.append(self.curve[-1])
+            trial.report(float(np.mean(points)), len(points) - 1)
+            self.pruned = trial.should_prune()
+            return not self.pruned
+
+    for seed in seeds:
         model = RIVC("MlpPolicy", gym.make(env_id), target=TARGET, quant={"weight_bits": BITS, "activation_bits": BITS},
                      seed=seed, verbose=0, **params)
-        curve = []
-        for point in range(EVAL_POINTS):
-            model.learn(every, reset_num_timesteps=point == 0)
-            curve.append(rollout(model, gym.make(env_id), EVAL_EPISODES, seed=10_000 + point).mean_return)
-            trial.report(float(np.mean(curve)), s * EVAL_POINTS + point)  # the curve's mean so far, per seed
-            if trial.should_prune():
-                raise optuna.TrialPruned()
+        points_of_run = CurvePoints()
+        model.learn(every * EVAL_POINTS, callback=points_of_run)
+        if points_of_run.pruned:
+            raise optuna.TrialPruned()
         final = rollout(model, gym.make(env_id), FINAL_EPISODES, seed=20_000).mean_return
-        scores.append(score(curve, final))
+        scores.append(score(points_of_run.curve, final))
         trial.set_user_attr(f"seed{seed}", round(scores[-1], 2))
     return float(np.mean(scores))
 
@@ -89,8 +107,8 @@ def objective(trial: Any, env_id: str, timesteps: int, seeds: tuple[int, ...]) -
 def tune(env_id: str, trials: int, storage: Any, timesteps: int, seeds: tuple[int, ...], study_name: str | None = None):
     import optuna
 
-    study = optuna.create_study(
-        study_name=study_name or f"rivc-{env_id.replace('/', '_')}", storage=storage, direction="maximize",
+    study = optuna.create_study(  # the budget in the name: trials of other budgets do not mix in one study
+        study_name=study_name or f"rivc-{env_id.replace('/', '_')}-{timesteps}", storage=storage, direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(time.time_ns() % 2**31)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=EVAL_POINTS // 2))
     study.set_user_attr("env_id", env_id)
@@ -140,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=None, help="steps per run (default: the ablation's budget)")
     parser.add_argument("--seeds", default=",".join(map(str, TUNING_SEEDS)), help="tuning seeds, the trials' repeats")
     parser.add_argument("--storage", default=str(DEFAULT_STORAGE), help="a journal file, or a database URL")
-    parser.add_argument("--study", default=None, help="study name (default: rivc-ENV)")
+    parser.add_argument("--study", default=None, help="study name (default: rivc-ENV-TIMESTEPS)")
     parser.add_argument("--report", action="store_true", help="write docs/TUNING.md from the storage's studies")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "TUNING.md")
     args = parser.parse_args(argv)

@@ -1,7 +1,8 @@
 """A fixed-rate control loop for a deployed policy (numpy, and akida for Akida policies; no torch).
 
 Every period ``1 / rate`` the loop is released, reads an observation from a *source*, acts with the policy and
-hands the action to a *sink*. The action is due before the next release: one sent later is a missed deadline,
+hands the action to a *sink*. Latency runs from the release to the action handed over (the sink's call included);
+the policy's own time is reported beside it. The action is due before the next release: one sent later is a missed deadline,
 and the loop then skips the releases it overran (a robot wants the newest observation, not a backlog).
 
 Sources and sinks are plain callables, what a ROS node or a serial link would call; :class:`GymnasiumIO` makes
@@ -27,20 +28,21 @@ class Clock(Protocol):
     def now(self) -> float:
         """Seconds, monotonic."""
 
-    def sleep_until(self, deadline: float) -> None:
-        """Return at ``deadline`` (at once if it has passed)."""
+    def sleep_until(self, deadline: float, stop: threading.Event | None = None) -> None:
+        """Return at ``deadline`` (at once if it has passed), or as soon as ``stop`` is set."""
 
 
 class SystemClock:
-    """``time.perf_counter``; sleeps with ``time.sleep`` (the OS's timer resolution bounds the jitter)."""
+    """``time.perf_counter``; sleeps with ``Event.wait`` / ``time.sleep`` (the OS's timer resolution bounds the
+    jitter)."""
 
     def now(self) -> float:
         return time.perf_counter()
 
-    def sleep_until(self, deadline: float) -> None:
+    def sleep_until(self, deadline: float, stop: threading.Event | None = None) -> None:
         delay = deadline - time.perf_counter()
         if delay > 0:
-            time.sleep(delay)
+            stop.wait(delay) if stop is not None else time.sleep(delay)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class LoopReport:
     actions: int
     seconds: float  # from the first release to the end (the release after the last action)
     latencies: np.ndarray = field(repr=False)  # per action: release -> action sent, seconds
-    compute: np.ndarray = field(repr=False)  # per action: observation read -> action sent, seconds
+    compute: np.ndarray = field(repr=False)  # per action: observation read -> action decided (the policy), seconds
     missed_deadlines: int
     skipped_releases: int  # releases overrun by late actions, not acted on
     stopped_by: str  # "time", "steps", "signal" or "source" (the source ran out)
@@ -67,7 +69,7 @@ class LoopReport:
         rows = [("actions", f"{self.actions}"), ("rate asked / achieved", f"{self.rate_hz:g} Hz / {self.achieved_hz:.1f} Hz"),
                 ("missed deadlines", f"{self.missed_deadlines} ({100 * self.missed_deadlines / max(self.actions, 1):.1f} %)"),
                 ("skipped releases", f"{self.skipped_releases}"), ("stopped by", self.stopped_by)]
-        for name, values in (("latency (release -> action)", self.latencies), ("compute (observation -> action)", self.compute)):
+        for name, values in (("latency (release -> action)", self.latencies), ("policy (observation -> action)", self.compute)):
             rows.append((f"{name} p50 / p99 / max", " / ".join(
                 f"{self.percentile_ms(values, q):.3f}" for q in (50, 99, 100)) + " ms"))
         width = max(len(name) for name, _ in rows)
@@ -85,8 +87,9 @@ def run_loop(policy: SpikingPolicy, source: Callable[[], Any], sink: Callable[[i
         raise ValueError("give seconds, steps or a stop event: the loop would run forever")
     clock = clock or SystemClock()
     period = 1.0 / rate_hz
+    releases = math.inf if seconds is None else math.ceil(seconds * rate_hz - 1e-9)  # release k at start + k * period
     latencies, compute, missed, skipped, stopped_by = [], [], 0, 0, "time"
-    start = release = clock.now()
+    start, k = clock.now(), 0
     while True:
         if stop is not None and stop.is_set():
             stopped_by = "signal"
@@ -94,28 +97,29 @@ def run_loop(policy: SpikingPolicy, source: Callable[[], Any], sink: Callable[[i
         if steps is not None and len(latencies) >= steps:
             stopped_by = "steps"
             break
-        if seconds is not None and release - start >= seconds:
+        if k >= releases:
             break
+        release = start + k * period
         read = clock.now()
         observation = source()
         if observation is None:
             stopped_by = "source"
             break
         action = int(policy.predict(np.asarray(observation)[None])[0])
+        decided = clock.now()
         sink(action)
         sent = clock.now()
         latencies.append(sent - release)
-        compute.append(sent - read)
-        due = release + period
-        if sent > due:  # late: count it, and skip the releases it overran
+        compute.append(decided - read)
+        following = max(k + 1, math.ceil((sent - start) / period - 1e-9))  # the first release not yet begun
+        if following > k + 1:  # late: the action was due at release k + 1; the releases it overran are skipped
             missed += 1
-            overrun = math.floor((sent - due) / period) + 1
-            skipped += overrun
-            due += overrun * period
-        release = due
-        clock.sleep_until(release)
-    return LoopReport(rate_hz, len(latencies), clock.now() - start, np.asarray(latencies), np.asarray(compute), missed,
-                      skipped, stopped_by)
+            skipped += following - (k + 1)
+        k = following
+        if k < releases:
+            clock.sleep_until(start + k * period, stop)
+    return LoopReport(rate_hz, len(latencies), max(clock.now(), start + min(k, releases) * period) - start,
+                      np.asarray(latencies), np.asarray(compute), missed, skipped, stopped_by)
 
 
 class GymnasiumIO:

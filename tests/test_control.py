@@ -23,7 +23,7 @@ class FakeClock:
     def now(self) -> float:
         return self.t
 
-    def sleep_until(self, deadline: float) -> None:
+    def sleep_until(self, deadline: float, stop=None) -> None:
         self.t = max(self.t, deadline)
 
 
@@ -63,9 +63,30 @@ def test_a_late_action_is_a_missed_deadline_and_the_overrun_releases_are_skipped
     assert report.achieved_hz == pytest.approx(30.0)
 
 
-def test_the_loop_stops_on_time_on_a_signal_and_when_the_source_runs_out():
-    report, _ = loop([0.001], rate_hz=100, seconds=0.5)
-    assert report.actions == 50 and report.stopped_by == "time"
+@pytest.mark.parametrize("rate, seconds", [(100, 0.5), (10, 1.0), (60, 1.0), (7, 3.0), (50, 0.01)])
+def test_the_loop_acts_once_per_release_within_the_time_asked(rate, seconds):
+    report, _ = loop([0.001], rate_hz=rate, seconds=seconds)
+    assert report.actions == max(1, round(rate * seconds)) and report.stopped_by == "time"
+    assert report.seconds == pytest.approx(report.actions / rate) and report.achieved_hz == pytest.approx(rate)
+
+
+def test_an_action_sent_exactly_at_its_deadline_is_on_time():
+    report, _ = loop([0.02], rate_hz=50, steps=3)
+    assert report.missed_deadlines == 0 and report.skipped_releases == 0
+
+
+def test_a_stop_wakes_the_loop_from_a_long_period():
+    from rivc.neurochip.control import SystemClock
+
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.perf_counter()
+    report = run_loop(SlowPolicy(FakeClock(), [0.0]), lambda: np.zeros(4), lambda a: None, rate_hz=0.5, seconds=60,
+                      clock=SystemClock(), stop=stop)
+    assert report.stopped_by == "signal" and report.actions == 1 and time.perf_counter() - started < 1.5
+
+
+def test_the_loop_stops_on_a_signal_and_when_the_source_runs_out():
     stop = threading.Event()
     clock = FakeClock()
     sink = lambda action: stop.set() if clock.t > 0.035 else None  # noqa: E731 (a signal during the 5th action)

@@ -241,7 +241,10 @@ def test_a_really_full_disk_during_an_export_and_a_train_leaves_the_old_unit(run
 
 def test_resume_trains_on_as_one_unit_and_refuses_other_settings(runs, tmp_path, capsys):
     target = tmp_path / "run"
-    assert main(["train", "--out", str(target), "--save-replay-buffer", *FAST]) == 0
+    assert main(["train", "--out", str(target), "--save-replay-buffer", "--eval-freq", "300", *FAST,
+                 "--timesteps", "1500"]) == 0  # (past the defaults' 1,000-step warm-up: evaluations)
+    kept = json.loads((target / "summary.json").read_text())["kept_step"]
+    assert kept is not None and (target / "last_model.zip").is_file() and (target / "best_model.zip").is_file()
     assert main(["train", "--out", str(target), *FAST]) == 2  # an existing run is not replaced without being asked
     assert "--force" in capsys.readouterr().err
     assert main(["train", "--out", str(target), "--resume", "--bits", "8"]) == 2
@@ -252,11 +255,45 @@ def test_resume_trains_on_as_one_unit_and_refuses_other_settings(runs, tmp_path,
     assert done.returncode == -9 and {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before
     assert main(["train", "--out", str(target), "--resume", "--timesteps", "300", "--eval-episodes", "1"]) == 0
     summary = json.loads((target / "summary.json").read_text())
-    assert (summary["resumed_at"], summary["num_timesteps"], summary["hyperparams_source"]) == (600, 900, "defaults")
+    assert (summary["resumed_at"], summary["num_timesteps"], summary["hyperparams_source"]) == (1500, 1800, "defaults")
+    assert summary["seed"] == 0 + 1500  # the resumed stretch's own random stream, as recorded
+    assert (target / "best_model.zip").is_file()  # the earlier steps' best is kept
     from rivc.agents.rivc_agent import RIVC
 
     model = RIVC.load(target / "model.zip", env="CartPole-v1")
     model.load_replay_buffer(target / "replay_buffer.npz")  # the old transitions and the new ones
-    assert model.num_timesteps == 900 and model.replay_buffer.pos == 900
+    assert model.num_timesteps == 1800 and model.replay_buffer.pos == 1800  # from the last model, not the best
     assert sorted(p.name for p in (target / "logs").iterdir() if p.suffix == ".csv") == [
-        "progress.csv", "progress.to-step-600.csv"]
+        "progress.csv", "progress.to-step-1500.csv"]
+
+
+def test_a_background_writer_failing_keeps_the_old_run_and_is_one_line(runs, tmp_path, monkeypatch, capsys):
+    """TensorBoard writes its events in a thread; a full disk there must not commit the run nor print a traceback."""
+    import threading
+
+    import stable_baselines3.common.logger as sb3_logger
+
+    target = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(runs / "old"), str(target)], check=True)
+    before = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+    configure = sb3_logger.configure
+
+    def failing_configure(*args, **kwargs):
+        logger = configure(*args, **kwargs)
+        close = logger.close
+
+        def close_with_a_failed_flush():
+            close()
+            def flush():  # noqa: E306
+                raise OSError(errno.ENOSPC, "No space left on device")
+            thread = threading.Thread(target=flush)
+            thread.start()
+            thread.join()
+        logger.close = close_with_a_failed_flush
+        return logger
+
+    monkeypatch.setattr(sb3_logger, "configure", failing_configure)
+    assert main(["train", "--out", str(target), "--force", "--seed", "3", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left" in err and "unchanged" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} == before

@@ -3,6 +3,7 @@ each repository as a folder and implements the three calls rivc makes (create_re
 snapshot_download) with huggingface_hub's signatures."""
 
 import importlib.util
+import inspect
 import shutil
 from pathlib import Path
 
@@ -14,24 +15,37 @@ from rivc.agents.cli import main
 FAST = ["--timesteps", "600", "--eval-episodes", "1", "--hyperparams", "defaults"]
 
 
+def _as_the_hub_takes_it(method: str, **kwargs) -> None:
+    """Each call rivc makes must fit huggingface_hub's own signature of that method (where it is installed)."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    inspect.signature(getattr(huggingface_hub.HfApi, method)).bind(None, **kwargs)
+
+
 class LocalHub:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def create_repo(self, repo_id: str, *, exist_ok: bool = False, private: bool = False, **_) -> str:
-        folder = self.root / repo_id
-        if folder.exists() and not exist_ok:
-            raise FileExistsError(repo_id)
+    def create_repo(self, **kwargs) -> str:
+        _as_the_hub_takes_it("create_repo", **kwargs)
+        folder = self.root / kwargs["repo_id"]
+        if folder.exists() and not kwargs.get("exist_ok"):
+            raise FileExistsError(kwargs["repo_id"])
         folder.mkdir(parents=True, exist_ok=True)
-        return f"https://huggingface.co/{repo_id}"
+        return f"https://huggingface.co/{kwargs['repo_id']}"
 
-    def upload_folder(self, *, repo_id: str, folder_path, commit_message: str | None = None, **_) -> None:
-        shutil.copytree(folder_path, self.root / repo_id, dirs_exist_ok=True)
+    def upload_folder(self, **kwargs) -> None:
+        _as_the_hub_takes_it("upload_folder", **kwargs)
+        repo = self.root / kwargs["repo_id"]
+        if kwargs.get("delete_patterns") == "*":  # the remote files not in the folder go
+            shutil.rmtree(repo)
+        shutil.copytree(kwargs["folder_path"], repo, dirs_exist_ok=True)
 
-    def snapshot_download(self, repo_id: str, *, revision: str | None = None, local_dir=None, **_) -> str:
-        if not (self.root / repo_id).is_dir():
-            raise FileNotFoundError(f"404: no repository {repo_id}")
-        shutil.copytree(self.root / repo_id, local_dir, dirs_exist_ok=True)
+    def snapshot_download(self, **kwargs) -> str:
+        _as_the_hub_takes_it("snapshot_download", **kwargs)
+        repo, local_dir = self.root / kwargs["repo_id"], kwargs["local_dir"]
+        if not repo.is_dir():
+            raise FileNotFoundError(f"404: no repository {kwargs['repo_id']}")
+        shutil.copytree(repo, local_dir, dirs_exist_ok=True)
         (Path(local_dir) / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)  # as huggingface_hub does
         return str(local_dir)
 
@@ -91,3 +105,20 @@ def test_push_needs_a_policy_folder(run, local_hub, tmp_path, capsys):
     assert main(["push", str(bare), "--repo-id", "someone/bare"]) == 2
     assert "rivc export" in capsys.readouterr().err
     assert not (local_hub.root / "someone" / "bare").exists()  # nothing uploaded
+
+
+def test_a_second_push_replaces_the_share_whole(run, local_hub, tmp_path):
+    nir_file = tmp_path / "extra.nir"
+    nir_file.write_bytes(b"an earlier push's NIR file")
+    assert main(["push", str(run), "--repo-id", "someone/twice", "--nir", str(nir_file)]) == 0
+    assert main(["push", str(run), "--repo-id", "someone/twice"]) == 0  # without it now
+    assert not (local_hub.root / "someone" / "twice" / "policy.nir").exists()
+    assert main(["pull", "someone/twice", "--out", str(tmp_path / "shared")]) == 0
+
+
+def test_push_refuses_a_policy_folder_of_another_run(run, local_hub, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["train", "--out", str(other), "--seed", "5", *FAST]) == 0
+    assert main(["export", str(other), "--out", str(other / "policy"), "--episodes", "1"]) == 0
+    assert main(["push", str(run), "--repo-id", "someone/mixed", "--policy", str(other / "policy")]) == 2
+    assert "does not hold" in capsys.readouterr().err and not (local_hub.root / "someone" / "mixed").exists()

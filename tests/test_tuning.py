@@ -60,12 +60,12 @@ def test_two_processes_add_trials_to_one_journal_study_and_the_report_ranks_them
     for run in runs:
         out, err = run.communicate(timeout=300)
         assert run.returncode == 0, err[-2000:]
-    study = optuna.load_study(study_name="rivc-CartPole-v1", storage=tune.storage_of(storage))
+    study = optuna.load_study(study_name="rivc-CartPole-v1-240", storage=tune.storage_of(storage))
     assert len(study.trials) == 2 and all(set(t.params) == set(TUNABLE) for t in study.trials)
     assert all(t.state == optuna.trial.TrialState.COMPLETE and "seed100" in t.user_attrs for t in study.trials)
     page = tune.report(tune.storage_of(storage), tmp_path / "TUNING.md", "test")
     text = page.read_text()
-    assert "rivc-CartPole-v1" in text and "2 trials: 2 complete, 0 pruned" in text and "Best:" in text
+    assert "rivc-CartPole-v1-240" in text and "2 trials: 2 complete, 0 pruned" in text and "Best:" in text
 
 
 def test_a_trial_reports_each_curve_point_and_stops_when_the_pruner_says_so():
@@ -88,3 +88,7 @@ def test_a_trial_reports_each_curve_point_and_stops_when_the_pruner_says_so():
     with pytest.raises(optuna.TrialPruned):
         tune.objective(trial, "CartPole-v1", 240, (100, 101))
     assert trial.reported == [0, 1, 2]  # one report per curve point, stopped at the third
+    trial.should_prune = lambda: False
+    trial.reported, trial.set_user_attr = [], lambda *args: None
+    tune.objective(trial, "CartPole-v1", 240, (100, 101))
+    assert trial.reported == list(range(2 * tune.EVAL_POINTS))  # both seeds' points, numbered on

@@ -57,4 +57,30 @@ def test_optimize_samples_rivcs_knobs_into_a_journal_that_two_processes_share(tm
         assert done.returncode == 0, done.stderr[-2000:]
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.log")))
     trials = optuna.load_study(study_name="rivc-cartpole", storage=storage).trials
-    assert len(trials) == 2 and all({"alpha", "beta", "bits", "target"} <= trial.params.keys() for trial in trials)
+    assert len(trials) == 2 and all({"alpha", "beta", "target", f"bits_{trial.params['target']}"} <= trial.params.keys()
+                                    for trial in trials)
+
+
+def test_the_sampler_gives_each_target_only_widths_it_runs():
+    import optuna
+
+    from rivc.agents.zoo import sample_rivc_params
+    from rivc.chip import TARGETS
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        params = sample_rivc_params(trial, 2, 1, {"using_her_replay_buffer": False})
+        chip = TARGETS[params["target"]]
+        assert params["quant"]["weight_bits"] in chip.weight_bits and params["quant"]["activation_bits"] in chip.activation_bits
+        assert trial.params[f"bits_{params['target']}"] == params["quant"]["weight_bits"]  # what TPE learns from
+        study.tell(trial, 0.0)
+
+
+@pytest.mark.parametrize("given", [["--conf-file", "mine.yml"], ["--conf-file=mine.yml"], ["-conf", "mine.yml"],
+                                   ["--conf", "mine.yml"]])
+def test_a_users_own_hyperparameter_file_is_not_overridden(given):
+    from rivc.agents.zoo import zoo_arguments
+
+    assert zoo_arguments("train", ["--algo", "rivc", *given]) == ["--algo", "rivc", *given]
+    assert zoo_arguments("train", ["--algo", "rivc"])[-1] == str(HYPERPARAMS_FILE)
