@@ -466,14 +466,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             os.fsync(handle.fileno())
         chmod_as_umask(tmp, 0o666)
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if exc.filename is None:  # (a failed write names no file)
+        if isinstance(exc, OSError) and exc.filename is None:  # (a failed write names no file: name it)
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         raise
     return path
