@@ -97,8 +97,6 @@ def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str
            nir: str | os.PathLike | None = None) -> dict[str, str]:
     """Copy what a share holds into ``into`` (model, summary, policy folder, NIR file), with its manifest and card;
     returns the manifest."""
-    from rivc.neurochip import load_policy
-
     run = Path(run_dir)
     policy_path = Path(policy_dir) if policy_dir is not None else run / POLICY_DIR
     if not (run / MODEL_FILE).is_file():
@@ -106,7 +104,9 @@ def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str
     if not (policy_path / "policy.json").is_file():
         raise HubError(f"no policy folder at {policy_path}: export one first (rivc export {run} --backend akida --out "
                        f"{policy_path}) or pass --policy DIR")
-    _check_policy_of(run / MODEL_FILE, load_policy(policy_path), policy_path)  # what is shared loads, and belongs
+    if not _holds_the_models_network(run / MODEL_FILE, policy_path):
+        raise HubError(f"the policy folder {policy_path} does not hold {run / MODEL_FILE}'s network: export it from "
+                       f"this run (rivc export {run} --out {policy_path} --force)")
     shutil.copy2(run / MODEL_FILE, into / MODEL_FILE)
     if (run / SUMMARY_FILE).is_file():
         shutil.copy2(run / SUMMARY_FILE, into / SUMMARY_FILE)
@@ -121,16 +121,16 @@ def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str
     return manifest
 
 
-def _check_policy_of(model_path: Path, policy: Any, policy_path: Path) -> None:
-    """The policy folder holds the model's integer network (the one the SNN that acted in training ran)."""
+def _holds_the_models_network(model_path: Path, policy_path: Path) -> bool:
+    """Whether the policy folder (loaded, so checked) holds the model's integer network: the one the SNN that
+    acted in training ran."""
     from rivc.agents.rivc_agent import RIVC
+    from rivc.neurochip import load_policy
 
-    model = RIVC.load(model_path)
+    model, policy = RIVC.load(model_path), load_policy(policy_path)
     ours = model.spiking_policy.network.to_arrays() if model.spiking_policy is not None else None
     theirs = policy.network.to_arrays()
-    if ours is None or ours.keys() != theirs.keys() or not all(np.array_equal(ours[k], theirs[k]) for k in ours):
-        raise HubError(f"the policy folder {policy_path} does not hold {model_path}'s network: export it from this run "
-                       f"(rivc export {model_path.parent} --out {policy_path} --force)")
+    return ours is not None and ours.keys() == theirs.keys() and all(np.array_equal(ours[k], theirs[k]) for k in ours)
 
 
 def push(run_dir: str | os.PathLike, repo_id: str, policy_dir: str | os.PathLike | None = None,
@@ -166,17 +166,14 @@ def check_share(folder: Path) -> dict[str, str]:
 def pull(repo_id: str, out: str | os.PathLike, force: bool = False, revision: str | None = None,
          token: str | None = None) -> Path:
     """Download the share ``repo_id`` into ``out`` as one unit, checked file by file, model and policy loaded."""
-    from rivc.agents.rivc_agent import RIVC
     from rivc.files import folder_unit
-    from rivc.neurochip import load_policy
 
     api = _api(token)
     with folder_unit(out, force=force) as staging:
         api.snapshot_download(repo_id=repo_id, revision=revision, local_dir=str(staging))
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # (huggingface_hub's download metadata)
         check_share(staging)
-        model = RIVC.load(staging / MODEL_FILE)
-        policy = load_policy(staging / POLICY_DIR)
-        if (policy.metadata or {}).get("env_id") not in (None, model.env_id):
-            raise HubError(f"the policy folder is for {policy.metadata['env_id']}, the model for {model.env_id}")
+        if not _holds_the_models_network(staging / MODEL_FILE, staging / POLICY_DIR):
+            raise HubError(f"the share {repo_id}'s policy folder does not hold its model's network: push it again "
+                           "from one run (rivc push RUN)")
     return Path(out)

@@ -4,6 +4,7 @@ snapshot_download) with huggingface_hub's signatures."""
 
 import importlib.util
 import inspect
+import json
 import shutil
 from pathlib import Path
 
@@ -122,3 +123,12 @@ def test_push_refuses_a_policy_folder_of_another_run(run, local_hub, tmp_path, c
     assert main(["export", str(other), "--out", str(other / "policy"), "--episodes", "1"]) == 0
     assert main(["push", str(run), "--repo-id", "someone/mixed", "--policy", str(other / "policy")]) == 2
     assert "does not hold" in capsys.readouterr().err and not (local_hub.root / "someone" / "mixed").exists()
+    # a share edited by hand so that its manifest agrees with another run's policy folder: pull refuses it too
+    assert main(["push", str(run), "--repo-id", "someone/edited"]) == 0
+    repo = local_hub.root / "someone" / "edited"
+    shutil.rmtree(repo / "policy")
+    shutil.copytree(other / "policy", repo / "policy")
+    (repo / "rivc_manifest.json").write_text(json.dumps({"format": "rivc.share", "version": 1,
+                                                          "files": hub._shared_files(repo)}))
+    assert main(["pull", "someone/edited", "--out", str(tmp_path / "shared")]) == 2
+    assert "does not hold its model's network" in capsys.readouterr().err and not (tmp_path / "shared").exists()
