@@ -83,7 +83,7 @@ def _quant_config(args: argparse.Namespace):
 RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train --resume` continues from
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
-                "hyperparams", "alpha", "beta", "learning_rate", "clip_decay")
+                "hyperparams", "alpha", "gap_clip", "beta", "learning_rate", "clip_decay")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -99,7 +99,7 @@ def _new_model(args: argparse.Namespace, env):
         options, timesteps = zoo.kwargs, args.timesteps or zoo.timesteps
     else:
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
-    options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta),
+    options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
                                       ("learning_rate", args.learning_rate)) if v is not None})
     if args.clip_decay is not None:
         try:
@@ -531,6 +531,8 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
         if not math.isfinite(value) or not inside:
             if math.isinf(high):
                 wanted = f"{'>' if low_open else '>='} {low:g}"
+            elif math.isinf(low):
+                wanted = f"{'<' if high_open else '<='} {high:g}"
             else:
                 wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
             raise argparse.ArgumentTypeError(f"{text} is not a finite number {wanted}: give one")
@@ -584,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
     train.add_argument("--alpha", type=real(0.0, 1.0, high_open=True), default=None,
                        help="gap-increasing strength in [0, 1)")
+    train.add_argument("--gap-clip", type=real(-math.inf, 0.0, high_open=True), default=None, metavar="L0",
+                       help="a lower bound L0 < 0 on the gap term, as Munchausen-DQN clips it (L0 = -1); default: "
+                            "unclipped (docs/zoo_notes.md)")
     train.add_argument("--beta", type=real(0.0, low_open=True), default=None, help="inverse temperature > 0")
     train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "

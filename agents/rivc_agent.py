@@ -33,7 +33,7 @@ from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.integer_net import NON_FINITE_OBSERVATION, UNBOUNDED, batch_shape
-from rivc.metrics import ConversionError, network_conversion_error
+from rivc.metrics import ConversionError, UnitShares, network_conversion_error, unit_shares
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space
 from rivc.targets import OPERATORS, gap_increasing_target
@@ -69,6 +69,8 @@ class RIVC(DQN):
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
     :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (docs/DESIGN.md, "Variants").
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
+    :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)`` (Munchausen-DQN clips
+        its log-policy term at ``l0 = -1``); ``None`` (default): unclipped, as the paper's update.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
@@ -95,6 +97,7 @@ class RIVC(DQN):
         quant: QuantConfig | dict[str, int] | None = None,
         variant: str = "rivc",
         alpha: float = 0.9,
+        gap_clip: float | None = None,
         beta: float = 10.0,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
@@ -130,6 +133,8 @@ class RIVC(DQN):
             raise ValueError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
         if not 0.0 <= alpha < 1.0:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
+        if gap_clip is not None and (isinstance(gap_clip, bool) or not gap_clip < 0):
+            raise ValueError(f"gap_clip must be a number below 0 (Munchausen-DQN's l0 = -1) or None, got {gap_clip!r}")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if operator not in OPERATORS:
@@ -147,10 +152,11 @@ class RIVC(DQN):
             raise ValueError(f"unknown policy {policy!r}; use one of {', '.join(self.policy_aliases)}")
         if env is not None:
             check_env_spaces(env, image=issubclass(policy_class, RIVCCnnPolicy))
-        self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig(**(quant or {}))
+        self.quant = quant if isinstance(quant, QuantConfig) else QuantConfig.from_dict(quant or {})
         self.target = get_target(target).name
         self.variant = variant
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
+        self.gap_clip = None if gap_clip is None else float(gap_clip)
         self.conversion = as_config(conversion, ConversionConfig)
         calibration = as_config(calibration, CalibrationConfig)
         if calibration.clips is None:  # conv nets start with tiny activations that grow as they learn
@@ -341,6 +347,14 @@ class RIVC(DQN):
             return None
         return network_conversion_error(self.q_net, self.spiking_policy, obs)
 
+    def unit_shares(self, observations: np.ndarray | None = None) -> UnitShares | None:
+        """Dead and saturated hidden units of the acting policy's integer network on ``observations`` (default:
+        a replay sample); ``None`` before the first conversion or without replay data."""
+        obs = self._replay_observations(limit=self.conversion.eval_size) if observations is None else observations
+        if obs is None or self.spiking_policy is None:
+            return None
+        return unit_shares(self.spiking_policy.network, obs)
+
     # -- the update -----------------------------------------------------------------------------
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         """QAT gradient steps on the gap-increasing target, then one conversion: the SNN acts only between
@@ -351,6 +365,7 @@ class RIVC(DQN):
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing
         alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
+        parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
         losses, updates_before = [], self._n_updates
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
@@ -363,12 +378,13 @@ class RIVC(DQN):
                 td_target = gap_increasing_target(
                     q_target_next=q_next, q_target_current=q_current, actions=data.actions, rewards=data.rewards,
                     dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
+                    gap_clip=self.gap_clip,
                 )
             q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
             loss = F.smooth_l1_loss(q_taken, td_target)
             self.policy.optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
             self.policy.optimizer.step()
             if self.calibration.clip_decay is not None:
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
@@ -390,10 +406,11 @@ class RIVC(DQN):
         self.logger.record("conversion/count", self.num_conversions, exclude="tensorboard")
         self.logger.record("conversion/error_measured_every", self.conversion.eval_every, exclude="tensorboard")
         if self.num_conversions % self.conversion.eval_every == 0:
-            error = self.conversion_error()
-            if error is not None:
-                for key, value in error.as_log().items():
-                    self.logger.record(key, value)
+            obs = self._replay_observations(limit=self.conversion.eval_size)  # one sample for both measures
+            if obs is not None:
+                for measured in (self.conversion_error(obs), self.unit_shares(obs)):
+                    for key, value in measured.as_log().items():
+                        self.logger.record(key, value)
 
     # -- acting -----------------------------------------------------------------------------------
     def q_values(self, observation: np.ndarray) -> np.ndarray:

@@ -21,5 +21,7 @@ VARIANTS: dict[str, Variant] = {
     "gap": Variant(qat=False, gap_increasing=True, snn_acts=True),
     "naive": Variant(qat=False, gap_increasing=False, snn_acts=True),
     "fpnn": Variant(qat=False, gap_increasing=False, snn_acts=False),
+    # a control beside the paper's rows: the float loop with RIVC's target (is the target or the chip at fault?)
+    "fpnn-gap": Variant(qat=False, gap_increasing=True, snn_acts=False),
 }
 EXPLORATIONS = ("epsilon", "boltzmann")

@@ -144,7 +144,12 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "QuantConfig":
+        """The config of a dict as :meth:`to_dict` writes it; a key left out takes its default."""
+        unknown = sorted(set(data) - {"weight_bits", "activation_bits", "input_bits", "layers"})
+        if unknown:
+            raise ValueError(f"QuantConfig has no field {', '.join(map(str, unknown))}; fields: weight_bits, "
+                             "activation_bits, input_bits, layers")
         if data.get("layers") is not None:
             layers = tuple(LayerBits(int(w), None if a is None else int(a)) for w, a in data["layers"])
             return cls(input_bits=int(data.get("input_bits", 8)), layers=layers)
-        return cls(**{k: int(data[k]) for k in ("weight_bits", "activation_bits", "input_bits")})
+        return cls(**{k: int(data[k]) for k in ("weight_bits", "activation_bits", "input_bits") if k in data})

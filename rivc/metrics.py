@@ -53,3 +53,32 @@ def network_conversion_error(qnet, policy, observations) -> ConversionError:
     with torch.no_grad():
         q_ref = qnet(torch.as_tensor(obs, device=param.device)).cpu().numpy()
     return conversion_error(q_ref, *policy.q_values_and_spikes(obs))
+
+
+@dataclass(frozen=True)
+class UnitShares:
+    """Per hidden layer, the share of units that never leave code 0 (dead) and that sit at their largest code
+    (saturated) on every observation of a sample: a layer whose range is far from its activations turns into
+    a few live or binary units (docs/zoo_notes.md)."""
+
+    dead: tuple[float, ...]
+    saturated: tuple[float, ...]
+
+    def as_log(self) -> dict[str, float]:
+        log = {}
+        for i, (dead, saturated) in enumerate(zip(self.dead, self.saturated)):
+            log[f"quantization/dead_units_layer{i}"] = dead
+            log[f"quantization/saturated_units_layer{i}"] = saturated
+        return log
+
+
+def unit_shares(network, observations) -> UnitShares:
+    """Dead and saturated hidden units of an integer network (``rivc.IntegerNetwork``) on ``observations``
+    (a conv layer's unit: one filter at one position)."""
+    hidden, _ = network.forward_codes(np.asarray(observations).reshape(-1, *network.obs_shape))
+    dead, saturated = [], []
+    for i, codes in enumerate(hidden):
+        units = codes.reshape(codes.shape[0], -1)
+        dead.append(float(np.mean(units.max(axis=0) == 0)))
+        saturated.append(float(np.mean(units.min(axis=0) == network.levels(i))))
+    return UnitShares(tuple(dead), tuple(saturated))

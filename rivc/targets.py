@@ -42,19 +42,24 @@ def gap_increasing_target(
     alpha: float,
     beta: float,
     operator: str = "logsumexp",
+    gap_clip: float | None = None,
 ) -> np.ndarray | torch.Tensor:
     """Targets ``[B]`` from the target network's Q-values at ``s'`` and ``s`` (each ``[B, A]``).
 
-    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) arrays or tensors.
+    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) arrays or tensors. ``gap_clip``: a lower
+    bound ``l0 < 0`` on the gap term ``Psi_bar(s, a) - m_beta Psi_bar(s)``, as Munchausen-DQN clips its scaled
+    log-policy to ``[l0, 0]`` (the term's upper bound, ``log|A| / beta`` for the log-sum-exp, holds by itself):
+    unclipped, the term grows with the reward scale; ``None``: unclipped.
     """
     if torch.is_tensor(q_target_next):
         arrays = [None if x is None else _array(x) for x in (q_target_next, q_target_current, actions, rewards, dones)]
-        return _as_tensor_like(gap_increasing_target(*arrays, gamma, alpha, beta, operator), q_target_next)
+        return _as_tensor_like(gap_increasing_target(*arrays, gamma, alpha, beta, operator, gap_clip), q_target_next)
     rewards, dones = rewards.reshape(-1), dones.reshape(-1)
     target = rewards + gamma * (1.0 - dones) * soft_max_operator(q_target_next, beta, operator)
     if alpha != 0.0:
         q_taken = np.take_along_axis(q_target_current, actions.reshape(-1, 1).astype(np.intp), axis=1)[:, 0]
-        target = target + alpha * (q_taken - soft_max_operator(q_target_current, beta, operator))
+        gap = q_taken - soft_max_operator(q_target_current, beta, operator)
+        target = target + alpha * (gap if gap_clip is None else np.maximum(gap, gap_clip))
     return target
 
 

@@ -199,7 +199,7 @@ def test_replay_buffers_round_trip_without_pickle_and_pickles_need_consent(tmp_p
     assert other.replay_buffer.pos == sb3.replay_buffer.pos > 0
 
 
-@pytest.mark.parametrize("variant", ["rivc", "naive", "qat", "gap", "fpnn"])
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_variants_train_and_predict(variant, monkeypatch):
     """Each variant trains, acts through the network its row names, and uses the target its row names."""
     model = RIVC("MlpPolicy", "CartPole-v1", variant=variant, seed=0, **FAST)
@@ -333,9 +333,28 @@ def test_conversion_error_measured_every_nth_conversion(monkeypatch):
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=ConversionConfig(eval_every=5), **FAST)
     calls = []
     original = model.conversion_error
-    monkeypatch.setattr(model, "conversion_error", lambda: calls.append(1) or original())
+    monkeypatch.setattr(model, "conversion_error", lambda *args: calls.append(1) or original(*args))
     model.learn(800)
     assert model.num_conversions == model._n_updates + 1 and len(calls) == (model.num_conversions) // 5
+
+
+def test_dead_and_saturated_units_are_logged_with_the_conversion_error():
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=ConversionConfig(eval_every=5), **FAST)
+    from stable_baselines3.common.logger import Logger
+
+    logged = []
+
+    class Recording(Logger):
+        def record(self, key, value, exclude=None):
+            logged.append((key, value))
+            super().record(key, value, exclude)
+
+    model.set_logger(Recording(folder=None, output_formats=[]))
+    model.learn(800)
+    dead = [value for key, value in logged if key == "quantization/dead_units_layer0"]
+    assert len(dead) == model.num_conversions // 5 and all(0.0 <= value <= 1.0 for value in dead)
+    shares = model.unit_shares()
+    assert len(shares.dead) == len(shares.saturated) == len(model.q_network.sizes) - 2
 
 
 def test_models_saved_before_chip_targets_are_refused_clearly(tmp_path):
@@ -477,3 +496,26 @@ def test_an_evaluation_during_warm_up_measures_the_warm_ups_random_policy(tmp_pa
     fresh = RIVC("MlpPolicy", "CartPole-v1", **FAST)
     actions = [fresh.predict(np.zeros(4, np.float32), deterministic=True)[0] for _ in range(50)]
     assert set(actions) == {0, 1}  # random, as the warm-up acts
+
+
+def test_the_gap_clip_reaches_the_target_and_is_checked(monkeypatch):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, gap_clip=-1.0, **FAST)
+    seen = []
+    import rivc.agents.rivc_agent as agent_module
+
+    target = agent_module.gap_increasing_target
+    monkeypatch.setattr(agent_module, "gap_increasing_target",
+                        lambda *args, **kwargs: seen.append(kwargs["gap_clip"]) or target(*args, **kwargs))
+    model.learn(500)
+    assert seen and set(seen) == {-1.0}
+    assert RIVC("MlpPolicy", "CartPole-v1", **FAST).gap_clip is None  # the paper's update by default
+    for bad in (0.0, 1.0, True, float("nan")):
+        with pytest.raises(ValueError, match="gap_clip must be a number below 0"):
+            RIVC("MlpPolicy", "CartPole-v1", gap_clip=bad)
+
+
+def test_quant_dicts_may_leave_out_defaults_and_name_no_unknown_key():
+    model = RIVC("MlpPolicy", "CartPole-v1", quant={"weight_bits": 8, "activation_bits": 8}, **FAST)
+    assert (model.q_network.config.weight_bits, model.q_network.config.input_bits) == (8, 8)
+    with pytest.raises(ValueError, match="QuantConfig has no field bits"):
+        RIVC("MlpPolicy", "CartPole-v1", quant={"bits": 8})

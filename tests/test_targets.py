@@ -71,3 +71,20 @@ def test_targets_keep_the_tensors_dtype_whatever_the_scalars():
     actions, rewards, dones = torch.randint(0, 3, (8, 1)), torch.randn(8, 1), torch.zeros(8, 1)
     target = gap_increasing_target(q, q, actions, rewards, dones, np.float64(0.99), np.float64(0.9), np.float64(10.0))
     assert target.dtype == torch.float32 and target.shape == (8,)
+
+
+def test_the_gap_clip_bounds_the_gap_term_below_as_munchausen_dqn():
+    """M-DQN's term, alpha * clip(tau * log pi(a|s), l0, 0) with pi = softmax(Q / tau), tau = 1 / beta, computed here
+    from torch's log_softmax: the normalised log-sum-exp puts RIVC's gap term at tau * log pi + tau * log|A|."""
+    torch.manual_seed(0)
+    q_next, q_now = 30 * torch.randn(64, 3), 30 * torch.randn(64, 3)
+    actions, rewards, dones = torch.randint(0, 3, (64, 1)), torch.randn(64, 1), torch.zeros(64, 1)
+    gamma, alpha, beta, l0 = 0.99, 0.9, 0.1, -1.0
+    tau_log_pi = torch.log_softmax(beta * q_now, dim=1).gather(1, actions).squeeze(1) / beta
+    gap = tau_log_pi + math.log(3) / beta
+    assert (gap < l0).any() and (gap > l0).any()  # both sides of the bound are tried
+    base = gap_increasing_target(q_next, q_now, actions, rewards, dones, gamma, 0.0, beta)
+    clipped = gap_increasing_target(q_next, q_now, actions, rewards, dones, gamma, alpha, beta, gap_clip=l0)
+    assert torch.allclose(clipped - base, alpha * gap.clamp_min(l0), atol=1e-4)
+    unclipped = gap_increasing_target(q_next, q_now, actions, rewards, dones, gamma, alpha, beta)
+    assert torch.allclose(unclipped - base, alpha * gap, atol=1e-4)
