@@ -20,6 +20,21 @@ from rivc.quant import MIN_CLIP32, activation_step, pact_masks
 from rivc.requant import Requantization
 
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
+INT8, INT32 = (-(2**7), 2**7 - 1), 2**31  # int8 codes; int32 accumulators hold every integer below 2**31
+
+
+def _int8_products_work() -> bool:
+    """Whether torch's int8 matrix product with int32 accumulators (``torch._int_mm``, AVX-512 VNNI or AMX where the
+    CPU has them) runs here and is exact on the extreme codes: asked once."""
+    try:
+        a = torch.tensor([[-128, 127, 3] * 6], dtype=torch.int8)
+        b = torch.tensor([[127, -128, 5] * 6], dtype=torch.int8).T
+        return int(torch._int_mm(a, b)) == 6 * (-128 * 127 + 127 * -128 + 15)
+    except (AttributeError, RuntimeError, TypeError):
+        return False
+
+
+INT8_PRODUCTS = _int8_products_work()
 
 
 class QuantizedLinear:
@@ -29,8 +44,9 @@ class QuantizedLinear:
 
     def __init__(self, codes: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, scale: np.ndarray,
                  requant: Requantization | None, conv: ConvGeometry | None, weight_levels: int, input_max: float,
-                 shape: tuple[int, ...], device: torch.device) -> None:
+                 shape: tuple[int, ...], device: torch.device, input_codes: tuple[int, int] | None = None) -> None:
         self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
+        self._input_codes = input_codes  # the smallest and largest input code, where known
         self.bias_code_values, self.scale, self.requant, self.conv = bias, scale, requant, conv  # int64, float64 [out]
         self._weight_levels, self._input_max = weight_levels, input_max  # largest |weight code|, |input code|
         self._shape, self._device = shape, device
@@ -102,10 +118,33 @@ class QuantizedLinear:
         dtype = self._numpy_exact_dtype
         return self._codes.T.astype(dtype, copy=False), self.bias_code_values.astype(dtype)
 
+    @cached_property
+    def _dense_int8(self) -> tuple[torch.Tensor, np.ndarray] | None:
+        """A dense layer's weight codes ``[in, out]`` as int8 (a transposed view) and its bias codes (int32 where the
+        accumulators stay below 2**31, else int64), where int8 holds every weight and input code and the products'
+        sums stay below 2**31; ``None`` elsewhere (or where torch has no int8 product)."""
+        if not INT8_PRODUCTS or self.conv is not None or self._input_codes is None:
+            return None
+        low, high = self._input_codes
+        if low < INT8[0] or high > INT8[1] or self._weight_levels > INT8[1]:
+            return None
+        products = self._codes.shape[1] * self._weight_levels * max(-low, high)
+        bias = self.bias_code_values
+        if products >= INT32:
+            return None
+        weights = torch.from_numpy(self._codes.astype(np.int8))  # exact: the codes are integers within int8
+        fits = products + float(np.abs(bias).max(initial=0)) < INT32
+        return weights.T, bias.astype(np.int32) if fits else bias
+
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
-        """A dense layer's exact accumulators for input codes ``[B, in]`` (numpy): one matrix product in float32
-        where every partial sum is an integer below 2**24 (exact in any order), float64 otherwise. The result
-        keeps that dtype: it holds integers, which arithmetic with float64 arrays widens exactly."""
+        """A dense layer's exact accumulators for input codes ``[B, in]`` (numpy): one int8 matrix product with int32
+        accumulators where the codes fit (:attr:`_dense_int8`); else one product in float32 where every partial sum is
+        an integer below 2**24 (exact in any order), float64 otherwise. The result holds integers (int32 or int64,
+        float32 or float64), which arithmetic with float64 arrays widens exactly."""
+        int8 = self._dense_int8
+        if int8 is not None:
+            weights_t, bias = int8
+            return torch._int_mm(torch.from_numpy(codes.astype(np.int8)), weights_t).numpy() + bias
         weights_t, bias = self._dense_exact
         acc = codes.astype(weights_t.dtype, copy=False) @ weights_t
         acc += bias
@@ -168,7 +207,7 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
         clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
         quantized = net.quantize_layer(i, step, clip_value)
         if surrogate:
-            inputs.append((codes * step).astype(np.float32))
+            inputs.append(np.multiply(codes, step, dtype=np.float32))  # exact in float32, rounded once: (codes * step)
             layers.append(quantized)
         acc = quantized.accumulate(codes)
         if i == last:
@@ -179,7 +218,7 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
             if net.track_preactivations:
                 net.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
             inside, above = pact_masks(pre_activation, clip_value)
-            masks.append((inside.astype(np.float32), above.astype(np.float32)))
+            masks.append((inside, above))  # booleans: a float32 product with them is the product with 0/1
         codes = quantized.requant.codes(acc)
         step = activation_step(clip_value, net.precision[i].levels)
     if not surrogate:
