@@ -287,17 +287,20 @@ def report(runs: list[RunSpec]) -> Path:
                 if r["curve"]:
                     steps, values = zip(*r["curve"])
                     ax.plot(steps, values, color=color, alpha=0.6, label=(
-                        "RIVC SNN (4-bit, akida)" if agent == "rivc" else "SB3 DQN (float)") if i == 0 else None)
+                        f"RIVC ({task.tag or '4-bit, akida'})" if agent == "rivc" else "SB3 DQN (float)") if i == 0 else None)
         ax.set(title=task_name(task), xlabel="environment steps",
                ylabel="return (5 episodes)")
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(DOCS / "curves_zoo.png", dpi=100)
-    lines += ["", "Per-seed final returns:", ""]
+    lines += ["", "Per seed: the final policy's return (the mean of its learning-curve evaluations; RIVC: the final network's "
+              "dead hidden units per layer on 1,024 replay states, the share that never leaves code 0):", ""]
     for task in tasks:
         for agent in AGENTS if not task.tag else ("rivc",):
             lines.append(f"- {task_name(task)}, {agent}: " + ", ".join(
-                f"seed {r['seed']} {r['final_return']:.1f}" for r in of(task, agent)))
+                f"seed {r['seed']} {r['final_return']:.1f} (curve {np.mean([v for _, v in r['curve']]):.1f}"
+                + (f"; dead units {'/'.join(f'{100 * d:.0f}' for d in r['unit_shares']['dead'])} %" if r.get('unit_shares')
+                   else "") + ")" for r in of(task, agent)))
     lines += ["", "![learning curves](curves_zoo.png)", ""]
     notes = DOCS / "zoo_notes.md"  # the findings, written by hand
     if notes.is_file():
