@@ -356,3 +356,39 @@ def test_biases_kept_as_they_are_match_quantize_bias(target):
         np.testing.assert_array_equal(net(torch.as_tensor(obs)).numpy(), exported.q_values(obs).astype(np.float32))
     bias = exported.layers[0].bias
     np.testing.assert_array_equal(quantize_bias(bias, chip.bias_bits, chip.bias_limit), bias)  # the chip holds them
+
+
+@pytest.mark.parametrize("target, config", [("akida", QuantConfig(4, 4, 8)), ("akida", QuantConfig(8, 8, 8)),
+                                            ("akd1000", QuantConfig(4, 4, 8)), ("rate", QuantConfig(8, 8, 8)),
+                                            ("akida", QuantConfig.parse_layers("8/8,8/4,4/32"))])
+def test_int8_products_equal_the_float_products(monkeypatch, target, config):
+    """The exact path's int8 x int8 -> int32 products (where torch has them) give the Q-values and gradients of its
+    float products, bit for bit; layers whose codes do not fit int8 (the rate target's 255-level activations) take
+    the float path."""
+    import rivc.fast_path as fast_path
+
+    if not fast_path.INT8_PRODUCTS:
+        pytest.skip("torch has no int8 matrix product on this machine: the float path is the only one")
+    obs = torch.as_tensor(random_obs(512, seed=3))
+    upstream = torch.as_tensor(np.random.default_rng(4).normal(0, 1, (512, 4)), dtype=torch.float32)
+    results = []
+    for int8 in (True, False):
+        monkeypatch.setattr(fast_path, "INT8_PRODUCTS", int8)
+        net = random_network(config=config, target=target, seed=11)
+        with torch.no_grad():
+            for clip in net.clips:
+                clip.fill_(0.3)
+        q = net(obs)
+        (q * upstream).sum().backward()
+        taken = [net.quantize_layer(0, net._input_step_value)._dense_int8 is not None]
+        results.append((q.detach(), [p.grad.clone() for p in net.parameters()], taken))
+    (q8, grads8, taken8), (qf, gradsf, takenf) = results
+    torch.testing.assert_close(q8, qf, rtol=0, atol=0)
+    for a, b in zip(grads8, gradsf):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert taken8 == [True] and takenf == [False]  # 8-bit input codes fit int8 on every target
+    hidden = random_network(config=config, target=target, seed=11).export().precision[0].levels
+    layer = net.quantize_layer(1, 0.01, 1.0 if len(net.layers) > 2 else None)
+    if hidden > 127:
+        monkeypatch.setattr(fast_path, "INT8_PRODUCTS", True)
+        assert layer._dense_int8 is None  # 255-level codes do not fit int8: the float path
