@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -166,6 +166,28 @@ def executor(workers: int, cluster: str | None = None) -> Iterator[Executor]:
         yield client.get_executor()
 
 
+def run_sweep(todo: list, run: Callable[[Any], dict], store: Callable[[Any, dict], None],
+              describe: Callable[[Any, dict], str], workers: int, cluster: str | None = None) -> None:
+    """Run ``run(spec)`` for each spec on the executor and ``store`` each record as it finishes; a run that fails is
+    reported in one line and the others go on (their records kept); a ``SystemExit`` at the end names the failures."""
+    failures = []
+    with executor(workers, cluster) as pool:
+        futures = {pool.submit(run, spec): spec for spec in todo}
+        for done, future in enumerate(as_completed(futures), start=1):
+            spec = futures[future]
+            try:
+                record = future.result()
+            except Exception as exc:  # noqa: BLE001 (one run's failure: reported, the sweep goes on)
+                failures.append(spec.key)
+                print(f"[{done}/{len(todo)}] {spec.key} failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
+            store(spec, record)
+            print(f"[{done}/{len(todo)}] {describe(spec, record)}", flush=True)
+    if failures:
+        raise SystemExit(f"{len(failures)} of {len(todo)} runs failed ({', '.join(failures)}); the others are stored: "
+                         "run the sweep again to retry them")
+
+
 def sweep(runs: list[RunSpec], results_dir: Path, workers: int, cluster: str | None = None) -> None:
     """Run every spec without a stored record (one JSON each, written atomically as it finishes):
     an interrupted sweep resumes where it stopped."""
@@ -173,14 +195,9 @@ def sweep(runs: list[RunSpec], results_dir: Path, workers: int, cluster: str | N
     todo = [spec for spec in runs if not (results_dir / f"{spec.key}.json").exists()]
     where = f"the Dask cluster at {cluster}" if cluster else f"{workers} workers"
     print(f"{len(runs)} runs, {len(runs) - len(todo)} already stored, {len(todo)} to go on {where}", flush=True)
-    with executor(workers, cluster) as pool:
-        futures = {pool.submit(run_one, spec): spec for spec in todo}
-        for done, future in enumerate(as_completed(futures), start=1):
-            spec = futures[future]
-            record = future.result()
-            _store(results_dir, record, spec.key)
-            print(f"[{done}/{len(todo)}] {spec.env_id} {spec.variant} {spec.bits}-bit seed {spec.seed}: "
-                  f"return {record['final_return']:.1f} ({record['wall_seconds']:.0f} s)", flush=True)
+    run_sweep(todo, run_one, lambda spec, record: _store(results_dir, record, spec.key),
+              lambda spec, record: f"{spec.env_id} {spec.variant} {spec.bits}-bit seed {spec.seed}: return "
+                                   f"{record['final_return']:.1f} ({record['wall_seconds']:.0f} s)", workers, cluster)
 
 
 def load_records(results_dir: Path, runs: list[RunSpec]) -> list[dict]:

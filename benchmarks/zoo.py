@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ablation import executor  # noqa: E402
+from benchmarks.ablation import run_sweep  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RESULTS = DOCS / "results" / "zoo"
@@ -179,21 +179,32 @@ def run_one(spec: RunSpec) -> dict:
     return record
 
 
-def sweep(runs: list[RunSpec], workers: int) -> None:
-    from concurrent.futures import as_completed
+def check_envs(runs: list[RunSpec]) -> None:
+    """Make each task's env once before anything runs: a missing dependency (Box2D for LunarLander) stops the
+    sweep at once, in one line, not after the other runs' time."""
+    import gymnasium as gym
 
+    import rivc.envs  # noqa: F401
+
+    for env_id in sorted({spec.env_id for spec in runs}):
+        try:
+            gym.make(env_id).close()
+        except Exception as exc:  # gymnasium's DependencyNotInstalled, a missing registration
+            raise SystemExit(f"benchmarks/zoo.py: {env_id} cannot be made here ({exc}); pip install 'rivc[zoo]'") from None
+
+
+def sweep(runs: list[RunSpec], workers: int) -> None:
+    """Run every spec without a stored record, each written as it finishes: an interrupted sweep resumes where it
+    stopped, and a run that fails is reported in one line without losing the others' records."""
     from rivc.integer_net import atomic_write_bytes
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     todo = [spec for spec in runs if not (RESULTS / f"{spec.key}.json").exists()]
+    check_envs(todo)
     print(f"{len(runs)} runs, {len(runs) - len(todo)} stored, {len(todo)} to go on {workers} workers", flush=True)
-    with executor(workers) as pool:
-        futures = {pool.submit(run_one, spec): spec for spec in todo}
-        for done, future in enumerate(as_completed(futures), start=1):
-            spec, record = futures[future], future.result()
-            atomic_write_bytes(RESULTS / f"{spec.key}.json", json.dumps(record).encode())
-            print(f"[{done}/{len(todo)}] {spec.env_id} {spec.agent} seed {spec.seed}: return "
-                  f"{record['final_return']:.1f}, {record['steps_per_second']:.0f} steps/s", flush=True)
+    run_sweep(todo, run_one, lambda spec, record: atomic_write_bytes(RESULTS / f"{spec.key}.json", json.dumps(record).encode()),
+              lambda spec, record: f"{spec.env_id} {spec.agent} {spec.tag} seed {spec.seed}: return "
+                                   f"{record['final_return']:.1f}, {record['steps_per_second']:.0f} steps/s", workers)
 
 
 def load(runs: list[RunSpec]) -> list[dict]:

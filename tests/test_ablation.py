@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks.ablation import RunSpec, executor, grid, load_records, report, run_one, sweep
+from benchmarks.ablation import RunSpec, executor, grid, load_records, report, run_one, run_sweep, sweep
 
 
 def test_grid_shapes():
@@ -64,3 +64,23 @@ def test_a_cluster_without_distributed_is_a_clear_error(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'rivc\[distributed\]'"):
         with executor(1, "tcp://127.0.0.1:8786"):
             pass
+
+
+class _Spec:
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _run_or_fail(spec: _Spec) -> dict:
+    if spec.key == "bad":
+        raise RuntimeError("no Box2D here")
+    return {"key": spec.key}
+
+
+def test_a_failing_run_keeps_the_others_records(capsys):
+    stored = []
+    with pytest.raises(SystemExit, match=r"1 of 3 runs failed \(bad\); the others are stored"):
+        run_sweep([_Spec("a"), _Spec("bad"), _Spec("c")], _run_or_fail, lambda spec, record: stored.append(record),
+                  lambda spec, record: spec.key, workers=1)
+    assert sorted(record["key"] for record in stored) == ["a", "c"]
+    assert "bad failed: RuntimeError: no Box2D here" in capsys.readouterr().out

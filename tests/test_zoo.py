@@ -83,3 +83,14 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
         records.append(record)
     assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
     assert zoo.failed(dict(records[0], final_return=474.0)) and not zoo.failed(dict(records[0], final_return=475.0))
+
+
+def test_the_zoo_sweep_stops_at_once_on_an_env_it_cannot_make():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.zoo import RunSpec, check_envs
+
+    check_envs([RunSpec("CartPole-v1", "rivc", 0, 100, "{}")])
+    with pytest.raises(SystemExit, match=r"NoSuchTask-v0 cannot be made here .*pip install 'rivc\[zoo\]'"):
+        check_envs([RunSpec("CartPole-v1", "rivc", 0, 100, "{}"), RunSpec("NoSuchTask-v0", "dqn", 0, 100, "{}")])
