@@ -32,7 +32,7 @@ class BestPolicyCallback(BaseCallback):
         self.history: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
-        acting = self.model.spiking_policy is not None or not self.model.variant_spec.snn_acts
+        acting = self.model.spiking_policy is not None or not self.model.snn_acting
         if self.num_timesteps % self.eval_freq == 0 and acting:
             mean = rollout(self.model, self.eval_env, self.episodes, seed=self.seed).mean_return
             self.history.append((self.num_timesteps, mean))

@@ -83,7 +83,7 @@ def _quant_config(args: argparse.Namespace):
 RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train --resume` continues from
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
-                "hyperparams", "alpha", "gap_clip", "beta", "learning_rate", "clip_decay")
+                "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "clip_decay")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -100,6 +100,7 @@ def _new_model(args: argparse.Namespace, env):
     else:
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
     options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
+                                      ("quantization_delay", args.quantization_delay),
                                       ("learning_rate", args.learning_rate)) if v is not None})
     if args.clip_decay is not None:
         try:
@@ -230,12 +231,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             "eval_episodes": args.eval_episodes, "evaluation": _evaluation(result, args.eval_seed),
             "ms_per_action": round(result.ms_per_action, 3),
             "final_return_mean": None if final is None else final.mean_return,
+            "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
         }
         atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
         logger.close()  # (TensorBoard's writer flushes in its thread: a failure there is checked next)
         _check_background_writes()
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")
-    actor = "SNN" if model.variant_spec.snn_acts else "float"
+    actor = "SNN" if model.snn_acting else "float"
     print(f"{actor} policy {result.describe()}; saved to {args.out}")
     return 0
 
@@ -249,7 +251,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     env = _make_env(model.env_id)
     check_env(model.q_network, env, model.env_id)
     result = rollout(model, env, args.episodes, seed=args.seed)
-    actor = "SNN" if model.variant_spec.snn_acts else "float"
+    actor = "SNN" if model.snn_acting else "float"
     print(f"{model.env_id}: {actor} policy {result.describe()}")
     return 0
 
@@ -589,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gap-clip", type=real(-math.inf, 0.0, high_open=True), default=None, metavar="L0",
                        help="a lower bound L0 < 0 on the gap term, as Munchausen-DQN clips it (L0 = -1); default: "
                             "unclipped (docs/zoo_notes.md)")
+    train.add_argument("--quantization-delay", type=int, default=None, metavar="STEPS",
+                       help="train and act with the float network for the first STEPS steps, then QAT and the SNN "
+                            "(QuaRL's quantization delay; the summary records the step the SNN took over)")
     train.add_argument("--beta", type=real(0.0, low_open=True), default=None, help="inverse temperature > 0")
     train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "

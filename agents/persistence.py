@@ -34,8 +34,8 @@ READABLE_VERSIONS = (2, 3)
 
 # RIVC's own settings and the DQN hyperparameters a saved model keeps (train_freq apart: SB3 wraps it)
 HYPERPARAMETERS = (
-    "variant", "target", "alpha", "beta", "operator", "exploration", "learning_rate", "buffer_size",
-    "learning_starts", "batch_size", "tau", "gamma", "target_update_interval", "exploration_fraction",
+    "variant", "target", "alpha", "gap_clip", "quantization_delay", "beta", "operator", "exploration", "learning_rate",
+    "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "target_update_interval", "exploration_fraction",
     "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "gradient_steps",
 )
 SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch")
@@ -74,6 +74,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "n_actions": int(model.action_space.n), "env_id": env_id,
         "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
+        "snn_from_step": model.snn_from_step,
     }
 
 
@@ -170,6 +171,8 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     if env is not None:  # as SB3's load: the env may have another number of copies than the saved one
         env = model._wrap_env(env, verbose=0)
     model.n_envs = 1 if env is None else env.num_envs
+    model.snn_from_step = meta.get("snn_from_step")
+    model._float_phase = model.quantization_delay > 0 and model.snn_from_step is None  # saved inside the delay
     model._setup_model()
     try:
         model.policy.load_state_dict(weights["policy"])

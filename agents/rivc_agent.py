@@ -69,6 +69,10 @@ class RIVC(DQN):
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
     :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (docs/DESIGN.md, "Variants").
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
+    :param quantization_delay: environment steps at whose end QAT starts (QuaRL's quantization delay): until then the
+        float network (the same weights, unquantized) is trained on the variant's target and acts; then the clips
+        start at its activations' maxima and the SNN takes over (``snn_from_step``). 0 (default): the SNN acts from
+        the end of warm-up, as the paper's loop.
     :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)`` (Munchausen-DQN clips
         its log-policy term at ``l0 = -1``); ``None`` (default): unclipped, as the paper's update.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
@@ -98,6 +102,7 @@ class RIVC(DQN):
         variant: str = "rivc",
         alpha: float = 0.9,
         gap_clip: float | None = None,
+        quantization_delay: int = 0,
         beta: float = 10.0,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
@@ -135,6 +140,11 @@ class RIVC(DQN):
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         if gap_clip is not None and (isinstance(gap_clip, bool) or not gap_clip < 0):
             raise ValueError(f"gap_clip must be a number below 0 (Munchausen-DQN's l0 = -1) or None, got {gap_clip!r}")
+        if isinstance(quantization_delay, bool) or not isinstance(quantization_delay, int) or quantization_delay < 0:
+            raise ValueError(f"quantization_delay must be a number of steps >= 0, got {quantization_delay!r}")
+        if quantization_delay and not (VARIANTS[variant].qat and VARIANTS[variant].snn_acts):
+            raise ValueError(f"quantization_delay delays quantization-aware training; variant {variant!r} has none: "
+                             "leave it 0")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if operator not in OPERATORS:
@@ -157,6 +167,9 @@ class RIVC(DQN):
         self.variant = variant
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
         self.gap_clip = None if gap_clip is None else float(gap_clip)
+        self.quantization_delay = quantization_delay
+        self.snn_from_step: int | None = None  # the step at which the SNN took over from the float network
+        self._float_phase = quantization_delay > 0
         self.conversion = as_config(conversion, ConversionConfig)
         calibration = as_config(calibration, CalibrationConfig)
         if calibration.clips is None:  # conv nets start with tiny activations that grow as they learn
@@ -220,13 +233,34 @@ class RIVC(DQN):
             from rivc.neurochip.akida_backend import check_hardware_fit
 
             check_hardware_fit(self.q_network.config, self.q_network.sizes, chip, self.q_network.conv_geometry)
-        if self.variant_spec.snn_acts and not self.q_network.needs_calibration and self.variant_spec.qat:
+        for net in (self.q_net.net, self.q_net_target.net):
+            net.qat = self.variant_spec.qat and not self._float_phase  # (a model saved inside the delay loads in it)
+        if self.snn_acting and not self.q_network.needs_calibration and self.variant_spec.qat:
             self.convert()
 
     # -- networks -------------------------------------------------------------------------------
     @property
     def variant_spec(self) -> Variant:
         return VARIANTS[self.variant]
+
+    @property
+    def snn_acting(self) -> bool:
+        """Whether the converted SNN acts (else the float network): the variant's rule, after the quantization delay."""
+        return self.variant_spec.snn_acts and not self._float_phase
+
+    def _end_quantization_delay(self) -> None:
+        """QAT starts: each clip at the float network's largest activation on the replay data (as at the end of a
+        warm-up), and the SNN takes over from this step."""
+        observations = self._replay_observations()
+        for net in (self.q_net.net, self.q_net_target.net):
+            net.qat = True
+            if self.calibration.clips and observations is not None:
+                net.calibrate_activation_clips(observations)
+        self._float_phase = False
+        self.snn_from_step = self.num_timesteps
+        self.convert(check=True)
+        if self.verbose >= 1:
+            print(f"quantization delay over at step {self.num_timesteps}: QAT starts, the SNN acts")
 
     @property
     def q_network(self):
@@ -288,12 +322,12 @@ class RIVC(DQN):
     def end_warmup(self) -> None:
         """At the end of warm-up (the first ``train``): calibrate on the warm-up data, and convert."""
         self._ensure_calibrated()
-        if self.variant_spec.snn_acts:
+        if self.snn_acting:
             self.convert()
 
     def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RIVC:
         """SB3's ``learn``; a run shorter than the warm-up still ends with a converted policy."""
-        if self.verbose >= 1 and self.variant_spec.snn_acts:
+        if self.verbose >= 1 and self.snn_acting:
             every, measured = self.conversion.every, self.conversion.eval_every
             print(f"RIVC converts after {'every update' if every == 1 else f'one update in {every}'}; the conversion "
                   f"error is measured on {'every conversion' if measured == 1 else f'one conversion in {measured}'} "
@@ -303,7 +337,7 @@ class RIVC(DQN):
         self._warn_observations_outside()
         if not self._calibrated and self._replay_observations() is not None:
             self.end_warmup()
-        elif self.variant_spec.snn_acts and self._calibrated and self.converted_at_update != self._n_updates:
+        elif self.snn_acting and self._calibrated and self.converted_at_update != self._n_updates:
             self.convert()  # ConversionConfig(every > 1): the policy learn() leaves is the latest network's
         return self
 
@@ -361,6 +395,8 @@ class RIVC(DQN):
         ``train`` calls, so converting between gradient steps would change nothing it does."""
         if not self._calibrated:
             self.end_warmup()
+        if self._float_phase and self.num_timesteps >= self.quantization_delay:
+            self._end_quantization_delay()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing
@@ -393,8 +429,10 @@ class RIVC(DQN):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/gradient_steps", gradient_steps, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
+        if self.quantization_delay:
+            self.logger.record("train/snn_acting", int(self.snn_acting))
         every = self.conversion.every  # convert when this cycle's updates reached a multiple of `every`
-        if self.variant_spec.snn_acts and self._n_updates // every > updates_before // every:
+        if self.snn_acting and self._n_updates // every > updates_before // every:
             self._convert_and_measure()
 
     def _convert_and_measure(self) -> None:
@@ -416,7 +454,7 @@ class RIVC(DQN):
     def q_values(self, observation: np.ndarray) -> np.ndarray:
         """Q-values ``[B, A]`` of the acting policy: the SNN (float network for ``fpnn``)."""
         obs = np.asarray(observation).reshape(-1, *self.q_network.obs_shape)  # the env's dtype, as when deployed
-        if not self.variant_spec.snn_acts:
+        if not self.snn_acting:
             self._ensure_calibrated()
             with torch.no_grad():
                 return self.q_net(torch.as_tensor(obs, dtype=torch.float32, device=self.device)).cpu().numpy()
@@ -440,7 +478,7 @@ class RIVC(DQN):
         obs = np.asarray(observation)
         batch = obs.reshape(batch_shape(obs.shape, self.observation_space.shape))
         vectorized = batch.ndim == obs.ndim
-        in_warmup = self.spiking_policy is None and not self._calibrated and self.variant_spec.snn_acts
+        in_warmup = self.spiking_policy is None and not self._calibrated and self.snn_acting
         if in_warmup and batch.dtype.kind == "f" and not np.isfinite(batch).all():
             raise ValueError(NON_FINITE_OBSERVATION)
         if in_warmup or (not deterministic and self.exploration == "epsilon" and np.random.rand() < self.exploration_rate):
@@ -464,7 +502,7 @@ class RIVC(DQN):
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
         if not self.q_network.needs_calibration:
             self._calibrated = True
-            if self.variant_spec.snn_acts:
+            if self.snn_acting:
                 self.convert()
 
     def save_replay_buffer(self, path: str | os.PathLike) -> Path:

@@ -122,11 +122,11 @@ def run_one(spec: RunSpec) -> dict:
 
     class Recorder(BaseCallback):
         def _on_step(self) -> bool:
-            acting = self.model.spiking_policy is not None or not self.model.variant_spec.snn_acts
+            acting = self.model.spiking_policy is not None or not self.model.snn_acting
             if self.num_timesteps % every == 0 and acting:  # the SNN exists from the end of warm-up
                 mean, success = evaluate(self.model, spec.env_id, EVAL_EPISODES, seed=10_000 + self.num_timesteps)
                 curve.append([self.num_timesteps, mean, success])
-                error = self.model.conversion_error() if self.model.variant_spec.snn_acts else None
+                error = self.model.conversion_error() if self.model.snn_acting else None
                 if error is not None:
                     agreement.append([self.num_timesteps, error.action_agreement])
             return True
@@ -134,7 +134,7 @@ def run_one(spec: RunSpec) -> dict:
     model.learn(spec.timesteps, callback=Recorder())
     final_return, final_success = evaluate(model, spec.env_id, 20, seed=100_000)
     final_agreement = None
-    if model.variant_spec.snn_acts and model.spiking_policy is not None:
+    if model.snn_acting and model.spiking_policy is not None:
         error = model.conversion_error()
         final_agreement = None if error is None else error.action_agreement
     return {

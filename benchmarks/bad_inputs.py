@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 ARGUMENTS = [
     "train --timesteps 0", "train --timesteps -5", "train --timesteps x", "train --beta inf", "train --beta 0",
     "train --alpha 1", "train --alpha -0.1", "train --gap-clip 0.5", "train --learning-rate nan", "train --eval-episodes 0",
-    "train --threads 0", "train --select-episodes 0", "train --eval-freq -1", "train --bits 3", "train --bits 9", "train --target akd1000 --bits 8",
+    "train --threads 0", "train --select-episodes 0", "train --quantization-delay -5", "train --eval-freq -1", "train --bits 3", "train --bits 9", "train --target akd1000 --bits 8",
     "train --bits 8 --activation-bits 4", "train --layer-bits 8/x", "train --layer-bits 8/8,8/32",
     "train --bits 4 --layer-bits 4/4,4/4,4", "train --env NoSuchEnv-v0", "train --env Pendulum-v1",
     "train --clip-decay often", "train --nonsense", "evaluate {missing}", "evaluate {run} --episodes 0",

@@ -71,7 +71,7 @@ def diagnose(run: str, timesteps: int, episodes: int) -> dict:
     outside = (observations < low) | (observations > high)
     record = {"run": run, "return": float(np.mean(returns)), "ends": ends,
               "saturated": float(outside.any(axis=1).mean()), "saturated_dims": outside.mean(axis=0).round(3).tolist()}
-    if model.variant_spec.snn_acts:
+    if model.snn_acting:
         with torch.no_grad():
             q = model.q_net(torch.as_tensor(observations, dtype=torch.float32)).numpy()
         top2 = np.sort(q, axis=1)[:, -2:]

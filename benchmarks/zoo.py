@@ -65,6 +65,9 @@ TASKS = (
     # the gap term clipped below at -1, as Munchausen-DQN clips its log-policy term
     Task("LunarLander-v3", "zoo", tag="gapclip", rivc_extra=(("gap_clip", -1.0),)),
     Task("CartPole-v1", "zoo", tag="gapclip", rivc_extra=(("gap_clip", -1.0),)),
+    # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN
+    Task("LunarLander-v3", "zoo", tag="delay", rivc_extra=(("quantization_delay", 50_000),)),
+    Task("CartPole-v1", "zoo", tag="delay", rivc_extra=(("quantization_delay", 25_000),)),
     Task("LunarLander-v3", "zoo", tag="akd1000", rivc_extra=(("target", "akd1000"),)),
     Task("CartPole-v1", "zoo", tag="akd1000", rivc_extra=(("target", "akd1000"),)),
     Task("LunarLander-v3", "zoo", tag="mixed", rivc_extra=(MIXED,)),
@@ -157,7 +160,7 @@ def run_one(spec: RunSpec) -> dict:
         def _on_step(self) -> bool:
             if self.num_timesteps % every == 0:
                 start = time.perf_counter()
-                if spec.agent == "dqn" or not self.model.variant_spec.snn_acts or self.model.spiking_policy is not None:
+                if spec.agent == "dqn" or not self.model.snn_acting or self.model.spiking_policy is not None:
                     result = rollout(self.model, env, CURVE_EPISODES, seed=10_000 + self.num_timesteps)
                     curve.append([self.num_timesteps, result.mean_return])
                 eval_seconds[0] += time.perf_counter() - start
@@ -174,6 +177,7 @@ def run_one(spec: RunSpec) -> dict:
         error = model.conversion_error()
         record["action_agreement"] = None if error is None else error.action_agreement
         record["conversions"] = model.num_conversions
+        record["snn_from_step"] = model.snn_from_step
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
     return record

@@ -519,3 +519,37 @@ def test_quant_dicts_may_leave_out_defaults_and_name_no_unknown_key():
     assert (model.q_network.config.weight_bits, model.q_network.config.input_bits) == (8, 8)
     with pytest.raises(ValueError, match="QuantConfig has no field bits"):
         RIVC("MlpPolicy", "CartPole-v1", quant={"bits": 8})
+
+
+def test_the_quantization_delay_trains_and_acts_float_first_then_hands_over_to_the_snn(tmp_path):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, quantization_delay=700, **FAST)
+    model.learn(500)
+    obs = np.random.default_rng(0).uniform(-0.2, 0.2, (64, 4)).astype(np.float32)
+    assert not model.snn_acting and model.spiking_policy is None and not model.q_network.qat
+    with torch.no_grad():  # the float network acts
+        np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0],
+                                      model.q_net(torch.as_tensor(obs)).argmax(dim=1).numpy())
+    inside = RIVC.load(model.save(tmp_path / "inside"), env="CartPole-v1")
+    assert not inside.snn_acting and not inside.q_network.qat and inside.quantization_delay == 700
+    np.testing.assert_array_equal(inside.q_values(obs), model.q_values(obs))
+    model.learn(500, reset_num_timesteps=False)
+    assert model.snn_acting and model.q_network.qat and model.q_net_target.net.qat
+    assert 700 <= model.snn_from_step < 800  # the first update cycle at or past the delay
+    assert model.spiking_policy is not None and model.num_conversions >= 1
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], model.spiking_policy.q_values(obs).argmax(1))
+    after = RIVC.load(model.save(tmp_path / "after"), env="CartPole-v1")
+    assert after.snn_acting and after.snn_from_step == model.snn_from_step
+    np.testing.assert_array_equal(after.q_values(obs), model.q_values(obs))
+    assert RIVC("MlpPolicy", "CartPole-v1", **FAST).snn_from_step is None
+    # at the hand-over each clip starts at the float network's largest activation on the replay data
+    late = RIVC("MlpPolicy", "CartPole-v1", seed=1, quantization_delay=10_000, **FAST)
+    late.learn(500)
+    float_max = late.q_network.float_activation_max(late._replay_observations())
+    late.quantization_delay = 500
+    late.train(1, 32)
+    assert late.snn_from_step == 500 and late.q_network.activation_clips() == pytest.approx(float_max, abs=2e-3)
+    for bad, match in ((-1, "must be a number of steps >= 0"), (True, "must be a number of steps >= 0")):
+        with pytest.raises(ValueError, match=match):
+            RIVC("MlpPolicy", "CartPole-v1", quantization_delay=bad)
+    with pytest.raises(ValueError, match="variant 'fpnn' has none"):
+        RIVC("MlpPolicy", "CartPole-v1", variant="fpnn", quantization_delay=100)
