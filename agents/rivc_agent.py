@@ -69,12 +69,12 @@ class RIVC(DQN):
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
     :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (docs/DESIGN.md, "Variants").
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
+    :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)`` (Munchausen-DQN clips
+        its log-policy term at ``l0 = -1``); ``None`` (default): unclipped, as the paper's update.
     :param quantization_delay: environment steps at whose end QAT starts (QuaRL's quantization delay): until then the
         float network (the same weights, unquantized) is trained on the variant's target and acts; then the clips
         start at its activations' maxima and the SNN takes over (``snn_from_step``). 0 (default): the SNN acts from
         the end of warm-up, as the paper's loop.
-    :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)`` (Munchausen-DQN clips
-        its log-policy term at ``l0 = -1``); ``None`` (default): unclipped, as the paper's update.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``

@@ -52,21 +52,27 @@ class Task:
 
 W8 = ("quant", {"weight_bits": 8, "activation_bits": 8})  # 8-bit weights and activations on akida
 MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer, 4-bit hidden layer and head
-# in the order they run: the rows of the issue (4-bit akida, 8-bit, 4-bit akd1000), then the controls. Records of
-# earlier code (before the speed work; 1-3 seeds of some probes) are in docs/results/zoo/archive-2026-11/.
+# in the order they run: the 4-bit rows, the controls that ask why LunarLander fails (the target, the input range,
+# the widths, the quantization delay, the gap term's clip), the akd1000 rows. Records of earlier code (before the
+# speed work; 1-3 seeds of some probes) are in docs/results/zoo/archive-2026-11/.
+RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TASKS = (
     Task("LunarLander-v3", "zoo"),
     Task("CartPole-v1", "zoo"),
     # is the target or the chip at fault? RIVC's loop with a float network acting: DQN's target, then RIVC's
     Task("LunarLander-v3", "zoo", tag="fpnn", rivc_extra=(("variant", "fpnn"),)),
     Task("LunarLander-v3", "zoo", tag="fpnn-gap", rivc_extra=(("variant", "fpnn-gap"),)),
+    # the input range: over +-2 (LunarLander's states), not the space's loose bounds (velocities +-10, angle +-2 pi),
+    # for the float loop and for the 4-bit network
+    Task("LunarLander-v3", "zoo", tag="fpnn-range2", rivc_extra=(("variant", "fpnn"), RANGE2)),
+    Task("LunarLander-v3", "zoo", tag="range2", rivc_extra=(RANGE2,)),
     Task("LunarLander-v3", "zoo", tag="w8", rivc_extra=(W8,)),
     Task("CartPole-v1", "zoo", tag="w8", rivc_extra=(W8,)),
+    # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN
+    Task("LunarLander-v3", "zoo", tag="delay", rivc_extra=(("quantization_delay", 50_000),)),
     # the gap term clipped below at -1, as Munchausen-DQN clips its log-policy term
     Task("LunarLander-v3", "zoo", tag="gapclip", rivc_extra=(("gap_clip", -1.0),)),
     Task("CartPole-v1", "zoo", tag="gapclip", rivc_extra=(("gap_clip", -1.0),)),
-    # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN
-    Task("LunarLander-v3", "zoo", tag="delay", rivc_extra=(("quantization_delay", 50_000),)),
     Task("CartPole-v1", "zoo", tag="delay", rivc_extra=(("quantization_delay", 25_000),)),
     Task("LunarLander-v3", "zoo", tag="akd1000", rivc_extra=(("target", "akd1000"),)),
     Task("CartPole-v1", "zoo", tag="akd1000", rivc_extra=(("target", "akd1000"),)),
