@@ -55,12 +55,16 @@ class CalibrationConfig:
     :param clip_decay: ``None``: the clips are learned (PACT). A value in [0, 1): after every update each
         clip moves to ``decay * clip + (1 - decay) * (largest pre-activation of the training batch)``, a
         moving-average range, and is not learned.
+    :param min_samples: the warm-up lasts at least this many steps (random actions, no update), so that the ranges
+        are calibrated on that many states: ``learning_starts`` is raised to it where lower (the RL Zoo starts
+        LunarLander's updates at step 0, which would calibrate on one state). 0: ``learning_starts`` as given.
     """
 
     input_range: str = "space"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None
+    min_samples: int = 0
 
     def __post_init__(self) -> None:
         if self.input_range not in INPUT_RANGES:
@@ -71,6 +75,8 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.clip_decay must be None or in [0, 1), got {self.clip_decay!r}")
         if self.clips not in (None, True, False):
             raise ValueError(f"CalibrationConfig.clips must be True, False or None, got {self.clips!r}")
+        if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 0:
+            raise ValueError(f"CalibrationConfig.min_samples must be an integer >= 0, got {self.min_samples!r}")
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:
@@ -89,9 +95,9 @@ def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Confi
 
 
 def to_dict(config: ConversionConfig | CalibrationConfig) -> dict[str, Any]:
-    """The config as saved: options left unset (``None`` where ``None`` is the default) are not written, so
-    versions that predate an option still read files that do not use it."""
-    unset = {f.name for f in fields(config) if f.default is None and getattr(config, f.name) is None}
+    """The config as saved: options left unset (at a default of ``None`` or 0: off) are not written, so versions that
+    predate an option still read files that do not use it."""
+    unset = {f.name for f in fields(config) if f.default in (None, 0) and getattr(config, f.name) == f.default}
     return {key: value for key, value in asdict(config).items() if key not in unset}
 
 

@@ -194,7 +194,8 @@ class RIVC(DQN):
         policy_kwargs = dict(policy_kwargs or {})
         policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat, target=self.target)
         super().__init__(
-            policy, env, learning_rate=learning_rate, buffer_size=buffer_size, learning_starts=learning_starts,
+            policy, env, learning_rate=learning_rate, buffer_size=buffer_size,
+            learning_starts=max(learning_starts, calibration.min_samples),  # (the ranges need that many states)
             batch_size=batch_size, tau=tau, gamma=gamma, train_freq=train_freq, gradient_steps=gradient_steps,
             target_update_interval=target_update_interval, exploration_fraction=exploration_fraction,
             exploration_initial_eps=exploration_initial_eps, exploration_final_eps=exploration_final_eps,

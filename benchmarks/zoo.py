@@ -55,6 +55,7 @@ MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer,
 # in the order they run: the 4-bit rows, the controls that ask why LunarLander fails (the target, the input range,
 # the widths, the quantization delay, the gap term's clip), the akd1000 rows. Records of earlier code (before the
 # speed work; 1-3 seeds of some probes) are in docs/results/zoo/archive-2026-11/.
+DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TASKS = (
     Task("LunarLander-v3", "zoo"),
@@ -66,6 +67,9 @@ TASKS = (
     # for the float loop and for the 4-bit network
     Task("LunarLander-v3", "zoo", tag="fpnn-range2", rivc_extra=(("variant", "fpnn"), RANGE2)),
     Task("LunarLander-v3", "zoo", tag="range2", rivc_extra=(RANGE2,)),
+    # no range given: each input's range from the data of a warm-up of at least 1,000 states (RIVC's option)
+    Task("LunarLander-v3", "zoo", tag="data", rivc_extra=(DATA,)),
+    Task("CartPole-v1", "zoo", tag="data", rivc_extra=(DATA,)),
     Task("LunarLander-v3", "zoo", tag="w8", rivc_extra=(W8,)),
     Task("CartPole-v1", "zoo", tag="w8", rivc_extra=(W8,)),
     # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN

@@ -553,3 +553,22 @@ def test_the_quantization_delay_trains_and_acts_float_first_then_hands_over_to_t
             RIVC("MlpPolicy", "CartPole-v1", quantization_delay=bad)
     with pytest.raises(ValueError, match="variant 'fpnn' has none"):
         RIVC("MlpPolicy", "CartPole-v1", variant="fpnn", quantization_delay=100)
+
+
+def test_min_samples_lengthens_a_short_warm_up_so_the_ranges_see_that_many_states(tmp_path):
+    calibration = {"input_range": "data", "min_samples": 300}
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=calibration, **{**FAST, "learning_starts": 0})
+    assert model.learning_starts == 300
+    model.learn(300)
+    assert model._n_updates == 0  # random actions, no update yet
+    model.learn(200, reset_num_timesteps=False)
+    assert model._n_updates > 0 and model.spiking_policy is not None
+    low, high = model.q_network.input_quantizer().low, model.q_network.input_quantizer().high
+    states = model.replay_buffer.observations[:300, 0]  # the warm-up's states, with the margin on each side
+    assert np.all(low <= states.min(axis=0)) and np.all(high >= states.max(axis=0)) and np.all(high - low < 10)
+    loaded = RIVC.load(model.save(tmp_path / "model"))
+    assert loaded.calibration.min_samples == 300 and loaded.learning_starts == 300
+    assert RIVC("MlpPolicy", "CartPole-v1", **{**FAST, "learning_starts": 500},
+                calibration={"min_samples": 100}).learning_starts == 500  # never shortened
+    with pytest.raises(ValueError, match="min_samples must be an integer >= 0"):
+        RIVC("MlpPolicy", "CartPole-v1", calibration={"min_samples": -1})
