@@ -261,7 +261,8 @@ def report(runs: list[RunSpec]) -> Path:
              f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200) or, on the robot tasks, below 50 % success.",
              "Throughput: environment steps per second of `learn` (curve evaluations excluded), 1 torch thread each, two",
-             "runs at a time beside other work: indicative only; `make bench` measures it quietly, same run.", "",
+             "runs at a time beside other work: indicative only (DQN's CartPole and LunarLander seeds 0-2 ran in an earlier",
+             "sweep, under another load); `make bench` measures both in the same run.", "",
              "Curve: the mean of every learning-curve evaluation (10 points of 5 episodes a seed, all seeds): how well",
              "an agent learns over the run, less at the mercy of where the last update left it than the final return.",
              "",
@@ -302,7 +303,7 @@ def report(runs: list[RunSpec]) -> Path:
         fails = f"{sum(map(failed, rivc))} / {sum(map(failed, dqn))}" + (
             f" (RIVC alone: seeds {', '.join(map(str, rivc_only))})" if rivc_only else "")
         throughput = np.mean([r["steps_per_second"] for r in rivc]) / np.mean([r["steps_per_second"] for r in dqn])
-        settings = task.settings + (f", probe: RIVC {dict(task.rivc_extra)}" if task.tag else "")
+        settings = task.settings + (f", control `{task.tag}`: RIVC {dict(task.rivc_extra)}" if task.tag else "")
         lines.append(f"| {task.env_id} | {settings} | {rivc[0]['timesteps']} | {len(rivc)} / {len(dqn)} | "
                      f"{cell(rivc)} | {cell(dqn)} | {ratio} | {curve_mean(rivc):.1f} / {curve_mean(dqn):.1f} | {fails} | "
                      f"{success(rivc)} | {success(dqn)} | "
