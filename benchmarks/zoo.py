@@ -72,6 +72,8 @@ TASKS = (
     Task("CartPole-v1", "zoo", tag="data", rivc_extra=(DATA,)),
     Task("LunarLander-v3", "zoo", tag="w8", rivc_extra=(W8,)),
     Task("CartPole-v1", "zoo", tag="w8", rivc_extra=(W8,)),
+    # the input range on the board on sale: AKD1000's arithmetic, 4 bits, inputs over +-2
+    Task("LunarLander-v3", "zoo", tag="akd1000-range2", rivc_extra=(("target", "akd1000"), RANGE2)),
     # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN
     Task("LunarLander-v3", "zoo", tag="delay", rivc_extra=(("quantization_delay", 50_000),)),
     # the gap term clipped below at -1, as Munchausen-DQN clips its log-policy term
