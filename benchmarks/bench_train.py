@@ -1,6 +1,6 @@
 """Training throughput: environment steps per second of RIVC (conversion after every update,
 the SNN acting) against Stable-Baselines3's DQN on the same env and hyperparameters, same run: RIVC's
-defaults, and the RL Zoo's CartPole and LunarLander settings (256x256) where rl_zoo3 is installed. RIVC's Adam runs fused (one kernel); the peer is measured both ways. The headline
+defaults, and the RL Zoo's CartPole and LunarLander settings (256x256) where rl_zoo3 is installed. RIVC's Adam runs multi-tensor (``foreach``); the peer is measured both ways. The headline
 pair (DQN and RIVC's defaults) is timed in turn three times: the ratio is the median of the rounds'.
 
     python benchmarks/bench_train.py
@@ -17,7 +17,7 @@ from stable_baselines3 import DQN
 from rivc.agents import RIVC
 from benchmarks.common import print_table
 
-FUSED = dict(policy_kwargs=dict(optimizer_kwargs=dict(fused=True)))
+FOREACH = dict(policy_kwargs=dict(optimizer_kwargs=dict(foreach=True)))
 
 SHARED = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts=1_000, batch_size=64, gamma=0.99,
               train_freq=4, gradient_steps=1, target_update_interval=500, exploration_fraction=0.2,
@@ -42,8 +42,8 @@ def paired_speeds(make_peer, make_agent, timesteps: int, rounds: int = 3) -> tup
 def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
     dqn, rivc, ratio = paired_speeds(lambda: DQN("MlpPolicy", env_id, seed=0, **SHARED),
                                      lambda: RIVC("MlpPolicy", env_id, seed=0, **SHARED), timesteps)
-    runs = {  # each once, against the paired rounds' median DQN (and a fused-Adam DQN)
-        "SB3 DQN, fused Adam": lambda: DQN("MlpPolicy", env_id, seed=0, **FUSED, **SHARED),
+    runs = {  # each once, against the paired rounds' median DQN (and a foreach-Adam DQN)
+        "SB3 DQN, foreach Adam": lambda: DQN("MlpPolicy", env_id, seed=0, **FOREACH, **SHARED),
         "RIVC, target akida, conversion error on every conversion": lambda: RIVC(
             "MlpPolicy", env_id, seed=0, conversion={"eval_every": 1}, **SHARED),
         "RIVC, target akd1000, snntorch emulation": lambda: RIVC("MlpPolicy", env_id, seed=0, target="akd1000", **SHARED),
@@ -53,13 +53,13 @@ def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
         "RIVC variant fpnn (no conversion)": lambda: RIVC("MlpPolicy", env_id, seed=0, variant="fpnn", **SHARED),
     }
     results = {name: steps_per_second(make, timesteps) for name, make in runs.items()}
-    fused = results["SB3 DQN, fused Adam"]
-    rows = [["SB3 DQN (float MLP 64x64), median of 3", dqn, 1.0, dqn / fused],
-            ["RIVC, target akida, snntorch emulation (defaults), median of 3", rivc, ratio, rivc / fused]]
-    rows += [[name, sps, sps / dqn, sps / fused] for name, sps in results.items()]
+    foreach = results["SB3 DQN, foreach Adam"]
+    rows = [["SB3 DQN (float MLP 64x64), median of 3", dqn, 1.0, dqn / foreach],
+            ["RIVC, target akida, snntorch emulation (defaults), median of 3", rivc, ratio, rivc / foreach]]
+    rows += [[name, sps, sps / dqn, sps / foreach] for name, sps in results.items()]
     print_table(f"Training throughput on {env_id}, {timesteps} steps, RIVC's settings (train_freq 4): DQN and RIVC's "
                 "defaults timed in turn 3 times (median ratio; target >= 0.8x), the others once",
-                ["agent", "env steps/s", "x SB3 DQN", "x DQN fused Adam"], rows)
+                ["agent", "env steps/s", "x SB3 DQN", "x DQN foreach"], rows)
     zoo_settings(env_id, timesteps)
 
 
