@@ -52,11 +52,11 @@ class Task:
 
 W8 = ("quant", {"weight_bits": 8, "activation_bits": 8})  # 8-bit weights and activations on akida
 MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer, 4-bit hidden layer and head
+DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
+RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 # in the order they run: the 4-bit rows, the controls that ask why LunarLander fails (the target, the input range,
 # the widths, the quantization delay, the gap term's clip), the akd1000 rows. Records of earlier code (before the
 # speed work; 1-3 seeds of some probes) are in docs/results/zoo/archive-2026-11/.
-DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
-RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TASKS = (
     Task("LunarLander-v3", "zoo"),
     Task("CartPole-v1", "zoo"),

@@ -43,12 +43,12 @@ class QuantizedLinear:
     the general forward reads are made on first use (a gradient step needs neither)."""
 
     def __init__(self, codes: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, scale: np.ndarray,
-                 requant: Requantization | None, conv: ConvGeometry | None, weight_levels: int, input_max: float,
-                 shape: tuple[int, ...], device: torch.device, input_codes: tuple[int, int] | None = None) -> None:
+                 requant: Requantization | None, conv: ConvGeometry | None, weight_levels: int,
+                 input_codes: tuple[int, int], shape: tuple[int, ...], device: torch.device) -> None:
         self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
-        self._input_codes = input_codes  # the smallest and largest input code, where known
         self.bias_code_values, self.scale, self.requant, self.conv = bias, scale, requant, conv  # int64, float64 [out]
-        self._weight_levels, self._input_max = weight_levels, input_max  # largest |weight code|, |input code|
+        self._input_codes = input_codes  # the smallest and largest input code
+        self._weight_levels, self._input_max = weight_levels, max(-input_codes[0], input_codes[1])  # largest |code|
         self._shape, self._device = shape, device
         self._integer: IntegerLayer | None = None
 
@@ -123,12 +123,10 @@ class QuantizedLinear:
         """A dense layer's weight codes ``[in, out]`` as int8 (a transposed view) and its bias codes (int32 where the
         accumulators stay below 2**31, else int64), where int8 holds every weight and input code and the products'
         sums stay below 2**31; ``None`` elsewhere (or where torch has no int8 product)."""
-        if not INT8_PRODUCTS or self.conv is not None or self._input_codes is None:
-            return None
         low, high = self._input_codes
-        if low < INT8[0] or high > INT8[1] or self._weight_levels > INT8[1]:
+        if not INT8_PRODUCTS or self.conv is not None or low < INT8[0] or high > INT8[1] or self._weight_levels > INT8[1]:
             return None
-        products = self._codes.shape[1] * self._weight_levels * max(-low, high)
+        products = self._codes.shape[1] * self._weight_levels * self._input_max
         bias = self.bias_code_values
         if products >= INT32:
             return None

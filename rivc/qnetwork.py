@@ -226,7 +226,6 @@ class QuantizedQNetwork(nn.Module):
             self._input_quantizer = ImageInput(self.image_shape, self.channels_first, self.config.input_bits)
         else:
             self._input_quantizer = quantizer  # what export() hands over (its bounds are frozen once calibrated)
-        self._input_max = self._input_quantizer.max_code  # largest |input code|
         zero_point = self._input_quantizer.zero_point  # input codes run from -zero_point (frames: 0, pixels as they are)
         self._input_code_range = (-zero_point, 2**self.config.input_bits - 1 - zero_point)
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
@@ -414,10 +413,9 @@ class QuantizedQNetwork(nn.Module):
         if clip is not None:  # the activation step as the forward's clip / levels
             requant = fit_requantization(acc_scale64, activation_step(clip, self.precision[i].levels), self.precision[i],
                                          self.target)
-        input_max = self._input_max if i == 0 else self.precision[i - 1].levels
         input_codes = self._input_code_range if i == 0 else (0, self.precision[i - 1].levels)
         quantized = QuantizedLinear(codes, w_scale, b_codes, acc_scale64, requant, conv, self.precision[i].weight_levels,
-                                    input_max, shape, weight.device, input_codes)
+                                    input_codes, shape, weight.device)
         self._quantization_cache[i] = (key, quantized, _Snapshot(weight, bias) if self.weights_written_in_place else None)
         return quantized
 
