@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
+from rivc.agents.config import INPUT_RANGES
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.neurochip.deploy import check_env
@@ -83,7 +84,8 @@ def _quant_config(args: argparse.Namespace):
 RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train --resume` continues from
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
-                "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "clip_decay")
+                "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "clip_decay",
+                "input_range")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -102,14 +104,16 @@ def _new_model(args: argparse.Namespace, env):
     options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
                                       ("quantization_delay", args.quantization_delay),
                                       ("learning_rate", args.learning_rate)) if v is not None})
+    calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
     if args.clip_decay is not None:
         try:
-            decay = None if args.clip_decay == "learned" else float(args.clip_decay)
+            calibration_options["clip_decay"] = None if args.clip_decay == "learned" else float(args.clip_decay)
         except ValueError:
             raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
+    if calibration_options:
         calibration = options.get("calibration") or {}
         options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
-                                  "clip_decay": decay}
+                                  **calibration_options}
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
@@ -232,6 +236,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "ms_per_action": round(result.ms_per_action, 3),
             "final_return_mean": None if final is None else final.mean_return,
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
+            "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
+                            "moves": model.input_range_moves} if not model.q_network.is_image else None,
         }
         atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
         logger.close()  # (TensorBoard's writer flushes in its thread: a failure there is checked next)
@@ -601,6 +607,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
+    train.add_argument("--input-range", default=None, choices=list(INPUT_RANGES),
+                       help="what the 8-bit input codes span: space (the observation space's bounds, the data where "
+                            "unbounded; default), data (the warm-up's states), track (the replay data's, moved as the "
+                            "policy's states move; docs/zoo_notes.md)")
     train.add_argument("--timesteps", type=POSITIVE, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

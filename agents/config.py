@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from rivc.config import INPUT_RANGE_MARGIN
 
-INPUT_RANGES = ("space", "data")
+INPUT_RANGES = ("space", "data", "track")
 
 Config = TypeVar("Config", "ConversionConfig", "CalibrationConfig")
 
@@ -43,12 +43,20 @@ class ConversionConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """What the agent calibrates once, on the warm-up's data.
+    """What the agent calibrates on its data: the input range and the activation clips.
 
-    :param input_range: ``"space"``: quantize inputs over the observation space's finite bounds
-        (data-calibrated where unbounded); ``"data"``: over the warm-up data's range in every
-        dimension (finer input codes where the bounds are loose, e.g. CartPole's).
+    :param input_range: what the input codes span. ``"track"`` (default): the replay data's range (its
+        ``quantile`` to ``1 - quantile`` quantiles, widened by ``margin``), moved as the policy's states move:
+        checked every ``track_every`` steps (at steps 1, 2, 4, ... before that), moved when the data reach its
+        ends or fill less than half its width, the first layer rescaled so that the network computes the same
+        function (``QuantizedQNetwork.move_input_range``). Many spaces declare loose bounds (LunarLander's
+        velocities +-10, angle +-2 pi), over which a state's codes are coarse: docs/zoo_notes.md.
+        ``"space"``: the observation space's finite bounds (data-calibrated where unbounded), fixed;
+        ``"data"``: the warm-up data's min and max in every dimension, fixed.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
+    :param track_every: ``"track"``: steps between checks of the input range.
+    :param quantile: ``"track"``: the share of states on each side left out of the range (a crash's spin
+        should not cost every other state its input resolution); they are clipped to the range's ends.
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
@@ -60,15 +68,18 @@ class CalibrationConfig:
         LunarLander's updates at step 0, which would calibrate on one state). 0: ``learning_starts`` as given.
     """
 
-    input_range: str = "space"
+    input_range: str = "track"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None
     min_samples: int = 0
+    track_every: int = 1000
+    quantile: float = 0.01
 
     def __post_init__(self) -> None:
         if self.input_range not in INPUT_RANGES:
-            raise ValueError(f"CalibrationConfig.input_range must be 'space' or 'data', got {self.input_range!r}")
+            raise ValueError(f"CalibrationConfig.input_range must be one of {', '.join(INPUT_RANGES)}, "
+                             f"got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
         if self.clip_decay is not None and not 0.0 <= self.clip_decay < 1.0:
@@ -77,6 +88,10 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.clips must be True, False or None, got {self.clips!r}")
         if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 0:
             raise ValueError(f"CalibrationConfig.min_samples must be an integer >= 0, got {self.min_samples!r}")
+        if isinstance(self.track_every, bool) or not isinstance(self.track_every, int) or self.track_every < 1:
+            raise ValueError(f"CalibrationConfig.track_every must be an integer >= 1, got {self.track_every!r}")
+        if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0.0 <= self.quantile < 0.5:
+            raise ValueError(f"CalibrationConfig.quantile must be in [0, 0.5), got {self.quantile!r}")
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:

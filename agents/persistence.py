@@ -75,6 +75,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
         "snn_from_step": model.snn_from_step,
+        "input_range_moves": int(model.input_range_moves), "input_range_checked_at": int(model._range_checked_at),
     }
 
 
@@ -131,6 +132,7 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
         if key in hyper:
             configs[config][field] = hyper.pop(key)
+    configs["calibration"].setdefault("input_range", "space")  # the default of every version that left it out
     return hyper, configs["conversion"], configs["calibration"]
 
 
@@ -182,6 +184,8 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     model.num_timesteps, model._n_updates = meta["num_timesteps"], meta["n_updates"]
     model.num_conversions = meta.get("num_conversions", 0)
     model._calibrated = bool(meta.get("calibrated", False))
+    model.input_range_moves = int(meta.get("input_range_moves", 0))
+    model._range_checked_at = int(meta.get("input_range_checked_at", 0))
     if network is not None:
         model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:

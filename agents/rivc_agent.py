@@ -35,7 +35,7 @@ from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.integer_net import NON_FINITE_OBSERVATION, UNBOUNDED, batch_shape
 from rivc.metrics import ConversionError, UnitShares, network_conversion_error, unit_shares
 from rivc.neurochip import SpikingPolicy, make_backend
-from rivc.qnetwork import check_image_space
+from rivc.qnetwork import check_image_space, observed_range
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
@@ -190,6 +190,8 @@ class RIVC(DQN):
         self.spiking_policy: SpikingPolicy | None = None
         self._calibrated = False
         self.num_conversions = 0
+        self.input_range_moves = 0  # CalibrationConfig(input_range="track"): how often the input range moved
+        self._range_checked_at = 0  # the step of its last check
         self.converted_at_update: int | None = None  # the update count at the last conversion
         policy_kwargs = dict(policy_kwargs or {})
         policy_kwargs.update(quant=self.quant.to_dict(), qat=VARIANTS[variant].qat, target=self.target)
@@ -294,7 +296,8 @@ class RIVC(DQN):
                 )
             return  # acting before any data: the space's bounds and the initial clips serve
         all_dims = self.calibration.input_range == "data"
-        calibrated = [name for name, done in (("input range", all_dims or self.q_network.needs_calibration),
+        fixed_range = all_dims or (not self.tracks_input_range and self.q_network.needs_calibration)
+        calibrated = [name for name, done in (("input range", fixed_range),
                                               ("activation clips", self.q_network.qat and self.calibration.clips)) if done]
         if calibrated and len(obs) < MIN_CALIBRATION_SAMPLES:
             fix = (f"set learning_starts >= {MIN_CALIBRATION_SAMPLES}" if self.learning_starts < MIN_CALIBRATION_SAMPLES
@@ -303,11 +306,53 @@ class RIVC(DQN):
                           f"(learning_starts={self.learning_starts}): ranges from so few states saturate on later "
                           f"ones; {fix}")
         for net in (self.q_net.net, self.q_net_target.net):
-            if net.needs_calibration or all_dims:
+            if self.tracks_input_range:
+                net.move_input_range(*self._tracked_input_range(obs))
+            elif net.needs_calibration or all_dims:
                 net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
             if net.qat and self.calibration.clips:
                 net.calibrate_activation_clips(obs)
         self._calibrated = True
+        self._range_checked_at = self.num_timesteps
+
+    @property
+    def tracks_input_range(self) -> bool:
+        """Whether the input range follows the data: ``input_range="track"``, vector observations, and no range
+        given (``policy_kwargs=dict(obs_range=...)`` is kept as given)."""
+        return (self.calibration.input_range == "track" and not self.q_network.is_image
+                and self.policy_kwargs.get("obs_range") is None)
+
+    def _tracked_input_range(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The input range that ``input_range="track"`` asks of these states: their quantile range, widened by
+        the margin (the data, not the declared space: some environments leave their space)."""
+        return observed_range(obs, self.q_network.obs_dim, self.calibration.margin, self.calibration.quantile)
+
+    def _track_input_range(self) -> None:
+        """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
+        less than half of it (a bit of input resolution lost); the first layer keeps the function, Adam's
+        moments of its weights follow their scale."""
+        due = min(2 * self._range_checked_at, self._range_checked_at + self.calibration.track_every)
+        if not self.tracks_input_range or self.num_timesteps < max(due, 1):
+            return
+        self._range_checked_at = self.num_timesteps
+        obs = self._replay_observations()
+        low, high = self._tracked_input_range(obs)
+        spread_low, spread_high = observed_range(obs, self.q_network.obs_dim, 0.0, self.calibration.quantile)
+        net = self.q_network
+        current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
+        reached = np.any(spread_low < current_low) or np.any(spread_high > current_high)
+        loose = np.any(current_high - current_low > 2 * (high - low))
+        if not (reached or loose):
+            return
+        factor = net.move_input_range(low, high)
+        self.q_net_target.net.move_input_range(low, high)
+        state = self.policy.optimizer.state.get(net.layers[0].weight, {})
+        if "exp_avg" in state:
+            scale = torch.as_tensor(factor, dtype=state["exp_avg"].dtype, device=state["exp_avg"].device)
+            state["exp_avg"].div_(scale)
+            state["exp_avg_sq"].div_(scale * scale)
+        self.input_range_moves += 1
+        self.logger.record("calibration/input_range_moves", self.input_range_moves)
 
     def convert(self, check: bool = False) -> SpikingPolicy:
         """Convert the current Q-network into a spiking policy on the backend (and use it to act); ``check``:
@@ -357,16 +402,18 @@ class RIVC(DQN):
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def _warn_observations_outside(self) -> None:
-        """Once: where observations left the declared space, with the share per dimension."""
-        if self._observed == 0 or not self._outside.any() or self._warned_outside:
+        """Once: where observations left the declared space, with the share per dimension (where the input range is
+        the space's: a range from the data clips at the data's bounds)."""
+        if (self._observed == 0 or not self._outside.any() or self._warned_outside
+                or self.calibration.input_range != "space"):
             return
         self._warned_outside = True
         dims = np.flatnonzero(self._outside)
         shares = ", ".join(f"{d}: {100 * self._outside[d] / self._observed:.1f} %" for d in dims[:8])
         warnings.warn(f"observations left the environment's declared observation space in dimension(s) {shares} of "
                       f"{self._observed} states; the input quantizer clips them to the space's bounds. Declare the "
-                      "range the observations take, or calibrate on data: calibration=CalibrationConfig(input_range="
-                      "'data')")
+                      "range the observations take, or let the range follow the data: calibration=CalibrationConfig("
+                      "input_range='track')")
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
         """SB3's action sampling; the first action after warm-up comes from the converted policy."""
@@ -398,6 +445,7 @@ class RIVC(DQN):
             self.end_warmup()
         if self._float_phase and self.num_timesteps >= self.quantization_delay:
             self._end_quantization_delay()
+        self._track_input_range()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         gap = self.variant_spec.gap_increasing

@@ -81,6 +81,26 @@ def check_image_space(observation_space: spaces.Space) -> tuple[tuple[int, int, 
     return image_layout(observation_space.shape)
 
 
+MAX_RANGE_FACTOR = 1e3  # a range this much narrower than the new one read a constant: its weights are kept
+
+
+def observed_range(observations, obs_dim: int, margin: float, quantile: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Per dimension, the data's range (between its ``quantile`` and ``1 - quantile`` quantiles; 0: its min and
+    max) widened by ``margin`` of its width on each side. Where the quantiles meet (a rare value: a leg's contact
+    flag), the min and max."""
+    obs = np.asarray(observations.cpu() if torch.is_tensor(observations) else observations, dtype=np.float64)
+    obs = obs.reshape(-1, obs_dim)
+    if obs.shape[0] == 0 or not np.all(np.isfinite(obs)):
+        raise ValueError("calibration needs at least one observation and only finite values")
+    lo, hi = obs.min(axis=0), obs.max(axis=0)
+    if quantile > 0:
+        q_lo, q_hi = np.quantile(obs, [quantile, 1.0 - quantile], axis=0)
+        spread = q_hi > q_lo
+        lo, hi = np.where(spread, q_lo, lo), np.where(spread, q_hi, hi)
+    pad = margin * np.maximum(hi - lo, 1e-6)
+    return lo - pad, hi + pad
+
+
 class QuantizedQNetwork(nn.Module):
     """MLP (or CNN on camera frames) mapping observations to Q-values through quantized layers.
 
@@ -235,24 +255,54 @@ class QuantizedQNetwork(nn.Module):
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
 
         The range is the data's min/max widened by ``margin`` of its width on each side; values
-        outside it are clipped at run time. Call once before training and keep it frozen. Camera
-        frames have a fixed range (0..255): nothing to calibrate.
+        outside it are clipped at run time. Call once before training and keep it frozen (or move it with
+        :meth:`move_input_range`). Camera frames have a fixed range (0..255): nothing to calibrate.
         """
         if self.is_image:
             return
-        obs = np.asarray(observations.cpu() if torch.is_tensor(observations) else observations, dtype=np.float64)
-        obs = obs.reshape(-1, self.obs_dim)
-        if obs.shape[0] == 0 or not np.all(np.isfinite(obs)):
-            raise ValueError("calibration needs at least one observation and only finite values")
-        lo, hi = obs.min(axis=0), obs.max(axis=0)
-        pad = margin * np.maximum(hi - lo, 1e-6)
+        lo, hi = observed_range(observations, self.obs_dim, margin)
         mask = np.ones(self.obs_dim, bool) if all_dims else ~self.obs_calibrated.cpu().numpy()
-        low = np.where(mask, lo - pad, self.obs_low.cpu().numpy())
-        high = np.where(mask, hi + pad, self.obs_high.cpu().numpy())
+        self._set_input_range(np.where(mask, lo, self.obs_low.cpu().numpy()),
+                              np.where(mask, hi, self.obs_high.cpu().numpy()))
+
+    def _set_input_range(self, low: np.ndarray, high: np.ndarray) -> None:
         self.obs_low.copy_(torch.as_tensor(low))
         self.obs_high.copy_(torch.as_tensor(high))
         self.obs_calibrated.fill_(True)
         self._refresh_input_quantizer()
+
+    def input_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, offset)`` per input dimension: the first layer reads ``scale * obs + offset`` (about [-1, 1];
+        the input codes round it)."""
+        quantizer = self._input_quantizer  # (dimensions not calibrated yet read 0 * obs - 1)
+        scale = quantizer.inv_step * self._input_step_value
+        offset = (-quantizer.low * quantizer.inv_step - quantizer.zero_point) * self._input_step_value
+        return scale, offset
+
+    def move_input_range(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Quantize the inputs over ``[low, high]`` from now on, keeping the network's function: the first
+        layer's weights and biases absorb the change of the inputs' scale and offset (exact but for the
+        input codes' rounding). Dimensions that had no range yet, or one so narrow that their inputs were
+        constant, keep their weights. Returns each input column's weight factor (an optimiser's moments of those
+        weights scale by its inverse). Vector observations only: frames are read as 0..255."""
+        if self.is_image:
+            raise ValueError("camera frames are read as 0..255 pixels: their input range does not move")
+        low, high = (np.asarray(v, dtype=np.float64).reshape(self.obs_dim) for v in (low, high))
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
+            raise ValueError("a new input range needs finite bounds with high > low in every dimension")
+        old_scale, old_offset = self.input_affine()
+        self._set_input_range(low, high)
+        new_scale, new_offset = self.input_affine()
+        # obs = (x_new - new_offset) / new_scale, so the old input x_old = factor * x_new + shift
+        had_range = (old_scale > 0) & (old_scale < MAX_RANGE_FACTOR * new_scale)  # (a near-empty range read nothing)
+        factor = np.where(had_range, old_scale / new_scale, 1.0)
+        shift = np.where(had_range, old_offset - factor * new_offset, 0.0)
+        first = self.layers[0]
+        with torch.no_grad():  # in place: the version counters that the quantization cache reads count it
+            weight = first.weight.detach().double()
+            first.bias.add_((weight @ torch.as_tensor(shift, device=weight.device)).to(first.bias.dtype))
+            first.weight.mul_(torch.as_tensor(factor, dtype=first.weight.dtype, device=first.weight.device))
+        return factor
 
     def _check_calibrated(self) -> None:
         if self.needs_calibration:

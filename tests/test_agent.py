@@ -136,12 +136,15 @@ def test_a_nan_reward_stops_training_naming_the_reward_and_nothing_non_finite_is
 
 
 def test_observations_outside_the_declared_space_warn_once_with_the_share():
-    model = RIVC("MlpPolicy", BadRewards(gym.make("CartPole-v1"), push=1.0), seed=0, **FAST)  # pole angle bound 0.42
+    pushed = BadRewards(gym.make("CartPole-v1"), push=1.0)  # pole angle bound 0.42
+    model = RIVC("MlpPolicy", pushed, seed=0, calibration=dict(input_range="space"), **FAST)
     with pytest.warns(UserWarning, match=r"dimension\(s\) 2: \d+\.\d % of \d+ states.*clips them"):
         model.learn(400)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.learn(100)  # once
+        # a range that follows the data clips nothing at the declared bounds: nothing to say
+        RIVC("MlpPolicy", pushed, seed=0, calibration=dict(input_range="track"), **FAST).learn(400)
 
 
 def test_load_takes_stable_baselines3_keywords_as_the_rl_zoo_passes_them(tmp_path, capsys):
@@ -391,7 +394,9 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
         assert "clip_decay" not in json.loads(archive.read("rivc.json"))["calibration"]
     for bad, message in ((dict(conversion=dict(every=0)), "every must be an integer >= 1"),
                          (dict(conversion=dict(often=2)), "no field often"),
-                         (dict(calibration=dict(input_range="box")), "'space' or 'data'"),
+                         (dict(calibration=dict(input_range="box")), "one of space, data, track"),
+                         (dict(calibration=dict(track_every=0)), "track_every must be an integer >= 1"),
+                         (dict(calibration=dict(quantile=0.5)), r"quantile must be in \[0, 0.5\)"),
                          (dict(calibration=dict(margin=-1.0)), "margin must be >= 0")):
         with pytest.raises(ValueError, match=message):
             RIVC("MlpPolicy", "CartPole-v1", **bad)
@@ -419,6 +424,88 @@ def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"clip_decay must be None or in \[0, 1\)"):
             RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_decay=bad))
+
+
+def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path):
+    # Acrobot declares loose bounds for its velocities (+-4 pi, +-9 pi): the tracked range follows the states the
+    # agent visits; the target network moves with it; the policy that acts quantizes over the same range
+    model = RIVC("MlpPolicy", "Acrobot-v1", seed=0, calibration=dict(input_range="track", track_every=300),
+                 learning_starts=100, **{k: v for k, v in FAST.items() if k != "learning_starts"})
+    space = model.observation_space
+    model.learn(1500)
+    net, target = model.q_net.net, model.q_net_target.net
+    low, high = net.obs_low.numpy().copy(), net.obs_high.numpy().copy()
+    states = model._replay_observations()
+    width = states.max(axis=0) - states.min(axis=0)
+    assert np.all(low >= states.min(axis=0) - width) and np.all(high <= states.max(axis=0) + width)
+    assert np.all((high - low)[4:] < 0.5 * (space.high - space.low)[4:])  # finer velocity codes than the bounds give
+    np.testing.assert_array_equal(target.obs_low.numpy(), low)
+    np.testing.assert_array_equal(target.obs_high.numpy(), high)
+    checked = model._range_checked_at
+    assert model.input_range_moves >= 1 and checked >= 1200  # checks at 100, 200, 400, 800, then every 300 steps
+    np.testing.assert_array_equal(model.spiking_policy.network.input.low, low)
+    error = model.conversion_error()
+    assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0
+    loaded = RIVC.load(model.save(tmp_path / "track.zip"))
+    assert (loaded.input_range_moves, loaded._range_checked_at) == (model.input_range_moves, checked)
+    np.testing.assert_array_equal(loaded.q_network.obs_high.numpy(), high)
+    # a range grown loose (by hand here) moves back at the next check; Adam's moments follow the weights' scale
+    for each in (net, target):
+        each.move_input_range(low - 4 * (high - low), high + 4 * (high - low))
+    moments = {key: value.clone() for key, value in model.policy.optimizer.state[net.layers[0].weight].items()}
+    moves, model._range_checked_at = model.input_range_moves, 0
+    model._track_input_range()
+    assert model.input_range_moves == moves + 1
+    shrink = torch.as_tensor(9 * (high - low) / (net.obs_high - net.obs_low).numpy(), dtype=torch.float32)
+    assert shrink.min() > 5  # the replay data's range again (as it moved since the last check), the weights shrank
+    state = model.policy.optimizer.state[net.layers[0].weight]
+    torch.testing.assert_close(state["exp_avg"], moments["exp_avg"] * shrink)
+    torch.testing.assert_close(state["exp_avg_sq"], moments["exp_avg_sq"] * shrink**2)
+
+
+def test_a_given_input_range_is_kept_and_track_is_the_default():
+    assert RIVC("MlpPolicy", "CartPole-v1").calibration.input_range == "track"
+    model = RIVC("MlpPolicy", "Acrobot-v1", seed=0, policy_kwargs=dict(obs_range=(-2.0, 2.0)), **FAST)
+    model.learn(FAST["learning_starts"] + 1200)
+    assert not model.tracks_input_range and model.input_range_moves == 0
+    assert model.spiking_policy.network.input.low.tolist() == [-2.0] * 6
+
+
+def test_a_moved_input_range_keeps_the_function():
+    from rivc.qnetwork import QuantizedQNetwork
+
+    space = gym.spaces.Box(-10.0, 10.0, (3,), np.float32)
+    obs = torch.as_tensor(np.random.default_rng(0).uniform(-1, 2, (64, 3)), dtype=torch.float32)  # inside both ranges
+    torch.manual_seed(0)
+    net = QuantizedQNetwork(space, 2, qat=False)
+    before = net(obs).detach()
+    factor = net.move_input_range(np.array([-2.0, -1.0, -4.0]), np.array([2.0, 3.0, 4.0]))
+    np.testing.assert_allclose(factor, [4 / 20, 4 / 20, 8 / 20], rtol=1e-12)  # width before / width after
+    torch.testing.assert_close(net(obs).detach(), before, rtol=1e-5, atol=1e-6)  # the float function is kept
+    assert net.export(calibration_obs=obs).input.high.tolist() == [2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="high > low"):
+        net.move_input_range(np.zeros(3), np.zeros(3))
+    # dimensions with no range yet, or one that read a constant, keep their weights (a factor of 1e6 would swamp
+    # the layer's weight scale)
+    unbounded = QuantizedQNetwork(gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), 2)
+    weight = unbounded.layers[0].weight.detach().clone()
+    unbounded.move_input_range(np.array([-1.0, -1e-7]), np.array([1.0, 1e-7]))
+    torch.testing.assert_close(unbounded.layers[0].weight.detach(), weight)
+    factor = unbounded.move_input_range(np.array([-2.0, 0.0]), np.array([2.0, 1.0]))
+    assert factor.tolist() == [2.0, 1.0]  # a range twice as wide: weights twice as large
+
+
+def test_the_observed_range_leaves_out_rare_values_but_not_a_rare_flag():
+    from rivc.qnetwork import observed_range
+
+    rng = np.random.default_rng(0)
+    speed = np.where(rng.random(2000) < 0.005, 50.0, rng.uniform(-1, 1, 2000))  # a crash's spin now and then
+    contact = (rng.random(2000) < 0.005).astype(float)  # a leg's contact flag, rarely set
+    low, high = observed_range(np.stack([speed, contact], axis=1), 2, margin=0.5, quantile=0.01)
+    assert -2.0 < low[0] < -1.5 and 1.5 < high[0] < 2.0  # the spins are clipped, the rest keeps its resolution
+    assert (low[1], high[1]) == (-0.5, 1.5)  # the flag's quantiles meet at 0: its min and max
+    low, high = observed_range(np.stack([speed, contact], axis=1), 2, margin=0.5)
+    assert high[0] > 50
 
 
 def test_calibrating_on_a_few_observations_warns():
@@ -462,6 +549,13 @@ def test_models_saved_with_flat_settings_still_load(tmp_path):
     assert (loaded.conversion, loaded.calibration) == (model.conversion, model.calibration)
     obs = np.random.default_rng(1).normal(0, 1, (50, 4)).astype(np.float32)
     np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))
+    # a file that leaves the input range out was written when the space's bounds were the default: it keeps them
+    del meta["hyperparameters"]["input_range"]
+    files["rivc.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    assert RIVC.load(path).calibration.input_range == "space"
 
 
 @pytest.mark.parametrize("tau", [1.0, 0.3])
