@@ -608,9 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
     train.add_argument("--input-range", default=None, choices=list(INPUT_RANGES),
-                       help="what the 8-bit input codes span: space (the observation space's bounds, the data where "
-                            "unbounded; default), data (the warm-up's states), track (the replay data's, moved as the "
-                            "policy's states move; docs/zoo_notes.md)")
+                       help="what the input codes span: space (the observation space's bounds, the data's where "
+                            "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "
+                            "range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
     train.add_argument("--timesteps", type=POSITIVE, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

@@ -45,14 +45,14 @@ class ConversionConfig:
 class CalibrationConfig:
     """What the agent calibrates on its data: the input range and the activation clips.
 
-    :param input_range: what the input codes span. ``"track"`` (default): the replay data's range (its
-        ``quantile`` to ``1 - quantile`` quantiles, widened by ``margin``), moved as the policy's states move:
-        checked every ``track_every`` steps (at steps 1, 2, 4, ... before that), moved when the data reach its
-        ends or fill less than half its width, the first layer rescaled so that the network computes the same
-        function (``QuantizedQNetwork.move_input_range``). Many spaces declare loose bounds (LunarLander's
-        velocities +-10, angle +-2 pi), over which a state's codes are coarse: docs/zoo_notes.md.
-        ``"space"``: the observation space's finite bounds (data-calibrated where unbounded), fixed;
-        ``"data"``: the warm-up data's min and max in every dimension, fixed.
+    :param input_range: what the input codes span. ``"space"`` (default): the observation space's finite bounds
+        (data-calibrated where unbounded), fixed. ``"data"``: the warm-up data's min and max in every dimension,
+        fixed. ``"track"``: the replay data's range (its ``quantile`` to ``1 - quantile`` quantiles, widened by
+        ``margin``), moved as the policy's states move: checked every ``track_every`` steps (at steps 1, 2, 4, ...
+        before that), moved when the data reach its ends or fill less than half its width, the first layer
+        rescaled so that the network computes the same function (``QuantizedQNetwork.move_input_range``). It
+        rescues spaces with loose bounds (LunarLander) and fails where the states outgrow the warm-up's (Acrobot:
+        the grown column's weights swamp the layer's 4-bit grid); docs/zoo_notes.md.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
     :param track_every: ``"track"``: steps between checks of the input range.
     :param quantile: ``"track"``: the share of states on each side left out of the range (a crash's spin
@@ -68,7 +68,7 @@ class CalibrationConfig:
         LunarLander's updates at step 0, which would calibrate on one state). 0: ``learning_starts`` as given.
     """
 
-    input_range: str = "track"
+    input_range: str = "space"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None
