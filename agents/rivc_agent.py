@@ -412,8 +412,8 @@ class RIVC(DQN):
         shares = ", ".join(f"{d}: {100 * self._outside[d] / self._observed:.1f} %" for d in dims[:8])
         warnings.warn(f"observations left the environment's declared observation space in dimension(s) {shares} of "
                       f"{self._observed} states; the input quantizer clips them to the space's bounds. Declare the "
-                      "range the observations take, or let the range follow the data: calibration=CalibrationConfig("
-                      "input_range='track')")
+                      "range the observations take (policy_kwargs=dict(obs_range=(low, high))), or take it from the "
+                      "data: calibration=CalibrationConfig(input_range='data')")
 
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
         """SB3's action sampling; the first action after warm-up comes from the converted policy."""
