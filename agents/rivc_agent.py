@@ -35,7 +35,7 @@ from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.integer_net import NON_FINITE_OBSERVATION, UNBOUNDED, batch_shape
 from rivc.metrics import ConversionError, UnitShares, network_conversion_error, unit_shares
 from rivc.neurochip import SpikingPolicy, make_backend
-from rivc.qnetwork import check_image_space, observed_range
+from rivc.qnetwork import check_image_space, observed_range, widened
 from rivc.targets import OPERATORS, gap_increasing_target
 
 
@@ -307,7 +307,7 @@ class RIVC(DQN):
                           f"ones; {fix}")
         for net in (self.q_net.net, self.q_net_target.net):
             if self.tracks_input_range:
-                net.move_input_range(*self._tracked_input_range(obs))
+                net.move_input_range(*widened(*self._data_spread(obs), self.calibration.margin))
             elif net.needs_calibration or all_dims:
                 net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
             if net.qat and self.calibration.clips:
@@ -322,10 +322,10 @@ class RIVC(DQN):
         return (self.calibration.input_range == "track" and not self.q_network.is_image
                 and self.policy_kwargs.get("obs_range") is None)
 
-    def _tracked_input_range(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The input range that ``input_range="track"`` asks of these states: their quantile range, widened by
-        the margin (the data, not the declared space: some environments leave their space)."""
-        return observed_range(obs, self.q_network.obs_dim, self.calibration.margin, self.calibration.quantile)
+    def _data_spread(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``input_range="track"`` finds these states: their quantile range (the data, not the declared
+        space: some environments leave their space); the range asked of them is it widened by the margin."""
+        return observed_range(obs, self.q_network.obs_dim, 0.0, self.calibration.quantile)
 
     def _track_input_range(self) -> None:
         """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
@@ -336,8 +336,8 @@ class RIVC(DQN):
             return
         self._range_checked_at = self.num_timesteps
         obs = self._replay_observations()
-        low, high = self._tracked_input_range(obs)
-        spread_low, spread_high = observed_range(obs, self.q_network.obs_dim, 0.0, self.calibration.quantile)
+        spread_low, spread_high = self._data_spread(obs)
+        low, high = widened(spread_low, spread_high, self.calibration.margin)
         net = self.q_network
         current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
         reached = np.any(spread_low < current_low) or np.any(spread_high > current_high)

@@ -97,8 +97,13 @@ def observed_range(observations, obs_dim: int, margin: float, quantile: float = 
         q_lo, q_hi = np.quantile(obs, [quantile, 1.0 - quantile], axis=0)
         spread = q_hi > q_lo
         lo, hi = np.where(spread, q_lo, lo), np.where(spread, q_hi, hi)
-    pad = margin * np.maximum(hi - lo, 1e-6)
-    return lo - pad, hi + pad
+    return widened(lo, hi, margin)
+
+
+def widened(low: np.ndarray, high: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``[low, high]`` widened by ``margin`` of its width on each side (an empty range by ``margin`` of 1e-6)."""
+    pad = margin * np.maximum(high - low, 1e-6)
+    return low - pad, high + pad
 
 
 class QuantizedQNetwork(nn.Module):
