@@ -132,7 +132,6 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
         if key in hyper:
             configs[config][field] = hyper.pop(key)
-    configs["calibration"].setdefault("input_range", "space")  # the default of every version that left it out
     return hyper, configs["conversion"], configs["calibration"]
 
 

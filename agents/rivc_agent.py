@@ -305,9 +305,10 @@ class RIVC(DQN):
             warnings.warn(f"RIVC calibrates its {' and '.join(calibrated)} on {len(obs)} observation(s) "
                           f"(learning_starts={self.learning_starts}): ranges from so few states saturate on later "
                           f"ones; {fix}")
+        tracked = widened(*self._data_spread(obs), self.calibration.margin) if self.tracks_input_range else None
         for net in (self.q_net.net, self.q_net_target.net):
-            if self.tracks_input_range:
-                net.move_input_range(*widened(*self._data_spread(obs), self.calibration.margin))
+            if tracked is not None:
+                net.move_input_range(*tracked)
             elif net.needs_calibration or all_dims:
                 net.calibrate_input_range(obs, margin=self.calibration.margin, all_dims=all_dims)
             if net.qat and self.calibration.clips:
