@@ -84,8 +84,8 @@ def _quant_config(args: argparse.Namespace):
 RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train --resume` continues from
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
-                "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "clip_decay",
-                "input_range")
+                "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
+                "clip_decay", "input_range")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -104,6 +104,8 @@ def _new_model(args: argparse.Namespace, env):
     options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
                                       ("quantization_delay", args.quantization_delay),
                                       ("learning_rate", args.learning_rate)) if v is not None})
+    if args.max_learning_rate is not None:  # "none": no cap
+        options["max_learning_rate"] = None if args.max_learning_rate == "none" else args.max_learning_rate
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
     if args.clip_decay is not None:
         try:
@@ -236,6 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "ms_per_action": round(result.ms_per_action, 3),
             "final_return_mean": None if final is None else final.mean_return,
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
+            "learning_rate": {"given": float(model.lr_schedule(1.0)), "max": model.max_learning_rate},
             "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
                             "moves": model.input_range_moves} if not model.q_network.is_image else None,
         }
@@ -548,6 +551,12 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
     return parse
 
 
+def real_or_none(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """:func:`real`, or ``"none"`` (returned as it is)."""
+    number = real(low, high, low_open, high_open)
+    return lambda text: "none" if text.strip().lower() == "none" else number(text)
+
+
 def bit_widths(text: str) -> tuple[int, ...]:
     """An argparse type: bit widths separated by commas."""
     try:
@@ -604,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")
+    train.add_argument("--max-learning-rate", type=real_or_none(0.0, low_open=True), default=None, metavar="RATE|none",
+                       help="the largest rate of quantization-aware training: a higher one is capped (default 1e-3, "
+                            "the rate RIVC's defaults were tuned at; docs/zoo_notes.md); none: the given rate as it is")
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")

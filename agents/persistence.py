@@ -34,9 +34,10 @@ READABLE_VERSIONS = (2, 3)
 
 # RIVC's own settings and the DQN hyperparameters a saved model keeps (train_freq apart: SB3 wraps it)
 HYPERPARAMETERS = (
-    "variant", "target", "alpha", "gap_clip", "quantization_delay", "beta", "operator", "exploration", "learning_rate",
-    "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "target_update_interval", "exploration_fraction",
-    "exploration_initial_eps", "exploration_final_eps", "max_grad_norm", "gradient_steps",
+    "variant", "target", "alpha", "gap_clip", "quantization_delay", "max_learning_rate", "beta", "operator",
+    "exploration", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
+    "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
+    "max_grad_norm", "gradient_steps",
 )
 SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch")
 
@@ -127,6 +128,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any], IntegerNetwork | 
 def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(hyperparameters, conversion, calibration)`` of a saved model, of either readable version."""
     hyper = dict(meta["hyperparameters"])
+    hyper.setdefault("max_learning_rate", None)  # saved before the cap existed: trained (and go on) uncapped
     configs: dict[str, dict[str, Any]] = {"conversion": dict(meta.get("conversion", {})),
                                           "calibration": dict(meta.get("calibration", {}))}
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat

@@ -9,11 +9,13 @@ callbacks, progress bar); ``train`` and ``predict`` are overridden so that the l
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
 from contextlib import nullcontext
 from dataclasses import replace
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
+from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 from threadpoolctl import threadpool_limits
 
@@ -40,6 +43,7 @@ from rivc.targets import OPERATORS, gap_increasing_target
 
 
 MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
+DEFAULT_MAX_LEARNING_RATE = 1e-3  # QAT's largest learning rate: the one RIVC's defaults were tuned at
 
 
 def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
@@ -75,6 +79,10 @@ class RIVC(DQN):
         float network (the same weights, unquantized) is trained on the variant's target and acts; then the clips
         start at its activations' maxima and the SNN takes over (``snn_from_step``). 0 (default): the SNN acts from
         the end of warm-up, as the paper's loop.
+    :param max_learning_rate: the largest learning rate of quantization-aware training: a higher ``learning_rate``
+        (or a schedule's value) is capped while the network trains quantized, with a warning. 1e-3 (default): the
+        rate RIVC's defaults were tuned at (why a cap: docs/zoo_notes.md). ``None``: the given rate as it is. Float
+        networks (``fpnn``, ``naive``, the float phase of a quantization delay) are not capped.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
@@ -103,6 +111,7 @@ class RIVC(DQN):
         alpha: float = 0.9,
         gap_clip: float | None = None,
         quantization_delay: int = 0,
+        max_learning_rate: float | None = DEFAULT_MAX_LEARNING_RATE,
         beta: float = 10.0,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
@@ -145,6 +154,9 @@ class RIVC(DQN):
         if quantization_delay and not (VARIANTS[variant].qat and VARIANTS[variant].snn_acts):
             raise ValueError(f"quantization_delay delays quantization-aware training; variant {variant!r} has none: "
                              "leave it 0")
+        if max_learning_rate is not None and (isinstance(max_learning_rate, bool) or not isinstance(max_learning_rate, Real)
+                                              or not 0 < max_learning_rate < math.inf):
+            raise ValueError(f"max_learning_rate must be a finite number > 0 (or None: no cap), got {max_learning_rate!r}")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
         if operator not in OPERATORS:
@@ -168,6 +180,11 @@ class RIVC(DQN):
         self.alpha, self.beta, self.operator, self.exploration = float(alpha), float(beta), operator, exploration
         self.gap_clip = None if gap_clip is None else float(gap_clip)
         self.quantization_delay = quantization_delay
+        self.max_learning_rate = None if max_learning_rate is None else float(max_learning_rate)
+        given = learning_rate(1.0) if callable(learning_rate) else learning_rate
+        if _init_setup_model and VARIANTS[variant].qat and max_learning_rate is not None and given > max_learning_rate:
+            warnings.warn(f"RIVC trains its quantized network at learning_rate {max_learning_rate:g} (given {given:g}): "
+                          "max_learning_rate caps it; pass max_learning_rate=None to train at the given rate", stacklevel=2)
         self.snn_from_step: int | None = None  # the step at which the SNN took over from the float network
         self._float_phase = quantization_delay > 0
         self.conversion = as_config(conversion, ConversionConfig)
@@ -240,6 +257,15 @@ class RIVC(DQN):
             net.qat = self.variant_spec.qat and not self._float_phase  # (a model saved inside the delay loads in it)
         if self.snn_acting and not self.q_network.needs_calibration and self.variant_spec.qat:
             self.convert()
+
+    def _update_learning_rate(self, optimizers) -> None:
+        """SB3's schedule, capped at ``max_learning_rate`` while the network trains quantized (logged as used)."""
+        rate = self.lr_schedule(self._current_progress_remaining)
+        if self.max_learning_rate is not None and self.q_network.qat:
+            rate = min(rate, self.max_learning_rate)
+        self.logger.record("train/learning_rate", rate)
+        for optimizer in optimizers if isinstance(optimizers, list) else [optimizers]:
+            update_learning_rate(optimizer, rate)
 
     # -- networks -------------------------------------------------------------------------------
     @property

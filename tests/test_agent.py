@@ -609,6 +609,49 @@ def test_the_gap_clip_reaches_the_target_and_is_checked(monkeypatch):
             RIVC("MlpPolicy", "CartPole-v1", gap_clip=bad)
 
 
+def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_cap_is_saved(tmp_path):
+    import json
+    import zipfile
+
+    with pytest.warns(UserWarning, match=r"learning_rate 0.001 \(given 0.0023\): max_learning_rate caps it"):
+        model = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=2.3e-3, **FAST)
+    model.learn(300)
+    assert model.policy.optimizer.param_groups[0]["lr"] == 1e-3 == model.logger.name_to_value["train/learning_rate"]
+    assert model.learning_rate == 2.3e-3  # the given rate is kept (and saved) as given
+    uncapped = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=2.3e-3, max_learning_rate=None, **FAST)
+    uncapped.learn(300)
+    assert uncapped.policy.optimizer.param_groups[0]["lr"] == 2.3e-3
+    schedule = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=lambda progress: 4e-4 + 2e-3 * progress, **FAST)
+    schedule.learn(300)
+    for progress, rate in ((1.0, 1e-3), (0.5, 1e-3), (0.2, 8e-4), (0.0, 4e-4)):  # capped where it is above the cap
+        schedule._current_progress_remaining = progress
+        schedule._update_learning_rate(schedule.policy.optimizer)
+        assert schedule.policy.optimizer.param_groups[0]["lr"] == pytest.approx(rate)
+    float_network = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="fpnn", learning_rate=2.3e-3, **FAST)
+    float_network.learn(300)
+    assert float_network.policy.optimizer.param_groups[0]["lr"] == 2.3e-3  # float networks are not capped
+    delayed = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=2.3e-3, quantization_delay=10_000, **FAST)
+    delayed.learn(300)
+    assert delayed.policy.optimizer.param_groups[0]["lr"] == 2.3e-3  # nor is the float phase of a delay
+    loaded = RIVC.load(model.save(tmp_path / "model"), env="CartPole-v1")
+    assert (loaded.max_learning_rate, loaded.learning_rate) == (1e-3, 2.3e-3)
+    loaded.learn(300, reset_num_timesteps=False)
+    assert loaded.policy.optimizer.param_groups[0]["lr"] == 1e-3
+    path = model.save(tmp_path / "legacy")  # saved before the cap existed: it goes on uncapped
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    del meta["hyperparameters"]["max_learning_rate"]
+    files["rivc.json"] = json.dumps(meta).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    assert RIVC.load(path).max_learning_rate is None
+    for bad in (0, -1e-3, True, float("nan"), float("inf"), "1e-3"):
+        with pytest.raises(ValueError, match="max_learning_rate must be a finite number > 0"):
+            RIVC("MlpPolicy", "CartPole-v1", max_learning_rate=bad)
+
+
 def test_quant_dicts_may_leave_out_defaults_and_name_no_unknown_key():
     model = RIVC("MlpPolicy", "CartPole-v1", quant={"weight_bits": 8, "activation_bits": 8}, **FAST)
     assert (model.q_network.config.weight_bits, model.q_network.config.input_bits) == (8, 8)
