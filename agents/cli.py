@@ -238,7 +238,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "ms_per_action": round(result.ms_per_action, 3),
             "final_return_mean": None if final is None else final.mean_return,
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
-            "learning_rate": {"given": float(model.lr_schedule(1.0)), "max": model.max_learning_rate},
+            "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
+                              "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
                             "moves": model.input_range_moves} if not model.q_network.is_image else None,
         }
@@ -554,7 +555,15 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
 def real_or_none(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
     """:func:`real`, or ``"none"`` (returned as it is)."""
     number = real(low, high, low_open, high_open)
-    return lambda text: "none" if text.strip().lower() == "none" else number(text)
+
+    def parse(text: str) -> float | str:
+        if text.strip().lower() == "none":
+            return "none"
+        try:
+            return number(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (or 'none')") from None
+    return parse
 
 
 def bit_widths(text: str) -> tuple[int, ...]:

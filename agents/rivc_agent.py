@@ -81,8 +81,8 @@ class RIVC(DQN):
         the end of warm-up, as the paper's loop.
     :param max_learning_rate: the largest learning rate of quantization-aware training: a higher ``learning_rate``
         (or a schedule's value) is capped while the network trains quantized, with a warning. 1e-3 (default): the
-        rate RIVC's defaults were tuned at (why a cap: docs/zoo_notes.md). ``None``: the given rate as it is. Float
-        networks (``fpnn``, ``naive``, the float phase of a quantization delay) are not capped.
+        rate RIVC's defaults were tuned at (why a cap: docs/zoo_notes.md). ``None``: the given rate as it is. Networks
+        trained in float (the variants without QAT, the float phase of a quantization delay) are not capped.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
@@ -258,7 +258,7 @@ class RIVC(DQN):
         if self.snn_acting and not self.q_network.needs_calibration and self.variant_spec.qat:
             self.convert()
 
-    def _update_learning_rate(self, optimizers) -> None:
+    def _update_learning_rate(self, optimizers: list[torch.optim.Optimizer] | torch.optim.Optimizer) -> None:
         """SB3's schedule, capped at ``max_learning_rate`` while the network trains quantized (logged as used)."""
         rate = self.lr_schedule(self._current_progress_remaining)
         if self.max_learning_rate is not None and self.q_network.qat:

@@ -16,12 +16,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 RECORDS = ROOT / "docs" / "results" / "input_scale"
 PROBES = {
     "dqn-normalised": "SB3 DQN, inputs mapped to [-1, 1] over the space's bounds (RIVC's float input)",
     "fpnn-near-raw": "RIVC's float loop (fpnn), input range -1.2..1.2: the observations at about their own scale",
 }
-EPISODES, EVAL_SEED = 20, 1000
 
 
 def make_env(env_id: str, probe: str):
@@ -38,12 +38,13 @@ def make_env(env_id: str, probe: str):
 
 
 def run_one(env_id: str, probe: str, seed: int) -> dict:
-    import numpy as np
     import torch
     from stable_baselines3 import DQN
 
+    from benchmarks.zoo import EVAL_EPISODES, EVAL_SEED
     from rivc.agents import RIVC
     from rivc.agents.hyperparams import zoo_hyperparams
+    from rivc.agents.rollout import rollout
 
     torch.set_num_threads(1)
     zoo = zoo_hyperparams(env_id)
@@ -54,17 +55,9 @@ def run_one(env_id: str, probe: str, seed: int) -> dict:
         kwargs["policy_kwargs"] = dict(kwargs.get("policy_kwargs", {}), obs_range=[-1.2, 1.2])
         model = RIVC("MlpPolicy", make_env(env_id, probe), seed=seed, variant="fpnn", **kwargs)
     model.learn(zoo.timesteps)
-    env, returns = make_env(env_id, probe), []
-    for episode in range(EPISODES):
-        obs, _ = env.reset(seed=EVAL_SEED + episode)
-        done, total = False, 0.0
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
+    final = rollout(model, make_env(env_id, probe), EVAL_EPISODES, seed=EVAL_SEED)
     return {"env_id": env_id, "probe": probe, "about": PROBES[probe], "seed": seed, "timesteps": zoo.timesteps,
-            "final_return": float(np.mean(returns))}
+            "kwargs": kwargs, "final_return": float(final.mean_return)}
 
 
 def seeds(text: str) -> list[int]:

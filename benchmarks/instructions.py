@@ -9,8 +9,8 @@ the difference over ``n`` is the cost of one call, interpreter start and imports
 
 The exact path's int8 matrix product is switched off here (``rivc.fast_path.INT8_PRODUCTS``): valgrind emulates
 no AVX-512, and under it torch's int8 product falls back to a scalar loop whose count says nothing of the VNNI
-kernel that runs natively (about 9.5 M of 15.6 M instructions per 2x64 training step). The float32 product
-(exact on these codes, the path of CPUs without int8 products) stands in: both are BLAS-style kernels.
+kernel that runs natively (docs/INSTRUCTIONS.md). The float32 product (exact on these codes, the path of CPUs
+without int8 products) stands in.
 """
 
 from __future__ import annotations

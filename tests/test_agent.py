@@ -627,13 +627,19 @@ def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_
         schedule._current_progress_remaining = progress
         schedule._update_learning_rate(schedule.policy.optimizer)
         assert schedule.policy.optimizer.param_groups[0]["lr"] == pytest.approx(rate)
-    float_network = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant="fpnn", learning_rate=2.3e-3, **FAST)
-    float_network.learn(300)
-    assert float_network.policy.optimizer.param_groups[0]["lr"] == 2.3e-3  # float networks are not capped
-    delayed = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=2.3e-3, quantization_delay=10_000, **FAST)
+    for variant in ("fpnn", "naive"):  # networks trained in float are not capped
+        float_network = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, learning_rate=2.3e-3, **FAST)
+        float_network.learn(300)
+        assert float_network.policy.optimizer.param_groups[0]["lr"] == 2.3e-3
+    with pytest.warns(UserWarning, match="max_learning_rate caps it"):
+        delayed = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_rate=2.3e-3, quantization_delay=400, **FAST)
     delayed.learn(300)
     assert delayed.policy.optimizer.param_groups[0]["lr"] == 2.3e-3  # nor is the float phase of a delay
-    loaded = RIVC.load(model.save(tmp_path / "model"), env="CartPole-v1")
+    delayed.learn(300, reset_num_timesteps=False)
+    assert delayed.snn_acting and delayed.policy.optimizer.param_groups[0]["lr"] == 1e-3  # QAT after it is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loading says nothing: the warning was the constructor's
+        loaded = RIVC.load(model.save(tmp_path / "model"), env="CartPole-v1")
     assert (loaded.max_learning_rate, loaded.learning_rate) == (1e-3, 2.3e-3)
     loaded.learn(300, reset_num_timesteps=False)
     assert loaded.policy.optimizer.param_groups[0]["lr"] == 1e-3
@@ -650,6 +656,15 @@ def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_
     for bad in (0, -1e-3, True, float("nan"), float("inf"), "1e-3"):
         with pytest.raises(ValueError, match="max_learning_rate must be a finite number > 0"):
             RIVC("MlpPolicy", "CartPole-v1", max_learning_rate=bad)
+
+
+def test_at_or_below_the_cap_training_is_bit_for_bit_as_without_it():
+    weights = []
+    for cap in (1e-3, None):
+        model = RIVC("MlpPolicy", "CartPole-v1", seed=3, learning_rate=1e-3, max_learning_rate=cap, **FAST)
+        model.learn(800)
+        weights.append([p.detach().clone() for p in model.policy.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
 def test_quant_dicts_may_leave_out_defaults_and_name_no_unknown_key():

@@ -18,12 +18,23 @@ def test_train_evaluate_convert(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["conversions"] > 0 and summary["eval_episodes"] == 2
     assert summary["hyperparams"] == tuned_hyperparams("CartPole-v1")  # the task's tuned values by default
+    assert summary["learning_rate"] == {"given": 1e-3, "max": 1e-3}
 
     assert main(["evaluate", str(out), "--episodes", "2"]) == 0
     assert "CartPole-v1: SNN policy return" in capsys.readouterr().out
     assert main(["convert", str(out), "--episodes", "2"]) == 0
     printed = capsys.readouterr().out
     assert "identical actions to the training-time policy 100.00 %" in printed and "greedy agreement" in printed
+
+
+def test_train_records_the_learning_rate_cap_and_none_lifts_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--timesteps", "300", "--out", str(out), "--eval-episodes", "1", "--learning-rate", "2e-3",
+                 "--max-learning-rate", "none", "--eval-freq", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["learning_rate"] == {"given": 2e-3, "max": None} and summary["hyperparams"]["max_learning_rate"] is None
+    model = RIVC.load(out / "model.zip")
+    assert (model.max_learning_rate, model.learning_rate) == (None, 2e-3)
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path):
