@@ -20,7 +20,8 @@ sys.path.insert(0, str(ROOT))
 RECORDS = ROOT / "docs" / "results" / "input_scale"
 PROBES = {
     "dqn-normalised": "SB3 DQN, inputs mapped to [-1, 1] over the space's bounds (RIVC's float input)",
-    "fpnn-near-raw": "RIVC's float loop (fpnn), input range -1.2..1.2: the observations at about their own scale",
+    "fpnn-near-raw": "RIVC's float loop (fpnn), input range -1.2..1.2 (MountainCar's states at about their own scale; "
+                     "another task's may be clipped)",
 }
 
 
