@@ -236,8 +236,10 @@ class RIVC(DQN):
         range is known converts at once; one with unbounded inputs at the end of warm-up."""
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
-        self._space_bounds = None  # the declared space's finite bounds (vector observations): leaving them is noted
-        if not self.q_network.is_image:
+        # the declared space's finite bounds where they are the input range: states that leave them are counted (a
+        # range from the data clips at the data's bounds instead)
+        self._space_bounds = None
+        if not self.q_network.is_image and self.calibration.input_range == "space":
             space = self.observation_space
             bounded = np.isfinite(space.low) & np.isfinite(space.high) & (np.abs(space.low) < UNBOUNDED) & (
                 np.abs(space.high) < UNBOUNDED)
@@ -429,10 +431,8 @@ class RIVC(DQN):
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def _warn_observations_outside(self) -> None:
-        """Once: where observations left the declared space, with the share per dimension (where the input range is
-        the space's: a range from the data clips at the data's bounds)."""
-        if (self._observed == 0 or not self._outside.any() or self._warned_outside
-                or self.calibration.input_range != "space"):
+        """Once: where observations left the declared space (the input range), with the share per dimension."""
+        if self._observed == 0 or not self._outside.any() or self._warned_outside:
             return
         self._warned_outside = True
         dims = np.flatnonzero(self._outside)
