@@ -241,7 +241,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
-                            "moves": model.input_range_moves} if not model.q_network.is_image else None,
+                            "moves": model.input_range_moves, "first_layer_units": model.q_network.input_units}
+            if not model.q_network.is_image else None,
         }
         atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
         logger.close()  # (TensorBoard's writer flushes in its thread: a failure there is checked next)

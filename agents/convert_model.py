@@ -140,21 +140,13 @@ def _input_range(space: spaces.Box, states: np.ndarray) -> tuple[np.ndarray, np.
     return probe.obs_low.numpy(), probe.obs_high.numpy()
 
 
-def _fold_into(net: QuantizedQNetwork, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-    """Copy the float network into ``net``, folding ``net``'s input normalisation (``x = a * obs + c`` per
-    dimension, the float network saw raw observations) into the first layer: ``W' = W / a``, ``b' = b - W' c``."""
-    quantizer = net.input_quantizer()
-    scale = quantizer.inv_step / quantizer.zero_point
-    offset = (-quantizer.low * quantizer.inv_step - quantizer.zero_point) / quantizer.zero_point
-    weight0, bias0 = (t.double().numpy() for t in layers[0])
-    constant = scale == 0  # an empty range: the input is the constant ``low``
-    folded = np.where(constant, 0.0, weight0 / np.where(constant, 1.0, scale))
-    bias = bias0 - folded @ offset + weight0[:, constant] @ quantizer.low[constant]
+def _copy_into(net: QuantizedQNetwork, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Copy the float network into ``net``: its first layer is in the observation's units, as the float network's
+    (the input range is folded in where ``net`` quantizes it)."""
     with torch.no_grad():
-        for i, (linear, (weight, b)) in enumerate(zip(net.linears, layers)):
-            linear.weight.copy_(torch.as_tensor(folded) if i == 0 else weight)
-            linear.bias.copy_(torch.as_tensor(bias) if i == 0 else b)
-    net.clear_quantization_cache()
+        for linear, (weight, bias) in zip(net.linears, layers):
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
 
 
 def _visited_states(layers, env: gym.Env, episodes: int, seed: int):
@@ -192,7 +184,7 @@ def convert_float_model(
     net = QuantizedQNetwork(env.observation_space, int(env.action_space.n), quant or QuantConfig(),
                             hidden_sizes=[w.shape[0] for w, _ in layers[:-1]], qat=False, target=target,
                             obs_range=_input_range(env.observation_space, states))
-    _fold_into(net, layers)
+    _copy_into(net, layers)
     network = net.export(calibration_obs=states)
     policy = make_backend(backend).convert(network)
     snn = rollout(policy, env, episodes, seed=seed)
@@ -241,7 +233,7 @@ def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFA
                  policy_kwargs={"net_arch": [w.shape[0] for w, _ in layers[:-1]],
                                 "obs_range": _input_range(env.observation_space, states)})
     for net in (model.q_net.net, model.q_net_target.net):
-        _fold_into(net, layers)
+        _copy_into(net, layers)
         net.calibrate_activation_clips(states)
     model.convert()  # the SNN that acts from the first step is the folded network's
     model.learn(timesteps)

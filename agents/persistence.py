@@ -39,7 +39,7 @@ HYPERPARAMETERS = (
     "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
     "max_grad_norm", "gradient_steps",
 )
-SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch")
+SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch", "input_units")
 
 
 def _space_to_json(space: spaces.Box) -> dict[str, Any]:
@@ -62,6 +62,8 @@ def metadata(model: RIVC) -> dict[str, Any]:
         policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
     if policy_kwargs.get("conv_arch") is not None:
         policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
+    if not model.q_network.is_image:  # the network's own (a legacy one loaded keeps "normalised")
+        policy_kwargs["input_units"] = model.q_network.input_units
     env_id = None
     if model.env is not None:  # (get_attr: DummyVecEnv and SubprocVecEnv alike)
         spec = model.env.get_attr("spec", indices=0)[0]

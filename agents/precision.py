@@ -127,11 +127,17 @@ def hessian_traces(model, data: Transitions, samples: int = 32, seed: int = 0) -
     return [trace / w.numel() for trace, w in zip(traces, weights)]
 
 
-def weight_error(weight: torch.Tensor, bits: int) -> float:
-    """``||Q(W) - W||^2`` of the layer's per-channel symmetric quantization at ``bits``."""
-    w = weight.detach().cpu().numpy().reshape(weight.shape[0], -1)
+def weight_error(net: QuantizedQNetwork, i: int, bits: int) -> float:
+    """``||Q(W) - W||^2`` of layer ``i``'s per-channel symmetric quantization at ``bits``, in its parameters' units
+    (those of the Hessian trace): a first layer in the observation's units is quantized with the input range folded
+    in, and its error scaled back."""
+    weight, bias = (p.detach().cpu().numpy() for p in (net.layers[i].weight, net.layers[i].bias))
+    w, units = weight.reshape(weight.shape[0], -1), 1.0
+    if i == 0 and net.folds_input_range:
+        w, _ = net._fold_input_range(w, bias)
+        units = net.input_affine()[0]  # W' = W * scale, per input column
     codes, scale = weight_codes(w, bits)
-    return float(((codes * scale - w) ** 2).sum())
+    return float((((codes * scale - w) * units) ** 2).sum())
 
 
 def layer_options(net: QuantizedQNetwork, widths: tuple[int, ...] | None) -> list[list[LayerBits]]:
@@ -195,7 +201,7 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
                                  layers=tuple(bits if j == i else b for j, b in enumerate(trained.layers)))
             if bits != trained.layers[i] and _accepted(net, config):
                 alone[str(bits)] = agreement_of(config)
-        omega = {b.weight_bits: traces[i] * weight_error(layer.weight, b.weight_bits)
+        omega = {b.weight_bits: traces[i] * weight_error(net, i, b.weight_bits)
                  for b in options[i] if b.activation_bits in (None, trained.layers[i].activation_bits)}
         table.append(LayerSensitivity(i, layer.weight.numel(), str(trained.layers[i]), traces[i], omega, alone))
     # cheapest first; at equal memory (activation widths cost no parameter memory) the widest activations first

@@ -23,7 +23,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,18 @@ FIRST8 = ("quant", {"layers": [[8, 4], [4, 4], [4, None]]})  # 8-bit first-layer
 # range that follows the data, 8 bits and AKD1000, then the controls that asked why LunarLander failed (the target,
 # the input range, the widths, the quantization delay, the gap term's clip). Records of earlier code are in
 # docs/results/zoo/archive-2026-11/ and archive-2026-12-05-fused-adam/.
-TASKS = (
+DEFAULT_TASKS = (
     Task("CartPole-v1", "zoo"),
     Task("LunarLander-v3", "zoo"),
     Task("rivc/ArmReach-v0", "tuned", 60_000),
     Task("rivc/MobileReach-v0", "tuned", 60_000),
     Task("Acrobot-v1", "zoo"),
     Task("MountainCar-v0", "zoo"),  # held out too: the Zoo's rate (4e-3) is above RIVC's cap
+)
+# the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as before rivc
+# 0.14: RIVC's defaults then, and every probe below ran so
+NORMALISED = ("policy_kwargs", {"input_units": "normalised"})
+PROBES = (
     Task("CartPole-v1", "zoo", tag="track", rivc_extra=(TRACK, NOCAP)),
     Task("LunarLander-v3", "zoo", tag="track", rivc_extra=(TRACK,)),
     Task("rivc/ArmReach-v0", "tuned", 60_000, tag="track", rivc_extra=(TRACK,)),
@@ -121,6 +126,11 @@ TASKS = (
     Task("LunarLander-v3", "zoo", tag="first8", rivc_extra=(FIRST8,)),
     Task("CartPole-v1", "zoo", tag="first8", rivc_extra=(FIRST8,)),
 )
+TASKS = (
+    *DEFAULT_TASKS,
+    *(replace(task, tag="normalised", rivc_extra=(NORMALISED,)) for task in DEFAULT_TASKS),
+    *(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED)) for task in PROBES),
+)
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,14 @@ RIVC_DQN_SETTINGS = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts
                          exploration_final_eps=0.02, max_grad_norm=10.0)
 
 
+def extra_settings(task: Task) -> dict[str, Any]:
+    """A probe's RIVC settings on top of the task's, in order; ``policy_kwargs`` add to each other's."""
+    extra: dict[str, Any] = {}
+    for key, value in task.rivc_extra:
+        extra[key] = {**extra.get(key, {}), **value} if key == "policy_kwargs" else value
+    return extra
+
+
 def task_name(task: Task) -> str:
     return f"{task.env_id}:{task.settings}" + (f":{task.tag}" if task.tag else "")
 
@@ -165,7 +183,8 @@ def grid(tasks: list[str] | None = None) -> list[RunSpec]:
         if tasks and task_name(task) not in tasks:
             continue
         rivc_kwargs, dqn_kwargs, timesteps = task_settings(task)
-        rivc_kwargs.update(dict(task.rivc_extra))
+        for key, value in extra_settings(task).items():  # policy_kwargs add to the settings' (the Zoo's net_arch stays)
+            rivc_kwargs[key] = {**rivc_kwargs.get(key, {}), **value} if key == "policy_kwargs" else value
         for seed in task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
                 runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True),
@@ -339,7 +358,7 @@ def report(runs: list[RunSpec]) -> Path:
         fails = f"{sum(map(failed, rivc))} / {sum(map(failed, dqn))}" + (
             f" (RIVC alone: seeds {', '.join(map(str, rivc_only))})" if rivc_only else "")
         throughput = np.mean([r["steps_per_second"] for r in rivc]) / np.mean([r["steps_per_second"] for r in dqn])
-        settings = task.settings + (f", control `{task.tag}`: RIVC {dict(task.rivc_extra)}" if task.tag else "")
+        settings = task.settings + (f", control `{task.tag}`: RIVC {extra_settings(task)}" if task.tag else "")
         lines.append(f"| {task.env_id} | {settings} | {rivc[0]['timesteps']} | {len(rivc)} / {len(dqn)} | "
                      f"{cell(rivc)} | {cell(dqn)} | {ratio} | {curve_mean(rivc):.1f} / {curve_mean(dqn):.1f} | {fails} | "
                      f"{success(rivc)} | {success(dqn)} | "

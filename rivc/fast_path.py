@@ -160,7 +160,8 @@ class _DenseSurrogate(torch.autograd.Function):
     b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
     go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
     to the clip where ``z >= clip``), with ``z`` the exact pre-activation ``acc * scale`` (``pact_masks``). In
-    numpy, as the forward. The same gradients as the general path's estimators (``straight_through``,
+    numpy, as the forward. A first layer in the observation's units reads the observations the codes stand for, its
+    own weights (their gradients are the folded layer's). The same gradients as the general path's estimators (``straight_through``,
     ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
@@ -205,7 +206,8 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
         clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
         quantized = net.quantize_layer(i, step, clip_value)
         if surrogate:
-            inputs.append(np.multiply(codes, step, dtype=np.float32))  # exact in float32, rounded once: (codes * step)
+            # exact in float32, rounded once (codes * step); the first layer's input in its weights' units
+            inputs.append(net._surrogate_input(codes, step) if i == 0 else np.multiply(codes, step, dtype=np.float32))
             layers.append(quantized)
         acc = quantized.accumulate(codes)
         if i == last:

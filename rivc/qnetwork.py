@@ -57,6 +57,9 @@ class _Snapshot:
 DEFAULT_HIDDEN_SIZES = (64, 64)  # dense hidden layers of an MLP (SB3's DQN default)
 DEFAULT_CONV_HIDDEN_SIZES = (64,)  # dense hidden layers after conv layers
 INITIAL_ACTIVATION_CLIP = 2.0  # PACT clips before calibration (or for conv nets, where calibration does not set them)
+#: the units a vector network's first-layer weights are trained in: "observation" (the observation's own, as a float
+#: DQN trains them) or "normalised" (the input codes' scale, about [-1, 1] over the input range: before rivc 0.14)
+INPUT_UNITS = ("observation", "normalised")
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -116,9 +119,14 @@ class QuantizedQNetwork(nn.Module):
     network (the baselines' FPNN), exported by post-training quantization for the same target.
     ``target``: the chip (:data:`rivc.chip.TARGETS`); a network it cannot run is refused here.
 
-    Vector inputs are normalised to about ``[-1, 1]`` over an observation range: the space's finite
+    Vector inputs are quantized to codes over an observation range: the space's finite
     bounds, ``obs_range=(low, high)``, or, for unbounded dimensions, a range set by
-    :meth:`calibrate_input_range` and frozen in every export. ``conv_layers`` (``rivc.conv.ConvSpec``
+    :meth:`calibrate_input_range` and frozen in every export. ``input_units="observation"`` (default): the first
+    layer's weights are trained in the observation's own units, as a float DQN's are (the same initial function and
+    the same step per update, whatever the range), and the range's scale and offset are folded into the layer the chip
+    runs (``W' obs + b' = (W' / a) x + b' - (W' / a) c`` for codes worth ``x = a obs + c``); a range that moves leaves
+    them as they are. ``"normalised"``: the weights act on ``x`` itself (about ``[-1, 1]``), which magnifies a dimension
+    whose range is narrow (the parametrisation before rivc 0.14; a saved network keeps its own). ``conv_layers`` (``rivc.conv.ConvSpec``
     each) put conv layers before the dense ones: the observation is then a uint8 camera frame (HWC or
     CHW), read as the chip's input layer reads it (pixels 0..255; the float network sees ``/ 256``).
     """
@@ -136,8 +144,11 @@ class QuantizedQNetwork(nn.Module):
         activation_clip: float = INITIAL_ACTIVATION_CLIP,
         target: str | ChipTarget = DEFAULT_TARGET,
         conv_layers: Sequence[ConvSpec | tuple | dict] = (),
+        input_units: str = "observation",
     ) -> None:
         super().__init__()
+        if input_units not in INPUT_UNITS:
+            raise ValueError(f"input_units must be one of {', '.join(INPUT_UNITS)}, got {input_units!r}")
         self.config = config or QuantConfig()
         self.target = get_target(target)
         self.qat = qat
@@ -187,6 +198,8 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float64))
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
+        # saved with the weights: a state dict says which units its first layer is in (one without it, "normalised")
+        self.register_buffer("first_layer_in_observation_units", torch.tensor(input_units == "observation"))
         self._quantization_cache: dict[int, tuple] = {}
         # True for a network whose weights are written in place through ``.data`` (SB3's target network, under
         # ``polyak_update``), which the version counters do not see: its cache then compares the weights themselves
@@ -255,6 +268,8 @@ class QuantizedQNetwork(nn.Module):
         self._input_code_range = (-zero_point, 2**self.config.input_bits - 1 - zero_point)
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
         self._input_step_value = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
+        self.folds_input_range = bool(self.first_layer_in_observation_units) and not self.is_image
+        self._quantization_cache.clear()  # the first layer's quantization reads the range where it is folded in
 
     def calibrate_input_range(self, observations, margin: float = INPUT_RANGE_MARGIN, all_dims: bool = False) -> None:
         """Set the range of unbounded dimensions (or all, with ``all_dims``) from observed data.
@@ -277,24 +292,59 @@ class QuantizedQNetwork(nn.Module):
         self._refresh_input_quantizer()
 
     def input_affine(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(scale, offset)`` per input dimension: the first layer reads ``scale * obs + offset`` (about [-1, 1];
-        the input codes round it)."""
+        """``(scale, offset)`` per input dimension: the input codes are worth ``scale * obs + offset`` (about [-1, 1];
+        the codes round it), what a ``"normalised"`` first layer reads."""
         quantizer = self._input_quantizer  # (dimensions not calibrated yet read 0 * obs - 1)
         scale = quantizer.inv_step * self._input_step_value
         offset = (-quantizer.low * quantizer.inv_step - quantizer.zero_point) * self._input_step_value
         return scale, offset
 
+    @property
+    def input_units(self) -> str:
+        """The units the first layer's weights are trained in (:data:`INPUT_UNITS`; frames: ``"normalised"``)."""
+        return "observation" if self.folds_input_range else "normalised"
+
+    def observation_values(self, codes: np.ndarray) -> np.ndarray:
+        """The observations that input codes ``[B, obs_dim]`` stand for (float32; a dimension without a range reads its
+        ``low``): what a first layer in the observation's units reads, ``low + (code + zero_point) / inv_step``."""
+        quantizer = self._input_quantizer
+        live = quantizer.inv_step > 0
+        step = np.divide(1.0, quantizer.inv_step, out=np.zeros_like(quantizer.inv_step), where=live)
+        return (quantizer.low + (codes + quantizer.zero_point) * step).astype(np.float32)
+
+    def _surrogate_input(self, codes: np.ndarray, step: float) -> np.ndarray:
+        """What the first layer's float surrogate reads (float32): the observations the codes stand for where the
+        range is folded in, else ``codes * step`` (exact: a power of two)."""
+        if self.folds_input_range:
+            return self.observation_values(codes)
+        return np.multiply(codes, step, dtype=np.float32)
+
+    def _fold_input_range(self, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A first layer in the observation's units as the chip runs it, on codes worth ``x = a obs + c``:
+        ``(W' / a, b' - (W' / a) c)`` (float32, computed in float64); a dimension without a range (``a = 0``) reads
+        its ``low``, a constant, into the bias."""
+        scale, offset = self.input_affine()
+        live = scale > 0
+        weight64 = weight.astype(np.float64)
+        folded = np.where(live, weight64 / np.where(live, scale, 1.0), 0.0)
+        folded_bias = bias - folded @ offset + weight64[:, ~live] @ self._input_quantizer.low[~live]
+        return folded.astype(np.float32), folded_bias.astype(np.float32)
+
     def move_input_range(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-        """Quantize the inputs over ``[low, high]`` from now on, keeping the network's function: the first
-        layer's weights and biases absorb the change of the inputs' scale and offset (exact but for the
-        input codes' rounding). Dimensions that had no range yet, or one so narrow that their inputs were
-        constant, keep their weights. Returns each input column's weight factor (an optimiser's moments of those
-        weights scale by its inverse). Vector observations only: frames are read as 0..255."""
+        """Quantize the inputs over ``[low, high]`` from now on, keeping the network's function (exact but for the
+        input codes' rounding). Where the first layer is in the observation's units its weights stay as they are;
+        ``"normalised"``: its weights and biases absorb the change of the inputs' scale and offset (dimensions that
+        had no range yet, or one so narrow that their inputs were constant, keep their weights). Returns each input
+        column's weight factor (all 1 where nothing moved; an optimiser's moments of those weights scale by its
+        inverse). Vector observations only: frames are read as 0..255."""
         if self.is_image:
             raise ValueError("camera frames are read as 0..255 pixels: their input range does not move")
         low, high = (np.asarray(v, dtype=np.float64).reshape(self.obs_dim) for v in (low, high))
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
             raise ValueError("a new input range needs finite bounds with high > low in every dimension")
+        if self.folds_input_range:
+            self._set_input_range(low, high)
+            return np.ones(self.obs_dim)
         old_scale, old_offset = self.input_affine()
         self._set_input_range(low, high)
         new_scale, new_offset = self.input_affine()
@@ -374,12 +424,15 @@ class QuantizedQNetwork(nn.Module):
         return torch.from_numpy(self._input_quantizer.codes(obs.detach().cpu().numpy())).to(obs.device)
 
     def _input_float(self, obs: torch.Tensor) -> torch.Tensor:
-        """Validated observations normalised without rounding (the float network's input)."""
+        """Validated observations without rounding, in the first layer's units (the float network's input)."""
         if self.is_image:
             return (self._frames(obs) * ImageInput.step).to(torch.float32)
         self._check_input(obs)
+        clipped = torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high)
+        if self.folds_input_range:  # the first layer reads observations (clipped to the range, as the codes are)
+            return clipped.to(torch.float32)
         zero_point = 2 ** (self.config.input_bits - 1)
-        x = (torch.clamp(obs.to(torch.float64), self.obs_low, self.obs_high) - self.obs_low) * self._inv_step
+        x = (clipped - self.obs_low) * self._inv_step
         return ((x - zero_point) / zero_point).to(torch.float32)
 
     def _layer(self, i: int, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, exact: bool = False) -> torch.Tensor:
@@ -407,7 +460,9 @@ class QuantizedQNetwork(nn.Module):
         codes = self._input_codes(obs)
         step, last = self._input_step_value, len(self.layers) - 1
         surrogate = torch.is_grad_enabled()  # without gradients only the exact integer path is needed
-        x = (codes * step).to(torch.float32) if surrogate else None  # a power of two: exact
+        if surrogate:  # the first layer's float input
+            x = ((codes * step).to(torch.float32) if self.is_image  # a power of two: exact
+                 else torch.from_numpy(self._surrogate_input(codes.cpu().numpy(), step)).to(codes.device))
         clip_values = self._clip_floats()
         for i, (weight, bias) in enumerate(self._parameters_of):
             clip = None if i == last else self._clip_parameters[i]
@@ -415,7 +470,9 @@ class QuantizedQNetwork(nn.Module):
             quantized = self.quantize_layer(i, step, clip_value)
             exact = quantized.exact_dtype
             acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes, exact=True).double()
-            if surrogate:  # the float surrogate that carries the gradients
+            if surrogate and i == 0 and self.folds_input_range:  # observations in, the weights' own units: their gradients
+                z = self._layer(i, x, weight, bias)  # are the folded layer's (straight through its quantization)
+            elif surrogate:  # the float surrogate that carries the gradients
                 z = self._layer(i, x, straight_through(weight, quantized.weight), straight_through(bias, quantized.bias))
             if i == last:
                 q = (acc * quantized.integer_torch.scale).float()
@@ -450,6 +507,8 @@ class QuantizedQNetwork(nn.Module):
                                                          or cached[2].same(weight, bias, key[:2])):
             return cached[1]
         weight_array, bias_array = self._numpy_parameters(i, key[:2])
+        if i == 0 and self.folds_input_range:
+            weight_array, bias_array = self._fold_input_range(weight_array, bias_array)
         conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
@@ -505,7 +564,8 @@ class QuantizedQNetwork(nn.Module):
         to ``config`` gives (``rivc.chip.TargetError`` where the target cannot run it)."""
         self.target.check(config, self.sizes, self.conv_geometry)
         other = QuantizedQNetwork(self.observation_space, self.n_actions, config, hidden_sizes=self.sizes[1:-1],
-                                  qat=self.qat, target=self.target, conv_layers=self.conv_specs)
+                                  qat=self.qat, target=self.target, conv_layers=self.conv_specs,
+                                  input_units=self.input_units)
         other.load_state_dict(self.state_dict())
         return other.to(self.obs_low.device)
 
@@ -565,6 +625,9 @@ class QuantizedQNetwork(nn.Module):
 
 
 def _rename_legacy_keys(state_dict, prefix, *args) -> None:
-    """Checkpoints from before conv layers named the layers ``linears``."""
+    """Checkpoints from before conv layers named the layers ``linears``; those from before ``input_units`` trained
+    the first layer on the input codes' scale."""
     for key in [k for k in state_dict if k.startswith(prefix + "linears.")]:
         state_dict[prefix + "layers." + key[len(prefix + "linears."):]] = state_dict.pop(key)
+    if prefix + "obs_low" in state_dict:  # (a state dict of this module, not a partial one)
+        state_dict.setdefault(prefix + "first_layer_in_observation_units", torch.tensor(False))

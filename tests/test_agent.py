@@ -426,11 +426,13 @@ def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
             RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_decay=bad))
 
 
-def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path):
+@pytest.mark.parametrize("units", ["observation", "normalised"])
+def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path, units):
     # Acrobot declares loose bounds for its velocities (+-4 pi, +-9 pi): the tracked range follows the states the
     # agent visits; the target network moves with it; the policy that acts quantizes over the same range
     model = RIVC("MlpPolicy", "Acrobot-v1", seed=0, calibration=dict(input_range="track", track_every=300),
-                 learning_starts=100, **{k: v for k, v in FAST.items() if k != "learning_starts"})
+                 learning_starts=100, policy_kwargs=dict(input_units=units),
+                 **{k: v for k, v in FAST.items() if k != "learning_starts"})
     space = model.observation_space
     model.learn(1500)
     net, target = model.q_net.net, model.q_net_target.net
@@ -438,7 +440,9 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path):
     states = model._replay_observations()
     width = states.max(axis=0) - states.min(axis=0)
     assert np.all(low >= states.min(axis=0) - width) and np.all(high <= states.max(axis=0) + width)
-    assert np.all((high - low)[4:] < 0.5 * (space.high - space.low)[4:])  # finer velocity codes than the bounds give
+    # finer velocity codes than the bounds give (the states visited differ with the units: a first layer in the
+    # observation's units starts as a float DQN's, reading velocities at their own small scale)
+    assert np.all((high - low)[4:] < (0.5 if units == "normalised" else 0.8) * (space.high - space.low)[4:])
     np.testing.assert_array_equal(target.obs_low.numpy(), low)
     np.testing.assert_array_equal(target.obs_high.numpy(), high)
     checked = model._range_checked_at
@@ -449,15 +453,19 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path):
     loaded = RIVC.load(model.save(tmp_path / "track.zip"))
     assert (loaded.input_range_moves, loaded._range_checked_at) == (model.input_range_moves, checked)
     np.testing.assert_array_equal(loaded.q_network.obs_high.numpy(), high)
-    # a range grown loose (by hand here) moves back at the next check; Adam's moments follow the weights' scale
+    # a range grown loose (by hand here) moves back at the next check; in the observation's units the weights and
+    # Adam's moments stay as they are, normalised they follow the inputs' scale
     for each in (net, target):
         each.move_input_range(low - 4 * (high - low), high + 4 * (high - low))
+    weights = net.layers[0].weight.detach().clone()
     moments = {key: value.clone() for key, value in model.policy.optimizer.state[net.layers[0].weight].items()}
     moves, model._range_checked_at = model.input_range_moves, 0
     model._track_input_range()
     assert model.input_range_moves == moves + 1
     shrink = torch.as_tensor(9 * (high - low) / (net.obs_high - net.obs_low).numpy(), dtype=torch.float32)
-    assert shrink.min() > 5  # the replay data's range again (as it moved since the last check), the weights shrank
+    assert shrink.min() > 5  # the replay data's range again (as it moved since the last check)
+    shrink = torch.ones_like(shrink) if units == "observation" else shrink  # normalised: the weights shrank
+    torch.testing.assert_close(net.layers[0].weight.detach(), weights / shrink, rtol=1e-6, atol=0)
     state = model.policy.optimizer.state[net.layers[0].weight]
     torch.testing.assert_close(state["exp_avg"], moments["exp_avg"] * shrink)
     torch.testing.assert_close(state["exp_avg_sq"], moments["exp_avg_sq"] * shrink**2)
@@ -472,28 +480,32 @@ def test_a_given_input_range_is_kept_even_where_the_range_would_track():
     assert model.spiking_policy.network.input.low.tolist() == [-2.0] * 6
 
 
-def test_a_moved_input_range_keeps_the_function():
+@pytest.mark.parametrize("units", ["observation", "normalised"])
+def test_a_moved_input_range_keeps_the_function(units):
     from rivc.qnetwork import QuantizedQNetwork
 
     space = gym.spaces.Box(-10.0, 10.0, (3,), np.float32)
     obs = torch.as_tensor(np.random.default_rng(0).uniform(-1, 2, (64, 3)), dtype=torch.float32)  # inside both ranges
     torch.manual_seed(0)
-    net = QuantizedQNetwork(space, 2, qat=False)
+    net = QuantizedQNetwork(space, 2, qat=False, input_units=units)
+    weight = net.layers[0].weight.detach().clone()
     before = net(obs).detach()
     factor = net.move_input_range(np.array([-2.0, -1.0, -4.0]), np.array([2.0, 3.0, 4.0]))
-    np.testing.assert_allclose(factor, [4 / 20, 4 / 20, 8 / 20], rtol=1e-12)  # width before / width after
+    # normalised: width before / width after; in the observation's units nothing moves
+    np.testing.assert_allclose(factor, [4 / 20, 4 / 20, 8 / 20] if units == "normalised" else [1, 1, 1], rtol=1e-12)
+    torch.testing.assert_close(net.layers[0].weight.detach(), weight * torch.as_tensor(factor, dtype=torch.float32))
     torch.testing.assert_close(net(obs).detach(), before, rtol=1e-5, atol=1e-6)  # the float function is kept
     assert net.export(calibration_obs=obs).input.high.tolist() == [2.0, 3.0, 4.0]
     with pytest.raises(ValueError, match="high > low"):
         net.move_input_range(np.zeros(3), np.zeros(3))
-    # dimensions with no range yet, or one that read a constant, keep their weights (a factor of 1e6 would swamp
-    # the layer's weight scale)
-    unbounded = QuantizedQNetwork(gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), 2)
+    # normalised: dimensions with no range yet, or one that read a constant, keep their weights (a factor of 1e6
+    # would swamp the layer's weight scale)
+    unbounded = QuantizedQNetwork(gym.spaces.Box(-np.inf, np.inf, (2,), np.float32), 2, input_units=units)
     weight = unbounded.layers[0].weight.detach().clone()
     unbounded.move_input_range(np.array([-1.0, -1e-7]), np.array([1.0, 1e-7]))
     torch.testing.assert_close(unbounded.layers[0].weight.detach(), weight)
     factor = unbounded.move_input_range(np.array([-2.0, 0.0]), np.array([2.0, 1.0]))
-    assert factor.tolist() == [2.0, 1.0]  # a range twice as wide: weights twice as large
+    assert factor.tolist() == ([2.0, 1.0] if units == "normalised" else [1.0, 1.0])  # normalised: twice as wide, twice as large
 
 
 def test_the_observed_range_leaves_out_rare_values_but_not_a_rare_flag():

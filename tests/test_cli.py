@@ -19,6 +19,7 @@ def test_train_evaluate_convert(tmp_path, capsys):
     assert summary["conversions"] > 0 and summary["eval_episodes"] == 2
     assert summary["hyperparams"] == tuned_hyperparams("CartPole-v1")  # the task's tuned values by default
     assert summary["learning_rate"] == {"given": 1e-3, "max": 1e-3}
+    assert summary["input_range"]["first_layer_units"] == "observation"
 
     assert main(["evaluate", str(out), "--episodes", "2"]) == 0
     assert "CartPole-v1: SNN policy return" in capsys.readouterr().out
