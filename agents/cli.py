@@ -21,6 +21,7 @@ from rivc.agents.rollout import RolloutResult, rollout
 from rivc.agents.config import INPUT_RANGES
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
+from rivc.config import INPUT_UNITS
 from rivc.neurochip.deploy import check_env
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
@@ -85,7 +86,7 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
-                "clip_decay", "input_range")
+                "clip_decay", "input_range", "input_units")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -116,6 +117,8 @@ def _new_model(args: argparse.Namespace, env):
         calibration = options.get("calibration") or {}
         options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
                                   **calibration_options}
+    if args.input_units is not None:
+        options["policy_kwargs"] = {**(options.get("policy_kwargs") or {}), "input_units": args.input_units}
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
@@ -633,6 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what the input codes span: space (the observation space's bounds, the data's where "
                             "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "
                             "range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
+    train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
+                       help="the units the first layer's weights train in: observation (the observation's own, as a "
+                            "float DQN's; default), normalised (the input codes' scale, as until 2026-12)")
     train.add_argument("--timesteps", type=POSITIVE, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

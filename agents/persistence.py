@@ -170,7 +170,8 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(
         meta.get("policy", "MlpPolicy"), env=None, backend=meta["backend"], backend_kwargs=meta["backend_kwargs"],
-        quant=quant, policy_kwargs=meta["policy_kwargs"], device=device, _init_setup_model=False, **settings,
+        quant=quant, policy_kwargs={"input_units": "normalised", **meta["policy_kwargs"]},  # (saved before the units)
+        device=device, _init_setup_model=False, **settings,
     )
     model.observation_space, model.action_space = observation_space, spaces.Discrete(meta["n_actions"])
     if env is not None:  # as SB3's load: the env may have another number of copies than the saved one

@@ -17,8 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def recipe_rows() -> list[str]:
-    rows = ["| target, widths | seeds | kept best: mean / worst | final policy (step 40,000): mean / worst | "
-            "per seed (kept / final) | identical deployed actions | date |", "|---|---|---|---|---|---|---|"]
+    rows = ["| target, widths | first layer's units | seeds | kept best: mean / worst | final policy (step 40,000): "
+            "mean / worst | per seed (kept / final) | identical deployed actions | date |",
+            "|---|---|---|---|---|---|---|---|"]
     for path in sorted((RESULTS / "recipe").glob("*.jsonl")):
         records = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda r: r["seed"])
         kept = [r["return"] for r in records]
@@ -29,7 +30,7 @@ def recipe_rows() -> list[str]:
                                               for r in records) else "NOT on every seed"
         widths = " ".join(records[0]["widths"]).replace("--bits ", "").replace("--layer-bits ", "")
         widths = f"{widths}/{widths} everywhere" if widths.isdigit() else widths
-        rows.append(f"| {records[0]['target']}, {widths} | {seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
+        rows.append(f"| {records[0]['target']}, {widths} | {records[0].get('input_units', 'normalised')} | {seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
                     f"{sum(final) / len(final):.1f} / {min(final):.1f} | {per_seed} | {identical} | {records[-1]['date']} |")
     return rows
 
@@ -54,7 +55,9 @@ def main() -> int:
              "## The `make run` recipe at each width", "",
              "CartPole-v1, 40k steps, the best of 16 evaluations kept (`rivc train --eval-freq 2500`), exported to "
              "Akida and deployed on its engine; 10 evaluation episodes (seeds 1000-1009). `python "
-             "benchmarks/recipe_seeds.py --bits 8 --seeds 0-4` (or `--layer-bits ...`).", "", *recipe_rows(), "",
+             "benchmarks/recipe_seeds.py --bits 8 --seeds 0-4` (or `--layer-bits ...`; `--input-units normalised`: the "
+             "first layer trained on the input codes' scale, RIVC's only parametrisation until 2026-12).", "",
+             *recipe_rows(), "",
              "## `rivc precision`", "",
              "Per layer: HAWQ-V2's average Hessian trace of the TD loss over the layer's weights (Hutchinson, 32 "
              "Rademacher samples, on the float network with the trained weights and PACT clips; the TD loss is not "

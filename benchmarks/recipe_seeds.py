@@ -4,6 +4,7 @@ is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints m
 
     python benchmarks/recipe_seeds.py --bits 8 --seeds 0-4
     python benchmarks/recipe_seeds.py --layer-bits 8/8,8/4,4/32 --seeds 0-4
+    python benchmarks/recipe_seeds.py --input-units normalised   # the first layer on the codes' scale (until 2026-12)
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ def run(*args: str) -> str:
     return done.stdout
 
 
-def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path) -> dict:
+def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path, units: str) -> dict:
     out = runs / f"seed{seed}"
     start = time.perf_counter()
     trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps), "--force",
-                  "--seed", str(seed), "--eval-freq", "2500", "--out", str(out))
+                  "--seed", str(seed), "--eval-freq", "2500", "--input-units", units, "--out", str(out))
     exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"), "--force")
     deployed = run("deploy", str(out / "policy"))
     summary = json.loads((out / "summary.json").read_text())
     final = re.search(r"final policy .*?return ([-\d.]+)", trained)
     return {
-        "seed": seed, "target": target, "widths": widths, "timesteps": timesteps,
+        "seed": seed, "target": target, "widths": widths, "timesteps": timesteps, "input_units": units,
         "kept_step": summary["kept_step"], "return": summary["eval_return_mean"],
         "final_return": float(final.group(1)) if final else None,
         "identical_actions": re.search(r"identical actions to the training-time policy on ([\d.]+) %", exported).group(1),
@@ -54,9 +55,11 @@ def main() -> int:
     parser.add_argument("--target", default="akida")
     parser.add_argument("--seeds", default="0-4", help="first-last")
     parser.add_argument("--timesteps", type=int, default=40_000)
+    parser.add_argument("--input-units", default="observation", choices=["observation", "normalised"])
     args = parser.parse_args()
     widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
     tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
+    tag += "_normalised" if args.input_units == "normalised" else ""
     first, last = (int(v) for v in args.seeds.split("-"))
     RECORDS.mkdir(parents=True, exist_ok=True)
     path = RECORDS / f"{tag}.jsonl"
@@ -64,7 +67,7 @@ def main() -> int:
     for seed in range(first, last + 1):
         if any(r["seed"] == seed and r["timesteps"] == args.timesteps for r in records):
             continue
-        record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}")
+        record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}", args.input_units)
         records.append(record)
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

@@ -69,8 +69,8 @@ DEFAULT_TASKS = (
     Task("Acrobot-v1", "zoo"),
     Task("MountainCar-v0", "zoo"),  # held out too: the Zoo's rate (4e-3) is above RIVC's cap
 )
-# the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as before rivc
-# 0.14: RIVC's defaults then, and every probe below ran so
+# the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as until
+# 2026-12: RIVC's defaults then, and every probe below ran so
 NORMALISED = ("policy_kwargs", {"input_units": "normalised"})
 PROBES = (
     Task("CartPole-v1", "zoo", tag="track", rivc_extra=(TRACK, NOCAP)),
@@ -126,8 +126,22 @@ PROBES = (
     Task("LunarLander-v3", "zoo", tag="first8", rivc_extra=(FIRST8,)),
     Task("CartPole-v1", "zoo", tag="first8", rivc_extra=(FIRST8,)),
 )
+# the defaults' widths and targets with the first layer in the observation's units (the probes above of the same
+# names, `w8` and `akd1000`, ran normalised)
+UNIT_PROBES = (
+    Task("CartPole-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8,)),
+    Task("CartPole-v1", "zoo", tag="akd1000-obsunits", rivc_extra=(("target", "akd1000"),)),
+    # is the learning-rate cap (chosen with the first layer normalised) still the lever? The Zoo's rates uncapped
+    Task("CartPole-v1", "zoo", tag="nocap-obsunits", rivc_extra=(NOCAP,)),
+    Task("MountainCar-v0", "zoo", tag="nocap-obsunits", rivc_extra=(NOCAP,)),
+    # MountainCar's velocity column folds to 1/13 of its position column's scale: swamped on a 4-bit row's grid?
+    Task("MountainCar-v0", "zoo", tag="first8-obsunits", rivc_extra=(FIRST8,)),
+    Task("LunarLander-v3", "zoo", tag="first8-obsunits", rivc_extra=(FIRST8,)),
+    Task("MountainCar-v0", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
+)
 TASKS = (
     *DEFAULT_TASKS,
+    *UNIT_PROBES,
     *(replace(task, tag="normalised", rivc_extra=(NORMALISED,)) for task in DEFAULT_TASKS),
     *(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED)) for task in PROBES),
 )

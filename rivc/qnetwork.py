@@ -19,7 +19,7 @@ from gymnasium import spaces
 from torch import nn
 
 from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
-from rivc.config import INPUT_RANGE_MARGIN, QuantConfig
+from rivc.config import INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
@@ -57,9 +57,6 @@ class _Snapshot:
 DEFAULT_HIDDEN_SIZES = (64, 64)  # dense hidden layers of an MLP (SB3's DQN default)
 DEFAULT_CONV_HIDDEN_SIZES = (64,)  # dense hidden layers after conv layers
 INITIAL_ACTIVATION_CLIP = 2.0  # PACT clips before calibration (or for conv nets, where calibration does not set them)
-#: the units a vector network's first-layer weights are trained in: "observation" (the observation's own, as a float
-#: DQN trains them) or "normalised" (the input codes' scale, about [-1, 1] over the input range: before rivc 0.14)
-INPUT_UNITS = ("observation", "normalised")
 
 
 def _flat_dim(observation_space: spaces.Space) -> int:
@@ -126,7 +123,7 @@ class QuantizedQNetwork(nn.Module):
     the same step per update, whatever the range), and the range's scale and offset are folded into the layer the chip
     runs (``W' obs + b' = (W' / a) x + b' - (W' / a) c`` for codes worth ``x = a obs + c``); a range that moves leaves
     them as they are. ``"normalised"``: the weights act on ``x`` itself (about ``[-1, 1]``), which magnifies a dimension
-    whose range is narrow (the parametrisation before rivc 0.14; a saved network keeps its own). ``conv_layers`` (``rivc.conv.ConvSpec``
+    whose range is narrow (the only parametrisation until 2026-12; a saved network keeps its own). ``conv_layers`` (``rivc.conv.ConvSpec``
     each) put conv layers before the dense ones: the observation is then a uint8 camera frame (HWC or
     CHW), read as the chip's input layer reads it (pixels 0..255; the float network sees ``/ 256``).
     """
@@ -301,7 +298,7 @@ class QuantizedQNetwork(nn.Module):
 
     @property
     def input_units(self) -> str:
-        """The units the first layer's weights are trained in (:data:`INPUT_UNITS`; frames: ``"normalised"``)."""
+        """The units the first layer's weights are trained in (:data:`rivc.config.INPUT_UNITS`; frames: ``"normalised"``)."""
         return "observation" if self.folds_input_range else "normalised"
 
     def observation_values(self, codes: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ def test_train_records_the_learning_rate_cap_and_none_lifts_it(tmp_path):
                  "--max-learning-rate", "none", "--eval-freq", "0"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["learning_rate"] == {"given": 2e-3, "max": None} and summary["hyperparams"]["max_learning_rate"] is None
+    assert summary["input_range"]["first_layer_units"] == "observation"
     model = RIVC.load(out / "model.zip")
     assert (model.max_learning_rate, model.learning_rate) == (None, 2e-3)
 
@@ -129,3 +130,16 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.95
     assert main([*args, "--clip-decay", "learned"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_decay is None
+
+
+def test_train_takes_the_first_layers_units_and_resume_keeps_them(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--timesteps", "300", "--out", str(out), "--eval-episodes", "1", "--input-units", "normalised",
+                 "--eval-freq", "0"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["input_range"]["first_layer_units"] == "normalised"
+    assert summary["hyperparams"]["policy_kwargs"]["input_units"] == "normalised"
+    assert RIVC.load(out / "model.zip").q_network.input_units == "normalised"
+    assert main(["train", "--resume", "--timesteps", "100", "--out", str(out), "--eval-episodes", "1",
+                 "--eval-freq", "0"]) == 0
+    assert json.loads((out / "summary.json").read_text())["input_range"]["first_layer_units"] == "normalised"

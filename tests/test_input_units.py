@@ -2,6 +2,9 @@
 range folded into the layer the chip runs."""
 
 import copy
+import io
+import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -137,3 +140,47 @@ def test_frames_are_read_as_pixels_whatever_the_units():
 def test_bad_units_are_refused():
     with pytest.raises(ValueError, match="input_units must be one of observation, normalised, got 'raw'"):
         network("raw")
+
+
+def test_a_model_saved_before_the_units_loads_normalised_and_deploys_as_saved(tmp_path):
+    from rivc.agents import RIVC
+
+    model = RIVC("MlpPolicy", "MountainCar-v0", seed=0, learning_starts=200, batch_size=32, train_freq=4,
+                 target_update_interval=100, buffer_size=2000, policy_kwargs=dict(input_units="normalised"))
+    model.learn(600)
+    path = model.save(tmp_path / "legacy")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    assert meta["policy_kwargs"].pop("input_units") == "normalised"  # what a file from before the units lacks
+    files["rivc.json"] = json.dumps(meta).encode()
+    weights = torch.load(io.BytesIO(files["weights.pt"]), weights_only=True)
+    weights["policy"] = {k: v for k, v in weights["policy"].items() if not k.endswith("first_layer_in_observation_units")}
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    files["weights.pt"] = buffer.getvalue()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    loaded = RIVC.load(path, env="MountainCar-v0")
+    assert loaded.q_network.input_units == loaded.q_net_target.net.input_units == "normalised"
+    states = model._replay_observations()
+    np.testing.assert_array_equal(loaded.q_network.export().q_values(states), model.q_network.export().q_values(states))
+    np.testing.assert_array_equal(loaded.spiking_policy.predict(states), model.spiking_policy.predict(states))
+    again = RIVC.load(loaded.save(tmp_path / "again"))  # saved again: the file says which units it holds
+    assert json.loads(zipfile.ZipFile(tmp_path / "again.zip").read("rivc.json"))["policy_kwargs"]["input_units"] == "normalised"
+    assert again.q_network.input_units == "normalised"
+    assert RIVC.load(RIVC("MlpPolicy", "MountainCar-v0").save(tmp_path / "new")).q_network.input_units == "observation"
+
+
+def test_a_dimension_with_an_empty_range_reads_its_low_on_every_path():
+    # obs_range low == high in one dimension: the codes read a constant, the fold moves it into the bias
+    low, high = LOW.copy(), HIGH.copy()
+    low[2] = high[2] = 1.5
+    obs = observations(300, seed=11)
+    exact = network(seed=12, obs_range=(low, high))
+    np.testing.assert_array_equal(exact.export().q_values(obs.numpy()).astype(np.float32), exact(obs).detach().numpy())
+    clamped = torch.minimum(torch.maximum(obs, torch.as_tensor(low)), torch.as_tensor(high))
+    float_net = network(seed=12, qat=False, obs_range=(low, high))
+    torch.testing.assert_close(float_net(obs), float_mlp(float_net)(clamped), rtol=0, atol=0)
+    assert np.all(exact.observation_values(exact.input_quantizer().codes(obs.numpy()))[:, 2] == np.float32(1.5))
