@@ -137,6 +137,9 @@ UNIT_PROBES = (
     # MountainCar's velocity column folds to 1/13 of its position column's scale: swamped on a 4-bit row's grid?
     Task("MountainCar-v0", "zoo", tag="first8-obsunits", rivc_extra=(FIRST8,)),
     Task("LunarLander-v3", "zoo", tag="first8-obsunits", rivc_extra=(FIRST8,)),
+    # the range that follows the data failed Acrobot with the first layer normalised, where each move rescaled its
+    # weights (and Adam's steps on them); in the observation's units a move changes no weight
+    Task("Acrobot-v1", "zoo", tag="track-obsunits", rivc_extra=(TRACK,)),
     Task("MountainCar-v0", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
 )
 TASKS = (
