@@ -49,8 +49,9 @@ class CalibrationConfig:
         (data-calibrated where unbounded), fixed. ``"data"``: the warm-up data's min and max in every dimension,
         fixed. ``"track"``: the replay data's range (its ``quantile`` to ``1 - quantile`` quantiles, widened by
         ``margin``), moved as the policy's states move: checked every ``track_every`` steps (at steps 1, 2, 4, ...
-        before that), moved when the data reach its ends or fill less than half its width, the first layer
-        rescaled so that the network computes the same function (``QuantizedQNetwork.move_input_range``). It
+        before that), moved when the data reach its ends or fill less than half its width; the network computes the
+        same function (``QuantizedQNetwork.move_input_range``: a first layer in the observation's units keeps its
+        weights, a normalised one is rescaled). It
         rescues spaces with loose bounds (LunarLander) and fails where the states outgrow the warm-up's (Acrobot);
         docs/zoo_notes.md.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).

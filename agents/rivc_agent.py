@@ -358,8 +358,8 @@ class RIVC(DQN):
 
     def _track_input_range(self) -> None:
         """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
-        less than half of it (a bit of input resolution lost); the first layer keeps the function, Adam's
-        moments of its weights follow their scale."""
+        less than half of it (a bit of input resolution lost); the first layer keeps the function (a normalised
+        one is rescaled, and Adam's moments of its weights follow their scale)."""
         due = min(2 * self._range_checked_at, self._range_checked_at + self.calibration.track_every)
         if not self.tracks_input_range or self.num_timesteps < max(due, 1):
             return

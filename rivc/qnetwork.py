@@ -196,7 +196,8 @@ class QuantizedQNetwork(nn.Module):
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
         self.register_buffer("obs_calibrated", torch.as_tensor(bounded))
         # saved with the weights: a state dict says which units its first layer is in (one without it, "normalised")
-        self.register_buffer("first_layer_in_observation_units", torch.tensor(input_units == "observation"))
+        self.register_buffer("first_layer_in_observation_units",
+                             torch.tensor(input_units == "observation" and not self.conv_specs))  # frames: pixels
         self._quantization_cache: dict[int, tuple] = {}
         # True for a network whose weights are written in place through ``.data`` (SB3's target network, under
         # ``polyak_update``), which the version counters do not see: its cache then compares the weights themselves
@@ -386,6 +387,9 @@ class QuantizedQNetwork(nn.Module):
 
     def __setstate__(self, state) -> None:  # copy.deepcopy, pickle: the caches name the old parameters
         super().__setstate__(state)
+        if "first_layer_in_observation_units" not in self._buffers:  # pickled before the units: normalised
+            self._buffers["first_layer_in_observation_units"] = torch.tensor(False)
+            self._refresh_input_quantizer()
         self._refresh_parameters()
 
     def _load_from_state_dict(self, *args, **kwargs):

@@ -184,3 +184,51 @@ def test_a_dimension_with_an_empty_range_reads_its_low_on_every_path():
     float_net = network(seed=12, qat=False, obs_range=(low, high))
     torch.testing.assert_close(float_net(obs), float_mlp(float_net)(clamped), rtol=0, atol=0)
     assert np.all(exact.observation_values(exact.input_quantizer().codes(obs.numpy()))[:, 2] == np.float32(1.5))
+
+
+def test_after_a_range_moves_the_qat_forward_is_still_the_export():
+    net = network(seed=13)
+    obs = observations(800, seed=14)
+    before = net(obs).detach()
+    weight = net.layers[0].weight.detach().clone()
+    net.move_input_range(LOW - 0.5 * (HIGH - LOW), HIGH + 0.5 * (HIGH - LOW))
+    assert torch.equal(net.layers[0].weight.detach(), weight)  # nothing to rescale
+    after = net(obs).detach()
+    np.testing.assert_array_equal(net.export().q_values(obs.numpy()).astype(np.float32), after.numpy())
+    assert not torch.equal(after, before)  # new codes, a new fold: the cache was not read
+    net.calibrate_input_range(obs.numpy(), all_dims=True)
+    np.testing.assert_array_equal(net.export().q_values(obs.numpy()).astype(np.float32), net(obs).detach().numpy())
+    net.fused_surrogate = False  # the general path reads the same fold
+    np.testing.assert_array_equal(net.export().q_values(obs.numpy()).astype(np.float32), net(obs).detach().numpy())
+
+
+def test_the_precision_search_measures_the_first_layers_error_in_its_own_units():
+    from rivc.agents.precision import weight_error
+    from rivc.quant import weight_codes
+
+    low, high = LOW.copy(), HIGH.copy()
+    low[2] = high[2] = 0.5  # an empty range: the column folds into the bias, its error is 0
+    net = network(seed=15, obs_range=(low, high))
+    weight, bias = (p.detach().numpy().astype(np.float64) for p in (net.layers[0].weight, net.layers[0].bias))
+    scale = net.input_affine()[0]
+    folded = np.where(scale > 0, weight / np.where(scale > 0, scale, 1.0), 0.0).astype(np.float32)
+    codes, step = weight_codes(folded, 4)
+    expected = float((((codes * step - folded) * scale) ** 2).sum())
+    assert weight_error(net, 0, 4) == pytest.approx(expected, rel=1e-6) and expected > 0
+    hidden = net.layers[1].weight.detach().numpy()
+    codes, step = weight_codes(hidden, 4)
+    assert weight_error(net, 1, 4) == pytest.approx(float(((codes * step - hidden) ** 2).sum()), rel=1e-6)
+
+
+def test_a_frame_network_records_pixels_and_an_old_pickle_loads_normalised():
+    import pickle
+
+    frames = QuantizedQNetwork(spaces.Box(0, 255, (16, 16, 1), np.uint8), 2, conv_layers=[(4, 3, 2)], hidden_sizes=(8,))
+    assert not bool(frames.state_dict()["first_layer_in_observation_units"])
+    old = network("normalised", seed=16)
+    obs = observations(100, seed=17)
+    q = old(obs).detach()
+    del old._buffers["first_layer_in_observation_units"]  # as a network pickled before the units
+    restored = pickle.loads(pickle.dumps(old))
+    assert restored.input_units == "normalised"
+    torch.testing.assert_close(restored(obs).detach(), q, rtol=0, atol=0)
