@@ -267,6 +267,11 @@ class QuantizedQNetwork(nn.Module):
         # value of one input code (float32, as in every layer): a power of two, so codes * step is exact
         self._input_step_value = ImageInput.step if self.is_image else 1.0 / 2 ** (self.config.input_bits - 1)
         self.folds_input_range = bool(self.first_layer_in_observation_units) and not self.is_image
+        if not self.is_image:  # what the fold and the observation values read, per range (see _fold_input_range)
+            scale, offset = self.input_affine()
+            live = scale > 0
+            step = np.divide(1.0, quantizer.inv_step, out=np.zeros_like(quantizer.inv_step), where=quantizer.inv_step > 0)
+            self._fold_terms = (np.where(live, scale, 1.0), offset, None if live.all() else ~live, step)
         self._quantization_cache.clear()  # the first layer's quantization reads the range where it is folded in
 
     def calibrate_input_range(self, observations, margin: float = INPUT_RANGE_MARGIN, all_dims: bool = False) -> None:
@@ -306,9 +311,7 @@ class QuantizedQNetwork(nn.Module):
         """The observations that input codes ``[B, obs_dim]`` stand for (float32; a dimension without a range reads its
         ``low``): what a first layer in the observation's units reads, ``low + (code + zero_point) / inv_step``."""
         quantizer = self._input_quantizer
-        live = quantizer.inv_step > 0
-        step = np.divide(1.0, quantizer.inv_step, out=np.zeros_like(quantizer.inv_step), where=live)
-        return (quantizer.low + (codes + quantizer.zero_point) * step).astype(np.float32)
+        return (quantizer.low + (codes + quantizer.zero_point) * self._fold_terms[3]).astype(np.float32)
 
     def _surrogate_input(self, codes: np.ndarray, step: float) -> np.ndarray:
         """What the first layer's float surrogate reads (float32): the observations the codes stand for where the
@@ -321,11 +324,14 @@ class QuantizedQNetwork(nn.Module):
         """A first layer in the observation's units as the chip runs it, on codes worth ``x = a obs + c``:
         ``(W' / a, b' - (W' / a) c)`` (float32, computed in float64); a dimension without a range (``a = 0``) reads
         its ``low``, a constant, into the bias."""
-        scale, offset = self.input_affine()
-        live = scale > 0
+        scale, offset, dead, _ = self._fold_terms  # (scale: 1 where dead; dead: None where every dimension has a range)
         weight64 = weight.astype(np.float64)
-        folded = np.where(live, weight64 / np.where(live, scale, 1.0), 0.0)
-        folded_bias = bias - folded @ offset + weight64[:, ~live] @ self._input_quantizer.low[~live]
+        folded = weight64 / scale
+        if dead is not None:
+            folded[:, dead] = 0.0
+        folded_bias = bias - folded @ offset
+        if dead is not None:
+            folded_bias += weight64[:, dead] @ self._input_quantizer.low[dead]
         return folded.astype(np.float32), folded_bias.astype(np.float32)
 
     def move_input_range(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
