@@ -140,6 +140,7 @@ UNIT_PROBES = (
     # the range that follows the data failed Acrobot with the first layer normalised, where each move rescaled its
     # weights (and Adam's steps on them); in the observation's units a move changes no weight
     Task("Acrobot-v1", "zoo", tag="track-obsunits", rivc_extra=(TRACK,)),
+    Task("LunarLander-v3", "zoo", tag="track-obsunits", rivc_extra=(TRACK,)),
     Task("MountainCar-v0", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
 )
 TASKS = (
