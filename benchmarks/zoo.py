@@ -183,11 +183,16 @@ RIVC_DQN_SETTINGS = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts
                          exploration_final_eps=0.02, max_grad_norm=10.0)
 
 
+def add_setting(settings: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``key``; ``policy_kwargs`` add to those already there (the Zoo's net_arch stays)."""
+    settings[key] = {**(settings.get(key) or {}), **value} if key == "policy_kwargs" else value
+
+
 def extra_settings(task: Task) -> dict[str, Any]:
-    """A probe's RIVC settings on top of the task's, in order; ``policy_kwargs`` add to each other's."""
+    """A probe's RIVC settings on top of the task's, in order."""
     extra: dict[str, Any] = {}
     for key, value in task.rivc_extra:
-        extra[key] = {**extra.get(key, {}), **value} if key == "policy_kwargs" else value
+        add_setting(extra, key, value)
     return extra
 
 
@@ -201,8 +206,8 @@ def grid(tasks: list[str] | None = None) -> list[RunSpec]:
         if tasks and task_name(task) not in tasks:
             continue
         rivc_kwargs, dqn_kwargs, timesteps = task_settings(task)
-        for key, value in extra_settings(task).items():  # policy_kwargs add to the settings' (the Zoo's net_arch stays)
-            rivc_kwargs[key] = {**rivc_kwargs.get(key, {}), **value} if key == "policy_kwargs" else value
+        for key, value in extra_settings(task).items():
+            add_setting(rivc_kwargs, key, value)
         for seed in task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
                 runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True),
