@@ -236,14 +236,17 @@ class RIVC(DQN):
         range is known converts at once; one with unbounded inputs at the end of warm-up."""
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
-        # the declared space's finite bounds where they are the input range: states that leave them are counted (a
-        # range from the data clips at the data's bounds instead)
-        self._space_bounds = None
-        if not self.q_network.is_image and self.calibration.input_range == "space":
+        # the declared space's finite bounds (-inf/inf where unbounded): a tracked range's margin stops at them; where
+        # they are the input range, states that leave them are counted (a range from the data clips at the data's)
+        self._declared_bounds = self._space_bounds = None
+        if not self.q_network.is_image:
             space = self.observation_space
             bounded = np.isfinite(space.low) & np.isfinite(space.high) & (np.abs(space.low) < UNBOUNDED) & (
                 np.abs(space.high) < UNBOUNDED)
-            self._space_bounds = (np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf))
+            low, high = np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf)
+            self._declared_bounds = (low.reshape(-1).astype(np.float64), high.reshape(-1).astype(np.float64))
+            if self.calibration.input_range == "space":
+                self._space_bounds = (low, high)
         self._outside, self._observed, self._warned_outside = np.zeros(self.q_network.obs_dim, np.int64), 0, False
         chip = get_target(self.target)
         if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
@@ -333,7 +336,7 @@ class RIVC(DQN):
             warnings.warn(f"RIVC calibrates its {' and '.join(calibrated)} on {len(obs)} observation(s) "
                           f"(learning_starts={self.learning_starts}): ranges from so few states saturate on later "
                           f"ones; {fix}")
-        tracked = widened(*self._data_spread(obs), self.calibration.margin) if self.tracks_input_range else None
+        tracked = self._tracked_range(obs)[2:] if self.tracks_input_range else None
         for net in (self.q_net.net, self.q_net_target.net):
             if tracked is not None:
                 net.move_input_range(*tracked)
@@ -351,10 +354,16 @@ class RIVC(DQN):
         return (self.calibration.input_range == "track" and not self.q_network.is_image
                 and self.policy_kwargs.get("obs_range") is None)
 
-    def _data_spread(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Where ``input_range="track"`` finds these states: their quantile range (the data, not the declared
-        space: some environments leave their space); the range asked of them is it widened by the margin."""
-        return observed_range(obs, self.q_network.obs_dim, 0.0, self.calibration.quantile)
+    def _tracked_range(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(spread_low, spread_high, low, high)``: where ``input_range="track"`` finds these states (their quantile
+        range: the data, not the declared space, as some environments leave their space), and the range asked of
+        them: the spread widened by the margin, but not past the space's finite bounds where the states stay inside
+        them (codes beyond a bound would stand for states the environment never returns: Acrobot's cosines)."""
+        spread_low, spread_high = observed_range(obs, self.q_network.obs_dim, 0.0, self.calibration.quantile)
+        low, high = widened(spread_low, spread_high, self.calibration.margin)
+        bound_low, bound_high = self._declared_bounds
+        return (spread_low, spread_high, np.minimum(np.maximum(low, bound_low), spread_low),
+                np.maximum(np.minimum(high, bound_high), spread_high))
 
     def _track_input_range(self) -> None:
         """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
@@ -364,9 +373,7 @@ class RIVC(DQN):
         if not self.tracks_input_range or self.num_timesteps < max(due, 1):
             return
         self._range_checked_at = self.num_timesteps
-        obs = self._replay_observations()
-        spread_low, spread_high = self._data_spread(obs)
-        low, high = widened(spread_low, spread_high, self.calibration.margin)
+        spread_low, spread_high, low, high = self._tracked_range(self._replay_observations())
         net = self.q_network
         current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
         reached = np.any(spread_low < current_low) or np.any(spread_high > current_high)

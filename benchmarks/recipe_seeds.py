@@ -5,6 +5,8 @@ is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints m
     python benchmarks/recipe_seeds.py --bits 8 --seeds 0-4
     python benchmarks/recipe_seeds.py --layer-bits 8/8,8/4,4/32 --seeds 0-4
     python benchmarks/recipe_seeds.py --input-units normalised   # the first layer on the codes' scale (until 2026-12)
+    python benchmarks/recipe_seeds.py --input-range track        # the input range that follows the replay data
+    python benchmarks/recipe_seeds.py --clip-decay 0.99          # the clips follow the activations, not learned
 """
 
 from __future__ import annotations
@@ -28,17 +30,20 @@ def run(*args: str) -> str:
     return done.stdout
 
 
-def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path, units: str) -> dict:
+def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path, units: str,
+             input_range: str, clip_decay: str) -> dict:
     out = runs / f"seed{seed}"
     start = time.perf_counter()
     trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps), "--force",
-                  "--seed", str(seed), "--eval-freq", "2500", "--input-units", units, "--out", str(out))
+                  "--seed", str(seed), "--eval-freq", "2500", "--input-units", units, "--input-range", input_range,
+                  "--clip-decay", clip_decay, "--out", str(out))
     exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"), "--force")
     deployed = run("deploy", str(out / "policy"))
     summary = json.loads((out / "summary.json").read_text())
     final = re.search(r"final policy .*?return ([-\d.]+)", trained)
     return {
         "seed": seed, "target": target, "widths": widths, "timesteps": timesteps, "input_units": units,
+        "input_range": input_range, "clip_decay": clip_decay,
         "kept_step": summary["kept_step"], "return": summary["eval_return_mean"],
         "final_return": float(final.group(1)) if final else None,
         "identical_actions": re.search(r"identical actions to the training-time policy on ([\d.]+) %", exported).group(1),
@@ -56,10 +61,14 @@ def main() -> int:
     parser.add_argument("--seeds", default="0-4", help="first-last")
     parser.add_argument("--timesteps", type=int, default=40_000)
     parser.add_argument("--input-units", default="observation", choices=["observation", "normalised"])
+    parser.add_argument("--input-range", default="space", choices=["space", "data", "track"])
+    parser.add_argument("--clip-decay", default="learned", help="DECAY or 'learned' (rivc train --clip-decay)")
     args = parser.parse_args()
     widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
     tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
     tag += "_normalised" if args.input_units == "normalised" else ""
+    tag += "" if args.input_range == "space" else f"_{args.input_range}"
+    tag += "" if args.clip_decay == "learned" else f"_ema{args.clip_decay}"
     first, last = (int(v) for v in args.seeds.split("-"))
     RECORDS.mkdir(parents=True, exist_ok=True)
     path = RECORDS / f"{tag}.jsonl"
@@ -67,7 +76,8 @@ def main() -> int:
     for seed in range(first, last + 1):
         if any(r["seed"] == seed and r["timesteps"] == args.timesteps for r in records):
             continue
-        record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}", args.input_units)
+        record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}", args.input_units,
+                          args.input_range, args.clip_decay)
         records.append(record)
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

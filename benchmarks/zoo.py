@@ -56,6 +56,8 @@ DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TRACK = ("calibration", {"input_range": "track"})  # the input range follows the replay data (an option)
 NOCAP = ("max_learning_rate", None)  # the Zoo's learning rate uncapped
+EMA = ("calibration", {"clip_decay": 0.99})  # the clips follow each batch's largest pre-activation
+CALIB1K = ("calibration", {"min_samples": 1000})  # calibrate on at least 1,000 warm-up states
 FIRST8 = ("quant", {"layers": [[8, 4], [4, 4], [4, None]]})  # 8-bit first-layer weights (BrainChip's convention)
 # in the order they run: RIVC's defaults on every task (the Zoo's, our robot tasks, a held-out one: Acrobot), the input
 # range that follows the data, 8 bits and AKD1000, then the controls that asked why LunarLander failed (the target,
@@ -142,6 +144,21 @@ UNIT_PROBES = (
     Task("Acrobot-v1", "zoo", tag="track-obsunits", rivc_extra=(TRACK,)),
     Task("LunarLander-v3", "zoo", tag="track-obsunits", rivc_extra=(TRACK,)),
     Task("MountainCar-v0", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
+    # Acrobot's greedy policy flips between the goal and -500 from one evaluation to the next (the learning curve):
+    # is it the 4-bit chip (the float loop on RIVC's target; 8 bits) or RIVC's loop (the float loop on DQN's target)?
+    Task("Acrobot-v1", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
+    Task("Acrobot-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8,)),
+    Task("Acrobot-v1", "zoo", tag="fpnn-obsunits", rivc_extra=(("variant", "fpnn"),)),
+    # the Zoo starts Acrobot's (and LunarLander's) updates at step 0: the activation clips start at one state's
+    # activations. A warm-up of 1,000 random states first (CalibrationConfig.min_samples)
+    Task("Acrobot-v1", "zoo", tag="calib1k-obsunits", rivc_extra=(CALIB1K,)),
+    # the tracked range's margin stopped at the space's finite bounds (where the states stay inside them): a
+    # candidate default, on every task
+    *(replace(task, tag="track-bounded", rivc_extra=(TRACK,)) for task in DEFAULT_TASKS),
+    # the clips as a moving average of each batch's largest pre-activation (CalibrationConfig.clip_decay), not learned:
+    # on Acrobot the learned clip of the second hidden layer stays below 1 while its pre-activations grow past 100,
+    # and the layer turns binary (every unit at code 0 or its top code on every state)
+    *(replace(task, tag="ema", rivc_extra=(EMA,)) for task in DEFAULT_TASKS),
 )
 TASKS = (
     *DEFAULT_TASKS,

@@ -58,17 +58,23 @@ def network_conversion_error(qnet, policy, observations) -> ConversionError:
 @dataclass(frozen=True)
 class UnitShares:
     """Per hidden layer, the share of units that never leave code 0 (dead) and that sit at their largest code
-    (saturated) on every observation of a sample: a layer whose range is far from its activations turns into
-    a few live or binary units (docs/zoo_notes.md)."""
+    (saturated) on every observation of a sample, and the share of all (unit, observation) codes that are 0 and
+    that are the largest: a layer whose clip lags far below its activations turns binary (``zero_codes +
+    top_codes`` near 1), and the straight-through gradient passes none of its units (docs/zoo_notes.md)."""
 
     dead: tuple[float, ...]
     saturated: tuple[float, ...]
+    zero_codes: tuple[float, ...] = ()
+    top_codes: tuple[float, ...] = ()
 
     def as_log(self) -> dict[str, float]:
         log = {}
-        for i, (dead, saturated) in enumerate(zip(self.dead, self.saturated)):
+        for i, (dead, saturated, zero, top) in enumerate(zip(self.dead, self.saturated, self.zero_codes,
+                                                              self.top_codes)):
             log[f"quantization/dead_units_layer{i}"] = dead
             log[f"quantization/saturated_units_layer{i}"] = saturated
+            log[f"quantization/zero_codes_layer{i}"] = zero
+            log[f"quantization/top_codes_layer{i}"] = top
         return log
 
 
@@ -76,9 +82,11 @@ def unit_shares(network, observations) -> UnitShares:
     """Dead and saturated hidden units of an integer network (``rivc.IntegerNetwork``) on ``observations``
     (a conv layer's unit: one filter at one position)."""
     hidden, _ = network.forward_codes(np.asarray(observations).reshape(-1, *network.obs_shape))
-    dead, saturated = [], []
+    dead, saturated, zero, top = [], [], [], []
     for i, codes in enumerate(hidden):
         units = codes.reshape(codes.shape[0], -1)
         dead.append(float(np.mean(units.max(axis=0) == 0)))
         saturated.append(float(np.mean(units.min(axis=0) == network.levels(i))))
-    return UnitShares(tuple(dead), tuple(saturated))
+        zero.append(float(np.mean(units == 0)))
+        top.append(float(np.mean(units == network.levels(i))))
+    return UnitShares(tuple(dead), tuple(saturated), tuple(zero), tuple(top))

@@ -144,7 +144,10 @@ def test_observations_outside_the_declared_space_warn_once_with_the_share():
         warnings.simplefilter("error")
         model.learn(100)  # once
         # a range that follows the data clips nothing at the declared bounds: nothing to say
-        RIVC("MlpPolicy", pushed, seed=0, calibration=dict(input_range="track"), **FAST).learn(400)
+        tracked = RIVC("MlpPolicy", pushed, seed=0, calibration=dict(input_range="track"), **FAST).learn(400)
+    # and it spans the states beyond the bound (the 1-99 % quantiles): the bound stops only the margin
+    angles = tracked._replay_observations()[:, 2]
+    assert tracked.q_network.obs_high[2] >= np.quantile(angles, 0.99) > pushed.observation_space.high[2]
 
 
 def test_load_takes_stable_baselines3_keywords_as_the_rl_zoo_passes_them(tmp_path, capsys):
@@ -443,6 +446,8 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path, 
     # finer velocity codes than the bounds give (the states visited differ with the units: a first layer in the
     # observation's units starts as a float DQN's, reading velocities at their own small scale)
     assert np.all((high - low)[4:] < (0.5 if units == "normalised" else 0.8) * (space.high - space.low)[4:])
+    # the cosines and sines fill their bounds, [-1, 1]: the margin stops there (no codes for states never returned)
+    assert np.all(low[:4] >= space.low[:4]) and np.all(high[:4] <= space.high[:4])
     np.testing.assert_array_equal(target.obs_low.numpy(), low)
     np.testing.assert_array_equal(target.obs_high.numpy(), high)
     checked = model._range_checked_at
