@@ -157,7 +157,7 @@ UNIT_PROBES = (
     *(replace(task, tag="track-bounded", rivc_extra=(TRACK,)) for task in DEFAULT_TASKS),
     # the clips as a moving average of each batch's largest pre-activation (CalibrationConfig.clip_decay), not learned:
     # on Acrobot the learned clip of the second hidden layer stays below 1 while its pre-activations grow past 100,
-    # and the layer turns binary (every unit at code 0 or its top code on every state)
+    # and the layer turns binary (every one of its codes 0 or the top)
     *(replace(task, tag="ema", rivc_extra=(EMA,)) for task in DEFAULT_TASKS),
 )
 TASKS = (

@@ -64,8 +64,8 @@ class UnitShares:
 
     dead: tuple[float, ...]
     saturated: tuple[float, ...]
-    zero_codes: tuple[float, ...] = ()
-    top_codes: tuple[float, ...] = ()
+    zero_codes: tuple[float, ...]
+    top_codes: tuple[float, ...]
 
     def as_log(self) -> dict[str, float]:
         log = {}

@@ -359,8 +359,12 @@ def test_dead_and_saturated_units_are_logged_with_the_conversion_error():
     model.learn(800)
     dead = [value for key, value in logged if key == "quantization/dead_units_layer0"]
     assert len(dead) == model.num_conversions // 5 and all(0.0 <= value <= 1.0 for value in dead)
+    zero = [value for key, value in logged if key == "quantization/zero_codes_layer1"]
+    top = [value for key, value in logged if key == "quantization/top_codes_layer1"]
+    assert len(zero) == len(top) == len(dead) and all(0.0 <= z + t <= 1.0 for z, t in zip(zero, top))
     shares = model.unit_shares()
-    assert len(shares.dead) == len(shares.saturated) == len(model.q_network.sizes) - 2
+    assert len(shares.dead) == len(shares.saturated) == len(shares.zero_codes) == len(shares.top_codes) == len(
+        model.q_network.sizes) - 2
 
 
 def test_models_saved_before_chip_targets_are_refused_clearly(tmp_path):
