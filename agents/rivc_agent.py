@@ -238,15 +238,14 @@ class RIVC(DQN):
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
         # the declared space's finite bounds (-inf/inf where unbounded): a tracked range's margin stops at them; where
         # they are the input range, states that leave them are counted (a range from the data clips at the data's)
-        self._declared_bounds = self._space_bounds = None
+        self._declared_bounds = None
         if not self.q_network.is_image:
             space = self.observation_space
             bounded = np.isfinite(space.low) & np.isfinite(space.high) & (np.abs(space.low) < UNBOUNDED) & (
                 np.abs(space.high) < UNBOUNDED)
             low, high = np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf)
             self._declared_bounds = (low.reshape(-1).astype(np.float64), high.reshape(-1).astype(np.float64))
-            if self.calibration.input_range == "space":
-                self._space_bounds = (low, high)
+        self._space_bounds = self._declared_bounds if self.calibration.input_range == "space" else None
         self._outside, self._observed, self._warned_outside = np.zeros(self.q_network.obs_dim, np.int64), 0, False
         chip = get_target(self.target)
         if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
