@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
-from rivc.agents.config import INPUT_RANGES
+from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.config import INPUT_UNITS
@@ -86,7 +86,7 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
-                "clip_decay", "input_range", "input_units")
+                "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_units")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -113,6 +113,9 @@ def _new_model(args: argparse.Namespace, env):
             calibration_options["clip_decay"] = None if args.clip_decay == "learned" else float(args.clip_decay)
         except ValueError:
             raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
+    for option in ("clip_statistic", "clip_gradient"):
+        if getattr(args, option) is not None:
+            calibration_options[option] = getattr(args, option)
     if calibration_options:
         calibration = options.get("calibration") or {}
         options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
@@ -632,6 +635,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
+    train.add_argument("--clip-statistic", default=None, choices=list(CLIP_STATISTICS),
+                       help="with --clip-decay: what the clips follow, max (each batch's largest pre-activation; "
+                            "default) or mse (the clip that quantizes the batch's activations with the least error)")
+    train.add_argument("--clip-gradient", default=None, choices=list(CLIP_GRADIENTS),
+                       help="how the learned activation clips get their gradient: pact (default; from the activations "
+                            "they clip) or lsq (also the rounding error of the others, LSQ's step-size gradient)")
     train.add_argument("--input-range", default=None, choices=list(INPUT_RANGES),
                        help="what the input codes span: space (the observation space's bounds, the data's where "
                             "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "

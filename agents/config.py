@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral
 from typing import Any, TypeVar
 
-from rivc.config import INPUT_RANGE_MARGIN
+from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN
 
 INPUT_RANGES = ("space", "data", "track")
 
@@ -34,11 +34,11 @@ class ConversionConfig:
     eval_every: int = 10
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
+        for option in fields(self):
+            value = getattr(self, option.name)
             if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"ConversionConfig.{field.name} must be an integer >= 1, got {value!r}")
-            object.__setattr__(self, field.name, int(value))
+                raise ValueError(f"ConversionConfig.{option.name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, option.name, int(value))
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,15 @@ class CalibrationConfig:
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
-    :param clip_decay: ``None``: the clips are learned (PACT). A value in [0, 1): after every update each
-        clip moves to ``decay * clip + (1 - decay) * (largest pre-activation of the training batch)``, a
-        moving-average range, and is not learned.
+    :param clip_decay: ``None``: the clips are learned (``clip_gradient``). A value in [0, 1): after every update
+        each clip moves to ``decay * clip + (1 - decay) * target``, a moving-average range, and is not learned; the
+        target is the training batch's ``clip_statistic``.
+    :param clip_statistic: what a tracked clip follows (``rivc.quant.clip_statistic``): ``"max"`` (default) the
+        batch's largest pre-activation, ``"mse"`` the clip that quantizes the batch's activations with the least
+        squared error (their spread, not their largest one).
+    :param clip_gradient: how a learned clip gets its gradient: ``"pact"`` (default) from the activations it clips,
+        ``"lsq"`` from those and the rounding error of the others, scaled as LSQ scales a step size's
+        (``rivc.quant.clip_gradient_weights``).
     :param min_samples: the warm-up lasts at least this many steps (random actions, no update), so that the ranges
         are calibrated on that many states: ``learning_starts`` is raised to it where lower (the RL Zoo starts
         LunarLander's updates at step 0, which would calibrate on one state). 0: ``learning_starts`` as given.
@@ -73,6 +79,8 @@ class CalibrationConfig:
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None
+    clip_statistic: str = field(default="max", metadata={"written": "when set"})
+    clip_gradient: str = field(default="pact", metadata={"written": "when set"})
     min_samples: int = 0
     track_every: int = 1000
     quantile: float = 0.01
@@ -85,6 +93,18 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
         if self.clip_decay is not None and not 0.0 <= self.clip_decay < 1.0:
             raise ValueError(f"CalibrationConfig.clip_decay must be None or in [0, 1), got {self.clip_decay!r}")
+        if self.clip_gradient not in CLIP_GRADIENTS:
+            raise ValueError(f"CalibrationConfig.clip_gradient must be one of {', '.join(CLIP_GRADIENTS)}, "
+                             f"got {self.clip_gradient!r}")
+        if self.clip_gradient != "pact" and self.clip_decay is not None:
+            raise ValueError(f"CalibrationConfig.clip_gradient={self.clip_gradient!r} learns the clips and clip_decay "
+                             "moves them: leave clip_decay None for learned clips, or clip_gradient 'pact' for tracked ones")
+        if self.clip_statistic not in CLIP_STATISTICS:
+            raise ValueError(f"CalibrationConfig.clip_statistic must be one of {', '.join(CLIP_STATISTICS)}, "
+                             f"got {self.clip_statistic!r}")
+        if self.clip_statistic != "max" and self.clip_decay is None:
+            raise ValueError(f"CalibrationConfig.clip_statistic={self.clip_statistic!r} is what tracked clips follow: "
+                             "set clip_decay (e.g. 0.99) too")
         if self.clips not in (None, True, False):
             raise ValueError(f"CalibrationConfig.clips must be True, False or None, got {self.clips!r}")
         if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, int) or self.min_samples < 0:
@@ -111,9 +131,10 @@ def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Confi
 
 
 def to_dict(config: ConversionConfig | CalibrationConfig) -> dict[str, Any]:
-    """The config as saved: options left unset (at a default of ``None`` or 0: off) are not written, so versions that
-    predate an option still read files that do not use it."""
-    unset = {f.name for f in fields(config) if f.default in (None, 0) and getattr(config, f.name) == f.default}
+    """The config as saved: options left unset (at a default of ``None`` or 0: off, or marked written only when set)
+    are not written, so versions that predate an option still read files that do not use it."""
+    unset = {f.name for f in fields(config) if getattr(config, f.name) == f.default
+             and (f.default in (None, 0) or f.metadata.get("written") == "when set")}
     return {key: value for key, value in asdict(config).items() if key not in unset}
 
 

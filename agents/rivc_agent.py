@@ -191,6 +191,9 @@ class RIVC(DQN):
         calibration = as_config(calibration, CalibrationConfig)
         if calibration.clips is None:  # conv nets start with tiny activations that grow as they learn
             calibration = replace(calibration, clips=not issubclass(policy_class, RIVCCnnPolicy))
+        if calibration.clip_gradient != "pact" and not VARIANTS[variant].qat:
+            raise ValueError(f"CalibrationConfig.clip_gradient learns the activation clips of quantization-aware training; "
+                             f"variant {variant!r} trains a float network: leave clip_gradient 'pact'")
         if calibration.clip_decay is not None and not VARIANTS[variant].qat:
             raise ValueError(f"CalibrationConfig.clip_decay moves the activation clips of quantization-aware training; "
                              f"variant {variant!r} trains a float network: leave clip_decay None")
@@ -248,8 +251,10 @@ class RIVC(DQN):
         self._space_bounds = self._declared_bounds if self.calibration.input_range == "space" else None
         self._outside, self._observed, self._warned_outside = np.zeros(self.q_network.obs_dim, np.int64), 0, False
         chip = get_target(self.target)
+        for net in (self.q_net.net, self.q_net_target.net):
+            net.clip_gradient = self.calibration.clip_gradient
         if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
-            self.q_net.net.track_preactivations = True
+            self.q_net.net.tracked_statistic = self.calibration.clip_statistic
             for net in (self.q_net.net, self.q_net_target.net):
                 for clip in net.clips:
                     clip.requires_grad_(False)

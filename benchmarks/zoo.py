@@ -58,6 +58,8 @@ TRACK = ("calibration", {"input_range": "track"})  # the input range follows the
 NOCAP = ("max_learning_rate", None)  # the Zoo's learning rate uncapped
 EMA = ("calibration", {"clip_decay": 0.99})  # the clips follow each batch's largest pre-activation
 CALIB1K = ("calibration", {"min_samples": 1000})  # calibrate on at least 1,000 warm-up states
+LSQ = ("calibration", {"clip_gradient": "lsq"})  # the clips learned by LSQ's step-size gradient
+EMA_MSE = ("calibration", {"clip_decay": 0.99, "clip_statistic": "mse"})  # the clips follow the activations' spread
 FIRST8 = ("quant", {"layers": [[8, 4], [4, 4], [4, None]]})  # 8-bit first-layer weights (BrainChip's convention)
 # in the order they run: RIVC's defaults on every task (the Zoo's, our robot tasks, a held-out one: Acrobot), the input
 # range that follows the data, 8 bits and AKD1000, then the controls that asked why LunarLander failed (the target,
@@ -159,6 +161,20 @@ UNIT_PROBES = (
     # on Acrobot the learned clip of the second hidden layer stays below 1 while its pre-activations grow past 100,
     # and the layer turns binary (every one of its codes 0 or the top)
     *(replace(task, tag="ema", rivc_extra=(EMA,)) for task in DEFAULT_TASKS),
+    # the clips learned with LSQ's gradient (the rounding error inside the clip counts too), against PACT's
+    *(replace(task, tag="lsq", rivc_extra=(LSQ,)) for task in DEFAULT_TASKS),
+    # the clips follow each batch's least-squares clip: the activations' spread sets the step, not their largest one
+    *(replace(task, tag="ema-mse", rivc_extra=(EMA_MSE,)) for task in DEFAULT_TASKS),
+    # the clips tracked at 8 bits, where the largest activation leaves levels enough for the rest: is the lagging
+    # clip all that holds Acrobot's quantized network back? And what do tracked clips do at 8 bits elsewhere,
+    # against the 8-bit defaults?
+    Task("Acrobot-v1", "zoo", tag="w8-ema", rivc_extra=(W8, EMA)),
+    *(replace(task, tag="w8-obsunits", rivc_extra=(W8,)) for task in DEFAULT_TASKS
+      if task.settings == "tuned" or task.env_id == "LunarLander-v3"),
+    *(replace(task, tag="w8-ema", rivc_extra=(W8, EMA)) for task in DEFAULT_TASKS
+      if task.env_id in ("CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0")),
+    # LunarLander's 4-bit cause is its input range (`track` rescues it): the same at 8 bits
+    Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, TRACK)),
 )
 TASKS = (
     *DEFAULT_TASKS,
@@ -283,6 +299,7 @@ def run_one(spec: RunSpec) -> dict:
         record["snn_from_step"] = model.snn_from_step
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
+        record["clips"] = [float(c.detach()) for c in model.q_network.clips] if model.q_network.qat else None
     return record
 
 

@@ -8,6 +8,8 @@ MIN_BITS, MAX_BITS = 1, 8
 # widening of a data-calibrated input range, a fraction of the range on each side: states the calibration data
 # did not reach (a warm-up's random policy stays near the start) keep their codes inside the range
 INPUT_RANGE_MARGIN = 0.5
+CLIP_GRADIENTS = ("pact", "lsq")  # how a learned activation clip gets its gradient: rivc.quant.clip_gradient_weights
+CLIP_STATISTICS = ("max", "mse")  # what a tracked activation clip follows: rivc.quant.clip_statistic
 #: the units a vector network's first-layer weights are trained in: "observation" (the observation's own, as a float
 #: DQN trains them) or "normalised" (the input codes' scale, about [-1, 1] over the input range: the only one until
 #: 2026-12)

@@ -3,8 +3,8 @@ products, exact below 2**24) and, with gradients, one autograd node whose backwa
 
 The same values, bit for bit, and the same gradients as the general path of
 :class:`rivc.qnetwork.QuantizedQNetwork` (straight-through estimators composed by autograd; tests/test_quantization.py):
-both read :class:`QuantizedLinear` (the layer as the chip computes it) and :func:`rivc.quant.pact_masks` (PACT's
-gradient rule).
+both read :class:`QuantizedLinear` (the layer as the chip computes it) and :func:`rivc.quant.clip_gradient_weights`
+(the clipped ReLU's gradient rule).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 
 from rivc.conv import ConvGeometry
 from rivc.integer_net import IntegerLayer
-from rivc.quant import MIN_CLIP32, activation_step, pact_masks
+from rivc.quant import MIN_CLIP32, activation_step, clip_gradient_weights, clip_statistic
 from rivc.requant import Requantization
 
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
@@ -158,11 +158,11 @@ class QuantizedLinear:
 class _DenseSurrogate(torch.autograd.Function):
     """Forward the exact Q-values; backward the float surrogate of an MLP, layer by layer: ``z = x @ W_q.T +
     b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
-    go straight through to the float ones), and PACT's ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``,
-    to the clip where ``z >= clip``), with ``z`` the exact pre-activation ``acc * scale`` (``pact_masks``). In
-    numpy, as the forward. A first layer in the observation's units reads the observations the codes stand for, its
+    go straight through to the float ones), and ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``, to the
+    clip by the network's rule, PACT's or LSQ's), with ``z`` the exact pre-activation ``acc * scale``
+    (``clip_gradient_weights``). In numpy, as the forward. A first layer in the observation's units reads the observations the codes stand for, its
     own weights (their gradients are the folded layer's). The same gradients as the general path's estimators (``straight_through``,
-    ``straight_through_pact``) composed by autograd (tests/test_quantization.py)."""
+    ``straight_through_clip``) composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
     def forward(ctx, q, inputs, layers, masks, clip_live, *parameters):  # parameters: weight, bias per layer, clips
@@ -181,8 +181,8 @@ class _DenseSurrogate(torch.autograd.Function):
             weight_grads[2 * i + 1] = torch.from_numpy(np.add.reduce(grad, axis=0))
             if i:
                 grad_x = grad @ ctx.layers[i].weight_values
-                inside, above = ctx.masks[i - 1]
-                clip_grad = np.add.reduce(grad_x * above, axis=None) * np.float32(ctx.clip_live[i - 1])
+                inside, clip_weight = ctx.masks[i - 1]
+                clip_grad = np.add.reduce(grad_x * clip_weight, axis=None) * np.float32(ctx.clip_live[i - 1])
                 clip_grads[i - 1] = torch.from_numpy(np.asarray(clip_grad, dtype=np.float32)).reshape(ctx.clip_shapes[i - 1])
                 grad = grad_x * inside
         return None, None, None, None, None, *weight_grads, *clip_grads
@@ -200,7 +200,7 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
     codes = net._input_quantizer.codes(array)  # float64 holding integers
     step, last = net._input_step_value, len(net.layers) - 1
     surrogate = torch.is_grad_enabled()
-    inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, PACT masks
+    inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, clip gradient rule
     clips = net._clip_floats()
     for i, clip in enumerate([*clips, None]):
         clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
@@ -215,11 +215,12 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
             break
         if surrogate:
             pre_activation = acc * quantized.scale
-            if net.track_preactivations:
-                net.batch_preactivation_max[i] = float(np.maximum.reduce(pre_activation, axis=None))
-            inside, above = pact_masks(pre_activation, clip_value)
-            masks.append((inside, above))  # booleans: a float32 product with them is the product with 0/1
+            if net.tracked_statistic is not None:
+                net.batch_clip_targets[i] = clip_statistic(pre_activation, net.precision[i].levels, net.tracked_statistic)
         codes = quantized.requant.codes(acc)
+        if surrogate:  # booleans (PACT's clip weights too): a float32 product with them is the product with 0/1
+            masks.append(clip_gradient_weights(pre_activation, clip_value, codes, net.precision[i].levels,
+                                               net.clip_gradient))
         step = activation_step(clip_value, net.precision[i].levels)
     if not surrogate:
         return q

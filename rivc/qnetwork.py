@@ -25,8 +25,8 @@ from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
 from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer,
                               IntegerNetwork, are_pixels, batch_shape)
-from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, straight_through, straight_through_pact,
-                        weight_codes)
+from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clip_statistic, straight_through,
+                        straight_through_clip, weight_codes)
 from rivc.requant import fit_requantization
 
 try:  # memcmp: whether parameters changed in place, without the temporaries of an element-wise comparison
@@ -202,10 +202,12 @@ class QuantizedQNetwork(nn.Module):
         # True for a network whose weights are written in place through ``.data`` (SB3's target network, under
         # ``polyak_update``), which the version counters do not see: its cache then compares the weights themselves
         self.weights_written_in_place = False
-        # with track_preactivations (clip tracking): each hidden layer's largest exact pre-activation on the last
-        # batch a gradient pass saw
-        self.track_preactivations = False
-        self.batch_preactivation_max: list[float] = [0.0] * len(self.clips)
+        # the learned clips' gradient rule (rivc.quant.clip_gradient_weights): a training choice, not saved
+        self.clip_gradient = "pact"
+        # with tracked_statistic (clip tracking, "max" or "mse": rivc.quant.clip_statistic): the clip each hidden
+        # layer's exact pre-activations asked for on the last batch a gradient pass saw
+        self.tracked_statistic: str | None = None
+        self.batch_clip_targets: list[float] = [0.0] * len(self.clips)
         self._refresh_parameters()
         self.register_load_state_dict_post_hook(self._refresh_parameters)
         self._register_load_state_dict_pre_hook(_rename_legacy_keys)
@@ -486,11 +488,13 @@ class QuantizedQNetwork(nn.Module):
                 return straight_through(z, q) if surrogate else q
             codes = quantized.integer_torch.activation(acc)
             step = activation_step(clip_value, self.precision[i].levels)
-            if surrogate:  # PACT: min(relu(z), clip) backward at the exact pre-activation, the chip's activation forward
+            if surrogate:  # min(relu(z), clip) backward (PACT's or LSQ's) at the exact pre-activation, the chip's forward
                 pre_activation = acc * quantized.integer_torch.scale
-                if self.track_preactivations:
-                    self.batch_preactivation_max[i] = float(pre_activation.max())
-                x = straight_through_pact(z, clip.clamp_min(MIN_CLIP), (codes * step).float(), pre_activation)
+                if self.tracked_statistic is not None:
+                    self.batch_clip_targets[i] = clip_statistic(pre_activation, self.precision[i].levels,
+                                                                self.tracked_statistic)
+                x = straight_through_clip(z, clip.clamp_min(MIN_CLIP), (codes * step).float(), pre_activation,
+                                          self.clip_gradient, codes, self.precision[i].levels)
         raise AssertionError("unreachable")
 
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -596,12 +600,12 @@ class QuantizedQNetwork(nn.Module):
 
     @torch.no_grad()
     def track_activation_clips(self, decay: float) -> None:
-        """Move each PACT clip toward its layer's largest pre-activation on the last training batch:
-        ``clip <- decay * clip + (1 - decay) * max(z)``, a moving-average range as TensorFlow's and
+        """Move each clip toward the clip its layer's pre-activations asked for on the last training batch
+        (``tracked_statistic``, set before the gradient pass: their largest value, or the least-squares clip):
+        ``clip <- decay * clip + (1 - decay) * target``, a moving-average range as TensorFlow's and
         PyTorch's quantization-aware training keep one. A learned clip can fall behind activations
-        that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md).
-        Needs ``track_preactivations`` set before the gradient pass."""
-        for clip, top in zip(self._clip_parameters, self.batch_preactivation_max):
+        that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md)."""
+        for clip, top in zip(self._clip_parameters, self.batch_clip_targets):
             clip.mul_(decay).add_((1.0 - decay) * max(top, MIN_CLIP32))
 
     def activation_clips(self, calibration_obs=None) -> list[float]:

@@ -11,6 +11,8 @@ import struct
 import numpy as np
 import torch
 
+from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS
+
 TINY32 = np.finfo(np.float32).tiny  # the smallest normal float32
 MIN_CLIP = 1e-4  # smallest activation clip value: keeps the activation step positive
 MIN_CLIP32 = float(np.float32(MIN_CLIP))  # as the float32 clips hold it
@@ -27,9 +29,68 @@ def activation_step(clip: float, levels: int) -> float:
 def pact_masks(pre_activation, clip):
     """PACT's gradient rule for ``min(relu(z), clip)``: where it passes the gradient to ``z`` (``0 < z < clip``)
     and where to the clip (``z >= clip``), read on the exact pre-activation ``z = acc * scale`` (numpy arrays
-    or torch tensors, as booleans). The one statement of the rule: both forward paths read it."""
+    or torch tensors, as booleans)."""
     above = pre_activation >= clip
     return (pre_activation > 0) & ~above, above
+
+
+def clip_gradient_weights(pre_activation, clip: float, codes, levels: int, rule: str = "pact"):
+    """Where a hidden layer's gradient passes to ``z`` and how much of each activation's gradient reaches its clip.
+
+    The activation is ``y = s * codes`` with ``s = clip / L`` and ``codes`` the chip's (about ``round(z / s)``
+    clamped to ``[0, L]``); ``z`` is the exact pre-activation. Both rules pass the gradient to ``z`` where
+    ``0 < z < clip`` (straight through) and none below 0. They differ in ``dy/dclip``:
+
+    - ``"pact"`` (Choi et al. 2018): 1 where ``z >= clip``, 0 elsewhere: only the clipped activations count.
+    - ``"lsq"`` (Esser et al. 2020): 1 where ``z >= clip``, the rounding error ``(codes - z / s) / L`` where
+      ``0 < z < clip``, all scaled by LSQ's ``1 / sqrt(N L)`` (``N``: a sample's activations in the layer).
+
+    numpy arrays or torch tensors; returns ``(inside, clip_weight)``: booleans, and booleans (PACT) or float32
+    values (LSQ).
+    """
+    inside, above = pact_masks(pre_activation, clip)
+    if rule == "pact":
+        return inside, above
+    if rule != "lsq":
+        raise ValueError(f"the clip gradient must be one of {', '.join(CLIP_GRADIENTS)}, got {rule!r}")
+    scale = 1.0 / np.sqrt(int(np.prod(pre_activation.shape[1:])) * levels)
+    step = activation_step(clip, levels)
+    if not isinstance(pre_activation, np.ndarray):
+        return inside, ((above + inside * (codes - pre_activation / step) / levels) * scale).float()
+    weight = codes - pre_activation / step  # the same float64 operations in the same order, in place
+    weight *= inside
+    weight /= levels
+    weight += above
+    weight *= scale
+    return inside, weight.astype(np.float32)
+
+
+MSE_CANDIDATES, MSE_SAMPLE = 32, 4096  # clip_statistic("mse"): clips tried, pre-activations read (about)
+
+
+def clip_statistic(pre_activation, levels: int, statistic: str = "max") -> float:
+    """The clip a batch's exact pre-activations ``z`` (a numpy array or torch tensor) ask for, which a tracked clip
+    follows. ``"max"``: the largest ``z``. ``"mse"``: of ``k / 32`` of the largest (``k = 1..32``), the clip whose
+    ``L``-level quantization of ``relu(z)`` has the least squared error on the batch's first samples (about 4,096
+    values; a replay batch is a random sample): every value weighs, so a lone outlier does not set the step (a tail
+    of many does)."""
+    if statistic not in CLIP_STATISTICS:
+        raise ValueError(f"the clip statistic must be one of {', '.join(CLIP_STATISTICS)}, got {statistic!r}")
+    if isinstance(pre_activation, torch.Tensor):
+        if statistic == "max":  # (reduced where the tensor lives)
+            return float(pre_activation.max())
+        pre_activation = pre_activation.detach().cpu().numpy()
+    top = float(np.maximum.reduce(pre_activation, axis=None))
+    if statistic == "max" or top <= 0:
+        return top
+    rows = -(-MSE_SAMPLE // int(np.prod(pre_activation.shape[1:])))  # whole samples: every unit is read alike
+    values = pre_activation[:rows]
+    positive = values[values > 0].astype(np.float32)
+    clips = np.float32(top) * np.arange(1, MSE_CANDIDATES + 1, dtype=np.float32) / np.float32(MSE_CANDIDATES)
+    steps = (clips / np.float32(levels))[:, None]
+    codes = np.minimum(np.rint(positive / steps), np.float32(levels))
+    errors = np.square(codes * steps - positive).sum(axis=1)
+    return float(clips[np.argmin(errors)])
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -49,28 +110,31 @@ def straight_through(x: torch.Tensor, quantized: torch.Tensor) -> torch.Tensor:
     return _StraightThrough.apply(x, quantized.detach())
 
 
-class _StraightThroughPact(torch.autograd.Function):
+class _StraightThroughClip(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z, clip, value, pre_activation):
-        ctx.save_for_backward(pre_activation, clip)
+    def forward(ctx, z, clip, value, inside, clip_weight):
+        ctx.save_for_backward(inside, clip_weight)
+        ctx.clip_shape = clip.shape
         return value
 
     @staticmethod
     def backward(ctx, grad):
-        pre_activation, clip = ctx.saved_tensors
-        inside, above = pact_masks(pre_activation, clip)
-        return grad * inside, (grad * above).sum().reshape(clip.shape), None, None
+        inside, clip_weight = ctx.saved_tensors
+        return grad * inside, (grad * clip_weight).sum().reshape(ctx.clip_shape), None, None, None
 
 
-def straight_through_pact(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor,
-                          pre_activation: torch.Tensor | None = None) -> torch.Tensor:
-    """Forward ``value`` (the chip's activation, ``codes * clip / L``); backward PACT's gradients of
-    ``min(relu(z), clip)``: to ``z`` where ``0 < z < clip``, to ``clip`` where ``z >= clip``, the
-    conditions read on ``pre_activation`` (the exact value ``z`` stands for; default ``z`` itself)."""
+def straight_through_clip(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor,
+                          pre_activation: torch.Tensor | None = None, rule: str = "pact",
+                          codes: torch.Tensor | None = None, levels: int = 0) -> torch.Tensor:
+    """Forward ``value`` (the chip's activation, ``codes * clip / L``); backward the gradients of
+    ``min(relu(z), clip)`` of :func:`clip_gradient_weights`' ``rule`` (PACT: to ``z`` where ``0 < z < clip``, to
+    ``clip`` where ``z >= clip``), read on ``pre_activation`` (the exact value ``z`` stands for; default ``z``
+    itself); LSQ reads the activation's ``codes`` and ``levels`` too."""
     if not torch.is_grad_enabled() or not (z.requires_grad or clip.requires_grad):
         return value
     pre = z.detach() if pre_activation is None else pre_activation.detach()
-    return _StraightThroughPact.apply(z, clip, value, pre)
+    inside, clip_weight = clip_gradient_weights(pre, float(clip.detach()), codes, levels, rule)
+    return _StraightThroughClip.apply(z, clip, value, inside, clip_weight)
 
 
 def weight_codes(weight: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:

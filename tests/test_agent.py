@@ -411,23 +411,54 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
         RIVC("MlpPolicy", "CartPole-v1", convert_every=2)
 
 
+def test_lsq_clips_are_learned_and_the_snn_follows_them(tmp_path):
+    runs = {rule: RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(clip_gradient=rule), **FAST)
+            for rule in ("pact", "lsq")}
+    for model in runs.values():
+        model.learn(FAST["learning_starts"] + 300)
+    assert all(clip.requires_grad for clip in runs["lsq"].q_network.clips)
+    assert runs["lsq"].q_network.clip_gradient == "lsq" == runs["lsq"].q_net_target.net.clip_gradient
+    clips = {rule: [float(c.detach()) for c in model.q_network.clips] for rule, model in runs.items()}
+    assert clips["lsq"] != pytest.approx(clips["pact"], rel=1e-4)  # the rule changes what the clips learn
+    error = runs["lsq"].conversion_error()
+    assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0  # the SNN runs the learned clips
+    path = runs["lsq"].save(tmp_path / "lsq.zip")
+    assert RIVC.load(path).calibration.clip_gradient == "lsq" and RIVC.load(path).q_network.clip_gradient == "lsq"
+    with zipfile.ZipFile(runs["pact"].save(tmp_path / "pact.zip")) as archive:  # the default is not written
+        assert "clip_gradient" not in json.loads(archive.read("rivc.json"))["calibration"]
+    for bad, message in ((dict(clip_gradient="lsq", clip_decay=0.9), "leave clip_decay None for learned clips"),
+                         (dict(clip_gradient="LSQ"), "clip_gradient must be one of pact, lsq")):
+        with pytest.raises(ValueError, match=message):
+            RIVC("MlpPolicy", "CartPole-v1", calibration=bad)
+    with pytest.raises(ValueError, match="variant 'fpnn' trains a float network: leave clip_gradient 'pact'"):
+        RIVC("MlpPolicy", "CartPole-v1", variant="fpnn", calibration=dict(clip_gradient="lsq"))
+
+
 def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
     tracked = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(clip_decay=0.9), **FAST)
     assert not any(clip.requires_grad for clip in tracked.q_network.clips)
     tracked.learn(FAST["learning_starts"] + 400)
     clips = [float(clip) for clip in tracked.q_network.clips]
-    top = tracked.q_network.batch_preactivation_max
+    top = tracked.q_network.batch_clip_targets
     assert all(t > 0 for t in top) and clips != pytest.approx(top, rel=1e-3)  # a moving average, not the last batch
     error = tracked.conversion_error()
     assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0  # the SNN follows the tracked clips
     tracked.train(1, batch_size=32)  # one update: the clips move by the configured decay, toward the batch's maxima
-    top = tracked.q_network.batch_preactivation_max
+    top = tracked.q_network.batch_clip_targets
     assert [float(c) for c in tracked.q_network.clips] == pytest.approx([0.9 * c + 0.1 * t for c, t in zip(clips, top)])
     assert tracked.conversion_error().mean_abs_dq == 0.0  # converted after the clips moved
     with pytest.raises(ValueError, match="variant 'fpnn' trains a float network"):
         RIVC("MlpPolicy", "CartPole-v1", variant="fpnn", calibration=dict(clip_decay=0.9))
     loaded = RIVC.load(tracked.save(tmp_path / "tracked.zip"))
     assert loaded.calibration.clip_decay == 0.9 and not any(c.requires_grad for c in loaded.q_network.clips)
+    spread = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(clip_decay=0.0, clip_statistic="mse"), **FAST)
+    spread.learn(FAST["learning_starts"] + 100)  # decay 0: each clip is its last batch's least-squares clip
+    assert [float(c.detach()) for c in spread.q_network.clips] == pytest.approx(spread.q_network.batch_clip_targets)
+    assert spread.q_network.tracked_statistic == "mse" and spread.q_net_target.net.tracked_statistic is None
+    assert spread.conversion_error().mean_abs_dq == 0.0
+    assert RIVC.load(spread.save(tmp_path / "spread.zip")).calibration.clip_statistic == "mse"
+    with pytest.raises(ValueError, match="set clip_decay"):
+        RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_statistic="mse"))
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"clip_decay must be None or in \[0, 1\)"):
             RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_decay=bad))

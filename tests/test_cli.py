@@ -130,6 +130,14 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.95
     assert main([*args, "--clip-decay", "learned"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_decay is None
+    assert main([*args, "--clip-gradient", "lsq"]) == 0
+    assert RIVC.load(out / "model.zip").calibration.clip_gradient == "lsq"
+    assert main([*args, "--clip-gradient", "lsq", "--clip-decay", "0.9"]) == 2
+    assert "leave clip_decay None for learned clips" in capsys.readouterr().err
+    assert main([*args, "--clip-statistic", "mse"]) == 2
+    assert "set clip_decay" in capsys.readouterr().err
+    assert main([*args, "--clip-statistic", "mse", "--clip-decay", "0.9"]) == 0
+    assert RIVC.load(out / "model.zip").calibration.clip_statistic == "mse"
 
 
 def test_train_takes_the_first_layers_units_and_resume_keeps_them(tmp_path):

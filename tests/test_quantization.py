@@ -5,7 +5,7 @@ from gymnasium import spaces
 
 from conftest import random_network, random_obs
 from rivc import QuantConfig, QuantizedQNetwork
-from rivc.quant import weight_codes
+from rivc.quant import activation_step, clip_statistic, straight_through_clip, weight_codes
 
 
 @pytest.mark.parametrize("field", ["weight_bits", "activation_bits", "input_bits"])
@@ -218,10 +218,12 @@ def test_split_bias_equals_a_brute_force_search(bits):
         assert (s, m) == (expected, max(-top, min(top, nearest))), value
 
 
+@pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
 @pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
-def test_fused_surrogate_gradients_equal_the_composed_estimators(target):
+def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient):
     # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
     net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7)
+    net.clip_gradient = clip_gradient
     with torch.no_grad():
         for clip in net.clips:
             clip.fill_(0.05)  # some units clip: the clips get gradients too
@@ -249,6 +251,65 @@ def test_fused_surrogate_gradients_equal_the_composed_estimators(target):
         assert float(net.clips[0].grad) == 0.0
 
 
+@pytest.mark.parametrize("levels", [3, 15, 255])
+def test_lsq_clip_gradient_is_autograd_of_lsqs_quantizer(levels):
+    # LSQ written as its paper states it, differentiated by autograd: y = s * round(clamp(z / s, 0, L)) with the
+    # rounding straight through and the step s = clip / L learned at gradient scale 1 / sqrt(N L)
+    rng = np.random.default_rng(levels)
+    pre = torch.as_tensor(rng.normal(0.3, 1.0, (64, 24)))  # some below 0, some above the clip
+    upstream = torch.as_tensor(rng.normal(0, 1, (64, 24)))
+    clip_value = 1.25
+    scale = 1 / np.sqrt(24 * levels)
+    clip = torch.tensor(clip_value, dtype=torch.float64, requires_grad=True)
+    clip_scaled = clip * scale + (clip - clip * scale).detach()  # LSQ's gradient scale: the value unchanged
+    z = pre.clone().requires_grad_(True)
+    step = clip_scaled / levels
+    u = z / step
+    u = torch.clamp(u, 0, levels)
+    y = (u + (torch.round(u) - u).detach()) * step
+    (y * upstream).sum().backward()
+    codes = torch.clamp(torch.round(pre / activation_step(clip_value, levels)), 0, levels)
+    ours_z = pre.clone().requires_grad_(True)
+    ours_clip = torch.tensor(clip_value, dtype=torch.float32, requires_grad=True)
+    value = straight_through_clip(ours_z, ours_clip, (codes * activation_step(clip_value, levels)).float(), pre,
+                                  "lsq", codes, levels)
+    (value.double() * upstream).sum().backward()
+    torch.testing.assert_close(ours_z.grad, z.grad)
+    assert float(ours_clip.grad) == pytest.approx(float(clip.grad), rel=1e-5)
+    inside = (pre > 0) & (pre < clip_value)
+    assert 0 < int(inside.sum()) < pre.numel() and bool((pre >= clip_value).any())  # all three regions present
+    pact_clip = torch.tensor(clip_value, dtype=torch.float32, requires_grad=True)
+    (straight_through_clip(pre.clone().requires_grad_(True), pact_clip, value.detach(), pre).double() * upstream).sum().backward()
+    assert float(pact_clip.grad) == pytest.approx(float((upstream * (pre >= clip_value)).sum()), rel=1e-5)
+    assert float(pact_clip.grad) * scale != pytest.approx(float(ours_clip.grad), rel=1e-3)  # the rounding term counts
+
+
+@pytest.mark.parametrize("levels", [1, 15, 255])
+def test_mse_clip_statistic_is_the_least_squares_candidate(levels):
+    # brute force over the same candidates, written plainly: the clip whose quantization of relu(z) errs least
+    rng = np.random.default_rng(levels)
+    pre = np.concatenate([rng.uniform(-1, 1, 2400), rng.exponential(1.0, 1600)])  # a long tail: its top is rare
+    pre = rng.permutation(pre).reshape(40, 100)  # a batch of 40 samples of 100 units: all read
+    top = pre.max()
+    chosen = clip_statistic(pre, levels, "mse")
+
+    def least_squares(values, top):
+        def error(clip):
+            step = clip / levels
+            return sum((min(round(v / step), levels) * step - v) ** 2 for v in values[values > 0])
+        return min((top * k / 32 for k in range(1, 33)), key=error)
+    assert chosen == pytest.approx(least_squares(pre, top), rel=1e-6)
+    assert chosen < 0.8 * top or levels == 255  # below 8 bits the tail is clipped
+    assert clip_statistic(pre, levels, "max") == top
+    assert clip_statistic(torch.as_tensor(pre), levels, "mse") == chosen  # torch tensors read the same
+    assert clip_statistic(-np.abs(pre), levels, "mse") == -np.abs(pre).min()  # no positive value: the max (a dead layer)
+    many = rng.exponential(1.0, (500, 100))  # more values than it reads: its first whole samples, under its top
+    assert clip_statistic(many, levels, "mse") == pytest.approx(least_squares(many[:41], many.max()), rel=1e-6)
+    for values in (pre, -np.abs(pre)):  # an unknown statistic is refused even where every value is <= 0
+        with pytest.raises(ValueError, match="one of max, mse"):
+            clip_statistic(values, levels, "p99")
+
+
 @pytest.mark.parametrize("target, bits", [("akida", (4, 4, 8)), ("rate", (1, 1, 8)), ("akd1000", (2, 2, 8))])
 @pytest.mark.parametrize("where, value", [("weight", np.nan), ("weight", np.inf), ("weight", -np.inf),
                                           ("bias", np.nan), ("bias", np.inf), ("bias", 1e30)])
@@ -271,19 +332,25 @@ def test_clip_tracking_follows_the_largest_pre_activation(fused):
     net.fused_surrogate = fused
     obs = torch.as_tensor(random_obs(64, seed=4))
     net(obs).sum().backward()
-    assert net.batch_preactivation_max == [0.0, 0.0]  # recorded only when asked (the agent asks with clip_decay)
-    net.track_preactivations = True
+    assert net.batch_clip_targets == [0.0, 0.0]  # recorded only when asked (the agent asks with clip_decay)
+    net.tracked_statistic = "max"
     with torch.no_grad():
         net(obs)  # acting and measuring record nothing
-    assert net.batch_preactivation_max == [0.0, 0.0]
+    assert net.batch_clip_targets == [0.0, 0.0]
     net(obs).sum().backward()
     exported = net.export()
-    codes, top = exported.input_codes(obs.numpy()), []
-    for layer in exported.layers[:-1]:
+    codes, top, spread = exported.input_codes(obs.numpy()), [], []
+    for layer, precision in zip(exported.layers[:-1], net.precision):
         acc = codes @ layer.weights.T.astype(np.float64) + layer.bias
         top.append(float((acc * layer.scale).max()))
+        spread.append(clip_statistic(acc * layer.scale, precision.levels, "mse"))
         codes = layer.activation(acc)
-    assert net.batch_preactivation_max == pytest.approx(top, rel=1e-12)
+    assert net.batch_clip_targets == pytest.approx(top, rel=1e-12)
+    net.tracked_statistic = "mse"  # the least-squares clip of the same batch, below its largest value
+    net(obs).sum().backward()
+    assert net.batch_clip_targets == pytest.approx(spread, rel=1e-6) and all(s < t for s, t in zip(spread, top))
+    net.tracked_statistic = "max"
+    net(obs).sum().backward()
     assert all(t > 0.3 for t in top)
     before = [float(c.detach()) for c in net.clips]
     net.track_activation_clips(0.75)
