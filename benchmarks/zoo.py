@@ -175,6 +175,8 @@ UNIT_PROBES = (
       if task.env_id in ("CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0")),
     # LunarLander's 4-bit cause is its input range (`track` rescues it): the same at 8 bits
     Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, TRACK)),
+    # ... and on the board on sale: AKD1000's arithmetic, 4 bits
+    Task("LunarLander-v3", "zoo", tag="akd1000-track", rivc_extra=(("target", "akd1000"), TRACK)),
 )
 TASKS = (
     *DEFAULT_TASKS,
