@@ -170,9 +170,9 @@ UNIT_PROBES = (
     # against the 8-bit defaults?
     Task("Acrobot-v1", "zoo", tag="w8-ema", rivc_extra=(W8, EMA)),
     *(replace(task, tag="w8-obsunits", rivc_extra=(W8,)) for task in DEFAULT_TASKS
-      if task.settings == "tuned" or task.env_id == "LunarLander-v3"),
+      if task.settings == "tuned" or task.env_id in ("LunarLander-v3", "MountainCar-v0")),
     *(replace(task, tag="w8-ema", rivc_extra=(W8, EMA)) for task in DEFAULT_TASKS
-      if task.env_id in ("CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0")),
+      if task.env_id != "Acrobot-v1"),
     # LunarLander's 4-bit cause is its input range (`track` rescues it): the same at 8 bits
     Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, TRACK)),
     # ... and on the board on sale: AKD1000's arithmetic, 4 bits
