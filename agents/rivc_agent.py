@@ -35,7 +35,7 @@ from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig,
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
-from rivc.integer_net import NON_FINITE_OBSERVATION, UNBOUNDED, batch_shape
+from rivc.integer_net import NON_FINITE_OBSERVATION, batch_shape, bounded_dimensions
 from rivc.metrics import ConversionError, UnitShares, network_conversion_error, unit_shares
 from rivc.neurochip import SpikingPolicy, make_backend
 from rivc.qnetwork import check_image_space, observed_range, widened
@@ -244,8 +244,7 @@ class RIVC(DQN):
         self._declared_bounds = None
         if not self.q_network.is_image:
             space = self.observation_space
-            bounded = np.isfinite(space.low) & np.isfinite(space.high) & (np.abs(space.low) < UNBOUNDED) & (
-                np.abs(space.high) < UNBOUNDED)
+            bounded = bounded_dimensions(space.low, space.high)
             low, high = np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf)
             self._declared_bounds = (low.reshape(-1).astype(np.float64), high.reshape(-1).astype(np.float64))
         self._space_bounds = self._declared_bounds if self.calibration.input_range == "space" else None

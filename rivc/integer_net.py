@@ -45,6 +45,11 @@ FORMAT_VERSION = 4
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
 
 
+def bounded_dimensions(low, high) -> np.ndarray:
+    """Which dimensions of a Box's ``low`` and ``high`` are bounded: both finite and within ``UNBOUNDED``."""
+    return np.isfinite(low) & np.isfinite(high) & (np.abs(low) < UNBOUNDED) & (np.abs(high) < UNBOUNDED)
+
+
 class CorruptFileError(ValueError):
     """A file is not a (valid) rivc artifact."""
 

@@ -23,8 +23,8 @@ from rivc.config import INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
-from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, UNBOUNDED, ImageInput, InputQuantizer,
-                              IntegerNetwork, are_pixels, batch_shape)
+from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, ImageInput, InputQuantizer, IntegerNetwork,
+                              are_pixels, batch_shape, bounded_dimensions)
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clip_statistic, straight_through,
                         straight_through_clip, weight_codes)
 from rivc.requant import fit_requantization
@@ -190,7 +190,7 @@ class QuantizedQNetwork(nn.Module):
         else:
             low = np.asarray(observation_space.low, dtype=np.float64)
             high = np.asarray(observation_space.high, dtype=np.float64)
-            bounded = np.isfinite(low) & np.isfinite(high) & (np.abs(low) < UNBOUNDED) & (np.abs(high) < UNBOUNDED)
+            bounded = bounded_dimensions(low, high)
         low, high = np.where(bounded, low, 0.0), np.where(bounded, high, 0.0)
         self.register_buffer("obs_low", torch.as_tensor(low, dtype=torch.float64))
         self.register_buffer("obs_high", torch.as_tensor(high, dtype=torch.float64))
