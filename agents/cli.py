@@ -21,7 +21,7 @@ from rivc.agents.rollout import RolloutResult, rollout
 from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
-from rivc.config import INPUT_UNITS
+from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_UNITS
 from rivc.neurochip.deploy import check_env
 
 MODEL_FILE, POLICY_FILE, SUMMARY_FILE, BEST_FILE = "model.zip", "policy.npz", "summary.json", "best_model.zip"
@@ -86,7 +86,8 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
-                "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_units")
+                "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_units",
+                "activation_steps", "head")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -120,8 +121,9 @@ def _new_model(args: argparse.Namespace, env):
         calibration = options.get("calibration") or {}
         options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
                                   **calibration_options}
-    if args.input_units is not None:
-        options["policy_kwargs"] = {**(options.get("policy_kwargs") or {}), "input_units": args.input_units}
+    for option in ("input_units", "activation_steps", "head"):
+        if getattr(args, option) is not None:
+            options["policy_kwargs"] = {**(options.get("policy_kwargs") or {}), option: getattr(args, option)}
     policy = args.policy
     if policy == "auto":  # camera frames (3-dimensional uint8) take the conv policy
         policy = "CnnPolicy" if len(env.observation_space.shape or ()) == 3 else "MlpPolicy"
@@ -648,6 +650,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "
                             "float DQN's; default), normalised (the input codes' scale, as until 2026-12)")
+    train.add_argument("--activation-steps", default=None, choices=list(ACTIVATION_STEPS),
+                       help="a hidden layer's activation steps: layer (one clip per layer; default) or unit (one per "
+                            "unit, folded into the next layer's weights; dense networks)")
+    train.add_argument("--head", default=None, choices=list(HEADS),
+                       help="what the Q-network's last layer computes: q (a Q-value per action; default) or dueling (a "
+                            "value and an advantage per action, Q = V + A - mean A: each advantage on its own scale)")
     train.add_argument("--timesteps", type=POSITIVE, default=None,
                        help=f"training steps (default {DEFAULT_TIMESTEPS}, or the Zoo's budget with --hyperparams zoo)")
     train.add_argument("--seed", type=int, default=0)

@@ -39,7 +39,8 @@ HYPERPARAMETERS = (
     "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
     "max_grad_norm", "gradient_steps",
 )
-SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch", "input_units")
+SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch", "input_units", "activation_steps",
+                       "head")
 
 
 def _space_to_json(space: spaces.Box) -> dict[str, Any]:

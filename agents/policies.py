@@ -36,6 +36,8 @@ class QuantizedQPolicyNet(BasePolicy):
         target: str,
         conv_arch: list | None = None,
         input_units: str = "observation",
+        activation_steps: str = "layer",
+        head: str = "q",
     ) -> None:
         super().__init__(observation_space, action_space, normalize_images=False)
         self.quant, self.net_arch, self.qat = quant, net_arch, qat
@@ -43,7 +45,7 @@ class QuantizedQPolicyNet(BasePolicy):
         self.net = QuantizedQNetwork(
             observation_space, int(action_space.n), QuantConfig.from_dict(quant), hidden_sizes=net_arch,
             obs_range=obs_range, qat=qat, activation_clip=activation_clip, target=target, conv_layers=conv_arch or (),
-            input_units=input_units,
+            input_units=input_units, activation_steps=activation_steps, head=head,
         )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -59,8 +61,10 @@ class RIVCPolicy(DQNPolicy):
     policy_kwargs: ``net_arch`` (hidden sizes, default [64, 64]), ``activation_clip`` (initial
     PACT clip), ``obs_range`` ((low, high) for the input quantizer; default: the space's bounds,
     calibrated from replay data where they are infinite), ``input_units`` (the units the first layer's weights are
-    trained in: ``"observation"``, default, or ``"normalised"``; ``rivc.qnetwork.QuantizedQNetwork``). The agent sets
-    ``quant``, ``qat`` and ``target``.
+    trained in: ``"observation"``, default, or ``"normalised"``; ``rivc.qnetwork.QuantizedQNetwork``),
+    ``activation_steps`` (``"layer"``, default: one activation step per hidden layer, or ``"unit"``: one per unit),
+    ``head`` (``"q"``, default: a Q-value per row, or ``"dueling"``: a value row and an advantage row per action).
+    The agent sets ``quant``, ``qat`` and ``target``.
     """
 
     default_conv_arch: tuple = ()
@@ -78,6 +82,8 @@ class RIVCPolicy(DQNPolicy):
         target: str = DEFAULT_TARGET,
         conv_arch: list | None = None,
         input_units: str = "observation",
+        activation_steps: str = "layer",
+        head: str = "q",
         optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -85,7 +91,7 @@ class RIVCPolicy(DQNPolicy):
         self.quant_args = {
             "quant": quant or QuantConfig().to_dict(), "qat": qat, "activation_clip": activation_clip,
             "obs_range": obs_range, "target": target, "conv_arch": [ConvSpec.parse(c).to_list() for c in conv_arch],
-            "input_units": input_units,
+            "input_units": input_units, "activation_steps": activation_steps, "head": head,
         }
         super().__init__(
             observation_space, action_space, lr_schedule,

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                 q = acc * network.layers[-1].scale
                 shares = np.bincount(q.argmax(axis=1), minlength=q.shape[1]) / len(q)
                 lengths = [episode["l"] for episode in self.model.ep_info_buffer]
-                print(f"{self.num_timesteps} | {[round(float(c.detach()), 3) for c in self.model.q_network.clips]} | "
+                clips = [np.round(c.detach().numpy(), 3).tolist() for c in self.model.q_network.clips]
+                print(f"{self.num_timesteps} | {clips} | "
                       f"{[round(float(np.mean(h == network.levels(i))), 2) for i, h in enumerate(hidden)]} | "
                       f"{[round(float(np.mean(h == 0)), 2) for h in hidden]} | {shares.round(2).tolist()} | "
                       f"{np.mean(lengths) if lengths else 0:.1f}", flush=True)

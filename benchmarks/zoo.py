@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ablation import run_sweep  # noqa: E402
+from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network, register_backend  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 RESULTS = DOCS / "results" / "zoo"
@@ -61,6 +62,16 @@ CALIB1K = ("calibration", {"min_samples": 1000})  # calibrate on at least 1,000 
 LSQ = ("calibration", {"clip_gradient": "lsq"})  # the clips learned by LSQ's step-size gradient
 EMA_MSE = ("calibration", {"clip_decay": 0.99, "clip_statistic": "mse"})  # the clips follow the activations' spread
 FIRST8 = ("quant", {"layers": [[8, 4], [4, 4], [4, None]]})  # 8-bit first-layer weights (BrainChip's convention)
+UNIT = ("policy_kwargs", {"activation_steps": "unit"})  # an activation step per unit, folded into the next layer
+DUELING = ("policy_kwargs", {"head": "dueling"})  # a value row and an advantage row per action
+RATE = ("target", "rate")  # the rate-coded target: any widths
+INTEGER = ("backend", "integer-reference")  # the exported integer network acts (make_model registers it)
+
+
+def layer_bits(*layers) -> tuple[str, dict]:
+    """Per-layer widths: ``(weight, activation)`` per hidden layer, the head's weight bits last."""
+    return ("quant", {"layers": [*map(list, layers[:-1]), [layers[-1], None]]})
+
 # in the order they run: RIVC's defaults on every task (the Zoo's, our robot tasks, a held-out one: Acrobot), the input
 # range that follows the data, 8 bits and AKD1000, then the controls that asked why LunarLander failed (the target,
 # the input range, the widths, the quantization delay, the gap term's clip). Records of earlier code are in
@@ -177,6 +188,25 @@ UNIT_PROBES = (
     Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, TRACK)),
     # ... and on the board on sale: AKD1000's arithmetic, 4 bits
     Task("LunarLander-v3", "zoo", tag="akd1000-track", rivc_extra=(("target", "akd1000"), TRACK)),
+    # a step per unit (4 bits): a narrow unit gets its 15 levels however wide the layer's widest (Acrobot's second
+    # layer spans 2..87 under one clip); learned clips, then clips that follow each unit's largest pre-activation
+    *(replace(task, tag="unit", rivc_extra=(UNIT,)) for task in DEFAULT_TASKS),
+    *(replace(task, tag="unit-ema", rivc_extra=(UNIT, EMA)) for task in DEFAULT_TASKS),
+    # which half of the 4-bit grid holds Acrobot back: widths Akida refuses, on the rate-coded target's arithmetic
+    # (which takes any widths) with the integer network acting (a diagnosis, not a deployment), tracked clips as at
+    # 8 bits: 8-bit weights with 4-bit activations,
+    # 4-bit weights with 8-bit activations, an 8-bit head only, and all 4-bit on the same target
+    Task("Acrobot-v1", "zoo", tag="rate-w8a4-ema", rivc_extra=(RATE, INTEGER, layer_bits((8, 4), (8, 4), 8), EMA)),
+    Task("Acrobot-v1", "zoo", tag="rate-w4a8-ema", rivc_extra=(RATE, INTEGER, layer_bits((4, 8), (4, 8), 4), EMA)),
+    Task("Acrobot-v1", "zoo", tag="rate-head8-ema", rivc_extra=(RATE, INTEGER, layer_bits((4, 4), (4, 4), 8), EMA)),
+    Task("Acrobot-v1", "zoo", tag="rate-ema", rivc_extra=(RATE, INTEGER, EMA)),
+    # the 4-bit head rounds each action's row on the scale of the Q-values' common part (Acrobot: Q about -67, gaps
+    # about 3): a dueling head, whose advantage rows are rounded on their own scale; with the default clips and with
+    # tracked ones
+    *(replace(task, tag="dueling", rivc_extra=(DUELING,)) for task in DEFAULT_TASKS),
+    *(replace(task, tag="dueling-ema", rivc_extra=(DUELING, EMA)) for task in DEFAULT_TASKS),
+    # LunarLander's 4-bit input range is its own cause (`track` rescues it): the head and clips on top of it
+    Task("LunarLander-v3", "zoo", tag="dueling-ema-track", rivc_extra=(DUELING, EMA, TRACK)),
 )
 TASKS = (
     *DEFAULT_TASKS,
@@ -250,12 +280,34 @@ def grid(tasks: list[str] | None = None) -> list[RunSpec]:
     return runs
 
 
+
+
+class IntegerReference(SpikingPolicy):
+    """The exported integer network acting as it is (exact, as the QAT forward): what a chip with exact arithmetic
+    would run, for widths that only the rate-coded target takes, without its spike-count timing (a diagnosis)."""
+
+    def __init__(self, network) -> None:
+        self.network = network
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        return self.network.q_values(np.asarray(obs, dtype=np.float32).reshape(-1, *self.obs_shape))
+
+
+class IntegerReferenceBackend(Backend):
+    name = INTEGER[1]
+
+    def convert(self, network) -> SpikingPolicy:
+        return IntegerReference(as_integer_network(network))
+
+
 def make_model(spec: RunSpec):
     import torch
     from stable_baselines3 import DQN
 
     import rivc.envs  # noqa: F401
     from rivc.agents import RIVC
+
+    register_backend(INTEGER[1], IntegerReferenceBackend)
 
     torch.set_num_threads(1)
     kwargs = json.loads(spec.kwargs)
@@ -301,7 +353,7 @@ def run_one(spec: RunSpec) -> dict:
         record["snn_from_step"] = model.snn_from_step
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
-        record["clips"] = [float(c.detach()) for c in model.q_network.clips] if model.q_network.qat else None
+        record["clips"] = [c.detach().tolist() for c in model.q_network.clips] if model.q_network.qat else None
     return record
 
 

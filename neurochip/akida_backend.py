@@ -77,7 +77,7 @@ def check_network(network: IntegerNetwork) -> None:
             raise AkidaConversionError(f"layer {i}: accumulator may exceed Akida's {chip.accumulator_bits}-bit buffer")
         if not isinstance(layer.requant, ScaleShift):  # the output layer; AKD1000's threshold and step
             continue
-        if layer.requant.shift > 127:
+        if np.max(layer.requant.shift) > 127:
             raise AkidaConversionError(f"layer {i}: output shift {layer.requant.shift} exceeds Akida's int8 range")
         if acc_bound * layer.requant.multiplier.max(initial=0) >= 2 ** (POST_OP_BITS - 1):
             raise AkidaConversionError(f"layer {i}: scaled accumulator may exceed Akida's {POST_OP_BITS}-bit buffer")
@@ -316,7 +316,7 @@ class AkidaPolicy(SpikingPolicy):
         head = self.network.layers[-1]
         if self.ipv1:  # the head returns the raw accumulator: its bias is added on the host
             acc = acc + head.bias
-        return acc.astype(np.float64) * head.scale
+        return self.network.head_values(acc.astype(np.float64) * head.scale)
 
     def save(self, path) -> None:
         """Akida's own model file (``.fbz``), for ``akida.Model(path)`` on a board."""

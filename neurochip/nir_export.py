@@ -139,6 +139,9 @@ def to_nir(network: IntegerNetwork, timesteps: int | None = None) -> NIRExport:
         "input_inv_step": network.input.inv_step, "input_zero_point": network.input.zero_point,
         "semantics": SEMANTICS,
     }
+    if network.head == "dueling":  # the output's rows are V, then each action's A: Q = V + A - mean A
+        metadata["head"] = "dueling"
+        metadata["head_semantics"] = "the output's rows are V, then A_1..A_n: Q_a = V + A_a - mean_b A_b"
     graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
     return NIRExport(graph=graph, timesteps=steps, q_scale=q_scale, membrane_bound=bound)
 
@@ -216,7 +219,7 @@ class SinabsPolicy:
             with torch.no_grad():
                 out, _ = self.model(torch.as_tensor(chunk.reshape(-1, chunk.shape[-1]), dtype=torch.float32))
             per_step = out.double().numpy().reshape(self.batch_size, steps, -1)[:batch]
-            q.append(per_step.sum(axis=1) / steps * self._q_scale)
+            q.append(self.network.head_values(per_step.sum(axis=1) / steps * self._q_scale))
             counts.append([self._spikes[name].double().numpy().reshape(self.batch_size, steps, -1)[:batch, :, :-1].sum(axis=1)
                            for name in sorted(self._spikes, key=_layer_index)])  # the onset neuron left out
         return np.concatenate(q), [np.concatenate(layer) for layer in zip(*counts)]

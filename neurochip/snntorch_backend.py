@@ -56,9 +56,9 @@ class IFPolicy(SpikingPolicy):
         codes = self.network.input_codes(obs)
         if self.rate_coded:
             membrane, counts = run_fast(self.layers, codes, self.timesteps, self.workspace)
-            return membrane / self.timesteps * self.network.layers[-1].scale, counts
+            return self.network.head_values(membrane / self.timesteps * self.network.layers[-1].scale), counts
         membrane, counts = run_exact(self.network, codes)
-        return membrane * self.network.layers[-1].scale, counts
+        return self.network.head_values(membrane * self.network.layers[-1].scale), counts
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         return self.q_values_and_spikes(obs)[0]
@@ -112,7 +112,7 @@ class SnnTorchReferencePolicy(IFPolicy):
                         spikes = out.to(torch.float64)
                         counts[i] += spikes
                         history[i].append(counts[i].numpy().copy())
-        q = membranes[-1].numpy() / self.timesteps * self.network.layers[-1].scale
+        q = self.network.head_values(membranes[-1].numpy() / self.timesteps * self.network.layers[-1].scale)
         return q, [np.stack(h) for h in history]
 
     def _run_exact(self, obs: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -132,7 +132,7 @@ class SnnTorchReferencePolicy(IFPolicy):
                     _, acc = self.integrator(current, acc)
                 acc = layer.pool(acc.numpy())
                 if layer.is_output:
-                    return acc * layer.scale, history
+                    return self.network.head_values(acc * layer.scale), history
                 membrane, theta = layer.requant.firing_membrane(acc)
                 neuron = self._snntorch.Leaky(beta=1.0, threshold=torch.as_tensor(theta, dtype=torch.float64),
                                               reset_mechanism="subtract")

@@ -372,8 +372,9 @@ def _minimum(x, bound):
     return np.minimum(x, bound) if isinstance(x, (np.ndarray, np.generic)) else x.minimum(bound)
 
 
-def scale_shift_codes(acc, scale, shift: int, levels: int, acc_clip=None):
-    """Akida 2.0: ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, levels)``.
+def scale_shift_codes(acc, scale, shift, levels: int, acc_clip=None):
+    """Akida 2.0: ``clip(floor((min(acc, acc_clip) * scale + 2**(shift-1)) / 2**shift), 0, levels)`` (``shift``: the
+    layer's, or one per unit).
 
     ``acc`` and ``scale`` hold integers in float64 (exact below 2**53): dividing by a power of two
     is exact, so this equals the integer shift with rounding half up.
@@ -393,13 +394,24 @@ def threshold_step_codes(acc, offset, step16, levels: int):
     return clip_codes(_ceil(16 * (acc - offset) / step16), levels)
 
 
-def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> tuple[np.ndarray, int]:
-    """Fixed point ``(scale, shift)``: scales below ``2**bits``, ``scale / 2**shift ~= acc_scale / activation_step``."""
+def _per_unit(step) -> float | np.ndarray:
+    """An activation step as float64: a float, or per unit an array."""
+    return np.asarray(step, dtype=np.float64) if isinstance(step, np.ndarray) else float(step)
+
+
+def requantization(acc_scale: np.ndarray, activation_step: float | np.ndarray, bits: int
+                   ) -> tuple[np.ndarray, int | np.ndarray]:
+    """Fixed point ``(scale, shift)``: scales below ``2**bits``, ``scale / 2**shift ~= acc_scale / activation_step``.
+    One activation step: one shift for the layer, its largest ratio's. A step per unit (an array): a shift per unit,
+    each ratio's own (every unit's scale in ``[2**(bits-1), 2**bits)``, where its ratio allows): ratios that span more
+    than ``2**bits`` would round the smaller ones' scales to 0 under one shift."""
+    if isinstance(activation_step, np.ndarray):
+        return _unit_requantization(np.asarray(acc_scale, dtype=np.float64) / _per_unit(activation_step), bits)
     # (np.maximum.reduce: the array methods' Python wrappers cost more than the work on a layer's few scales)
-    ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
+    ratio = np.asarray(acc_scale, dtype=np.float64) / _per_unit(activation_step)
     top = float(np.maximum.reduce(ratio, initial=0.0))
     shift = bits - math.frexp(top)[1] if top > 0 else bits  # frexp: top = m 2**e, m in [0.5, 1): e = floor(log2) + 1
-    shift = int(min(max(shift, 1), 40))
+    shift = int(min(max(shift, 1), MAX_SHIFT))
     scale = np.rint(ratio * 2.0**shift)
     if shift > 1 and np.maximum.reduce(scale, initial=0.0) >= 2**bits:  # rounded up to 2**bits
         shift -= 1
@@ -408,7 +420,21 @@ def requantization(acc_scale: np.ndarray, activation_step: float, bits: int) -> 
     return np.minimum(scale, 2**bits - 1, out=scale).astype(np.int64), shift
 
 
-def accumulator_clip(scale: np.ndarray, shift: int, levels: int, value_bits: int = 8) -> np.ndarray:
+MAX_SHIFT = 40  # the largest output shift chosen (Akida's is an int8)
+
+
+def _unit_requantization(ratio: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`requantization` with a shift per unit."""
+    exponent = np.frexp(ratio)[1]  # ratio = m 2**e, m in [0.5, 1)
+    shift = np.clip(np.where(ratio > 0, bits - exponent, bits), 1, MAX_SHIFT).astype(np.int64)
+    scale = np.rint(ratio * 2.0**shift)
+    over = (scale >= 2**bits) & (shift > 1)  # rounded up to 2**bits
+    shift[over] -= 1
+    scale = np.rint(ratio * 2.0**shift)
+    return np.minimum(scale, 2**bits - 1).astype(np.int64), shift
+
+
+def accumulator_clip(scale: np.ndarray, shift: int | np.ndarray, levels: int, value_bits: int = 8) -> np.ndarray:
     """Akida's per-unit ``max_value << max_value_shift`` for ``levels`` below the 4-bit output's 15:
     the largest accumulator, as a ``value_bits``-bit value shifted left, whose code stays <= ``levels``."""
     scale = np.maximum(np.asarray(scale, dtype=np.int64), 1)
@@ -461,13 +487,13 @@ def quantize_bias(bias: np.ndarray, bits: int | None, limit: int | None = None) 
 
 
 def threshold_step(
-    acc_scale: np.ndarray, activation_step: float, activation_bits: int, step_limit: int = 65535
+    acc_scale: np.ndarray, activation_step: float | np.ndarray, activation_bits: int, step_limit: int = 65535
 ) -> tuple[np.ndarray, np.ndarray]:
     """AKD1000 ``(offset, step16)``: the activation step in sixteenths of an accumulator unit, a multiple of
     ``2**(4 - bits)`` below 4-bit activations and at most ``step_limit`` as act_step (what the chip
     expresses), and the integer ``offset = floor(step / 2)`` that makes ``ceil`` round to nearest."""
     quantum = 2 ** max(4 - activation_bits, 0)
-    step16 = np.round(16 * float(activation_step) / np.asarray(acc_scale, dtype=np.float64) / quantum) * quantum
+    step16 = np.round(16 * _per_unit(activation_step) / np.asarray(acc_scale, dtype=np.float64) / quantum) * quantum
     step16 = np.clip(step16, quantum, 16 * quantum * step_limit).astype(np.int64)
     return step16 // 32, step16
 

@@ -10,6 +10,11 @@ MIN_BITS, MAX_BITS = 1, 8
 INPUT_RANGE_MARGIN = 0.5
 CLIP_GRADIENTS = ("pact", "lsq")  # how a learned activation clip gets its gradient: rivc.quant.clip_gradient_weights
 CLIP_STATISTICS = ("max", "mse")  # what a tracked activation clip follows: rivc.quant.clip_statistic
+#: a hidden layer's activation steps: one per layer, or one per unit (folded into the next layer's weights)
+ACTIVATION_STEPS = ("layer", "unit")
+#: what a Q-network's last layer computes: "q" (a Q-value per action) or "dueling" (a value row and an advantage row per
+#: action, Q = V + A - mean A: rivc.integer_net.dueling_q_values)
+HEADS = ("q", "dueling")
 #: the units a vector network's first-layer weights are trained in: "observation" (the observation's own, as a float
 #: DQN trains them) or "normalised" (the input codes' scale, about [-1, 1] over the input range: the only one until
 #: 2026-12)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from rivc.conv import ConvGeometry
-from rivc.integer_net import IntegerLayer
-from rivc.quant import MIN_CLIP32, activation_step, clip_gradient_weights, clip_statistic
+from rivc.integer_net import IntegerLayer, dueling_gradient, dueling_q_values
+from rivc.quant import MIN_CLIP32, activation_step, clamped_clip, clip_gradient_weights, clip_statistic
 from rivc.requant import Requantization
 
 EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
@@ -44,8 +44,11 @@ class QuantizedLinear:
 
     def __init__(self, codes: np.ndarray, weight_scale: np.ndarray, bias: np.ndarray, scale: np.ndarray,
                  requant: Requantization | None, conv: ConvGeometry | None, weight_levels: int,
-                 input_codes: tuple[int, int], shape: tuple[int, ...], device: torch.device) -> None:
+                 input_codes: tuple[int, int], shape: tuple[int, ...], device: torch.device,
+                 input_steps: np.ndarray | None = None) -> None:
         self._codes, self._weight_scale = codes, weight_scale  # float32 [out, in], [out, 1]
+        # per-unit steps of the layer before, folded into these columns (the codes quantize W * step): None for one step
+        self._input_steps = input_steps
         self.bias_code_values, self.scale, self.requant, self.conv = bias, scale, requant, conv  # int64, float64 [out]
         self._input_codes = input_codes  # the smallest and largest input code
         self._weight_levels, self._input_max = weight_levels, max(-input_codes[0], input_codes[1])  # largest |code|
@@ -75,8 +78,10 @@ class QuantizedLinear:
 
     @cached_property
     def weight_values(self) -> np.ndarray:
-        """codes * scale (float32, ``[out, in]``): the surrogate's weights."""
-        return self._codes * self._weight_scale
+        """codes * scale (float32, ``[out, in]``): the surrogate's weights, on the input's values (with per-unit input
+        steps folded in, each column over its step)."""
+        values = self._codes * self._weight_scale
+        return values if self._input_steps is None else values / self._input_steps
 
     @cached_property
     def weight(self) -> torch.Tensor:
@@ -165,8 +170,9 @@ class _DenseSurrogate(torch.autograd.Function):
     ``straight_through_clip``) composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
-    def forward(ctx, q, inputs, layers, masks, clip_live, *parameters):  # parameters: weight, bias per layer, clips
-        clips = parameters[2 * len(layers):]
+    def forward(ctx, q, inputs, layers, masks, clip_live, dueling, *parameters):  # parameters: weight, bias per layer,
+        clips = parameters[2 * len(layers):]  # then the clips
+        ctx.dueling = dueling  # a dueling head: the gradient on its rows from that on the Q-values
         ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
         ctx.clip_live = clip_live  # per clip: False below MIN_CLIP, where clamp_min(MIN_CLIP) passes no gradient
         return q
@@ -176,16 +182,20 @@ class _DenseSurrogate(torch.autograd.Function):
         n = len(ctx.layers)
         weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
         grad = grad.detach().numpy()
+        if ctx.dueling:
+            grad = dueling_gradient(grad)
         for i in range(n - 1, -1, -1):
             weight_grads[2 * i] = torch.from_numpy(grad.T @ ctx.inputs[i])
             weight_grads[2 * i + 1] = torch.from_numpy(np.add.reduce(grad, axis=0))
             if i:
                 grad_x = grad @ ctx.layers[i].weight_values
                 inside, clip_weight = ctx.masks[i - 1]
-                clip_grad = np.add.reduce(grad_x * clip_weight, axis=None) * np.float32(ctx.clip_live[i - 1])
+                per_unit = len(ctx.clip_shapes[i - 1]) > 0  # a clip per unit: its gradient summed over the batch only
+                clip_grad = np.add.reduce(grad_x * clip_weight, axis=0 if per_unit else None)
+                clip_grad = clip_grad * np.float32(ctx.clip_live[i - 1])
                 clip_grads[i - 1] = torch.from_numpy(np.asarray(clip_grad, dtype=np.float32)).reshape(ctx.clip_shapes[i - 1])
                 grad = grad_x * inside
-        return None, None, None, None, None, *weight_grads, *clip_grads
+        return None, None, None, None, None, None, *weight_grads, *clip_grads
 
 
 def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
@@ -203,7 +213,7 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
     inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, clip gradient rule
     clips = net._clip_floats()
     for i, clip in enumerate([*clips, None]):
-        clip_value = None if clip is None else max(clip, MIN_CLIP32)  # clamp_min(MIN_CLIP)
+        clip_value = None if clip is None else clamped_clip(clip)  # clamp_min(MIN_CLIP)
         quantized = net.quantize_layer(i, step, clip_value)
         if surrogate:
             # exact in float32, rounded once (codes * step); the first layer's input in its weights' units
@@ -211,12 +221,14 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
             layers.append(quantized)
         acc = quantized.accumulate(codes)
         if i == last:
-            q = torch.from_numpy((acc * quantized.scale).astype(np.float32))
+            values = acc * quantized.scale
+            q = torch.from_numpy((dueling_q_values(values) if net.head == "dueling" else values).astype(np.float32))
             break
         if surrogate:
             pre_activation = acc * quantized.scale
             if net.tracked_statistic is not None:
-                net.batch_clip_targets[i] = clip_statistic(pre_activation, net.precision[i].levels, net.tracked_statistic)
+                net.batch_clip_targets[i] = clip_statistic(pre_activation, net.precision[i].levels,
+                                                           net.tracked_statistic, net.per_unit_steps)
         codes = quantized.requant.codes(acc)
         if surrogate:  # booleans (PACT's clip weights too): a float32 product with them is the product with 0/1
             masks.append(clip_gradient_weights(pre_activation, clip_value, codes, net.precision[i].levels,
@@ -225,5 +237,6 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
     if not surrogate:
         return q
     parameters = [p for pair in net._parameters_of for p in pair]
-    clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip
-    return _DenseSurrogate.apply(q, inputs, layers, masks, clip_live, *parameters, *net._clip_parameters)
+    clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip (per unit: an array)
+    return _DenseSurrogate.apply(q, inputs, layers, masks, clip_live, net.head == "dueling", *parameters,
+                                 *net._clip_parameters)

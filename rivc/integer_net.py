@@ -33,7 +33,7 @@ import numpy as np
 
 from rivc import requant
 from rivc.chip import ChipTarget, LayerPrecision, get_target, quantize_bias
-from rivc.config import QuantConfig
+from rivc.config import HEADS, QuantConfig
 from rivc.conv import ConvGeometry, conv2d, max_pool
 from rivc.files import chmod_as_umask
 from rivc.requant import Requantization, integer_codes
@@ -42,7 +42,26 @@ FORMAT_NAME = "rivc.integer_network"
 # 4: the rate target's scales are 8-bit; 3: conv layers and frames; 2: chip targets; 1: no target. A "rate" network
 # of format <= 3 (16-bit scales) loads as the legacy "rate16" target (rivc.chip.LEGACY_TARGETS)
 FORMAT_VERSION = 4
+DUELING_FORMAT_VERSION = 5  # a file with a dueling head: readers before it refuse it (they would read its rows as Q)
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
+
+
+def dueling_q_values(values):
+    """A dueling head's Q-values (Wang et al. 2016): ``Q_a = V + (A_a - mean_b A_b)`` from the rows ``[V, A_1..A_n]``
+    (``[B, n + 1]``, numpy or torch float64), by the same operations in the same order on both (the mean a running
+    sum): the QAT forward and every consumer get the same bits. The actions' ranking is the advantages' alone, so a
+    chip's 4-bit head rounds each advantage row on its own scale, not on the value's (docs/DESIGN.md)."""
+    advantages = values[:, 1:]
+    total = advantages[:, :1]
+    for action in range(1, advantages.shape[1]):
+        total = total + advantages[:, action:action + 1]
+    return values[:, :1] + (advantages - total / advantages.shape[1])
+
+
+def dueling_gradient(grad):
+    """The gradient on a dueling head's rows ``[V, A_1..A_n]`` from the gradient on its Q-values (numpy): ``dV =
+    sum_a g_a``, ``dA_b = g_b - mean_a g_a``."""
+    return np.concatenate([grad.sum(axis=1, keepdims=True), grad - grad.mean(axis=1, keepdims=True)], axis=1)
 
 
 def bounded_dimensions(low, high) -> np.ndarray:
@@ -257,6 +276,7 @@ class IntegerNetwork:
     input: InputQuantizer | ImageInput
     layers: list[IntegerLayer]
     target: str = "rate"
+    head: str = "q"  # what the last layer's rows are: "q" (a Q-value each) or "dueling" (V, then each action's A)
     check: InitVar[bool] = True  # False: skip validate() (an exporter's own output, converted many times)
 
     def __post_init__(self, check: bool) -> None:
@@ -286,7 +306,12 @@ class IntegerNetwork:
 
     @property
     def n_actions(self) -> int:
-        return int(self.layers[-1].weights.shape[0])
+        return int(self.layers[-1].weights.shape[0]) - (self.head == "dueling")
+
+    def head_values(self, values):
+        """Q-values ``[B, n_actions]`` from the last layer's values ``acc * scale`` (numpy or torch float64):
+        themselves, or for a dueling head :func:`dueling_q_values`."""
+        return dueling_q_values(values) if self.head == "dueling" else values
 
     @property
     def macs(self) -> int:
@@ -320,6 +345,10 @@ class IntegerNetwork:
         """Check shapes, code ranges and that exactly the last layer is the output layer."""
         if not self.layers:
             raise ValueError("an integer network needs at least one layer")
+        if self.head not in HEADS:
+            raise ValueError(f"the head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.head == "dueling" and self.layers[-1].units < 3:
+            raise ValueError("a dueling head needs a value row and at least two actions' advantage rows")
         chip = self.chip
         convs = [(layer.conv, layer.units) for layer in self.conv_layers]
         if self.is_image != bool(convs) or any(layer.conv is None for layer in self.layers[: len(convs)]):
@@ -377,21 +406,25 @@ class IntegerNetwork:
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Q-values ``[B, n_actions]`` of the integer reference (float64)."""
         _, acc = self.forward_codes(obs)
-        return acc * self.layers[-1].scale
+        return self.head_values(acc * self.layers[-1].scale)
 
     # -- persistence (numpy .npz + JSON; never pickles) ---------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray]:
         meta = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.head == "q" else DUELING_FORMAT_VERSION,
             "config": self.config.to_dict(),
             "target": self.target,
             "n_layers": len(self.layers),
-            "shifts": [getattr(layer.requant, "shift", None) for layer in self.layers],
+            # the layer's shift (a shift per unit: None here, the array h{i})
+            "shifts": [None if getattr(layer.requant, "per_unit_shift", True) else layer.requant.shift
+                       for layer in self.layers],
             "convs": [None if layer.conv is None else layer.conv.to_dict() for layer in self.layers],
         }
         if self.is_image:
             meta["image_input"] = {"shape": list(self.input.shape), "channels_first": self.input.channels_first}
+        if self.head != "q":  # left out for a Q head: older versions read the file as before
+            meta["head"] = self.head
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)}
         if not self.is_image:
             arrays.update(input_low=self.input.low, input_high=self.input.high)
@@ -409,7 +442,7 @@ class IntegerNetwork:
             meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode())
             if meta.get("format") != FORMAT_NAME:
                 raise CorruptFileError(f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            if meta.get("version") not in (1, 2, 3, FORMAT_VERSION):
+            if meta.get("version") not in (1, 2, 3, FORMAT_VERSION, DUELING_FORMAT_VERSION):
                 raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             target = meta.get("target", "rate")
@@ -430,7 +463,7 @@ class IntegerNetwork:
                 quantizer = ImageInput(tuple(image["shape"]), bool(image["channels_first"]), config.input_bits)
             else:
                 quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
-            return cls(config=config, input=quantizer, layers=layers, target=target)
+            return cls(config=config, input=quantizer, layers=layers, target=target, head=meta.get("head", "q"))
         except CorruptFileError:
             raise
         except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError,

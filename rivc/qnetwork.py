@@ -19,14 +19,14 @@ from gymnasium import spaces
 from torch import nn
 
 from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
-from rivc.config import INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
+from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
 from rivc.fast_path import QuantizedLinear, mlp_forward
 from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, ImageInput, InputQuantizer, IntegerNetwork,
-                              are_pixels, batch_shape, bounded_dimensions)
-from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clip_statistic, straight_through,
-                        straight_through_clip, weight_codes)
+                              are_pixels, batch_shape, bounded_dimensions, dueling_q_values)
+from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clamped_clip, clip_statistic,
+                        straight_through, straight_through_clip, weight_codes)
 from rivc.requant import fit_requantization
 
 try:  # memcmp: whether parameters changed in place, without the temporaries of an element-wise comparison
@@ -126,6 +126,15 @@ class QuantizedQNetwork(nn.Module):
     whose range is narrow (the only parametrisation until 2026-12; a saved network keeps its own). ``conv_layers`` (``rivc.conv.ConvSpec``
     each) put conv layers before the dense ones: the observation is then a uint8 camera frame (HWC or
     CHW), read as the chip's input layer reads it (pixels 0..255; the float network sees ``/ 256``).
+
+    ``activation_steps="layer"`` (default): one clip, so one activation step, per hidden layer. ``"unit"`` (MLPs): a
+    clip per unit, each unit's codes ``round(z / s_j)`` with its own step ``s_j = c_j / L``, folded into the next
+    layer's weights before they are quantized (``W[:, j] * s_j``): the codes the chip passes on stay integers, and a
+    narrow unit gets all ``L`` levels however wide its neighbours are (docs/DESIGN.md, "Activation clips").
+
+    ``head="q"`` (default): the last layer's rows are the Q-values. ``"dueling"``: a value row and an advantage row per
+    action, ``Q_a = V + A_a - mean A`` (:func:`rivc.integer_net.dueling_q_values`), so each advantage row is rounded
+    to the chip's weights on its own scale, not on the value's (docs/DESIGN.md, "The head").
     """
 
     fused_surrogate = True  # an MLP's surrogate as one autograd node (False: the general path, for checks)
@@ -142,10 +151,24 @@ class QuantizedQNetwork(nn.Module):
         target: str | ChipTarget = DEFAULT_TARGET,
         conv_layers: Sequence[ConvSpec | tuple | dict] = (),
         input_units: str = "observation",
+        activation_steps: str = "layer",
+        head: str = "q",
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if head == "dueling" and n_actions < 2:
+            raise ValueError(f"a dueling head ranks two or more actions, got n_actions={n_actions}")
+        self.head = head
         if input_units not in INPUT_UNITS:
             raise ValueError(f"input_units must be one of {', '.join(INPUT_UNITS)}, got {input_units!r}")
+        if activation_steps not in ACTIVATION_STEPS:
+            raise ValueError(f"activation_steps must be one of {', '.join(ACTIVATION_STEPS)}, got {activation_steps!r}")
+        if activation_steps == "unit" and conv_layers:
+            raise ValueError("activation_steps='unit' (a step per unit) is built for dense networks: a conv network "
+                             "takes activation_steps='layer'")
+        self.activation_steps = activation_steps
+        self.per_unit_steps = activation_steps == "unit"
         self.config = config or QuantConfig()
         self.target = get_target(target)
         self.qat = qat
@@ -169,7 +192,8 @@ class QuantizedQNetwork(nn.Module):
         else:
             self.image_shape, self.channels_first = None, False
             flat = _flat_dim(observation_space)
-        sizes = [flat, *map(int, hidden_sizes), int(n_actions)]
+        self._n_actions = int(n_actions)
+        sizes = [flat, *map(int, hidden_sizes), int(n_actions) + (head == "dueling")]  # dueling: V's row too
         self.target.check(self.config, sizes, self.conv_geometry)
         # each layer's widths on the target (weight bits, activation bits, largest code): fixed with the network
         self.precision = self.target.precision(self.config, len(self.conv_specs) + len(sizes) - 1, bool(self.conv_specs))
@@ -177,8 +201,9 @@ class QuantizedQNetwork(nn.Module):
         convs = [nn.Conv2d(g.in_shape[2], spec.filters, spec.kernel, spec.stride)
                  for g, spec in zip(self.geometries, self.conv_specs)]
         self.layers = nn.ModuleList([*convs, *(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))])
+        clip_shapes = [(sizes[i + 1],) if self.per_unit_steps else () for i in range(len(self.layers) - 1)]
         self.clips = nn.ParameterList(
-            nn.Parameter(torch.tensor(float(activation_clip))) for _ in range(len(self.layers) - 1)
+            nn.Parameter(torch.full(shape, float(activation_clip))) for shape in clip_shapes
         )
         obs_dim = 0 if self.is_image else flat  # frames have no range to calibrate
         if obs_range is not None:
@@ -205,9 +230,9 @@ class QuantizedQNetwork(nn.Module):
         # the learned clips' gradient rule (rivc.quant.clip_gradient_weights): a training choice, not saved
         self.clip_gradient = "pact"
         # with tracked_statistic (clip tracking, "max" or "mse": rivc.quant.clip_statistic): the clip each hidden
-        # layer's exact pre-activations asked for on the last batch a gradient pass saw
+        # layer's exact pre-activations asked for on the last batch a gradient pass saw (per unit: an array)
         self.tracked_statistic: str | None = None
-        self.batch_clip_targets: list[float] = [0.0] * len(self.clips)
+        self.batch_clip_targets: list[float | np.ndarray] = [0.0] * len(self.clips)
         self._refresh_parameters()
         self.register_load_state_dict_post_hook(self._refresh_parameters)
         self._register_load_state_dict_pre_hook(_rename_legacy_keys)
@@ -228,7 +253,11 @@ class QuantizedQNetwork(nn.Module):
 
     @property
     def n_actions(self) -> int:
-        return self.layers[-1].out_features
+        return self._n_actions
+
+    def _head_values(self, values):
+        """Q-values from the last layer's values (its rows: :meth:`rivc.integer_net.IntegerNetwork.head_values`)."""
+        return dueling_q_values(values) if self.head == "dueling" else values
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -237,7 +266,8 @@ class QuantizedQNetwork(nn.Module):
 
     @property
     def sizes(self) -> list[int]:
-        """The dense part: ``[inputs, hidden..., n_actions]`` (``[obs_dim, ...]`` for an MLP)."""
+        """The dense part: ``[inputs, hidden..., head rows]`` (``[obs_dim, ...]`` for an MLP; the head's rows are
+        ``n_actions``, one more for a dueling head's value)."""
         return [self.linears[0].in_features, *(linear.out_features for linear in self.linears)]
 
     @property
@@ -457,7 +487,8 @@ class QuantizedQNetwork(nn.Module):
         for i, layer in enumerate(self.layers[:-1]):
             x = torch.relu(self._layer(i, x, layer.weight, layer.bias))
             hidden.append(x)
-        return hidden, self._layer(len(self.layers) - 1, x, self.layers[-1].weight, self.layers[-1].bias)
+        out = self._layer(len(self.layers) - 1, x, self.layers[-1].weight, self.layers[-1].bias)
+        return hidden, self._head_values(out)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Q-values ``[B, n_actions]`` for observations ``[B, *obs_shape]``: the exact integer values, and
@@ -475,7 +506,7 @@ class QuantizedQNetwork(nn.Module):
         clip_values = self._clip_floats()
         for i, (weight, bias) in enumerate(self._parameters_of):
             clip = None if i == last else self._clip_parameters[i]
-            clip_value = None if clip is None else max(clip_values[i], MIN_CLIP32)  # clamp_min(MIN_CLIP)
+            clip_value = None if clip is None else clamped_clip(clip_values[i])  # clamp_min(MIN_CLIP)
             quantized = self.quantize_layer(i, step, clip_value)
             exact = quantized.exact_dtype
             acc = self._layer(i, codes.to(exact), quantized.weight_codes, quantized.bias_codes, exact=True).double()
@@ -484,16 +515,17 @@ class QuantizedQNetwork(nn.Module):
             elif surrogate:  # the float surrogate that carries the gradients
                 z = self._layer(i, x, straight_through(weight, quantized.weight), straight_through(bias, quantized.bias))
             if i == last:
-                q = (acc * quantized.integer_torch.scale).float()
-                return straight_through(z, q) if surrogate else q
+                q = self._head_values(acc * quantized.integer_torch.scale).float()
+                return straight_through(self._head_values(z), q) if surrogate else q
             codes = quantized.integer_torch.activation(acc)
             step = activation_step(clip_value, self.precision[i].levels)
             if surrogate:  # min(relu(z), clip) backward (PACT's or LSQ's) at the exact pre-activation, the chip's forward
                 pre_activation = acc * quantized.integer_torch.scale
                 if self.tracked_statistic is not None:
                     self.batch_clip_targets[i] = clip_statistic(pre_activation, self.precision[i].levels,
-                                                                self.tracked_statistic)
-                x = straight_through_clip(z, clip.clamp_min(MIN_CLIP), (codes * step).float(), pre_activation,
+                                                                self.tracked_statistic, self.per_unit_steps)
+                values = codes * (torch.from_numpy(step).to(codes.device) if self.per_unit_steps else step)
+                x = straight_through_clip(z, clip.clamp_min(MIN_CLIP), values.float(), pre_activation,
                                           self.clip_gradient, codes, self.precision[i].levels)
         raise AssertionError("unreachable")
 
@@ -512,7 +544,8 @@ class QuantizedQNetwork(nn.Module):
         them, so a network with ``weights_written_in_place`` compares the weights the entry was made from.
         """
         weight, bias = self._parameters_of[i]
-        key = (weight.data_ptr(), bias.data_ptr(), weight._version, bias._version, input_step, clip)
+        key = (weight.data_ptr(), bias.data_ptr(), weight._version, bias._version,
+               *((_cache_key(input_step), _cache_key(clip)) if self.per_unit_steps else (input_step, clip)))
         cached = self._quantization_cache.get(i)
         if cached is not None and cached[0] == key and (not self.weights_written_in_place
                                                          or cached[2].same(weight, bias, key[:2])):
@@ -521,6 +554,10 @@ class QuantizedQNetwork(nn.Module):
         if i == 0 and self.folds_input_range:
             weight_array, bias_array = self._fold_input_range(weight_array, bias_array)
         conv, bits, shape = self._layer_facts[i]  # shape: [out, in] or [F, C, k, k]
+        input_steps = None
+        if isinstance(input_step, np.ndarray):  # per-unit steps of the layer before: folded into the columns
+            input_steps, input_step = input_step, 1.0  # (the codes then count accumulator units of W * step)
+            weight_array = weight_array * input_steps  # float32, rounded once
         codes, w_scale = weight_codes(weight_array.reshape(shape[0], -1), bits)
         acc_scale = w_scale[:, 0] * np.float32(input_step)  # float32: the value of one accumulator unit
         acc_scale64 = acc_scale.astype(np.float64)
@@ -540,7 +577,7 @@ class QuantizedQNetwork(nn.Module):
                                          self.target)
         input_codes = self._input_code_range if i == 0 else (0, self.precision[i - 1].levels)
         quantized = QuantizedLinear(codes, w_scale, b_codes, acc_scale64, requant, conv, self.precision[i].weight_levels,
-                                    input_codes, shape, weight.device)
+                                    input_codes, shape, weight.device, input_steps)
         self._quantization_cache[i] = (key, quantized, _Snapshot(weight, bias) if self.weights_written_in_place else None)
         return quantized
 
@@ -555,17 +592,21 @@ class QuantizedQNetwork(nn.Module):
             views = self._parameter_views[i] = (pointers, weight.detach().numpy(), bias.detach().numpy())
         return views[1], views[2]
 
-    def _clip_floats(self) -> list[float]:
-        """The PACT clips' current values (float32 values as Python floats), read through 0-d numpy views of
-        CPU clips (cheaper than ``float(tensor)``), kept while each clip's storage is the same (they
-        follow in-place updates; a copied, unpickled or reassigned clip gets new views)."""
+    def _clip_floats(self) -> list[float] | list[np.ndarray]:
+        """The PACT clips' current values (float32 values as Python floats; per-unit clips as float32 arrays, copies),
+        read through numpy views of CPU clips (cheaper than ``float(tensor)``), kept while each clip's storage is the
+        same (they follow in-place updates; a copied, unpickled or reassigned clip gets new views)."""
         clips = self._clip_parameters
         if not all(clip.device.type == "cpu" for clip in clips):
-            return [float(clip.detach()) for clip in clips]
-        pointers = [clip.data_ptr() for clip in clips]
-        if self._clip_views is None or self._clip_views[0] != pointers:
-            self._clip_views = (pointers, [clip.detach().numpy() for clip in clips])
-        return [float(view) for view in self._clip_views[1]]
+            views = [clip.detach().cpu().numpy() for clip in clips]
+        else:
+            pointers = [clip.data_ptr() for clip in clips]
+            if self._clip_views is None or self._clip_views[0] != pointers:
+                self._clip_views = (pointers, [clip.detach().numpy() for clip in clips])
+            views = self._clip_views[1]
+        if self.per_unit_steps:
+            return [view.copy() for view in views]
+        return [float(view) for view in views]
 
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()
@@ -576,16 +617,19 @@ class QuantizedQNetwork(nn.Module):
         self.target.check(config, self.sizes, self.conv_geometry)
         other = QuantizedQNetwork(self.observation_space, self.n_actions, config, hidden_sizes=self.sizes[1:-1],
                                   qat=self.qat, target=self.target, conv_layers=self.conv_specs,
-                                  input_units=self.input_units)
+                                  input_units=self.input_units, activation_steps=self.activation_steps, head=self.head)
         other.load_state_dict(self.state_dict())
         return other.to(self.obs_low.device)
 
     # -- export -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def float_activation_max(self, observations) -> list[float]:
-        """Largest ReLU output of each hidden layer of the float (unquantized) network on ``observations``."""
+    def float_activation_max(self, observations) -> list[float] | list[np.ndarray]:
+        """Largest ReLU output of each hidden layer of the float (unquantized) network on ``observations`` (per-unit
+        steps: of each unit, float32 arrays), at least ``MIN_CLIP``."""
         obs = torch.as_tensor(np.asarray(observations), dtype=torch.float32, device=self.obs_low.device)
         hidden, _ = self._float_pass(obs.reshape(-1, *self.obs_shape))
+        if self.per_unit_steps:
+            return [np.maximum(x.max(dim=0).values.cpu().numpy(), np.float32(MIN_CLIP)) for x in hidden]
         return [max(float(x.max()), MIN_CLIP) for x in hidden]
 
     @torch.no_grad()
@@ -596,7 +640,7 @@ class QuantizedQNetwork(nn.Module):
         makes the SNN's spike counts sparse); QAT then keeps learning the clips.
         """
         for clip, value in zip(self.clips, self.float_activation_max(observations)):
-            clip.fill_(value)
+            clip.copy_(torch.as_tensor(value, dtype=clip.dtype))
 
     @torch.no_grad()
     def track_activation_clips(self, decay: float) -> None:
@@ -606,12 +650,16 @@ class QuantizedQNetwork(nn.Module):
         PyTorch's quantization-aware training keep one. A learned clip can fall behind activations
         that grow as the network learns and leave a hidden layer all but binary (docs/zoo_notes.md)."""
         for clip, top in zip(self._clip_parameters, self.batch_clip_targets):
-            clip.mul_(decay).add_((1.0 - decay) * max(top, MIN_CLIP32))
+            if isinstance(top, np.ndarray):  # per unit
+                clip.mul_(decay).add_(torch.as_tensor((1.0 - decay) * np.maximum(top, MIN_CLIP32), device=clip.device))
+            else:
+                clip.mul_(decay).add_((1.0 - decay) * max(top, MIN_CLIP32))
 
-    def activation_clips(self, calibration_obs=None) -> list[float]:
-        """Clip value per hidden layer: learned or tracked (QAT) or, for a float network, the calibration max."""
+    def activation_clips(self, calibration_obs=None) -> list[float] | list[np.ndarray]:
+        """Clip value per hidden layer (per-unit steps: an array each): learned or tracked (QAT) or, for a float
+        network, the calibration max."""
         if self.qat:
-            return [max(clip, MIN_CLIP32) for clip in self._clip_floats()]  # clamp_min(MIN_CLIP), float32
+            return [clamped_clip(clip) for clip in self._clip_floats()]  # clamp_min(MIN_CLIP), float32
         if calibration_obs is None:
             raise ValueError(
                 "a float (qat=False) network needs calibration_obs for post-training quantization: "
@@ -627,12 +675,25 @@ class QuantizedQNetwork(nn.Module):
         step = self._input_step_value
         layers = []
         for i in range(len(self.layers)):
-            clip = float(np.float32(clips[i])) if i < len(clips) else None  # the forward's float32 clip
+            clip = _float32_clip(clips[i]) if i < len(clips) else None  # the forward's float32 clip
             layers.append(self.quantize_layer(i, step, clip).integer)
             if clip is not None:
                 step = activation_step(clip, self.precision[i].levels)
         return IntegerNetwork(config=self.config, input=self.input_quantizer(), layers=layers, target=self.target.name,
+                              head=self.head,
                               check=check)
+
+
+def _cache_key(value: float | np.ndarray | None):
+    """A step or clip as a cache key compares it: per-unit arrays by their bytes."""
+    return value.tobytes() if isinstance(value, np.ndarray) else value
+
+
+def _float32_clip(clip: float | np.ndarray) -> float | np.ndarray:
+    """A clip as the forward holds it: a float32 value (a Python float), or per unit a float32 array."""
+    if isinstance(clip, np.ndarray):
+        return clip.astype(np.float32)
+    return float(np.float32(clip))
 
 
 def _rename_legacy_keys(state_dict, prefix, *args) -> None:

@@ -19,11 +19,24 @@ MIN_CLIP32 = float(np.float32(MIN_CLIP))  # as the float32 clips hold it
 _FLOAT32 = struct.Struct("f")
 
 
-def activation_step(clip: float, levels: int) -> float:
+def activation_step(clip, levels: int):
     """The value of one activation code, ``clip / L`` in float32 (as torch divides the float32 clip): the
     float64 quotient of the two float32 values rounded once to float32, which is the float32 quotient
-    (53 >= 2 * 24 + 2 bits: no double rounding), by ``struct`` at a fraction of numpy scalars' cost."""
+    (53 >= 2 * 24 + 2 bits: no double rounding), by ``struct`` at a fraction of numpy scalars' cost. Per-unit
+    clips (a numpy array or torch tensor): the float32 quotients, an array."""
+    if isinstance(clip, np.ndarray):
+        return clip.astype(np.float32) / np.float32(levels)
+    if isinstance(clip, torch.Tensor):
+        return clip.float() / levels
     return _FLOAT32.unpack(_FLOAT32.pack(_FLOAT32.unpack(_FLOAT32.pack(clip))[0] / levels))[0]
+
+
+def clamped_clip(clip):
+    """A clip value (a float, or a float32 array of per-unit clips) at least ``MIN_CLIP`` (as torch's
+    ``clamp_min(MIN_CLIP)`` of the float32 clip)."""
+    if isinstance(clip, np.ndarray):
+        return np.maximum(clip.astype(np.float32), np.float32(MIN_CLIP32))
+    return max(clip, MIN_CLIP32)
 
 
 def pact_masks(pre_activation, clip):
@@ -45,6 +58,8 @@ def clip_gradient_weights(pre_activation, clip: float, codes, levels: int, rule:
     - ``"lsq"`` (Esser et al. 2020): 1 where ``z >= clip``, the rounding error ``(codes - z / s) / L`` where
       ``0 < z < clip``, all scaled by LSQ's ``1 / sqrt(N L)`` (``N``: a sample's activations in the layer).
 
+    ``clip``: a float, or per-unit clips (an array of the layer's units, numpy or torch as ``pre_activation``; then
+    ``N`` counts a sample's activations that share one clip: 1 in a dense layer).
     numpy arrays or torch tensors; returns ``(inside, clip_weight)``: booleans, and booleans (PACT) or float32
     values (LSQ).
     """
@@ -53,7 +68,9 @@ def clip_gradient_weights(pre_activation, clip: float, codes, levels: int, rule:
         return inside, above
     if rule != "lsq":
         raise ValueError(f"the clip gradient must be one of {', '.join(CLIP_GRADIENTS)}, got {rule!r}")
-    scale = 1.0 / np.sqrt(int(np.prod(pre_activation.shape[1:])) * levels)
+    clips = clip.numel() if isinstance(clip, torch.Tensor) else np.size(clip)
+    sharing = int(np.prod(pre_activation.shape[1:])) // max(int(clips), 1)
+    scale = 1.0 / np.sqrt(sharing * levels)
     step = activation_step(clip, levels)
     if not isinstance(pre_activation, np.ndarray):
         return inside, ((above + inside * (codes - pre_activation / step) / levels) * scale).float()
@@ -68,14 +85,16 @@ def clip_gradient_weights(pre_activation, clip: float, codes, levels: int, rule:
 MSE_CANDIDATES, MSE_SAMPLE = 32, 4096  # clip_statistic("mse"): clips tried, pre-activations read (about)
 
 
-def clip_statistic(pre_activation, levels: int, statistic: str = "max") -> float:
+def clip_statistic(pre_activation, levels: int, statistic: str = "max", per_unit: bool = False):
     """The clip a batch's exact pre-activations ``z`` (a numpy array or torch tensor) ask for, which a tracked clip
     follows. ``"max"``: the largest ``z``. ``"mse"``: of ``k / 32`` of the largest (``k = 1..32``), the clip whose
     ``L``-level quantization of ``relu(z)`` has the least squared error on the batch's first samples (about 4,096
     values; a replay batch is a random sample): every value weighs, so a lone outlier does not set the step (a tail
-    of many does)."""
+    of many does). ``per_unit``: each unit's own (``z`` ``[B, units]``; a float64 array)."""
     if statistic not in CLIP_STATISTICS:
         raise ValueError(f"the clip statistic must be one of {', '.join(CLIP_STATISTICS)}, got {statistic!r}")
+    if per_unit:
+        return _unit_clip_statistic(pre_activation, levels, statistic)
     if isinstance(pre_activation, torch.Tensor):
         if statistic == "max":  # (reduced where the tensor lives)
             return float(pre_activation.max())
@@ -91,6 +110,24 @@ def clip_statistic(pre_activation, levels: int, statistic: str = "max") -> float
     codes = np.minimum(np.rint(positive / steps), np.float32(levels))
     errors = np.square(codes * steps - positive).sum(axis=1)
     return float(clips[np.argmin(errors)])
+
+
+def _unit_clip_statistic(pre_activation, levels: int, statistic: str) -> np.ndarray:
+    """:func:`clip_statistic` of each unit (column) of ``[B, units]``, over the batch (``"mse"``: its first 4,096
+    samples)."""
+    if isinstance(pre_activation, torch.Tensor):
+        pre_activation = pre_activation.detach().cpu().numpy()
+    top = np.maximum.reduce(pre_activation, axis=0).astype(np.float64)
+    if statistic == "max":
+        return top
+    values = np.maximum(pre_activation[:MSE_SAMPLE], 0.0).astype(np.float32)  # a unit's zeros cost no error
+    fractions = np.arange(1, MSE_CANDIDATES + 1, dtype=np.float32) / np.float32(MSE_CANDIDATES)
+    clips = np.maximum(top, 0.0).astype(np.float32)[None, :] * fractions[:, None]  # [candidates, units]
+    steps = np.maximum(clips / np.float32(levels), np.float32(TINY32))[:, None, :]
+    codes = np.minimum(np.rint(values[None] / steps), np.float32(levels))
+    errors = np.square(codes * steps - values[None]).sum(axis=1)  # [candidates, units]
+    best = clips[np.argmin(errors, axis=0), np.arange(clips.shape[1])].astype(np.float64)
+    return np.where(top > 0, best, top)
 
 
 class _StraightThrough(torch.autograd.Function):
@@ -120,7 +157,9 @@ class _StraightThroughClip(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         inside, clip_weight = ctx.saved_tensors
-        return grad * inside, (grad * clip_weight).sum().reshape(ctx.clip_shape), None, None, None
+        clip_grad = grad * clip_weight
+        clip_grad = clip_grad.sum() if len(ctx.clip_shape) == 0 else clip_grad.sum(dim=0)  # per unit: over the batch
+        return grad * inside, clip_grad.reshape(ctx.clip_shape), None, None, None
 
 
 def straight_through_clip(z: torch.Tensor, clip: torch.Tensor, value: torch.Tensor,
@@ -133,7 +172,8 @@ def straight_through_clip(z: torch.Tensor, clip: torch.Tensor, value: torch.Tens
     if not torch.is_grad_enabled() or not (z.requires_grad or clip.requires_grad):
         return value
     pre = z.detach() if pre_activation is None else pre_activation.detach()
-    inside, clip_weight = clip_gradient_weights(pre, float(clip.detach()), codes, levels, rule)
+    clip_value = float(clip.detach()) if clip.dim() == 0 else clip.detach().to(pre.dtype)  # per unit: a tensor
+    inside, clip_weight = clip_gradient_weights(pre, clip_value, codes, levels, rule)
     return _StraightThroughClip.apply(z, clip, value, inside, clip_weight)
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from rivc.chip import (
+    MAX_SHIFT,
     SCALE_SHIFT,
     THRESHOLD_STEP,
     ChipTarget,
@@ -48,10 +49,10 @@ class Requantization:
     keys: ClassVar[tuple[str, ...]]  # the file's array keys, suffixed with the layer index; the first marks the rule
 
     @classmethod
-    def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision,
+    def fit(cls, acc_scale: np.ndarray, activation_step: float | np.ndarray, precision: LayerPrecision,
             chip: ChipTarget) -> Requantization:
         """The rule of a layer whose accumulator unit is worth ``acc_scale`` (per unit) and whose activation code is
-        worth ``activation_step``."""
+        worth ``activation_step`` (one, or one per unit)."""
         raise NotImplementedError
 
     @classmethod
@@ -103,23 +104,27 @@ class Requantization:
 @dataclass
 class ScaleShift(Requantization):
     """Akida 2.0 and rate-coded chips: ``clip(floor((min(acc, acc_clip) * multiplier + 2**(shift-1)) / 2**shift),
-    0, levels)``: a fixed-point scale of ``scale_bits`` and a shift (rounding half up); ``acc_clip`` clips the
+    0, levels)``: a fixed-point scale of ``scale_bits`` and a shift (rounding half up), one for the layer or (a layer
+    with a step per unit) one per unit, as Akida's ``output_shift`` is per channel; ``acc_clip`` clips the
     accumulator of 1/2-bit activations, which Akida computes in 4-bit outputs (``max_value << max_value_shift``)."""
 
     multiplier: np.ndarray = None  # int64 [out], below 2**scale_bits
-    shift: int = 1  # >= 1
+    shift: int | np.ndarray = 1  # >= 1: the layer's, or int64 [out]
     acc_clip: np.ndarray | None = None  # int64 [out]
 
     kind: ClassVar[str] = SCALE_SHIFT
-    keys: ClassVar[tuple[str, ...]] = ("m", "c")
+    keys: ClassVar[tuple[str, ...]] = ("m", "c", "h")
 
     @classmethod
     def from_arrays(cls, arrays, layer: int, shift: int | None, precision: LayerPrecision) -> ScaleShift:
         clip = integer_codes(arrays, f"c{layer}") if f"c{layer}" in arrays else None
+        if f"h{layer}" in arrays:  # a shift per unit
+            shift = integer_codes(arrays, f"h{layer}")
         return cls(precision.levels, integer_codes(arrays, f"m{layer}"), shift, clip)
 
     @classmethod
-    def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision, chip: ChipTarget) -> ScaleShift:
+    def fit(cls, acc_scale: np.ndarray, activation_step: float | np.ndarray, precision: LayerPrecision,
+            chip: ChipTarget) -> ScaleShift:
         """The nearest fixed point to ``acc_scale / activation_step`` (a unit's accumulator over a code's worth)."""
         multiplier, shift = requantization(acc_scale, activation_step, chip.scale_bits)
         clip = None
@@ -140,22 +145,36 @@ class ScaleShift(Requantization):
 
     def firing_membrane(self, acc: np.ndarray) -> tuple[np.ndarray, float]:
         """``membrane = min(acc, acc_clip) * multiplier + 2**(shift-1) + 1``, ``theta = 2**shift`` (the ``+ 1`` and
-        the strict threshold round half up on integers)."""
+        the strict threshold round half up on integers; per unit where the shifts are)."""
         if self.acc_clip is not None:
             acc = np.minimum(acc, self.acc_clip)
-        theta = float(2**self.shift)
+        theta = np.exp2(self.shift.astype(np.float64)) if self.per_unit_shift else float(2**self.shift)
         return acc * self.multiplier + (theta / 2 + 1.0), theta  # int64 * float64: float64, exact below 2**53
 
     def rate_coding(self) -> tuple[np.ndarray, float]:
         """Rate-coded chips: the per-step current's gain on ``W @ input + b`` and the threshold ``L * 2**shift``,
-        so that a constant current fires the code in ``T = L`` steps."""
-        return self.multiplier.astype(np.float64), float(self.levels * 2**self.shift)
+        so that a constant current fires the code in ``T = L`` steps. Per-unit shifts: one threshold at the largest
+        shift ``S``, each unit's gain ``multiplier * 2**(S - shift)`` (exact: powers of two)."""
+        if not self.per_unit_shift:
+            return self.multiplier.astype(np.float64), float(self.levels * 2**self.shift)
+        top = int(self.shift.max(initial=1))
+        return self.multiplier * np.exp2((top - self.shift).astype(np.float64)), float(self.levels * 2**top)
+
+    @property
+    def per_unit_shift(self) -> bool:
+        return isinstance(self.shift, np.ndarray) and self.shift.ndim == 1
 
     def check(self, layer: int, units: int, chip: ChipTarget) -> None:
         shape = (units,)
-        if (self.multiplier is None or np.shape(self.multiplier) != shape or isinstance(self.shift, bool)
-                or not isinstance(self.shift, (int, np.integer)) or self.shift < 1):
-            raise ValueError(f"layer {layer}: multiplier must have shape {shape} and shift >= 1")
+        if self.per_unit_shift:
+            shift_ok = self.shift.shape == shape and self.shift.dtype.kind == "i" and self.shift.min(initial=1) >= 1
+        else:
+            shift_ok = (not isinstance(self.shift, bool) and isinstance(self.shift, (int, np.integer))
+                        and self.shift >= 1)
+        if self.multiplier is None or np.shape(self.multiplier) != shape or not shift_ok:
+            raise ValueError(f"layer {layer}: multiplier must have shape {shape} and shift >= 1 (one, or one per unit)")
+        if np.max(self.shift) > MAX_SHIFT:
+            raise ValueError(f"layer {layer}: output shifts must be at most {MAX_SHIFT}")
         if self.multiplier.min(initial=0) < 0 or self.multiplier.max(initial=0) >= 2**chip.scale_bits:
             raise ValueError(f"layer {layer}: scales must lie in [0, 2**{chip.scale_bits}) on target {chip.name!r}")
         if self.acc_clip is not None and (np.shape(self.acc_clip) != shape or chip.min_output_bits is None):
@@ -165,13 +184,15 @@ class ScaleShift(Requantization):
         arrays = {f"m{layer}": self.multiplier}
         if self.acc_clip is not None:
             arrays[f"c{layer}"] = self.acc_clip
+        if self.per_unit_shift:
+            arrays[f"h{layer}"] = self.shift
         return arrays
 
     def akida_variables(self, bias: np.ndarray, zero_point: np.ndarray | int = 0) -> dict[str, np.ndarray]:  # noqa: ARG002
         """``output_scales`` (uint8) and a negative ``output_shift`` (a right shift rounding half up); the clip as
         ``max_value << max_value_shift``."""
         variables = {"output_scales": self.multiplier.astype(np.uint8),
-                     "output_shift": np.full(self.multiplier.shape, -self.shift, dtype=np.int8)}
+                     "output_shift": np.broadcast_to(-np.asarray(self.shift), self.multiplier.shape).astype(np.int8)}
         if self.acc_clip is not None:
             value, value_shift = unsigned_mantissa(self.acc_clip)
             variables.update(max_value=value.astype(np.uint8), max_value_shift=value_shift.astype(np.uint8))
@@ -182,6 +203,7 @@ class ScaleShift(Requantization):
 
     def to(self, convert: Callable[[np.ndarray], Any]) -> ScaleShift:
         return replace(self, multiplier=convert(self.multiplier),
+                       shift=convert(self.shift) if self.per_unit_shift else self.shift,
                        acc_clip=None if self.acc_clip is None else convert(self.acc_clip))
 
 
@@ -204,7 +226,7 @@ class ThresholdStep(Requantization):
                    precision.activation_bits)
 
     @classmethod
-    def fit(cls, acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision,
+    def fit(cls, acc_scale: np.ndarray, activation_step: float | np.ndarray, precision: LayerPrecision,
             chip: ChipTarget) -> ThresholdStep:
         offset, step = threshold_step(acc_scale, activation_step, precision.activation_bits, chip.step_limit)
         return cls(precision.levels, offset, step, precision.activation_bits)
@@ -247,7 +269,7 @@ class ThresholdStep(Requantization):
 REQUANTIZATIONS: dict[str, type[Requantization]] = {cls.kind: cls for cls in (ScaleShift, ThresholdStep)}
 
 
-def fit_requantization(acc_scale: np.ndarray, activation_step: float, precision: LayerPrecision,
+def fit_requantization(acc_scale: np.ndarray, activation_step: float | np.ndarray, precision: LayerPrecision,
                        chip: ChipTarget) -> Requantization:
     """The chip's requantization of a hidden layer whose accumulator unit is worth ``acc_scale`` (per unit) and
     whose activation code is worth ``activation_step``."""

@@ -8,12 +8,13 @@ from rivc.chip import accumulator_clip
 from rivc.requant import ScaleShift, ThresholdStep
 
 
-def random_network(obs_dim=8, n_actions=4, config=None, hidden=(64, 64), seed=0, clip=2.0, target="akida"):
+def random_network(obs_dim=8, n_actions=4, config=None, hidden=(64, 64), seed=0, clip=2.0, target="akida",
+                   activation_steps="layer", head="q"):
     """A randomly initialised QAT network over the box [-1, 1]^obs_dim."""
     torch.manual_seed(seed)
     space = spaces.Box(-1.0, 1.0, (obs_dim,), np.float32)
     return QuantizedQNetwork(space, n_actions, config or QuantConfig(), hidden_sizes=hidden, activation_clip=clip,
-                             target=target)
+                             target=target, activation_steps=activation_steps, head=head)
 
 
 def random_obs(n, obs_dim=8, seed=0, scale=1.2):

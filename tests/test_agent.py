@@ -434,6 +434,39 @@ def test_lsq_clips_are_learned_and_the_snn_follows_them(tmp_path):
         RIVC("MlpPolicy", "CartPole-v1", variant="fpnn", calibration=dict(clip_gradient="lsq"))
 
 
+@pytest.mark.parametrize("calibration", [{}, {"clip_decay": 0.9}])
+def test_per_unit_activation_steps_train_convert_and_load(tmp_path, calibration):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs={"activation_steps": "unit"},
+                 calibration=calibration, **FAST)
+    model.learn(FAST["learning_starts"] + 300)
+    clips = [clip.detach().numpy().copy() for clip in model.q_network.clips]
+    assert [c.shape for c in clips] == [(64,), (64,)] and all(np.unique(c).size > 10 for c in clips)  # each its own
+    error = model.conversion_error()
+    assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0  # the SNN runs the per-unit steps
+    loaded = RIVC.load(model.save(tmp_path / "unit.zip"))
+    assert loaded.q_network.activation_steps == "unit" == loaded.q_net_target.net.activation_steps
+    for clip, saved in zip(loaded.q_network.clips, clips):
+        np.testing.assert_array_equal(clip.detach().numpy(), saved)
+    obs = np.random.default_rng(1).uniform(-0.2, 0.2, (20, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))
+    np.testing.assert_array_equal(loaded.spiking_policy.network.q_values(obs), model.q_values(obs))
+    with zipfile.ZipFile(RIVC("MlpPolicy", "CartPole-v1", **FAST).save(tmp_path / "layer.zip")) as archive:
+        assert "activation_steps" not in json.loads(archive.read("rivc.json"))["policy_kwargs"]  # the default
+
+
+def test_a_dueling_head_trains_converts_and_loads(tmp_path):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs={"head": "dueling"}, **FAST)
+    model.learn(FAST["learning_starts"] + 300)
+    assert model.q_network.layers[-1].out_features == 3 and model.spiking_policy.network.n_actions == 2
+    error = model.conversion_error()
+    assert error.action_agreement == 1.0 and error.mean_abs_dq == 0.0
+    loaded = RIVC.load(model.save(tmp_path / "dueling.zip"))
+    assert loaded.q_network.head == "dueling" == loaded.q_net_target.net.head
+    obs = np.random.default_rng(1).uniform(-0.2, 0.2, (20, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.q_values(obs), model.q_values(obs))
+    assert loaded.predict(obs[0], deterministic=True)[0] in (0, 1)
+
+
 def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
     tracked = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(clip_decay=0.9), **FAST)
     assert not any(clip.requires_grad for clip in tracked.q_network.clips)

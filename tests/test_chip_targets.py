@@ -82,6 +82,54 @@ def test_qat_forward_equals_every_consumer_bit_for_bit(target, bits):
         np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
 
 
+@pytest.mark.parametrize("target,bits", [case for case in CASES if case[1] in ((4, 4, 8), (2, 2, 8), (8, 8, 8),
+                                                                              "8/8,8/4,4", "8/4,4/4,4")])
+def test_per_unit_activation_steps_are_what_every_consumer_runs(target, bits, tmp_path):
+    # a step per unit, folded into the next layer's weights: the chip's format as it is, the same values everywhere
+    net = random_network(config=config_of(bits), hidden=(48, 32), seed=3, target=target, activation_steps="unit")
+    net.calibrate_activation_clips(random_obs(256, seed=1))
+    with torch.no_grad():  # units whose ranges differ by 30 times, as a trained layer's do (docs/zoo_notes.md)
+        net.clips[0].mul_(torch.logspace(-1.5, 0, 48)[torch.randperm(48)])
+        net.layers[1].weight.div_(torch.logspace(-1.5, 0, 48)[None, :] * 3)
+    network = net.export()
+    obs, q = engines(network)
+    with torch.no_grad():
+        q_qat = net(torch.as_tensor(obs)).numpy()
+    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
+    for name, values in q.items():
+        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    hidden, _ = network.forward_codes(obs)
+    assert all(0 < codes.mean() < network.levels(i) for i, codes in enumerate(hidden))
+    if TARGETS[target].requantization == "scale_shift":  # ratios 30 times apart: a shift per unit, every scale kept
+        assert all(np.unique(layer.requant.shift).size > 1 for layer in network.hidden_layers)
+        half = 2 ** (TARGETS[target].scale_bits - 1)
+        assert all(layer.requant.multiplier.min() >= half for layer in network.hidden_layers)
+    loaded = IntegerNetwork.load(network.save(tmp_path / "unit.npz"))
+    np.testing.assert_array_equal(loaded.q_values(obs), q["integer reference"])
+
+
+@pytest.mark.parametrize("target,bits", [case for case in CASES if case[1] in ((4, 4, 8), (2, 2, 8), "8/4,4/4,4")])
+def test_a_dueling_head_is_what_every_consumer_runs(target, bits, tmp_path):
+    # the head's rows are V and each action's A; every consumer turns them into Q = V + A - mean A alike
+    net = random_network(config=config_of(bits), hidden=(48, 32), seed=4, target=target, head="dueling")
+    net.calibrate_activation_clips(random_obs(256, seed=1))
+    network = net.export()
+    assert network.n_actions == 4 and network.layers[-1].units == 5
+    obs, q = engines(network)
+    with torch.no_grad():
+        q_qat = net(torch.as_tensor(obs)).numpy()
+    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
+    for name, values in q.items():
+        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    rows = network.forward_codes(obs)[1] * network.layers[-1].scale  # by hand: V + A - mean A ranks by A
+    np.testing.assert_allclose(q["integer reference"], rows[:, :1] + rows[:, 1:] - rows[:, 1:].mean(1, keepdims=True),
+                               rtol=1e-12, atol=1e-12)
+    assert np.array_equal(q["integer reference"].argmax(1), rows[:, 1:].argmax(1))
+    loaded = IntegerNetwork.load(network.save(tmp_path / "dueling.npz"))
+    assert loaded.head == "dueling" and loaded.n_actions == 4
+    np.testing.assert_array_equal(loaded.q_values(obs), q["integer reference"])
+
+
 def tie_network(target, bits, seed=0, obs_dim=6, sizes=(24, 16), n_actions=3) -> IntegerNetwork:
     """An integer network whose accumulators land on rounding ties and saturate often."""
     chip, config = TARGETS[target], config_of(bits)

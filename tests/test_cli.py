@@ -138,6 +138,12 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert "set clip_decay" in capsys.readouterr().err
     assert main([*args, "--clip-statistic", "mse", "--clip-decay", "0.9"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_statistic == "mse"
+    assert main([*args, "--activation-steps", "unit"]) == 0
+    assert RIVC.load(out / "model.zip").q_network.activation_steps == "unit"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["hyperparams"]["policy_kwargs"] == {"activation_steps": "unit"}
+    assert main([*args, "--head", "dueling"]) == 0
+    assert RIVC.load(out / "model.zip").q_network.head == "dueling"
 
 
 def test_train_takes_the_first_layers_units_and_resume_keeps_them(tmp_path):

@@ -48,6 +48,17 @@ def test_sinabs_runs_the_file_spike_for_spike(bits, hidden, clip, tmp_path):
         assert not plain.exact and plain.counts_equal < 1.0
 
 
+@pytest.mark.parametrize("options", [{"head": "dueling"}, {"activation_steps": "unit"}])
+def test_sinabs_runs_dueling_heads_and_per_unit_steps(options, tmp_path):
+    net = random_network(config=QuantConfig(4, 4, 8), hidden=(48, 32), seed=2, target="rate", **options)
+    net.calibrate_activation_clips(random_obs(256, seed=1))
+    network = net.export()
+    export = write_nir(network, tmp_path / "policy.nir")
+    assert export.graph.metadata.get("head") == options.get("head")
+    agreement = sinabs_agreement(tmp_path / "policy.nir", network, random_obs(300, seed=3))
+    assert agreement.exact and agreement.actions_equal == 1.0, agreement
+
+
 @pytest.mark.parametrize("bits", [(4, 4, 8), (2, 2, 8), (1, 2, 8), "8/3,2/3,5"])  # and per-layer weight widths
 def test_membranes_one_unit_below_a_rounding_tie_fire_alike(bits):
     """Small multipliers and shifts: accumulators land on (and one unit below) rounding ties, where a

@@ -106,6 +106,13 @@ def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path, net):
         IntegerNetwork.load(truncated)
     with pytest.raises(FileNotFoundError):
         IntegerNetwork.load(tmp_path / "missing.npz")
+    unit = random_network(hidden=(16, 8), activation_steps="unit").export().to_arrays()  # per-unit shifts (h0, h1)
+    for key, bad, message in (("h0", np.zeros(16, np.int64), "shift >= 1"), ("h1", np.full(3, 4), "shape \\(8,\\)"),
+                              ("h0", np.full(16, 99), "at most 40"), ("h1", np.full(8, 2.5), "not whole numbers")):
+        arrays = {**unit, key: bad}
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(CorruptFileError, match=message):
+            IntegerNetwork.load(tmp_path / "bad.npz")
 
 
 def test_post_training_quantization_of_float_network():
@@ -203,6 +210,24 @@ def test_export_limits_for_chips():
     np.testing.assert_allclose(multiplier / 2.0**shift, ratio, rtol=2 / 128)
 
 
+def test_per_unit_shifts_keep_every_units_scale():
+    # per-unit steps make a layer's ratios (accumulator unit over activation step) span 1e8 here: one shift rounds
+    # the small ones' scales to 0, a shift per unit (Akida's output_shift is per channel) keeps 8 bits for each
+    from rivc.chip import requantization
+
+    ratio = np.random.default_rng(0).permutation(np.logspace(-6, 2, 300))
+    one_scale, one_shift = requantization(ratio, 1.0, bits=8)
+    assert isinstance(one_shift, int) and (one_scale == 0).mean() > 0.5
+    scale, shift = requantization(ratio, np.ones(300), bits=8)
+    assert shift.shape == (300,) and shift.min() >= 1
+    representable = ratio * 2 < 255.5  # below 2**7 a shift >= 1 holds the ratio
+    assert np.all((scale[representable] >= 128) & (scale[representable] <= 255))
+    np.testing.assert_allclose(scale[representable] / 2.0 ** shift[representable], ratio[representable], rtol=1 / 256)
+    assert np.all(scale[~representable] == 255) and np.all(shift[~representable] == 1)  # saturates: the codes do too
+    steps = np.linspace(0.5, 2.0, 300)  # the steps divide: the same as the ratios given whole
+    np.testing.assert_array_equal(requantization(ratio * steps, steps, bits=8)[1], shift)
+
+
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_split_bias_equals_a_brute_force_search(bits):
     from rivc.chip import split_bias
@@ -218,11 +243,12 @@ def test_split_bias_equals_a_brute_force_search(bits):
         assert (s, m) == (expected, max(-top, min(top, nearest))), value
 
 
+@pytest.mark.parametrize("steps", ["layer", "unit"])
 @pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
 @pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
-def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient):
+def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient, steps):
     # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
-    net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7)
+    net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7, activation_steps=steps)
     net.clip_gradient = clip_gradient
     with torch.no_grad():
         for clip in net.clips:
@@ -241,14 +267,17 @@ def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gr
     assert len(grads_fused) == len(grads_composed) == 2 * len(net.layers) + len(net.clips)
     for fused, composed in zip(grads_fused, grads_composed):
         torch.testing.assert_close(fused, composed)
-    assert all(float(c.grad.abs()) > 0 for c in net.clips)
+    assert all(float(c.grad.abs().sum()) > 0 for c in net.clips)
+    if steps == "unit":  # a clip per unit: its own column's gradient
+        assert all(c.grad.unique().numel() > 2 for c in net.clips)
+    below = slice(None) if steps == "layer" else slice(0, 3)
     with torch.no_grad():
-        net.clips[0].fill_(1e-6)  # below MIN_CLIP: clamped, so no gradient on either path
+        net.clips[0].view(-1)[below].fill_(1e-6)  # below MIN_CLIP: clamped, so no gradient on either path
     for fused in (True, False):
         net.fused_surrogate = fused
         net.zero_grad()
         (net(obs) * upstream).sum().backward()
-        assert float(net.clips[0].grad) == 0.0
+        assert float(net.clips[0].grad.view(-1)[below].abs().max()) == 0.0
 
 
 @pytest.mark.parametrize("levels", [3, 15, 255])
@@ -361,6 +390,84 @@ def test_clip_tracking_follows_the_largest_pre_activation(fused):
     np.testing.assert_array_equal(q.numpy(), net.export().q_values(obs.numpy()).astype(np.float32))
 
 
+@pytest.mark.parametrize("statistic", ["max", "mse"])
+def test_per_unit_clip_statistic_is_each_units_own(statistic):
+    rng = np.random.default_rng(4)
+    pre = rng.normal(0, 1, (300, 12)) * np.logspace(-2, 1, 12)  # units 1,000 times apart
+    pre[:, 5] = -np.abs(pre[:, 5])  # a dead unit: its max, as a layer's
+    per_unit = clip_statistic(pre, 15, statistic, per_unit=True)
+    assert per_unit.shape == (12,)
+    np.testing.assert_allclose(per_unit, [clip_statistic(pre[:, [j]], 15, statistic) for j in range(12)], rtol=1e-6)
+    np.testing.assert_array_equal(clip_statistic(torch.as_tensor(pre), 15, statistic, per_unit=True), per_unit)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_per_unit_clips_track_each_units_largest_pre_activation(fused):
+    net = random_network(seed=3, clip=0.3, hidden=(16, 8), activation_steps="unit")
+    net.fused_surrogate, net.tracked_statistic = fused, "max"
+    obs = torch.as_tensor(random_obs(64, seed=4))
+    net(obs).sum().backward()
+    exported = net.export()
+    codes, top = exported.input_codes(obs.numpy()), []
+    for layer in exported.layers[:-1]:
+        acc = layer.accumulate(codes)
+        top.append((acc * layer.scale).max(axis=0))
+        codes = layer.activation(acc)
+    for recorded, expected in zip(net.batch_clip_targets, top):
+        np.testing.assert_allclose(recorded, expected, rtol=1e-12)
+    net.track_activation_clips(0.5)
+    for clip, expected in zip(net.clips, top):
+        np.testing.assert_allclose(clip.detach().numpy(), 0.5 * 0.3 + 0.5 * np.maximum(expected, 1e-4), rtol=1e-6)
+    np.testing.assert_array_equal(net(obs).detach().numpy(), net.export().q_values(obs.numpy()).astype(np.float32))
+
+
+def test_per_unit_steps_are_refused_where_they_are_not_built():
+    with pytest.raises(ValueError, match="activation_steps must be one of layer, unit"):
+        random_network(activation_steps="channel")
+    space = spaces.Box(0, 255, (16, 16, 1), np.uint8)
+    with pytest.raises(ValueError, match="built for dense networks"):
+        QuantizedQNetwork(space, 3, conv_layers=[(4, 3, 1, 1)], activation_steps="unit")
+
+
+def test_dueling_q_values_are_the_same_bits_in_numpy_and_torch_and_their_gradient_is_autograds():
+    from rivc.integer_net import dueling_gradient, dueling_q_values
+
+    rows = np.random.default_rng(3).normal(0, 50, (200, 7))  # a value, six advantages
+    q = dueling_q_values(rows)
+    np.testing.assert_array_equal(dueling_q_values(torch.as_tensor(rows)).numpy(), q)
+    np.testing.assert_allclose(q, rows[:, :1] + rows[:, 1:] - rows[:, 1:].mean(axis=1, keepdims=True), rtol=1e-13)
+    values = torch.tensor(rows, requires_grad=True)
+    upstream = np.random.default_rng(4).normal(0, 1, (200, 6))
+    (dueling_q_values(values) * torch.as_tensor(upstream)).sum().backward()
+    np.testing.assert_allclose(dueling_gradient(upstream), values.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_fused_surrogate_gradients_of_a_dueling_head_equal_the_composed_estimators(target):
+    net = random_network(config=QuantConfig(4, 4, 8), target=target, seed=7, head="dueling", hidden=(32, 16))
+    net.calibrate_activation_clips(random_obs(256, seed=1))
+    obs = torch.as_tensor(random_obs(128, seed=8))
+    upstream = torch.as_tensor(np.random.default_rng(9).normal(0, 1, (128, 4)), dtype=torch.float32)
+    results = []
+    for fused in (True, False):
+        net.fused_surrogate = fused
+        net.zero_grad()
+        q = net(obs)
+        (q * upstream).sum().backward()
+        results.append((q.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    for fused, composed in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(fused, composed)
+    assert float(net.layers[-1].bias.grad[0]) == pytest.approx(float(upstream.sum()), rel=1e-5)  # V: every action's
+
+
+def test_heads_are_refused_where_they_do_not_fit():
+    with pytest.raises(ValueError, match="head must be one of q, dueling"):
+        random_network(head="duel")
+    with pytest.raises(ValueError, match="two or more actions"):
+        random_network(n_actions=1, head="dueling")
+
+
 def test_clip_reads_follow_copies_reloads_and_reassigned_clips():
     # the fused forward and export read the clips through cached numpy views: a deep copy, an unpickled module,
     # a state dict assigned in place and a reassigned .data must not leave them on the old storage
@@ -459,3 +566,33 @@ def test_int8_products_equal_the_float_products(monkeypatch, target, config):
     if hidden > 127:
         monkeypatch.setattr(fast_path, "INT8_PRODUCTS", True)
         assert layer._dense_int8 is None  # 255-level codes do not fit int8: the float path
+
+
+@pytest.mark.parametrize("target", ["akida", "akd1000"])
+def test_per_unit_steps_give_each_unit_its_levels_and_the_next_layer_their_values(target):
+    # a layer whose units' ranges differ 30 times: one step per layer leaves the narrow units a few of the 15 codes,
+    # a step per unit gives each its 15; the next layer, its weights folded onto the codes, reads what they stand for
+    obs = random_obs(512, seed=2)
+    widths = torch.logspace(-1.5, 0, 32)[torch.randperm(32, generator=torch.Generator().manual_seed(0))]
+    top_codes = {}
+    for steps in ("layer", "unit"):
+        net = random_network(hidden=(32, 16), seed=5, target=target, activation_steps=steps)
+        with torch.no_grad():
+            net.layers[0].weight.mul_(widths[:, None])
+            net.layers[0].bias.mul_(widths)
+        net.calibrate_activation_clips(obs)
+        network = net.export()
+        hidden, _ = network.forward_codes(obs)
+        top_codes[steps] = hidden[0].max(axis=0)
+    assert np.median(top_codes["layer"]) <= 5 and top_codes["unit"].min() >= 14
+    # unit steps: the first layer's codes are its pre-activations over each unit's own step
+    clips = net.clips[0].detach().numpy()
+    steps = activation_step(clips, 15)
+    first, second = network.layers[:2]
+    pre = first.accumulate(network.input_codes(obs)) * first.scale
+    assert np.all(np.abs(hidden[0] - np.clip(pre / steps, 0, 15)) <= 0.5 + 0.1)
+    # the second layer's accumulators stand for W @ (codes * step) + b within its weights' rounding
+    exact = (hidden[0] * steps) @ net.layers[1].weight.detach().double().numpy().T + net.layers[1].bias.detach().numpy()
+    got = second.accumulate(hidden[0]) * second.scale
+    bound = second.scale * (hidden[0].sum(axis=1, keepdims=True) + 1) / 2
+    assert np.all(np.abs(got - exact) <= bound) and np.abs(got - exact).mean() < 0.2 * bound.mean()
