@@ -101,7 +101,7 @@ def _float_q(net: QuantizedQNetwork, obs: torch.Tensor) -> torch.Tensor:
     last = len(net.layers) - 1
     for i, layer in enumerate(net.layers[:last]):
         x = torch.minimum(torch.relu(net._layer(i, x, layer.weight, layer.bias)), net.clips[i].detach().clamp_min(MIN_CLIP))
-    return net._layer(last, x, net.layers[last].weight, net.layers[last].bias)
+    return net._head_values(net._layer(last, x, net.layers[last].weight, net.layers[last].bias))
 
 
 def hessian_traces(model, data: Transitions, samples: int = 32, seed: int = 0) -> list[float]:
@@ -183,6 +183,9 @@ def search_precision(model, data: Transitions, agreement: float = 0.99, memory_b
     if not net.qat:
         raise ValueError(f"variant {model.variant!r} trains a float network: the precision search needs a "
                          "quantization-aware one (variant 'rivc' or 'qat')")
+    if net.per_unit_steps:  # its weights' error would be measured on W, where the chip quantizes W * step
+        raise ValueError("the precision search measures networks with one activation step per layer; this one has a "
+                         "step per unit (activation_steps='unit'): train it with activation_steps='layer' to search")
     trained = QuantConfig(input_bits=net.config.input_bits,
                           layers=tuple(LayerBits(p.weight_bits, p.activation_bits) for p in net.precision))
     states = data.observations

@@ -35,7 +35,8 @@ def norse_actions_equal(path: Path, network, observations: np.ndarray, timesteps
             out, state = model(inputs[:, step], state)
             total = total + out.double().numpy()
     q_ours = IFPolicy(network, timesteps).q_values(observations)
-    return float(np.mean((total / timesteps * network.layers[-1].scale).argmax(axis=1) == q_ours.argmax(axis=1)))
+    q_norse = network.head_values(total / timesteps * network.layers[-1].scale)
+    return float(np.mean(q_norse.argmax(axis=1) == q_ours.argmax(axis=1)))
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 obs = self.model._replay_observations(limit=512)
                 network = self.model.spiking_policy.network  # the SNN's integer network
                 hidden, acc = network.forward_codes(obs)
-                q = acc * network.layers[-1].scale
+                q = network.head_values(acc * network.layers[-1].scale)
                 shares = np.bincount(q.argmax(axis=1), minlength=q.shape[1]) / len(q)
                 lengths = [episode["l"] for episode in self.model.ep_info_buffer]
                 clips = [np.round(c.detach().numpy(), 3).tolist() for c in self.model.q_network.clips]

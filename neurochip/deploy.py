@@ -34,6 +34,8 @@ def save_policy(
         "obs_dim": network.obs_dim, "obs_shape": list(network.obs_shape), "n_actions": network.n_actions,
         "quant": network.config.to_dict(), **(metadata or {}),
     }
+    if network.head != "q":  # the chip's outputs are V, then each action's A: Q = V + A - mean A
+        meta["head"] = network.head
     with folder_unit(path, force=force) as folder:
         network.save(folder / NETWORK_FILE)
         if backend == "akida":

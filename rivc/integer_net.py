@@ -42,7 +42,9 @@ FORMAT_NAME = "rivc.integer_network"
 # 4: the rate target's scales are 8-bit; 3: conv layers and frames; 2: chip targets; 1: no target. A "rate" network
 # of format <= 3 (16-bit scales) loads as the legacy "rate16" target (rivc.chip.LEGACY_TARGETS)
 FORMAT_VERSION = 4
-DUELING_FORMAT_VERSION = 5  # a file with a dueling head: readers before it refuse it (they would read its rows as Q)
+# 5: a dueling head or per-unit output shifts (h{i}), written only where a file holds one: readers before it refuse
+# such a file by its version, and read every other file as before
+FEATURES_FORMAT_VERSION = 5
 UNBOUNDED = 1e6  # Box bounds beyond this magnitude count as "no bound" (e.g. CartPole's float32 max)
 
 
@@ -308,6 +310,11 @@ class IntegerNetwork:
     def n_actions(self) -> int:
         return int(self.layers[-1].weights.shape[0]) - (self.head == "dueling")
 
+    @property
+    def _needs_features_version(self) -> bool:
+        """Whether its file needs format version 5: a dueling head or per-unit output shifts."""
+        return self.head != "q" or any(getattr(layer.requant, "per_unit_shift", False) for layer in self.layers)
+
     def head_values(self, values):
         """Q-values ``[B, n_actions]`` from the last layer's values ``acc * scale`` (numpy or torch float64):
         themselves, or for a dueling head :func:`dueling_q_values`."""
@@ -412,7 +419,7 @@ class IntegerNetwork:
     def to_arrays(self) -> dict[str, np.ndarray]:
         meta = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION if self.head == "q" else DUELING_FORMAT_VERSION,
+            "version": FEATURES_FORMAT_VERSION if self._needs_features_version else FORMAT_VERSION,
             "config": self.config.to_dict(),
             "target": self.target,
             "n_layers": len(self.layers),
@@ -442,8 +449,9 @@ class IntegerNetwork:
             meta = json.loads(bytes(np.asarray(arrays["meta"], dtype=np.uint8)).decode())
             if meta.get("format") != FORMAT_NAME:
                 raise CorruptFileError(f"format is {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-            if meta.get("version") not in (1, 2, 3, FORMAT_VERSION, DUELING_FORMAT_VERSION):
-                raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION})")
+            if meta.get("version") not in (1, 2, 3, FORMAT_VERSION, FEATURES_FORMAT_VERSION):
+                raise CorruptFileError(f"format version {meta.get('version')} is not supported (expected {FORMAT_VERSION} "
+                                       f"or {FEATURES_FORMAT_VERSION})")
             config = QuantConfig.from_dict(meta["config"])
             target = meta.get("target", "rate")
             if target == "rate" and meta["version"] < 4:
@@ -458,12 +466,18 @@ class IntegerNetwork:
                     scale=arrays[f"s{i}"].astype(np.float64),
                     requant=requant.from_arrays(arrays, i, meta["shifts"][i], precision[i]),
                     conv=None if convs[i] is None else ConvGeometry.from_dict(convs[i])))
+                if f"h{i}" in arrays and not getattr(layers[-1].requant, "per_unit_shift", False):
+                    raise CorruptFileError(f"layer {i} holds per-unit shifts (h{i}) that its requantization does not take")
             if "image_input" in meta:
                 image = meta["image_input"]
                 quantizer = ImageInput(tuple(image["shape"]), bool(image["channels_first"]), config.input_bits)
             else:
                 quantizer = InputQuantizer(arrays["input_low"], arrays["input_high"], config.input_bits)
-            return cls(config=config, input=quantizer, layers=layers, target=target, head=meta.get("head", "q"))
+            network = cls(config=config, input=quantizer, layers=layers, target=target, head=meta.get("head", "q"))
+            if network._needs_features_version != (meta["version"] == FEATURES_FORMAT_VERSION):
+                raise CorruptFileError(f"format version {meta['version']} does not match what the file holds (version "
+                                       f"{FEATURES_FORMAT_VERSION} exactly where it has a dueling head or per-unit shifts)")
+            return network
         except CorruptFileError:
             raise
         except (KeyError, IndexError, ValueError, TypeError, AttributeError, UnicodeDecodeError,

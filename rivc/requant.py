@@ -119,6 +119,8 @@ class ScaleShift(Requantization):
     def from_arrays(cls, arrays, layer: int, shift: int | None, precision: LayerPrecision) -> ScaleShift:
         clip = integer_codes(arrays, f"c{layer}") if f"c{layer}" in arrays else None
         if f"h{layer}" in arrays:  # a shift per unit
+            if shift is not None:
+                raise ValueError(f"layer {layer} has both a shift ({shift}) and per-unit shifts (h{layer})")
             shift = integer_codes(arrays, f"h{layer}")
         return cls(precision.levels, integer_codes(arrays, f"m{layer}"), shift, clip)
 

@@ -67,19 +67,25 @@ def engines(network):
     return obs, q
 
 
+def every_consumer_equals(net, network):
+    """The QAT forward and every consumer of ``network`` (``net``'s export) give the same Q-values; returns them."""
+    obs, q = engines(network)
+    with torch.no_grad():
+        q_qat = net(torch.as_tensor(obs)).numpy()
+    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
+    for name, values in q.items():
+        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    return obs, q
+
+
 @pytest.mark.parametrize("target,bits", CASES)
 def test_qat_forward_equals_every_consumer_bit_for_bit(target, bits):
     net = random_network(config=config_of(bits), hidden=(48, 32), seed=len(str(bits)), target=target)
     net.calibrate_activation_clips(random_obs(256, seed=1))  # codes spread over the levels
     network = net.export()
-    obs, q = engines(network)
-    with torch.no_grad():
-        q_qat = net(torch.as_tensor(obs)).numpy()
-    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
+    obs, _ = every_consumer_equals(net, network)
     hidden, _ = network.forward_codes(obs)
     assert all(0 < codes.mean() < network.levels(i) for i, codes in enumerate(hidden))
-    for name, values in q.items():
-        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
 
 
 @pytest.mark.parametrize("target,bits", [case for case in CASES if case[1] in ((4, 4, 8), (2, 2, 8), (8, 8, 8),
@@ -92,12 +98,7 @@ def test_per_unit_activation_steps_are_what_every_consumer_runs(target, bits, tm
         net.clips[0].mul_(torch.logspace(-1.5, 0, 48)[torch.randperm(48)])
         net.layers[1].weight.div_(torch.logspace(-1.5, 0, 48)[None, :] * 3)
     network = net.export()
-    obs, q = engines(network)
-    with torch.no_grad():
-        q_qat = net(torch.as_tensor(obs)).numpy()
-    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
-    for name, values in q.items():
-        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    obs, q = every_consumer_equals(net, network)
     hidden, _ = network.forward_codes(obs)
     assert all(0 < codes.mean() < network.levels(i) for i, codes in enumerate(hidden))
     if TARGETS[target].requantization == "scale_shift":  # ratios 30 times apart: a shift per unit, every scale kept
@@ -115,12 +116,7 @@ def test_a_dueling_head_is_what_every_consumer_runs(target, bits, tmp_path):
     net.calibrate_activation_clips(random_obs(256, seed=1))
     network = net.export()
     assert network.n_actions == 4 and network.layers[-1].units == 5
-    obs, q = engines(network)
-    with torch.no_grad():
-        q_qat = net(torch.as_tensor(obs)).numpy()
-    np.testing.assert_array_equal(q_qat, q["integer reference"].astype(np.float32))
-    for name, values in q.items():
-        np.testing.assert_array_equal(values, q["integer reference"], err_msg=name)
+    obs, q = every_consumer_equals(net, network)
     rows = network.forward_codes(obs)[1] * network.layers[-1].scale  # by hand: V + A - mean A ranks by A
     np.testing.assert_allclose(q["integer reference"], rows[:, :1] + rows[:, 1:] - rows[:, 1:].mean(1, keepdims=True),
                                rtol=1e-12, atol=1e-12)

@@ -53,6 +53,8 @@ def test_sinabs_runs_dueling_heads_and_per_unit_steps(options, tmp_path):
     net = random_network(config=QuantConfig(4, 4, 8), hidden=(48, 32), seed=2, target="rate", **options)
     net.calibrate_activation_clips(random_obs(256, seed=1))
     network = net.export()
+    if "activation_steps" in options:  # each unit its own shift, exercised
+        assert all(np.unique(layer.requant.shift).size > 1 for layer in network.hidden_layers)
     export = write_nir(network, tmp_path / "policy.nir")
     assert export.graph.metadata.get("head") == options.get("head")
     agreement = sinabs_agreement(tmp_path / "policy.nir", network, random_obs(300, seed=3))

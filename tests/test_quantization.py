@@ -113,6 +113,27 @@ def test_corrupt_and_foreign_files_raise_clear_errors(tmp_path, net):
         np.savez(tmp_path / "bad.npz", **arrays)
         with pytest.raises(CorruptFileError, match=message):
             IntegerNetwork.load(tmp_path / "bad.npz")
+    import json
+
+    def rewritten(arrays, **changes):  # the file with its JSON header changed
+        meta = {**json.loads(bytes(arrays["meta"]).decode()), **changes}
+        np.savez(tmp_path / "bad.npz", **{**arrays, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)})
+        return tmp_path / "bad.npz"
+
+    plain = random_network(hidden=(16, 8)).export().to_arrays()
+    dueling = random_network(hidden=(16, 8), head="dueling").export().to_arrays()
+    assert [json.loads(bytes(a["meta"]).decode())["version"] for a in (plain, unit, dueling)] == [4, 5, 5]
+    for arrays, changes, message in ((unit, {"version": 4}, "does not match what the file holds"),
+                                     (dueling, {"version": 4}, "does not match what the file holds"),
+                                     (plain, {"version": 5}, "does not match what the file holds"),
+                                     (plain, {"version": 4, "head": "dueling"}, "does not match what the file holds"),
+                                     (dueling, {"head": "duel"}, "head must be one of q, dueling"),
+                                     (unit, {"shifts": [3, 3, None]}, "both a shift")):
+        with pytest.raises(CorruptFileError, match=message):
+            IntegerNetwork.load(rewritten(arrays, **changes))
+    np.savez(tmp_path / "bad.npz", **{**plain, "h2": np.full(4, 3)})  # per-unit shifts on the head: refused
+    with pytest.raises(CorruptFileError, match="does not take"):
+        IntegerNetwork.load(tmp_path / "bad.npz")
 
 
 def test_post_training_quantization_of_float_network():
@@ -243,12 +264,12 @@ def test_split_bias_equals_a_brute_force_search(bits):
         assert (s, m) == (expected, max(-top, min(top, nearest))), value
 
 
-@pytest.mark.parametrize("steps", ["layer", "unit"])
+@pytest.mark.parametrize("steps, head", [("layer", "q"), ("unit", "q"), ("layer", "dueling")])
 @pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
 @pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
-def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient, steps):
+def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient, steps, head):
     # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
-    net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7, activation_steps=steps)
+    net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7, activation_steps=steps, head=head)
     net.clip_gradient = clip_gradient
     with torch.no_grad():
         for clip in net.clips:
@@ -268,6 +289,8 @@ def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gr
     for fused, composed in zip(grads_fused, grads_composed):
         torch.testing.assert_close(fused, composed)
     assert all(float(c.grad.abs().sum()) > 0 for c in net.clips)
+    if head == "dueling":  # the value row's bias takes every action's gradient
+        assert float(net.layers[-1].bias.grad[0]) == pytest.approx(float(upstream.sum()), rel=1e-5)
     if steps == "unit":  # a clip per unit: its own column's gradient
         assert all(c.grad.unique().numel() > 2 for c in net.clips)
     below = slice(None) if steps == "layer" else slice(0, 3)
@@ -440,25 +463,6 @@ def test_dueling_q_values_are_the_same_bits_in_numpy_and_torch_and_their_gradien
     upstream = np.random.default_rng(4).normal(0, 1, (200, 6))
     (dueling_q_values(values) * torch.as_tensor(upstream)).sum().backward()
     np.testing.assert_allclose(dueling_gradient(upstream), values.grad.numpy(), rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
-def test_fused_surrogate_gradients_of_a_dueling_head_equal_the_composed_estimators(target):
-    net = random_network(config=QuantConfig(4, 4, 8), target=target, seed=7, head="dueling", hidden=(32, 16))
-    net.calibrate_activation_clips(random_obs(256, seed=1))
-    obs = torch.as_tensor(random_obs(128, seed=8))
-    upstream = torch.as_tensor(np.random.default_rng(9).normal(0, 1, (128, 4)), dtype=torch.float32)
-    results = []
-    for fused in (True, False):
-        net.fused_surrogate = fused
-        net.zero_grad()
-        q = net(obs)
-        (q * upstream).sum().backward()
-        results.append((q.detach(), [p.grad.clone() for p in net.parameters()]))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
-    for fused, composed in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(fused, composed)
-    assert float(net.layers[-1].bias.grad[0]) == pytest.approx(float(upstream.sum()), rel=1e-5)  # V: every action's
 
 
 def test_heads_are_refused_where_they_do_not_fit():

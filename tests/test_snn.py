@@ -25,8 +25,13 @@ def test_rate_coded_fast_path_equals_snntorch_reference_spike_for_spike(bits, ti
     assert counts_fast[0][-1].sum() > 0  # the test exercises spiking
 
 
-def test_rate_coded_first_layer_spike_counts_equal_integer_codes_at_default_T():
-    exported = random_network(target="rate").export()
+@pytest.mark.parametrize("steps", ["layer", "unit"])  # per unit: each unit's own shift, one threshold (rate_coding)
+def test_rate_coded_first_layer_spike_counts_equal_integer_codes_at_default_T(steps):
+    net = random_network(target="rate", activation_steps=steps)
+    net.calibrate_activation_clips(random_obs(256, seed=1))
+    exported = net.export()
+    if steps == "unit":
+        assert np.unique(exported.layers[0].requant.shift).size > 1
     obs = random_obs(500)
     hidden_codes, _ = exported.forward_codes(obs)
     _, counts = make_backend("snntorch").convert(exported).run(obs)
