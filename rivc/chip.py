@@ -408,7 +408,7 @@ def requantization(acc_scale: np.ndarray, activation_step: float | np.ndarray, b
     if isinstance(activation_step, np.ndarray):
         return _unit_requantization(np.asarray(acc_scale, dtype=np.float64) / _per_unit(activation_step), bits)
     # (np.maximum.reduce: the array methods' Python wrappers cost more than the work on a layer's few scales)
-    ratio = np.asarray(acc_scale, dtype=np.float64) / _per_unit(activation_step)
+    ratio = np.asarray(acc_scale, dtype=np.float64) / float(activation_step)
     top = float(np.maximum.reduce(ratio, initial=0.0))
     shift = bits - math.frexp(top)[1] if top > 0 else bits  # frexp: top = m 2**e, m in [0.5, 1): e = floor(log2) + 1
     shift = int(min(max(shift, 1), MAX_SHIFT))

@@ -105,11 +105,7 @@ def clip_statistic(pre_activation, levels: int, statistic: str = "max", per_unit
     rows = -(-MSE_SAMPLE // int(np.prod(pre_activation.shape[1:])))  # whole samples: every unit is read alike
     values = pre_activation[:rows]
     positive = values[values > 0].astype(np.float32)
-    clips = np.float32(top) * np.arange(1, MSE_CANDIDATES + 1, dtype=np.float32) / np.float32(MSE_CANDIDATES)
-    steps = (clips / np.float32(levels))[:, None]
-    codes = np.minimum(np.rint(positive / steps), np.float32(levels))
-    errors = np.square(codes * steps - positive).sum(axis=1)
-    return float(clips[np.argmin(errors)])
+    return float(_least_squares_clips(positive[:, None], np.array([top]), levels)[0])
 
 
 def _unit_clip_statistic(pre_activation, levels: int, statistic: str) -> np.ndarray:
@@ -121,13 +117,18 @@ def _unit_clip_statistic(pre_activation, levels: int, statistic: str) -> np.ndar
     if statistic == "max":
         return top
     values = np.maximum(pre_activation[:MSE_SAMPLE], 0.0).astype(np.float32)  # a unit's zeros cost no error
+    return np.where(top > 0, _least_squares_clips(values, top, levels), top)
+
+
+def _least_squares_clips(values: np.ndarray, top: np.ndarray, levels: int) -> np.ndarray:
+    """Per column of ``values`` (``[n, units]`` float32, each ``>= 0``), of ``k / 32`` of its ``top`` (``k = 1..32``),
+    the clip whose ``levels``-level quantization of the column has the least squared error (float64)."""
     fractions = np.arange(1, MSE_CANDIDATES + 1, dtype=np.float32) / np.float32(MSE_CANDIDATES)
     clips = np.maximum(top, 0.0).astype(np.float32)[None, :] * fractions[:, None]  # [candidates, units]
     steps = np.maximum(clips / np.float32(levels), np.float32(TINY32))[:, None, :]
     codes = np.minimum(np.rint(values[None] / steps), np.float32(levels))
     errors = np.square(codes * steps - values[None]).sum(axis=1)  # [candidates, units]
-    best = clips[np.argmin(errors, axis=0), np.arange(clips.shape[1])].astype(np.float64)
-    return np.where(top > 0, best, top)
+    return clips[np.argmin(errors, axis=0), np.arange(clips.shape[1])].astype(np.float64)
 
 
 class _StraightThrough(torch.autograd.Function):
