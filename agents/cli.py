@@ -86,7 +86,7 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 # the options that define a run: `train --resume` continues with the saved run's own
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
-                "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_units",
+                "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_quantile", "input_units",
                 "activation_steps", "head")
 
 
@@ -117,6 +117,8 @@ def _new_model(args: argparse.Namespace, env):
     for option in ("clip_statistic", "clip_gradient"):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
+    if args.input_quantile is not None:
+        calibration_options["quantile"] = args.input_quantile
     if calibration_options:
         calibration = options.get("calibration") or {}
         options["calibration"] = {**(calibration if isinstance(calibration, dict) else to_dict(calibration)),
@@ -647,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what the input codes span: space (the observation space's bounds, the data's where "
                             "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "
                             "range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
+    train.add_argument("--input-quantile", type=real(0.0, 0.5, high_open=True), default=None, metavar="Q",
+                       help="with --input-range track: the share of states on each side left out of the range (default "
+                            "0.01); 0 keeps every state (CartPole's last states before a fall; docs/zoo_notes.md)")
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "
                             "float DQN's; default), normalised (the input codes' scale, as until 2026-12)")

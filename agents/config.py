@@ -41,6 +41,9 @@ class ConversionConfig:
             object.__setattr__(self, option.name, int(value))
 
 
+TRACK_QUANTILE = 0.01  # CalibrationConfig.quantile's default
+
+
 @dataclass(frozen=True)
 class CalibrationConfig:
     """What the agent calibrates on its data: the input range and the activation clips.
@@ -57,7 +60,8 @@ class CalibrationConfig:
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
     :param track_every: ``"track"``: steps between checks of the input range.
     :param quantile: ``"track"``: the share of states on each side left out of the range (a crash's spin
-        should not cost every other state its input resolution); they are clipped to the range's ends.
+        should not cost every other state its input resolution); they are clipped to the range's ends. Where the
+        rare states are the ones that matter (CartPole's last states before a fall), 0.0 keeps them all.
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
@@ -83,7 +87,7 @@ class CalibrationConfig:
     clip_gradient: str = field(default="pact", metadata={"written": "when set"})
     min_samples: int = 0
     track_every: int = 1000
-    quantile: float = 0.01
+    quantile: float = TRACK_QUANTILE
 
     def __post_init__(self) -> None:
         if self.input_range not in INPUT_RANGES:
@@ -113,6 +117,9 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.track_every must be an integer >= 1, got {self.track_every!r}")
         if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0.0 <= self.quantile < 0.5:
             raise ValueError(f"CalibrationConfig.quantile must be in [0, 0.5), got {self.quantile!r}")
+        if self.quantile != TRACK_QUANTILE and self.input_range != "track":
+            raise ValueError(f"CalibrationConfig.quantile is the share of states input_range='track' leaves out of the "
+                             f"range; input_range={self.input_range!r} has none: set input_range='track' too")
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:

@@ -22,7 +22,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3 import DQN
 from stable_baselines3.common.utils import update_learning_rate
@@ -502,15 +501,12 @@ class RIVC(DQN):
                     dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
                     gap_clip=self.gap_clip,
                 )
-            q_taken = self.q_net(data.observations).gather(1, data.actions.long()).squeeze(1)
-            loss = F.smooth_l1_loss(q_taken, td_target)
-            self.policy.optimizer.zero_grad()
-            loss.backward()
+            # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
+            losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
             torch.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
             self.policy.optimizer.step()
             if self.calibration.clip_decay is not None:
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
-            losses.append(loss.item())
             self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/gradient_steps", gradient_steps, exclude="tensorboard")

@@ -56,6 +56,7 @@ MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer,
 DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TRACK = ("calibration", {"input_range": "track"})  # the input range follows the replay data (an option)
+TRACK_ALL = ("calibration", {"input_range": "track", "quantile": 0.0})  # ... over every state, none left out
 NOCAP = ("max_learning_rate", None)  # the Zoo's learning rate uncapped
 EMA = ("calibration", {"clip_decay": 0.99})  # the clips follow each batch's largest pre-activation
 CALIB1K = ("calibration", {"min_samples": 1000})  # calibrate on at least 1,000 warm-up states
@@ -205,8 +206,16 @@ UNIT_PROBES = (
     # tracked ones
     *(replace(task, tag="dueling", rivc_extra=(DUELING,)) for task in DEFAULT_TASKS),
     *(replace(task, tag="dueling-ema", rivc_extra=(DUELING, EMA)) for task in DEFAULT_TASKS),
-    # LunarLander's 4-bit input range is its own cause (`track` rescues it): the head and clips on top of it
-    Task("LunarLander-v3", "zoo", tag="dueling-ema-track", rivc_extra=(DUELING, EMA, TRACK)),
+    # LunarLander's 4-bit input range is its own cause (`track` rescues it): the head and clips on top of it, and the
+    # three together on every task (a candidate set of defaults)
+    *(replace(task, tag="dueling-ema-track", rivc_extra=(DUELING, EMA, TRACK)) for task in DEFAULT_TASKS),
+    # `track` rescues LunarLander and costs CartPole (`track-bounded`, `dueling-ema-track`): is it the 1 % of states on
+    # each side that the tracked range leaves out (CartPole's last states before a fall)? The range over every state
+    *(replace(task, tag="track-q0", rivc_extra=(TRACK_ALL,)) for task in DEFAULT_TASKS),
+    # MountainCar: RIVC's target loses in float too (`fpnn-gap-obsunits`; the float loop with DQN's target is DQN's run);
+    # 4 bits with DQN's target, and RIVC's with its gap term clipped below at -1 as Munchausen-DQN clips its term
+    Task("MountainCar-v0", "zoo", tag="qat-obsunits", rivc_extra=(("variant", "qat"),)),
+    Task("MountainCar-v0", "zoo", tag="gapclip-obsunits", rivc_extra=(("gap_clip", -1.0),)),
 )
 TASKS = (
     *DEFAULT_TASKS,

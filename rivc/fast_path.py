@@ -1,5 +1,6 @@
 """The fast path of an MLP's QAT forward on the CPU: the exact integer arithmetic in numpy (float32 matrix
-products, exact below 2**24) and, with gradients, one autograd node whose backward is numpy too.
+products, exact below 2**24) and, with gradients, one autograd node whose backward is numpy too; the agent's
+update (a Huber loss's gradients) takes the same numpy backward without autograd's graph.
 
 The same values, bit for bit, and the same gradients as the general path of
 :class:`rivc.qnetwork.QuantizedQNetwork` (straight-through estimators composed by autograd; tests/test_quantization.py):
@@ -9,6 +10,7 @@ both read :class:`QuantizedLinear` (the layer as the chip computes it) and :func
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -35,6 +37,9 @@ def _int8_products_work() -> bool:
 
 
 INT8_PRODUCTS = _int8_products_work()
+# multiply-accumulates of a product from which the int8 kernel beats float32's: below, its fixed cost per call (about
+# 7 us on a 2-core x86 machine with VNNI, where the two are about even at 2**19 and int8 is 3x faster at 2**22)
+INT8_MIN_PRODUCTS = 2**19
 
 
 class QuantizedLinear:
@@ -118,10 +123,10 @@ class QuantizedLinear:
 
     @cached_property
     def _dense_exact(self) -> tuple[np.ndarray, np.ndarray]:
-        """A dense layer's weight codes ``[in, out]`` (a transposed view where float32: BLAS reads it as it is)
+        """A dense layer's weight codes ``[in, out]`` (contiguous: BLAS reads them faster than a transposed view)
         and bias codes, numpy, in the exact dtype."""
         dtype = self._numpy_exact_dtype
-        return self._codes.T.astype(dtype, copy=False), self.bias_code_values.astype(dtype)
+        return np.ascontiguousarray(self._codes.T, dtype=dtype), self.bias_code_values.astype(dtype)
 
     @cached_property
     def _dense_int8(self) -> tuple[torch.Tensor, np.ndarray] | None:
@@ -141,10 +146,11 @@ class QuantizedLinear:
 
     def accumulate(self, codes: np.ndarray) -> np.ndarray:
         """A dense layer's exact accumulators for input codes ``[B, in]`` (numpy): one int8 matrix product with int32
-        accumulators where the codes fit (:attr:`_dense_int8`); else one product in float32 where every partial sum is
-        an integer below 2**24 (exact in any order), float64 otherwise. The result holds integers (int32 or int64,
-        float32 or float64), which arithmetic with float64 arrays widens exactly."""
-        int8 = self._dense_int8
+        accumulators where the codes fit (:attr:`_dense_int8`) and the product is large enough to gain by it
+        (``INT8_MIN_PRODUCTS``); else one product in float32 where every partial sum is an integer below 2**24 (exact
+        in any order), float64 otherwise. The result holds integers (int32 or int64, float32 or float64), which
+        arithmetic with float64 arrays widens exactly."""
+        int8 = self._dense_int8 if codes.shape[0] * self._codes.size >= INT8_MIN_PRODUCTS else None
         if int8 is not None:
             weights_t, bias = int8
             return torch._int_mm(torch.from_numpy(codes.astype(np.int8)), weights_t).numpy() + bias
@@ -160,69 +166,79 @@ class QuantizedLinear:
                             requant=None if self.requant is None else self.requant.to(self._tensor))
 
 
+@dataclass
+class SurrogateTape:
+    """What the surrogate's backward reads from an MLP's forward pass: each layer's input values and quantization,
+    each hidden layer's clip gradient rule (``masks``: ``clip_gradient_weights``), which clips pass a gradient
+    (``clip_live``: False below MIN_CLIP, where clamp_min(MIN_CLIP) passes none) and their shapes, and the head."""
+
+    inputs: list[np.ndarray] = field(default_factory=list)
+    layers: list[QuantizedLinear] = field(default_factory=list)
+    masks: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    clip_live: list[bool | np.ndarray] = field(default_factory=list)
+    clip_shapes: list[tuple[int, ...]] = field(default_factory=list)
+    dueling: bool = False
+
+    def gradients(self, grad: np.ndarray) -> list[np.ndarray]:
+        """The float surrogate's gradients, given the gradient on the Q-values ``grad`` ``[B, A]`` (float32): weight and
+        bias per layer, then each clip's, as the layers' parameters are ordered. Layer by layer: ``z = x @ W_q.T +
+        b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients go
+        straight through to the float ones), and ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``, to the clip by
+        the network's rule, PACT's or LSQ's), with ``z`` the exact pre-activation ``acc * scale``. A first layer in the
+        observation's units reads the observations the codes stand for, its own weights (their gradients are the
+        folded layer's)."""
+        n = len(self.layers)
+        weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
+        if self.dueling:
+            grad = dueling_gradient(grad)
+        for i in range(n - 1, -1, -1):
+            weight_grads[2 * i] = grad.T @ self.inputs[i]
+            weight_grads[2 * i + 1] = np.add.reduce(grad, axis=0)
+            if i:
+                grad_x = grad @ self.layers[i].weight_values
+                inside, clip_weight = self.masks[i - 1]
+                per_unit = len(self.clip_shapes[i - 1]) > 0  # a clip per unit: its gradient summed over the batch only
+                clip_grad = np.add.reduce(grad_x * clip_weight, axis=0 if per_unit else None)
+                clip_grad = clip_grad * np.float32(self.clip_live[i - 1])
+                clip_grads[i - 1] = np.asarray(clip_grad, dtype=np.float32).reshape(self.clip_shapes[i - 1])
+                grad = grad_x * inside
+        return [*weight_grads, *clip_grads]
+
+
 class _DenseSurrogate(torch.autograd.Function):
-    """Forward the exact Q-values; backward the float surrogate of an MLP, layer by layer: ``z = x @ W_q.T +
-    b_q`` (``x``: the previous layer's chip activation, ``W_q, b_q``: the quantized weights, whose gradients
-    go straight through to the float ones), and ``min(relu(z), clip)`` (to ``z`` where ``0 < z < clip``, to the
-    clip by the network's rule, PACT's or LSQ's), with ``z`` the exact pre-activation ``acc * scale``
-    (``clip_gradient_weights``). In numpy, as the forward. A first layer in the observation's units reads the observations the codes stand for, its
-    own weights (their gradients are the folded layer's). The same gradients as the general path's estimators (``straight_through``,
-    ``straight_through_clip``) composed by autograd (tests/test_quantization.py)."""
+    """Forward the exact Q-values; backward the float surrogate of an MLP (:meth:`SurrogateTape.gradients`), in numpy as
+    the forward. The same gradients as the general path's estimators (``straight_through``, ``straight_through_clip``)
+    composed by autograd (tests/test_quantization.py)."""
 
     @staticmethod
-    def forward(ctx, q, inputs, layers, masks, clip_live, dueling, *parameters):  # parameters: weight, bias per layer,
-        clips = parameters[2 * len(layers):]  # then the clips
-        ctx.dueling = dueling  # a dueling head: the gradient on its rows from that on the Q-values
-        ctx.inputs, ctx.layers, ctx.masks, ctx.clip_shapes = inputs, layers, masks, [c.shape for c in clips]
-        ctx.clip_live = clip_live  # per clip: False below MIN_CLIP, where clamp_min(MIN_CLIP) passes no gradient
+    def forward(ctx, q, tape, *parameters):  # parameters: weight, bias per layer, then the clips
+        ctx.tape = tape
         return q
 
     @staticmethod
     def backward(ctx, grad):
-        n = len(ctx.layers)
-        weight_grads, clip_grads = [None] * (2 * n), [None] * (n - 1)
-        grad = grad.detach().numpy()
-        if ctx.dueling:
-            grad = dueling_gradient(grad)
-        for i in range(n - 1, -1, -1):
-            weight_grads[2 * i] = torch.from_numpy(grad.T @ ctx.inputs[i])
-            weight_grads[2 * i + 1] = torch.from_numpy(np.add.reduce(grad, axis=0))
-            if i:
-                grad_x = grad @ ctx.layers[i].weight_values
-                inside, clip_weight = ctx.masks[i - 1]
-                per_unit = len(ctx.clip_shapes[i - 1]) > 0  # a clip per unit: its gradient summed over the batch only
-                clip_grad = np.add.reduce(grad_x * clip_weight, axis=0 if per_unit else None)
-                clip_grad = clip_grad * np.float32(ctx.clip_live[i - 1])
-                clip_grads[i - 1] = torch.from_numpy(np.asarray(clip_grad, dtype=np.float32)).reshape(ctx.clip_shapes[i - 1])
-                grad = grad_x * inside
-        return None, None, None, None, None, None, *weight_grads, *clip_grads
+        return None, None, *(torch.from_numpy(g) for g in ctx.tape.gradients(grad.detach().numpy()))
 
 
-def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
-    """``net``'s forward pass (a ``QuantizedQNetwork`` MLP on the CPU), at a fraction of the general path's overhead: the exact
-    path in numpy (float32 matrix products, exact below 2**24, else float64), and with gradients one
-    autograd node (``_DenseSurrogate``, its backward in numpy too) in place of a graph of straight-through
-    estimators. The same values, bit for bit, and the same gradients (tests/test_quantization.py)."""
-    net._check_calibrated()
-    array = obs.detach().numpy()
-    if array.shape[1:] != net.obs_shape or array.ndim != 2:
-        net._check_input(obs)  # raises with the shapes
+def exact_pass(net, array: np.ndarray, surrogate: bool) -> tuple[np.ndarray, SurrogateTape | None]:
+    """``net``'s exact Q-values (float32 ``[B, A]``) for observations ``array`` ``[B, obs_dim]``, in numpy (float32
+    matrix products, exact below 2**24, else float64; int8 ones where they gain), and with ``surrogate`` what the
+    backward reads (and, where the clips are tracked, each layer's clip statistic of this batch)."""
     codes = net._input_quantizer.codes(array)  # float64 holding integers
     step, last = net._input_step_value, len(net.layers) - 1
-    surrogate = torch.is_grad_enabled()
-    inputs, layers, masks = [], [], []  # with gradients: each layer's input values, quantization, clip gradient rule
+    tape = SurrogateTape(dueling=net.head == "dueling") if surrogate else None
     clips = net._clip_floats()
     for i, clip in enumerate([*clips, None]):
         clip_value = None if clip is None else clamped_clip(clip)  # clamp_min(MIN_CLIP)
         quantized = net.quantize_layer(i, step, clip_value)
         if surrogate:
             # exact in float32, rounded once (codes * step); the first layer's input in its weights' units
-            inputs.append(net._surrogate_input(codes, step) if i == 0 else np.multiply(codes, step, dtype=np.float32))
-            layers.append(quantized)
+            tape.inputs.append(net._surrogate_input(codes, step) if i == 0 else np.multiply(codes, step, dtype=np.float32))
+            tape.layers.append(quantized)
         acc = quantized.accumulate(codes)
         if i == last:
             values = acc * quantized.scale
-            q = torch.from_numpy((dueling_q_values(values) if net.head == "dueling" else values).astype(np.float32))
+            q = (dueling_q_values(values) if net.head == "dueling" else values).astype(np.float32)
             break
         if surrogate:
             pre_activation = acc * quantized.scale
@@ -231,12 +247,52 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
                                                            net.tracked_statistic, net.per_unit_steps)
         codes = quantized.requant.codes(acc)
         if surrogate:  # booleans (PACT's clip weights too): a float32 product with them is the product with 0/1
-            masks.append(clip_gradient_weights(pre_activation, clip_value, codes, net.precision[i].levels,
-                                               net.clip_gradient))
+            tape.masks.append(clip_gradient_weights(pre_activation, clip_value, codes, net.precision[i].levels,
+                                                    net.clip_gradient))
         step = activation_step(clip_value, net.precision[i].levels)
-    if not surrogate:
+    if surrogate:
+        tape.clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip (per unit: an array)
+        tape.clip_shapes = [c.shape for c in net._clip_parameters]
+    return q, tape
+
+
+def _observations(net, obs: torch.Tensor) -> np.ndarray:
+    """``obs`` as the numpy array :func:`exact_pass` reads, once the network is calibrated and the shape checked."""
+    net._check_calibrated()
+    array = obs.detach().numpy()
+    if array.shape[1:] != net.obs_shape or array.ndim != 2:
+        net._check_input(obs)  # raises with the shapes
+    return array
+
+
+def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
+    """``net``'s forward pass (a ``QuantizedQNetwork`` MLP on the CPU), at a fraction of the general path's overhead:
+    :func:`exact_pass`, and with gradients one autograd node (``_DenseSurrogate``, its backward in numpy too) in place
+    of a graph of straight-through estimators. The same values, bit for bit, and the same gradients
+    (tests/test_quantization.py)."""
+    q, tape = exact_pass(net, _observations(net, obs), surrogate=torch.is_grad_enabled())
+    q = torch.from_numpy(q)
+    if tape is None:
         return q
-    parameters = [p for pair in net._parameters_of for p in pair]
-    clip_live = [clip >= MIN_CLIP32 for clip in clips]  # as torch compares the float32 clip (per unit: an array)
-    return _DenseSurrogate.apply(q, inputs, layers, masks, clip_live, net.head == "dueling", *parameters,
-                                 *net._clip_parameters)
+    return _DenseSurrogate.apply(q, tape, *_parameters(net))
+
+
+def _parameters(net) -> list[torch.Tensor]:
+    """The parameters in the order :meth:`SurrogateTape.gradients` gives their gradients."""
+    return [p for pair in net._parameters_of for p in pair] + net._clip_parameters
+
+
+def huber_loss_backward(net, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> float:
+    """The Huber loss (``F.smooth_l1_loss``, mean, beta 1) of ``net``'s Q-values at ``actions`` against ``targets``,
+    and its gradients written to the parameters' ``.grad`` (``None`` where a parameter takes none): the gradients of
+    ``smooth_l1_loss(...).backward()`` through :func:`mlp_forward`, bit for bit, without building autograd's graph.
+    The loss is returned as a float (float64 mean: a logged figure)."""
+    q, tape = exact_pass(net, _observations(net, obs), surrogate=True)
+    rows, taken = np.arange(len(q)), actions.detach().numpy().reshape(-1).astype(np.intp)
+    error = q[rows, taken] - targets.detach().numpy().reshape(-1)
+    grad = np.zeros_like(q)  # the gather's backward: the error's gradient on the taken actions' Q-values
+    grad[rows, taken] = np.clip(error, -1.0, 1.0) * np.float32(1.0 / len(error))  # as torch: (1 / B) * error
+    for parameter, gradient in zip(_parameters(net), tape.gradients(grad)):
+        parameter.grad = torch.from_numpy(gradient) if parameter.requires_grad else None
+    size = np.abs(error, dtype=np.float64)
+    return float(np.mean(np.where(size < 1.0, 0.5 * size * size, size - 0.5)))

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
@@ -22,7 +23,7 @@ from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
-from rivc.fast_path import QuantizedLinear, mlp_forward
+from rivc.fast_path import QuantizedLinear, huber_loss_backward, mlp_forward
 from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, ImageInput, InputQuantizer, IntegerNetwork,
                               are_pixels, batch_shape, bounded_dimensions, dueling_q_values)
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clamped_clip, clip_statistic,
@@ -495,7 +496,7 @@ class QuantizedQNetwork(nn.Module):
         with gradients a float surrogate that carries them (for an MLP one autograd node: :mod:`rivc.fast_path`)."""
         if not self.qat:
             return self._float_pass(obs)[1]
-        if self.fused_surrogate and not self.is_image and obs.device.type == "cpu":
+        if self._fast_path(obs):
             return self._mlp_forward(obs)
         codes = self._input_codes(obs)
         step, last = self._input_step_value, len(self.layers) - 1
@@ -529,9 +530,26 @@ class QuantizedQNetwork(nn.Module):
                                           self.clip_gradient, codes, self.precision[i].levels)
         raise AssertionError("unreachable")
 
+    def _fast_path(self, obs: torch.Tensor) -> bool:
+        """Whether a QAT pass over ``obs`` takes :mod:`rivc.fast_path` (an MLP on the CPU)."""
+        return self.fused_surrogate and not self.is_image and obs.device.type == "cpu"
+
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
         """An MLP's forward pass on the CPU: :func:`rivc.fast_path.mlp_forward` (the same values and gradients)."""
         return mlp_forward(self, obs)
+
+    def huber_loss_backward(self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> float:
+        """The Huber loss (``F.smooth_l1_loss``: mean, beta 1) of the Q-values of ``actions`` (``[B]`` or ``[B, 1]``)
+        at ``obs`` against ``targets`` ``[B]``, its gradients written to the parameters' ``.grad`` (what was there
+        replaced, as after ``zero_grad()``); returns the loss. A QAT MLP on the CPU computes them without autograd's
+        graph, bit for bit the same (:func:`rivc.fast_path.huber_loss_backward`)."""
+        if self.qat and self._fast_path(obs):
+            return huber_loss_backward(self, obs, actions, targets)
+        q_taken = self(obs).gather(1, actions.reshape(-1, 1).long()).squeeze(1)
+        loss = F.smooth_l1_loss(q_taken, targets.reshape(-1))
+        self.zero_grad(set_to_none=True)
+        loss.backward()
+        return loss.item()
 
     def quantize_layer(self, i: int, input_step: float, clip: float | None = None) -> QuantizedLinear:
         """Layer ``i`` as the target computes it, for inputs worth ``input_step`` per code and (hidden

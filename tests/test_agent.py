@@ -404,6 +404,7 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
                          (dict(calibration=dict(input_range="box")), "one of space, data, track"),
                          (dict(calibration=dict(track_every=0)), "track_every must be an integer >= 1"),
                          (dict(calibration=dict(quantile=0.5)), r"quantile must be in \[0, 0.5\)"),
+                         (dict(calibration=dict(quantile=0.0)), r"input_range='space' has none"),
                          (dict(calibration=dict(margin=-1.0)), "margin must be >= 0")):
         with pytest.raises(ValueError, match=message):
             RIVC("MlpPolicy", "CartPole-v1", **bad)

@@ -264,16 +264,25 @@ def test_split_bias_equals_a_brute_force_search(bits):
         assert (s, m) == (expected, max(-top, min(top, nearest))), value
 
 
-@pytest.mark.parametrize("steps, head", [("layer", "q"), ("unit", "q"), ("layer", "dueling")])
-@pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
-@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
-def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient, steps, head):
-    # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
+def clipping_network(target: str, clip_gradient: str, steps: str, head: str) -> QuantizedQNetwork:
+    """A 2-bit-activation network whose clips sit where some units clip: the clips get gradients too."""
     net = random_network(config=QuantConfig(4, 2, 8), target=target, seed=7, activation_steps=steps, head=head)
     net.clip_gradient = clip_gradient
     with torch.no_grad():
         for clip in net.clips:
-            clip.fill_(0.05)  # some units clip: the clips get gradients too
+            clip.fill_(0.05)
+    return net
+
+
+SURROGATE_CASES = [("layer", "q"), ("unit", "q"), ("layer", "dueling")]  # (activation steps, head)
+
+
+@pytest.mark.parametrize("steps, head", SURROGATE_CASES)
+@pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_fused_surrogate_gradients_equal_the_composed_estimators(target, clip_gradient, steps, head):
+    # the MLP's one-node surrogate (_DenseSurrogate) against autograd through the per-op estimators
+    net = clipping_network(target, clip_gradient, steps, head)
     obs = torch.as_tensor(random_obs(256, seed=8))
     upstream = torch.as_tensor(np.random.default_rng(9).normal(0, 1, (256, 4)), dtype=torch.float32)
     results = []
@@ -375,6 +384,47 @@ def test_diverged_parameters_are_refused_at_quantization(target, bits, where, va
         net(torch.as_tensor(random_obs(4)))
     with pytest.raises(ValueError, match="layer 1 has non-finite"):
         net.export()
+
+
+@pytest.mark.parametrize("steps, head", SURROGATE_CASES)
+@pytest.mark.parametrize("clip_gradient", ["pact", "lsq"])
+@pytest.mark.parametrize("target", ["akida", "akd1000", "rate"])
+def test_huber_loss_backward_writes_autograds_gradients_bit_for_bit(target, clip_gradient, steps, head):
+    # the agent's update without autograd's graph: the gradients smooth_l1_loss(...).backward() leaves through the
+    # fused surrogate, bit for bit, at batch sizes whose 1 / B is not a power of two, errors either side of beta = 1
+    net = clipping_network(target, clip_gradient, steps, head)
+    for batch in (64, 37):
+        rng = np.random.default_rng(batch)
+        obs = torch.as_tensor(random_obs(batch, seed=8))
+        actions = torch.as_tensor(rng.integers(0, net.n_actions, (batch, 1)))
+        with torch.no_grad():
+            taken = net(obs).gather(1, actions).squeeze(1)
+        targets = taken + torch.as_tensor(rng.normal(0, 1.5, batch), dtype=torch.float32)
+        assert ((targets - taken).abs() > 1).any() and ((targets - taken).abs() < 1).any()
+        net.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.smooth_l1_loss(net(obs).gather(1, actions).squeeze(1), targets)
+        loss.backward()
+        expected = [p.grad.clone() for p in net.parameters()]
+        for p in net.parameters():
+            p.grad = torch.full_like(p, 7.0)  # overwritten, not accumulated
+        assert net.huber_loss_backward(obs, actions, targets) == pytest.approx(loss.item(), rel=1e-6)
+        for got, want in zip([p.grad for p in net.parameters()], expected):
+            assert torch.equal(got, want)
+    net.fused_surrogate = False  # the general path: autograd's graph, the same loss
+    assert net.huber_loss_backward(obs, actions, targets) == pytest.approx(loss.item(), rel=1e-6)
+    for got, want in zip([p.grad for p in net.parameters()], expected):
+        torch.testing.assert_close(got, want)
+
+
+def test_huber_loss_backward_leaves_tracked_clips_without_gradient():
+    net = random_network(config=QuantConfig(4, 4, 8), seed=3)
+    for clip in net.clips:
+        clip.requires_grad_(False)  # CalibrationConfig(clip_decay=...): the clips follow the activations
+        clip.grad = torch.ones_like(clip)
+    obs = torch.as_tensor(random_obs(16, seed=1))
+    net.huber_loss_backward(obs, torch.zeros(16, dtype=torch.int64), torch.zeros(16))
+    assert all(clip.grad is None for clip in net.clips)
+    assert all(layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0 for layer in net.layers)
 
 
 @pytest.mark.parametrize("fused", [True, False])
@@ -550,6 +600,7 @@ def test_int8_products_equal_the_float_products(monkeypatch, target, config):
     obs = torch.as_tensor(random_obs(512, seed=3))
     upstream = torch.as_tensor(np.random.default_rng(4).normal(0, 1, (512, 4)), dtype=torch.float32)
     results = []
+    monkeypatch.setattr(fast_path, "INT8_MIN_PRODUCTS", 0)  # every product that fits int8 takes it, however small
     for int8 in (True, False):
         monkeypatch.setattr(fast_path, "INT8_PRODUCTS", int8)
         net = random_network(config=config, target=target, seed=11)
