@@ -118,6 +118,9 @@ def _new_model(args: argparse.Namespace, env):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
     if args.input_quantile is not None:
+        if args.input_range != "track":
+            raise ValueError("--input-quantile is the share of states the tracked input range leaves out: add "
+                             "--input-range track")
         calibration_options["quantile"] = args.input_quantile
     if calibration_options:
         calibration = options.get("calibration") or {}

@@ -60,8 +60,8 @@ class CalibrationConfig:
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
     :param track_every: ``"track"``: steps between checks of the input range.
     :param quantile: ``"track"``: the share of states on each side left out of the range (a crash's spin
-        should not cost every other state its input resolution); they are clipped to the range's ends. Where the
-        rare states are the ones that matter (CartPole's last states before a fall), 0.0 keeps them all.
+        should not cost every other state its input resolution); they are clipped to the range's ends. 0.0 keeps
+        every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md).
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
@@ -87,7 +87,7 @@ class CalibrationConfig:
     clip_gradient: str = field(default="pact", metadata={"written": "when set"})
     min_samples: int = 0
     track_every: int = 1000
-    quantile: float = TRACK_QUANTILE
+    quantile: float = field(default=TRACK_QUANTILE, metadata={"written": "when set"})
 
     def __post_init__(self) -> None:
         if self.input_range not in INPUT_RANGES:

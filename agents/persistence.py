@@ -137,6 +137,8 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
         if key in hyper:
             configs[config][field] = hyper.pop(key)
+    if configs["calibration"].get("input_range", "space") != "track":  # written with every range until 2026-12-05:
+        configs["calibration"].pop("quantile", None)  # it does nothing beside another range, which now refuses it
     return hyper, configs["conversion"], configs["calibration"]
 
 

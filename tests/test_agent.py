@@ -388,6 +388,23 @@ def test_models_saved_before_chip_targets_are_refused_clearly(tmp_path):
         RIVC.load(path)
 
 
+def test_models_saved_with_a_quantile_beside_an_untracked_range_still_load(tmp_path):
+    # until 2026-12-05 every file held the tracked range's quantile, whatever its range: it did nothing there
+    path = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).save(tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    assert "quantile" not in meta["calibration"]  # the default is not written now
+    meta["calibration"].update(input_range="space", quantile=0.05)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    loaded = RIVC.load(path)
+    assert loaded.calibration.input_range == "space" and loaded.calibration.quantile == 0.01
+    tracked = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(input_range="track", quantile=0.0), **FAST)
+    assert RIVC.load(tracked.save(tmp_path / "tracked.zip")).calibration.quantile == 0.0
+
+
 def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
     from rivc.agents import CalibrationConfig
 

@@ -144,8 +144,9 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert summary["hyperparams"]["policy_kwargs"] == {"activation_steps": "unit"}
     assert main([*args, "--head", "dueling"]) == 0
     assert RIVC.load(out / "model.zip").q_network.head == "dueling"
-    assert main([*args, "--input-quantile", "0"]) == 2  # the quantile belongs to the tracked range
-    assert "set input_range='track' too" in capsys.readouterr().err
+    for untracked in ([], ["--input-range", "space"]):  # the quantile belongs to the tracked range
+        assert main([*args, *untracked, "--input-quantile", "0.01"]) == 2
+        assert "add --input-range track" in capsys.readouterr().err
     assert main([*args, "--input-range", "track", "--input-quantile", "0"]) == 0
     assert RIVC.load(out / "model.zip").calibration.quantile == 0.0
     assert main([*args, "--input-range", "track", "--input-quantile", "0.5"]) == 2
