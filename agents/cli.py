@@ -654,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
     train.add_argument("--input-quantile", type=real(0.0, 0.5, high_open=True), default=None, metavar="Q",
                        help="with --input-range track: the share of states on each side left out of the range (default "
-                            "0.01); 0 keeps every state (CartPole's last states before a fall; docs/zoo_notes.md)")
+                            "0.01); 0 keeps every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md)")
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "
                             "float DQN's; default), normalised (the input codes' scale, as until 2026-12)")
