@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
-from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES
+from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_UNITS
@@ -118,9 +118,9 @@ def _new_model(args: argparse.Namespace, env):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
     if args.input_quantile is not None:
-        if args.input_range != "track":
+        if args.input_range not in TRACKING_RANGES:
             raise ValueError("--input-quantile is the share of states the tracked input range leaves out: add "
-                             "--input-range track")
+                             "--input-range track (or fit)")
         calibration_options["quantile"] = args.input_quantile
     if calibration_options:
         calibration = options.get("calibration") or {}
@@ -254,7 +254,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
-                            "moves": model.input_range_moves, "first_layer_units": model.q_network.input_units}
+                            "moves": model.input_range_moves, "first_layer_units": model.q_network.input_units,
+                            **({} if model._fitted_inputs is None else {"tracked_inputs": np.flatnonzero(
+                                model._fitted_inputs).tolist()})}
             if not model.q_network.is_image else None,
         }
         atomic_write_bytes(out / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
@@ -651,9 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--input-range", default=None, choices=list(INPUT_RANGES),
                        help="what the input codes span: space (the observation space's bounds, the data's where "
                             "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "
-                            "range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
+                            "range, moved as the policy's states move), fit (the space's bounds, tracked only where "
+                            "the states span less than 1/8 of them); docs/zoo_notes.md says where each helps")
     train.add_argument("--input-quantile", type=real(0.0, 0.5, high_open=True), default=None, metavar="Q",
-                       help="with --input-range track: the share of states on each side left out of the range (default "
+                       help="with --input-range track or fit: the share of states on each side left out of the range (default "
                             "0.01); 0 keeps every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md)")
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN
 
-INPUT_RANGES = ("space", "data", "track")
+INPUT_RANGES = ("space", "data", "track", "fit")
+TRACKING_RANGES = ("track", "fit")  # the input ranges that follow the replay data (with its quantiles)
 
 Config = TypeVar("Config", "ConversionConfig", "CalibrationConfig")
 
@@ -56,10 +57,14 @@ class CalibrationConfig:
         reach its ends or fill less than half its width; the network computes the same function
         (``QuantizedQNetwork.move_input_range``: a first layer in the observation's units keeps its weights, a
         normalised one is rescaled). It rescues spaces with loose bounds (LunarLander) and is no better
-        than the bounds elsewhere; docs/zoo_notes.md.
+        than the bounds elsewhere; docs/zoo_notes.md. ``"fit"``: the space's, but an input whose declared bounds
+        are loose (the replay's 1-99 % of states span less than 1/8 of them, judged once exploration has reached
+        its final rate: the warm-up's random states say little of where a policy goes) is
+        tracked as ``"track"`` tracks it; inputs whose states fill their bounds keep them, and the network trains
+        as with ``"space"``.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
-    :param track_every: ``"track"``: steps between checks of the input range.
-    :param quantile: ``"track"``: the share of states on each side left out of the range (a crash's spin
+    :param track_every: ``"track"``, ``"fit"``: steps between checks of the input range.
+    :param quantile: ``"track"``, ``"fit"``: the share of states on each side left out of the range (a crash's spin
         should not cost every other state its input resolution); they are clipped to the range's ends. 0.0 keeps
         every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md).
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
@@ -117,9 +122,10 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.track_every must be an integer >= 1, got {self.track_every!r}")
         if isinstance(self.quantile, bool) or not isinstance(self.quantile, (int, float)) or not 0.0 <= self.quantile < 0.5:
             raise ValueError(f"CalibrationConfig.quantile must be in [0, 0.5), got {self.quantile!r}")
-        if self.quantile != TRACK_QUANTILE and self.input_range != "track":
-            raise ValueError(f"CalibrationConfig.quantile is the share of states input_range='track' leaves out of the "
-                             f"range; input_range={self.input_range!r} has none: set input_range='track' too")
+        if self.quantile != TRACK_QUANTILE and self.input_range not in TRACKING_RANGES:
+            raise ValueError(f"CalibrationConfig.quantile is the share of states a tracked input range leaves out of "
+                             f"the range; input_range={self.input_range!r} has none: set input_range='track' (or "
+                             "'fit') too")
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:

@@ -21,7 +21,7 @@ import torch
 from gymnasium import spaces
 
 from rivc import __version__
-from rivc.agents.config import LEGACY_KEYS, to_dict
+from rivc.agents.config import LEGACY_KEYS, TRACKING_RANGES, to_dict
 from rivc.conv import ConvSpec
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.neurochip.deploy import check_env
@@ -80,6 +80,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
         "snn_from_step": model.snn_from_step,
         "input_range_moves": int(model.input_range_moves), "input_range_checked_at": int(model._range_checked_at),
+        **({} if model._fitted_inputs is None else {"input_range_fitted": model._fitted_inputs.tolist()}),
     }
 
 
@@ -137,7 +138,7 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
         if key in hyper:
             configs[config][field] = hyper.pop(key)
-    if configs["calibration"].get("input_range", "space") != "track":  # written with every range until 2026-12-05:
+    if configs["calibration"].get("input_range", "space") not in TRACKING_RANGES:  # written with every range until 2026-12-05:
         configs["calibration"].pop("quantile", None)  # it does nothing beside another range, which now refuses it
     return hyper, configs["conversion"], configs["calibration"]
 
@@ -193,6 +194,7 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     model._calibrated = bool(meta.get("calibrated", False))
     model.input_range_moves = int(meta.get("input_range_moves", 0))
     model._range_checked_at = int(meta.get("input_range_checked_at", 0))
+    model._fitted_inputs = _fitted_inputs(meta.get("input_range_fitted"), model.q_network.obs_dim, path)
     if network is not None:
         model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:
@@ -267,3 +269,12 @@ def load_replay_buffer(model: RIVC, path: str | os.PathLike) -> bool:
         getattr(buffer, name)[...] = array
     buffer.pos, buffer.full = pos, bool(header.get("full"))
     return True
+
+
+def _fitted_inputs(saved: Any, obs_dim: int, path: Path) -> np.ndarray | None:
+    """``input_range="fit"``'s tracked inputs as saved (a list of booleans, one per input), checked."""
+    if saved is None:
+        return None
+    if not (isinstance(saved, list) and len(saved) == obs_dim and all(isinstance(v, bool) for v in saved)):
+        raise CorruptFileError(f"{path}: input_range_fitted must be {obs_dim} booleans (one per input), got {saved!r}")
+    return np.array(saved, dtype=bool)

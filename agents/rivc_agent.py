@@ -42,6 +42,9 @@ from rivc.targets import OPERATORS, gap_increasing_target
 
 
 MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
+# input_range="fit": an input's declared bounds are loose where the replay's 1-99 % of states span less than this share
+# of them (its states then get fewer than 5 of the 8 input bits)
+FIT_LOOSE_SHARE = 1 / 8
 DEFAULT_MAX_LEARNING_RATE = 1e-3  # QAT's largest learning rate: the one RIVC's defaults were tuned at
 
 
@@ -59,6 +62,20 @@ def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
         hint = ("it looks like camera frames: use RIVC('CnnPolicy', env)" if isinstance(obs, spaces.Box)
                 and len(obs.shape) == 3 else "flatten it with gymnasium.wrappers.FlattenObservation")
         raise ValueError(f"MlpPolicy needs a flat Box observation space, got {obs}: {hint}")
+
+
+def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, bit for bit, at a third of its cost where every
+    gradient is a float32 CPU tensor (its foreach norms, then a multiply only where the norm exceeds ``max_norm``:
+    a multiply by the clamped coefficient 1.0 changes no bit); anything else goes to torch's function."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
+    coefficient = float(max_norm) / (total + 1e-6)
+    if not coefficient >= 1.0:  # (NaN too: as torch, the gradients are multiplied by it)
+        torch._foreach_mul_(grads, torch.clamp(coefficient, max=1.0))
 
 
 class RIVC(DQN):
@@ -246,8 +263,9 @@ class RIVC(DQN):
             bounded = bounded_dimensions(space.low, space.high)
             low, high = np.where(bounded, space.low, -np.inf), np.where(bounded, space.high, np.inf)
             self._declared_bounds = (low.reshape(-1).astype(np.float64), high.reshape(-1).astype(np.float64))
-        self._space_bounds = self._declared_bounds if self.calibration.input_range == "space" else None
+        self._space_bounds = self._declared_bounds if self.calibration.input_range in ("space", "fit") else None
         self._outside, self._observed, self._warned_outside = np.zeros(self.q_network.obs_dim, np.int64), 0, False
+        self._fitted_inputs: np.ndarray | None = None  # input_range="fit": the inputs whose range is tracked
         chip = get_target(self.target)
         for net in (self.q_net.net, self.q_net_target.net):
             net.clip_gradient = self.calibration.clip_gradient
@@ -367,21 +385,53 @@ class RIVC(DQN):
         return (spread_low, spread_high, np.minimum(np.maximum(low, bound_low), spread_low),
                 np.maximum(np.minimum(high, bound_high), spread_high))
 
+    @property
+    def fits_input_range(self) -> bool:
+        """Whether ``input_range="fit"`` may track inputs with loose bounds (vector observations, no range given)."""
+        return (self.calibration.input_range == "fit" and not self.q_network.is_image
+                and self.policy_kwargs.get("obs_range") is None)
+
+    def _fit_inputs(self, spread_low: np.ndarray, spread_high: np.ndarray) -> np.ndarray:
+        """``input_range="fit"``: the inputs tracked from now on, those found with loose declared bounds (once
+        tracked, always: a range does not switch back and forth)."""
+        bound_low, bound_high = self._declared_bounds
+        with np.errstate(invalid="ignore"):  # (unbounded inputs: inf - inf)
+            loose = np.isfinite(bound_high - bound_low) & (spread_high - spread_low < FIT_LOOSE_SHARE * (bound_high - bound_low))
+        self._fitted_inputs = loose if self._fitted_inputs is None else self._fitted_inputs | loose
+        return self._fitted_inputs
+
     def _track_input_range(self) -> None:
         """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
         less than half of it (a bit of input resolution lost); the first layer keeps the function (a normalised
-        one is rescaled, and Adam's moments of its weights follow their scale)."""
+        one is rescaled, and Adam's moments of its weights follow their scale). Logs the share of replay states
+        that the range clips (``calibration/input_clipped_share``)."""
         due = min(2 * self._range_checked_at, self._range_checked_at + self.calibration.track_every)
-        if not self.tracks_input_range or self.num_timesteps < max(due, 1):
+        if not (self.tracks_input_range or self.fits_input_range) or self.num_timesteps < max(due, 1):
             return
         self._range_checked_at = self.num_timesteps
-        spread_low, spread_high, low, high = self._tracked_range(self._replay_observations())
+        obs = self._replay_observations()
+        spread_low, spread_high, low, high = self._tracked_range(obs)
         net = self.q_network
         current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
+        if self.fits_input_range:  # only the inputs with loose bounds follow the data; the others keep their range
+            if 1.0 - self._current_progress_remaining < self.exploration_fraction or len(obs) < MIN_CALIBRATION_SAMPLES:
+                return  # judged on the learned policy's states, once exploration is at its final rate
+            fitted = self._fit_inputs(spread_low, spread_high)
+            spread_low, low = np.where(fitted, spread_low, current_low), np.where(fitted, low, current_low)
+            spread_high, high = np.where(fitted, spread_high, current_high), np.where(fitted, high, current_high)
         reached = np.any(spread_low < current_low) or np.any(spread_high > current_high)
         loose = np.any(current_high - current_low > 2 * (high - low))
-        if not (reached or loose):
-            return
+        if reached or loose:
+            self._move_input_range(low, high)
+            current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
+        # the replay states that the range clips (in any dimension): the tails it leaves out
+        flat = obs.reshape(len(obs), -1)
+        self.logger.record("calibration/input_clipped_share",
+                           float(np.mean(np.any((flat < current_low) | (flat > current_high), axis=1))))
+
+    def _move_input_range(self, low: np.ndarray, high: np.ndarray) -> None:
+        """Both networks' input range to ``[low, high]``, Adam's moments of the first layer's weights with them."""
+        net = self.q_network
         factor = net.move_input_range(low, high)
         self.q_net_target.net.move_input_range(low, high)
         state = self.policy.optimizer.state.get(net.layers[0].weight, {})
@@ -503,7 +553,7 @@ class RIVC(DQN):
                 )
             # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
             losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
-            torch.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
+            clip_gradient_norm(parameters, self.max_grad_norm)
             self.policy.optimizer.step()
             if self.calibration.clip_decay is not None:
                 self.q_network.track_activation_clips(self.calibration.clip_decay)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -57,6 +58,7 @@ DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
 TRACK = ("calibration", {"input_range": "track"})  # the input range follows the replay data (an option)
 TRACK_ALL = ("calibration", {"input_range": "track", "quantile": 0.0})  # ... over every state, none left out
+FIT = ("calibration", {"input_range": "fit"})  # the space's bounds, tracked only where they are loose
 NOCAP = ("max_learning_rate", None)  # the Zoo's learning rate uncapped
 EMA = ("calibration", {"clip_decay": 0.99})  # the clips follow each batch's largest pre-activation
 CALIB1K = ("calibration", {"min_samples": 1000})  # calibrate on at least 1,000 warm-up states
@@ -209,6 +211,11 @@ UNIT_PROBES = (
     # LunarLander's 4-bit input range is its own cause (`track` rescues it): the head and clips on top of it, and the
     # three together on every task (a candidate set of defaults)
     *(replace(task, tag="dueling-ema-track", rivc_extra=(DUELING, EMA, TRACK)) for task in DEFAULT_TASKS),
+    # ... what the rows tagged `dueling-ema-track` until 2026-12-06 ran (the tracked clips' option was lost: above)
+    *(replace(task, tag="dueling-track", rivc_extra=(DUELING, TRACK)) for task in DEFAULT_TASKS),
+    # `track` rescues LunarLander and costs CartPole over 10 seeds, though it clips none of CartPole's states: the
+    # space's bounds where the states fill them, tracked only where they are loose (LunarLander's velocities and angle)
+    *(replace(task, tag="fit", rivc_extra=(FIT,)) for task in DEFAULT_TASKS),
     # `track` rescues LunarLander and costs CartPole (`track-bounded`, `dueling-ema-track`): is it the 1 % of states on
     # each side that the tracked range leaves out (CartPole's last states before a fall)? The range over every state
     *(replace(task, tag="track-q0", rivc_extra=(TRACK_ALL,)) for task in DEFAULT_TASKS),
@@ -258,8 +265,10 @@ RIVC_DQN_SETTINGS = dict(learning_rate=1e-3, buffer_size=50_000, learning_starts
 
 
 def add_setting(settings: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``key``; ``policy_kwargs`` add to those already there (the Zoo's net_arch stays)."""
-    settings[key] = {**(settings.get(key) or {}), **value} if key == "policy_kwargs" else value
+    """Set ``key``; a dict adds to the one already there (the Zoo's net_arch stays; two calibration options both
+    hold: until 2026-12-06 the second replaced the first, and `dueling-ema-track` ran without `ema`)."""
+    current = settings.get(key)
+    settings[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
 
 
 def extra_settings(task: Task) -> dict[str, Any]:
@@ -274,7 +283,8 @@ def task_name(task: Task) -> str:
     return f"{task.env_id}:{task.settings}" + (f":{task.tag}" if task.tag else "")
 
 
-def grid(tasks: list[str] | None = None) -> list[RunSpec]:
+def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
+    """The runs of ``tasks`` (all by default), each on its task's seeds or on ``seeds``."""
     runs = []
     for task in TASKS:
         if tasks and task_name(task) not in tasks:
@@ -282,7 +292,7 @@ def grid(tasks: list[str] | None = None) -> list[RunSpec]:
         rivc_kwargs, dqn_kwargs, timesteps = task_settings(task)
         for key, value in extra_settings(task).items():
             add_setting(rivc_kwargs, key, value)
-        for seed in task.seeds:
+        for seed in seeds or task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
                 runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True),
                                     task.tag if agent == "rivc" else ""))
@@ -363,6 +373,11 @@ def run_one(spec: RunSpec) -> dict:
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
         record["clips"] = [c.detach().tolist() for c in model.q_network.clips] if model.q_network.qat else None
+        if not model.q_network.is_image:  # the final input range, and the share of replay states it clips per input
+            states = model._replay_observations().reshape(-1, model.q_network.obs_dim)
+            low, high = model.q_network.obs_low.cpu().numpy(), model.q_network.obs_high.cpu().numpy()
+            record["input_range"] = {"low": low.tolist(), "high": high.tolist(), "moves": model.input_range_moves,
+                                     "clipped": ((states < low) | (states > high)).mean(axis=0).tolist()}
     return record
 
 
@@ -386,12 +401,20 @@ def sweep(runs: list[RunSpec], workers: int) -> None:
     from rivc.integer_net import atomic_write_bytes
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    todo = [spec for spec in runs if not (RESULTS / f"{spec.key}.json").exists()]
+    # (a probe's DQN runs are its task's: one run each, however many probes share them)
+    todo = list({spec.key: spec for spec in runs if not (RESULTS / f"{spec.key}.json").exists()}.values())
     check_envs(todo)
-    print(f"{len(runs)} runs, {len(runs) - len(todo)} stored, {len(todo)} to go on {workers} workers", flush=True)
+    unique = len({spec.key for spec in runs})
+    print(f"{unique} runs, {unique - len(todo)} stored, {len(todo)} to go on {workers} workers", flush=True)
     run_sweep(todo, run_one, lambda spec, record: atomic_write_bytes(RESULTS / f"{spec.key}.json", json.dumps(record).encode()),
               lambda spec, record: f"{spec.env_id} {spec.agent} {spec.tag} seed {spec.seed}: return "
                                    f"{record['final_return']:.1f}, {record['steps_per_second']:.0f} steps/s", workers)
+
+
+def stored_seeds() -> list[int]:
+    """Every seed with a stored record (the default 5, and any more run with ``--seed``)."""
+    found = {int(m.group(1)) for path in RESULTS.glob("*.json") if (m := re.search(r"__seed(\d+)__", path.name))}
+    return sorted(found | set(SEEDS))
 
 
 def load(runs: list[RunSpec]) -> list[dict]:
@@ -516,15 +539,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", action="append", choices=[task_name(t) for t in TASKS],
                         help="only this task and settings (repeatable)")
     parser.add_argument("--agent", action="append", choices=AGENTS, help="only this agent's runs (repeatable)")
-    parser.add_argument("--seed", action="append", type=int, help="only this seed (repeatable)")
+    parser.add_argument("--seed", action="append", type=int,
+                        help="only this seed (repeatable); seeds beyond the 5 run too, and the report counts every seed run")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
-    runs = grid(args.task)
+    if args.seed and any(seed < 0 for seed in args.seed):
+        parser.error(f"--seed takes seeds >= 0, got {min(args.seed)}")
+    runs = grid(args.task, args.seed)
     if not args.report_only:
-        sweep([r for r in runs if (not args.agent or r.agent in args.agent) and (not args.seed or r.seed in args.seed)],
-              args.workers)
-    print(f"wrote {report(grid())}")
+        sweep([r for r in runs if not args.agent or r.agent in args.agent], args.workers)
+    print(f"wrote {report(grid(seeds=stored_seeds()))}")
     return 0
 
 

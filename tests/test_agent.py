@@ -553,6 +553,9 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path, 
     moves, model._range_checked_at = model.input_range_moves, 0
     model._track_input_range()
     assert model.input_range_moves == moves + 1
+    states = model._replay_observations()  # the share of them that the new range clips is logged
+    outside = np.any((states < net.obs_low.numpy()) | (states > net.obs_high.numpy()), axis=1).mean()
+    assert outside > 0 and model.logger.name_to_value["calibration/input_clipped_share"] == pytest.approx(outside, abs=0)
     shrink = torch.as_tensor(9 * (high - low) / (net.obs_high - net.obs_low).numpy(), dtype=torch.float32)
     assert shrink.min() > 5  # the replay data's range again (as it moved since the last check)
     shrink = torch.ones_like(shrink) if units == "observation" else shrink  # normalised: the weights shrank
@@ -828,3 +831,88 @@ def test_min_samples_lengthens_a_short_warm_up_so_the_ranges_see_that_many_state
                 calibration={"min_samples": 100}).learning_starts == 500  # never shortened
     with pytest.raises(ValueError, match="min_samples must be an integer >= 0"):
         RIVC("MlpPolicy", "CartPole-v1", calibration={"min_samples": -1})
+
+
+@pytest.mark.parametrize("case", ["below", "at 1", "clipped", "inf", "nan", "float64"])
+def test_the_updates_gradient_clipping_is_torchs_bit_for_bit(case):
+    from rivc.agents.rivc_agent import clip_gradient_norm
+
+    generator = torch.Generator().manual_seed(3)
+    shapes = [(64, 4), (64,), (64, 64), (64,), (3, 64), (3,), ()]
+    dtype = torch.float64 if case == "float64" else torch.float32  # (torch's own function serves it)
+    scale = {"below": 0.01, "clipped": 100.0}.get(case, 1.0)
+    gradients = [torch.randn(shape, generator=generator, dtype=dtype) * scale for shape in shapes]
+    if case in ("inf", "nan"):
+        gradients[2][1, 1] = float(case)
+    if case == "at 1":  # the norm where the coefficient 10 / (norm + 1e-6) rounds to 1
+        gradients = [g * (10.0 / torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in gradients]))) for g in gradients]
+    ours, torchs = ([torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in [*shapes, ()]] for _ in range(2))
+    for a, b, gradient in zip(ours, torchs, gradients):  # the last parameter takes none (a tracked clip)
+        a.grad, b.grad = gradient.clone(), gradient.clone()
+    clip_gradient_norm(ours, 10.0)
+    torch.nn.utils.clip_grad_norm_(torchs, 10.0)
+    assert ours[-1].grad is None and torchs[-1].grad is None
+    for a, b in zip(ours[:-1], torchs[:-1]):
+        assert torch.equal(a.grad.isnan(), b.grad.isnan()) and torch.equal(a.grad.nan_to_num(), b.grad.nan_to_num())
+    if case == "clipped":
+        assert not any(torch.equal(a.grad, g) for a, g in zip(ours, gradients))
+    if case == "below":
+        assert all(torch.equal(a.grad, g) for a, g in zip(ours, gradients))
+
+
+class LooseBoundsEnv(gym.Env):
+    """States in [-1, 1] in every input; the space declares input 0's bounds as they are, input 1's ``loose``
+    times too wide, and input 2 unbounded."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, loose: float = 50.0):
+        self.observation_space = gym.spaces.Box(np.array([-1.0, -loose, -np.inf], np.float32),
+                                                np.array([1.0, loose, np.inf], np.float32))
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32), float(action), False, self.t >= 50, {}
+
+
+def test_the_fitted_input_range_tracks_only_inputs_whose_bounds_are_loose(tmp_path):
+    options = dict(seed=0, exploration_fraction=0.3, **FAST)
+    space = RIVC("MlpPolicy", LooseBoundsEnv(), **options).learn(900)
+    fit = RIVC("MlpPolicy", LooseBoundsEnv(), calibration=dict(input_range="fit", track_every=100), **options).learn(900)
+    for model in (space, fit):
+        low, high = model.q_network.obs_low.numpy(), model.q_network.obs_high.numpy()
+        np.testing.assert_array_equal([low[0], high[0]], [-1.0, 1.0])  # its states fill its bounds: kept
+        np.testing.assert_array_equal(model.q_net_target.net.obs_low.numpy(), low)
+    assert space._fitted_inputs is None and fit._fitted_inputs.tolist() == [False, True, False]
+    # the loose input follows its states (1-99 % quantiles, widened) where the space's range spans 100
+    assert -3.0 < fit.q_network.obs_low[1] < -0.9 and 0.9 < fit.q_network.obs_high[1] < 3.0
+    assert space.q_network.obs_low[1] == -50.0
+    # the unbounded input keeps its warm-up range, as with the space's bounds
+    assert fit.q_network.obs_low[2] == space.q_network.obs_low[2] and fit.input_range_moves >= 1
+    assert fit.conversion_error().action_agreement == 1.0
+    path = fit.save(tmp_path / "fit.zip")
+    assert RIVC.load(path)._fitted_inputs.tolist() == [False, True, False]
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    meta["input_range_fitted"] = [0, 1]  # a file edited by hand: refused, not read as something else
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    with pytest.raises(CorruptFileError, match="input_range_fitted must be 3 booleans"):
+        RIVC.load(path)
+
+
+def test_the_fitted_input_range_trains_as_the_spaces_where_no_bounds_are_loose():
+    # bounds the states fill (twice their spread: within the judged share) and an unbounded input: the same
+    # network, bit for bit, as with the space's bounds
+    runs = [RIVC("MlpPolicy", LooseBoundsEnv(loose=2.0), seed=0, exploration_fraction=0.3,  # (each seeds torch anew)
+                 calibration=dict(input_range=rng, track_every=100), **FAST).learn(900) for rng in ("space", "fit")]
+    assert runs[1]._fitted_inputs.tolist() == [False] * 3 and runs[1]._range_checked_at >= 800
+    for a, b in zip(runs[0].policy.q_net.parameters(), runs[1].policy.q_net.parameters()):
+        assert torch.equal(a, b)

@@ -150,6 +150,9 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert main([*args, "--input-range", "track", "--input-quantile", "0"]) == 0
     assert RIVC.load(out / "model.zip").calibration.quantile == 0.0
     assert main([*args, "--input-range", "track", "--input-quantile", "0.5"]) == 2
+    assert main([*args, "--input-range", "fit", "--input-quantile", "0.02"]) == 0
+    assert RIVC.load(out / "model.zip").calibration.input_range == "fit"
+    assert RIVC.load(out / "model.zip").calibration.quantile == 0.02
 
 
 def test_train_takes_the_first_layers_units_and_resume_keeps_them(tmp_path):

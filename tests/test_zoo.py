@@ -82,6 +82,8 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
         assert [point[0] for point in record["curve"]] == [150 * k for k in range(4 if agent == "rivc" else 1, 11)]
         records.append(record)
     assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
+    clipped = records[0]["input_range"]["clipped"]  # CartPole's space: data-calibrated velocities, no move
+    assert len(clipped) == 4 and all(0.0 <= share <= 1.0 for share in clipped) and records[0]["input_range"]["moves"] == 0
     assert zoo.failed(dict(records[0], final_return=474.0)) and not zoo.failed(dict(records[0], final_return=475.0))
 
 
@@ -94,3 +96,52 @@ def test_the_zoo_sweep_stops_at_once_on_an_env_it_cannot_make():
     check_envs([RunSpec("CartPole-v1", "rivc", 0, 100, "{}")])
     with pytest.raises(SystemExit, match=r"NoSuchTask-v0 cannot be made here .*pip install 'rivc\[zoo\]'"):
         check_envs([RunSpec("CartPole-v1", "rivc", 0, 100, "{}"), RunSpec("NoSuchTask-v0", "dqn", 0, 100, "{}")])
+
+
+def test_the_zoo_sweep_runs_seeds_beyond_its_five_and_reports_every_seed_stored(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    runs = zoo.grid(["CartPole-v1:zoo"], [7, 8])
+    assert sorted((r.agent, r.seed) for r in runs) == [("dqn", 7), ("dqn", 8), ("rivc", 7), ("rivc", 8)]
+    assert {r.seed for r in zoo.grid(["CartPole-v1:zoo"])} == set(zoo.SEEDS)
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path)
+    assert zoo.stored_seeds() == list(zoo.SEEDS)
+    (tmp_path / "CartPole-v1__rivc__seed12__50000__track.json").write_text("{}")
+    assert zoo.stored_seeds() == [*zoo.SEEDS, 12]
+    with pytest.raises(SystemExit) as exited:
+        zoo.main(["--seed", "-1", "--report-only"])
+    assert exited.value.code == 2
+
+
+def test_the_zoo_sweep_runs_a_dqn_run_that_probes_share_once(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    ran = []
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path)
+    monkeypatch.setattr(zoo, "run_sweep", lambda todo, *args: ran.extend(todo))
+    runs = zoo.grid(["CartPole-v1:zoo", "CartPole-v1:zoo:track-bounded"], [0])
+    assert len(runs) == 4  # the probe lists its task's DQN run again
+    zoo.sweep(runs, workers=1)
+    assert sorted((spec.agent, spec.tag) for spec in ran) == [("dqn", ""), ("rivc", ""), ("rivc", "track-bounded")]
+
+
+def test_a_probes_options_of_one_setting_add_up():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    task = next(t for t in zoo.TASKS if zoo.task_name(t) == "LunarLander-v3:zoo:dueling-ema-track")
+    extra = zoo.extra_settings(task)  # the tracked clips and the tracked range: both (the second replaced the first)
+    assert extra["calibration"] == {"clip_decay": 0.99, "input_range": "track"}
+    assert extra["policy_kwargs"] == {"head": "dueling"}
+    settings = {"policy_kwargs": {"net_arch": [256, 256]}, "learning_rate": 1e-3}
+    zoo.add_setting(settings, "policy_kwargs", {"head": "dueling"})
+    zoo.add_setting(settings, "learning_rate", 5e-4)
+    assert settings == {"policy_kwargs": {"net_arch": [256, 256], "head": "dueling"}, "learning_rate": 5e-4}
