@@ -58,8 +58,9 @@ class CalibrationConfig:
         (``QuantizedQNetwork.move_input_range``: a first layer in the observation's units keeps its weights, a
         normalised one is rescaled). It rescues spaces with loose bounds (LunarLander) and is no better
         than the bounds elsewhere; docs/zoo_notes.md. ``"fit"``: the space's, but an input whose declared bounds
-        are loose (the replay's 1-99 % of states span less than 1/8 of them, judged once exploration has reached
-        its final rate: the warm-up's random states say little of where a policy goes) is
+        are loose (the replay's ``quantile`` spread is under 1/8 of them, judged from the end of exploration on:
+        the warm-up's random states alone say little of where a policy goes; an input that has not varied is not
+        loose) is
         tracked as ``"track"`` tracks it; inputs whose states fill their bounds keep them, and the network trains
         as with ``"space"``.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).

@@ -65,7 +65,7 @@ def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
 
 
 def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, bit for bit, at a third of its cost where every
+    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, bit for bit, at about a third less cost where every
     gradient is a float32 CPU tensor (its foreach norms, then a multiply only where the norm exceeds ``max_norm``:
     a multiply by the clamped coefficient 1.0 changes no bit); anything else goes to torch's function."""
     grads = [p.grad for p in parameters if p.grad is not None]
@@ -395,27 +395,30 @@ class RIVC(DQN):
         """``input_range="fit"``: the inputs tracked from now on, those found with loose declared bounds (once
         tracked, always: a range does not switch back and forth)."""
         bound_low, bound_high = self._declared_bounds
+        spread, bounds = spread_high - spread_low, bound_high - bound_low
         with np.errstate(invalid="ignore"):  # (unbounded inputs: inf - inf)
-            loose = np.isfinite(bound_high - bound_low) & (spread_high - spread_low < FIT_LOOSE_SHARE * (bound_high - bound_low))
+            # an input that has not varied yet (a flag never set) says nothing of its bounds: not loose
+            loose = np.isfinite(bounds) & (spread > 0) & (spread < FIT_LOOSE_SHARE * bounds)
         self._fitted_inputs = loose if self._fitted_inputs is None else self._fitted_inputs | loose
         return self._fitted_inputs
 
     def _track_input_range(self) -> None:
-        """``input_range="track"``: move the input range to the replay data's where they reach its ends or fill
-        less than half of it (a bit of input resolution lost); the first layer keeps the function (a normalised
-        one is rescaled, and Adam's moments of its weights follow their scale). Logs the share of replay states
-        that the range clips (``calibration/input_clipped_share``)."""
+        """``input_range="track"`` (``"fit"``: on the inputs it tracks): move the input range to the replay data's
+        where they reach its ends or fill less than half of it (a bit of input resolution lost); the first layer
+        keeps the function (a normalised one is rescaled, and Adam's moments of its weights follow their scale).
+        Logs the share of replay states that the range clips (``calibration/input_clipped_share``)."""
         due = min(2 * self._range_checked_at, self._range_checked_at + self.calibration.track_every)
         if not (self.tracks_input_range or self.fits_input_range) or self.num_timesteps < max(due, 1):
             return
         self._range_checked_at = self.num_timesteps
         obs = self._replay_observations()
+        if self.fits_input_range and (1.0 - self._current_progress_remaining < self.exploration_fraction
+                                      or len(obs) < MIN_CALIBRATION_SAMPLES):
+            return  # judged once exploration is at its final rate: the warm-up's random states alone mislead
         spread_low, spread_high, low, high = self._tracked_range(obs)
         net = self.q_network
         current_low, current_high = net.obs_low.cpu().numpy(), net.obs_high.cpu().numpy()
         if self.fits_input_range:  # only the inputs with loose bounds follow the data; the others keep their range
-            if 1.0 - self._current_progress_remaining < self.exploration_fraction or len(obs) < MIN_CALIBRATION_SAMPLES:
-                return  # judged on the learned policy's states, once exploration is at its final rate
             fitted = self._fit_inputs(spread_low, spread_high)
             spread_low, low = np.where(fitted, spread_low, current_low), np.where(fitted, low, current_low)
             spread_high, high = np.where(fitted, spread_high, current_high), np.where(fitted, high, current_high)

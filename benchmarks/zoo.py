@@ -479,6 +479,8 @@ def report(runs: list[RunSpec]) -> Path:
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5 * max(len(tasks), 1), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         by_agent = {a: of(task, a) for a in AGENTS}
+        rivc_seeds = {r["seed"] for r in by_agent["rivc"]}  # DQN on the row's own seeds: a like-for-like mean
+        by_agent["dqn"] = [r for r in by_agent["dqn"] if r["seed"] in rivc_seeds]
         rivc, dqn = by_agent["rivc"], by_agent["dqn"]
         if not rivc or not dqn:
             continue

@@ -844,7 +844,7 @@ def test_the_updates_gradient_clipping_is_torchs_bit_for_bit(case):
     gradients = [torch.randn(shape, generator=generator, dtype=dtype) * scale for shape in shapes]
     if case in ("inf", "nan"):
         gradients[2][1, 1] = float(case)
-    if case == "at 1":  # the norm where the coefficient 10 / (norm + 1e-6) rounds to 1
+    if case == "at 1":  # the norm at max_norm, where the coefficient 10 / (norm + 1e-6) lies within an ulp of 1
         gradients = [g * (10.0 / torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in gradients]))) for g in gradients]
     ours, torchs = ([torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in [*shapes, ()]] for _ in range(2))
     for a, b, gradient in zip(ours, torchs, gradients):  # the last parameter takes none (a tracked clip)
@@ -900,12 +900,22 @@ def test_the_fitted_input_range_tracks_only_inputs_whose_bounds_are_loose(tmp_pa
     with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(files["rivc.json"])
-    meta["input_range_fitted"] = [0, 1]  # a file edited by hand: refused, not read as something else
+    meta["input_range_fitted"] = [0, 1, 0]  # a file edited by hand: refused, not read as something else
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
     with pytest.raises(CorruptFileError, match="input_range_fitted must be 3 booleans"):
         RIVC.load(path)
+
+
+def test_the_fitted_input_range_judges_no_input_while_exploring_nor_one_that_has_not_varied():
+    model = RIVC("MlpPolicy", LooseBoundsEnv(), seed=0, exploration_fraction=1.0,  # exploring all run long (checks
+                 calibration=dict(input_range="fit", track_every=100), **FAST).learn(790)  # at 612, 712: none at 790)
+    assert model._fitted_inputs is None and model.input_range_moves == 0 and model._range_checked_at >= 700
+    bounds = model._declared_bounds
+    assert model._fit_inputs(np.array([0.0, 0.5, 0.0]), np.array([0.0, 0.5, 1.0])).tolist() == [False, False, False]
+    model._fitted_inputs = np.array([False, True, False])  # once tracked, always: a later wide spread keeps it
+    assert model._fit_inputs(bounds[0].clip(-1e3), bounds[1].clip(max=1e3)).tolist() == [False, True, False]
 
 
 def test_the_fitted_input_range_trains_as_the_spaces_where_no_bounds_are_loose():

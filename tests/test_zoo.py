@@ -145,3 +145,23 @@ def test_a_probes_options_of_one_setting_add_up():
     zoo.add_setting(settings, "policy_kwargs", {"head": "dueling"})
     zoo.add_setting(settings, "learning_rate", 5e-4)
     assert settings == {"policy_kwargs": {"net_arch": [256, 256], "head": "dueling"}, "learning_rate": 5e-4}
+
+
+def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path)
+    monkeypatch.setattr(zoo, "DOCS", tmp_path)
+    runs = zoo.grid(["CartPole-v1:zoo"], [0, 1, 2])
+    returns = {("rivc", 0): 200.0, ("rivc", 1): 300.0, ("dqn", 0): 100.0, ("dqn", 1): 150.0, ("dqn", 2): 500.0}
+    for spec in runs:
+        if (spec.agent, spec.seed) in returns:  # RIVC's seed 2 is not stored
+            record = {"env_id": spec.env_id, "agent": spec.agent, "seed": spec.seed, "timesteps": spec.timesteps,
+                      "tag": spec.tag, "kwargs": json.loads(spec.kwargs), "final_return": returns[spec.agent, spec.seed],
+                      "success_rate": None, "curve": [[1, 0.0]], "steps_per_second": 100.0}
+            (tmp_path / f"{spec.key}.json").write_text(json.dumps(record))
+    row = next(line for line in zoo.report(runs).read_text().splitlines() if line.startswith("| CartPole-v1 | zoo |"))
+    assert "| 2 / 2 | 250.0 / 200.0 | 125.0 / 100.0 | 2.00 |" in row  # DQN's seed 2 (500) left out
