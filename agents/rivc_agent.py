@@ -462,6 +462,12 @@ class RIVC(DQN):
         if self.snn_acting:
             self.convert()
 
+    def _setup_learn(self, total_timesteps: int, callback=None, reset_num_timesteps: bool = True, *args, **kwargs):
+        """SB3's; a run that counts its steps anew (a loaded model's ``learn``) checks its input range anew too."""
+        if reset_num_timesteps:
+            self._range_checked_at = 0
+        return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, *args, **kwargs)
+
     def learn(self, total_timesteps: int, *args: Any, **kwargs: Any) -> RIVC:
         """SB3's ``learn``; a run shorter than the warm-up still ends with a converted policy."""
         if self.verbose >= 1 and self.snn_acting:

@@ -897,6 +897,8 @@ def test_the_fitted_input_range_tracks_only_inputs_whose_bounds_are_loose(tmp_pa
     assert fit.conversion_error().action_agreement == 1.0
     path = fit.save(tmp_path / "fit.zip")
     assert RIVC.load(path)._fitted_inputs.tolist() == [False, True, False]
+    resumed = RIVC.load(path, env=LooseBoundsEnv()).learn(250)  # a learn that counts anew checks the range anew
+    assert 0 < resumed._range_checked_at <= 250 < fit._range_checked_at
     with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(files["rivc.json"])
