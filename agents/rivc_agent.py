@@ -369,10 +369,8 @@ class RIVC(DQN):
 
     @property
     def tracks_input_range(self) -> bool:
-        """Whether the input range follows the data: ``input_range="track"``, vector observations, and no range
-        given (``policy_kwargs=dict(obs_range=...)`` is kept as given)."""
-        return (self.calibration.input_range == "track" and not self.q_network.is_image
-                and self.policy_kwargs.get("obs_range") is None)
+        """Whether the input range follows the data: ``input_range="track"`` where the range may move."""
+        return self.calibration.input_range == "track" and self._input_range_may_move
 
     def _tracked_range(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(spread_low, spread_high, low, high)``: where ``input_range="track"`` finds these states (their quantile
@@ -387,9 +385,13 @@ class RIVC(DQN):
 
     @property
     def fits_input_range(self) -> bool:
-        """Whether ``input_range="fit"`` may track inputs with loose bounds (vector observations, no range given)."""
-        return (self.calibration.input_range == "fit" and not self.q_network.is_image
-                and self.policy_kwargs.get("obs_range") is None)
+        """Whether ``input_range="fit"`` may track inputs with loose bounds, where the range may move."""
+        return self.calibration.input_range == "fit" and self._input_range_may_move
+
+    @property
+    def _input_range_may_move(self) -> bool:
+        """Vector observations and no range given (``policy_kwargs=dict(obs_range=...)`` is kept as given)."""
+        return not self.q_network.is_image and self.policy_kwargs.get("obs_range") is None
 
     def _fit_inputs(self, spread_low: np.ndarray, spread_high: np.ndarray) -> np.ndarray:
         """``input_range="fit"``: the inputs tracked from now on, those found with loose declared bounds (once
