@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
-from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES
+from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES, CalibrationConfig
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_UNITS
@@ -118,9 +118,9 @@ def _new_model(args: argparse.Namespace, env):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
     if args.input_quantile is not None:
-        if args.input_range not in TRACKING_RANGES:
-            raise ValueError("--input-quantile is the share of states the tracked input range leaves out: add "
-                             "--input-range track (or fit)")
+        if (args.input_range or CalibrationConfig().input_range) not in TRACKING_RANGES:
+            raise ValueError(f"--input-quantile is the share of states a tracked input range leaves out; --input-range "
+                             f"{args.input_range} tracks none: drop it (fit, the default, tracks) or use --input-range track")
         calibration_options["quantile"] = args.input_quantile
     if calibration_options:
         calibration = options.get("calibration") or {}
@@ -253,7 +253,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
-            "input_range": {"low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
+            "input_range": {"mode": model.calibration.input_range if model._input_range_may_move else "given",
+                            "low": model.q_network.obs_low.tolist(), "high": model.q_network.obs_high.tolist(),
                             "moves": model.input_range_moves, "first_layer_units": model.q_network.input_units,
                             **({} if model._fitted_inputs is None else {"tracked_inputs": np.flatnonzero(
                                 model._fitted_inputs).tolist()})}
@@ -263,6 +264,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         logger.close()  # (TensorBoard's writer flushes in its thread: a failure there is checked next)
         _check_background_writes()
     print(f"trained in {seconds:.0f} s ({summary['steps_per_second']:.0f} steps/s), {conversions} conversions")
+    tracked = (summary["input_range"] or {}).get("tracked_inputs")
+    if tracked:
+        inputs = f"input {tracked[0]} follows" if len(tracked) == 1 else f"inputs {', '.join(map(str, tracked))} follow"
+        moves = model.input_range_moves
+        print(f"input range: the space's bounds, but {inputs} the replay data (states spanning under 1/8 of the "
+              f"bounds; {moves} move{'' if moves == 1 else 's'})")
     actor = "SNN" if model.snn_acting else "float"
     print(f"{actor} policy {result.describe()}; saved to {args.out}")
     return 0
@@ -651,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how the learned activation clips get their gradient: pact (default; from the activations "
                             "they clip) or lsq (also the rounding error of the others, LSQ's step-size gradient)")
     train.add_argument("--input-range", default=None, choices=list(INPUT_RANGES),
-                       help="what the input codes span: space (the observation space's bounds, the data's where "
-                            "unbounded; default), data (the warm-up's states' range, fixed), track (the replay data's "
-                            "range, moved as the policy's states move), fit (the space's bounds, tracked only where "
-                            "the states span less than 1/8 of them); docs/zoo_notes.md says where each helps")
+                       help="what the input codes span: fit (the observation space's bounds, the data's where "
+                            "unbounded, tracked only where the states span less than 1/8 of them; default), space (the "
+                            "space's bounds, fixed), data (the warm-up's states' range, fixed), track (the replay "
+                            "data's range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
     train.add_argument("--input-quantile", type=real(0.0, 0.5, high_open=True), default=None, metavar="Q",
-                       help="with --input-range track or fit: the share of states on each side left out of the range (default "
+                       help="with --input-range fit (default) or track: the share of states on each side left out of a tracked range (default "
                             "0.01); 0 keeps every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md)")
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "

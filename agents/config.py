@@ -49,20 +49,19 @@ TRACK_QUANTILE = 0.01  # CalibrationConfig.quantile's default
 class CalibrationConfig:
     """What the agent calibrates on its data: the input range and the activation clips.
 
-    :param input_range: what the input codes span. ``"space"`` (default): the observation space's finite bounds
-        (data-calibrated where unbounded), fixed. ``"data"``: the warm-up data's min and max in every dimension,
-        fixed. ``"track"``: the replay data's range (its ``quantile`` to ``1 - quantile`` quantiles, widened by
-        ``margin`` but not past the space's finite bounds where the states stay inside them), moved as the policy's
-        states move: checked every ``track_every`` steps (at steps 1, 2, 4, ... before that), moved when the data
-        reach its ends or fill less than half its width; the network computes the same function
-        (``QuantizedQNetwork.move_input_range``: a first layer in the observation's units keeps its weights, a
-        normalised one is rescaled). It rescues spaces with loose bounds (LunarLander) and is no better
-        than the bounds elsewhere; docs/zoo_notes.md. ``"fit"``: the space's, but an input whose declared bounds
-        are loose (the replay's ``quantile`` spread is under 1/8 of them, judged from the end of exploration on:
-        the warm-up's random states alone say little of where a policy goes; an input that has not varied is not
-        loose) is
-        tracked as ``"track"`` tracks it; inputs whose states fill their bounds keep them, and the network trains
-        as with ``"space"``.
+    :param input_range: what the input codes span. ``"fit"`` (default): the observation space's finite bounds
+        (data-calibrated where unbounded), but an input whose declared bounds are loose (the replay's ``quantile``
+        spread is under 1/8 of them, judged from the end of exploration on: the warm-up's random states alone say
+        little of where a policy goes; an input that has not varied is not loose) is tracked as ``"track"`` tracks
+        it; inputs whose states fill their bounds keep them, and the network trains as with ``"space"``.
+        ``"space"``: the space's finite bounds (data-calibrated where unbounded), fixed (the default until
+        2026-12-06). ``"data"``: the warm-up data's min and max in every dimension, fixed. ``"track"``: the replay
+        data's range (its ``quantile`` to ``1 - quantile`` quantiles, widened by ``margin`` but not past the space's
+        finite bounds where the states stay inside them), moved as the policy's states move: checked every
+        ``track_every`` steps (at steps 1, 2, 4, ... before that), moved when the data reach its ends or fill less
+        than half its width; the network computes the same function (``QuantizedQNetwork.move_input_range``: a
+        first layer in the observation's units keeps its weights, a normalised one is rescaled). docs/zoo_notes.md
+        says where each helps.
     :param margin: widening of data-calibrated ranges (fraction of the range, per side).
     :param track_every: ``"track"``, ``"fit"``: steps between checks of the input range.
     :param quantile: ``"track"``, ``"fit"``: the share of states on each side left out of the range (a crash's spin
@@ -85,7 +84,7 @@ class CalibrationConfig:
         LunarLander's updates at step 0, which would calibrate on one state). 0: ``learning_starts`` as given.
     """
 
-    input_range: str = "space"
+    input_range: str = "fit"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
     clip_decay: float | None = None

@@ -501,11 +501,16 @@ class RIVC(DQN):
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def _warn_observations_outside(self) -> None:
-        """Once: where observations left the declared space (the input range), with the share per dimension."""
-        if self._observed == 0 or not self._outside.any() or self._warned_outside:
+        """Once: where observations left the declared space (the input range), with the share per dimension; an
+        input that ``"fit"`` tracks clips at its tracked range instead (``calibration/input_clipped_share``)."""
+        if self._observed == 0 or self._warned_outside:
+            return
+        dims = np.flatnonzero(self._outside)
+        if self._fitted_inputs is not None:
+            dims = dims[~self._fitted_inputs[dims]]
+        if not len(dims):
             return
         self._warned_outside = True
-        dims = np.flatnonzero(self._outside)
         shares = ", ".join(f"{d}: {100 * self._outside[d] / self._observed:.1f} %" for d in dims[:8])
         warnings.warn(f"observations left the environment's declared observation space in dimension(s) {shares} of "
                       f"{self._observed} states; the input quantizer clips them to the space's bounds. Declare the "

@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def recipe_rows() -> list[str]:
-    rows = ["| target, widths | first layer's units | seeds | kept best: mean / worst | final policy (step 40,000): "
+    rows = ["| target, widths | first layer's units | input range | activation clips | seeds | kept best: mean / worst | final policy (step 40,000): "
             "mean / worst | per seed (kept / final) | identical deployed actions | date |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((RESULTS / "recipe").glob("*.jsonl")):
         records = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda r: r["seed"])
         kept = [r["return"] for r in records]
@@ -30,7 +30,10 @@ def recipe_rows() -> list[str]:
                                               for r in records) else "NOT on every seed"
         widths = " ".join(records[0]["widths"]).replace("--bits ", "").replace("--layer-bits ", "")
         widths = f"{widths}/{widths} everywhere" if widths.isdigit() else widths
-        rows.append(f"| {records[0]['target']}, {widths} | {records[0].get('input_units', 'normalised')} | {seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
+        decay = records[0].get("clip_decay", "learned")
+        clips = "learned" if decay == "learned" else f"tracked (decay {decay})"
+        rows.append(f"| {records[0]['target']}, {widths} | {records[0].get('input_units', 'normalised')} | "
+                    f"{records[0].get('input_range', 'space')} | {clips} | {seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
                     f"{sum(final) / len(final):.1f} / {min(final):.1f} | {per_seed} | {identical} | {records[-1]['date']} |")
     return rows
 

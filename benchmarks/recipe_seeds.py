@@ -5,7 +5,7 @@ is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints m
     python benchmarks/recipe_seeds.py --bits 8 --seeds 0-4
     python benchmarks/recipe_seeds.py --layer-bits 8/8,8/4,4/32 --seeds 0-4
     python benchmarks/recipe_seeds.py --input-units normalised   # the first layer on the codes' scale (until 2026-12)
-    python benchmarks/recipe_seeds.py --input-range track        # the input range that follows the replay data
+    python benchmarks/recipe_seeds.py --input-range space        # the space's bounds, fixed (the default until 2026-12-06)
     python benchmarks/recipe_seeds.py --clip-decay 0.99          # the clips follow the activations, not learned
 """
 
@@ -61,13 +61,13 @@ def main() -> int:
     parser.add_argument("--seeds", default="0-4", help="first-last")
     parser.add_argument("--timesteps", type=int, default=40_000)
     parser.add_argument("--input-units", default="observation", choices=["observation", "normalised"])
-    parser.add_argument("--input-range", default="space", choices=["space", "data", "track"])
+    parser.add_argument("--input-range", default="fit", choices=["fit", "space", "data", "track"])
     parser.add_argument("--clip-decay", default="learned", help="DECAY or 'learned' (rivc train --clip-decay)")
     args = parser.parse_args()
     widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
     tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
     tag += "_normalised" if args.input_units == "normalised" else ""
-    tag += "" if args.input_range == "space" else f"_{args.input_range}"
+    tag += "" if args.input_range == "fit" else f"_{args.input_range}"  # records without one ran with "space"
     tag += "" if args.clip_decay == "learned" else f"_ema{args.clip_decay}"
     first, last = (int(v) for v in args.seeds.split("-"))
     RECORDS.mkdir(parents=True, exist_ok=True)

@@ -401,6 +401,11 @@ def test_models_saved_with_a_quantile_beside_an_untracked_range_still_load(tmp_p
             archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
     loaded = RIVC.load(path)
     assert loaded.calibration.input_range == "space" and loaded.calibration.quantile == 0.01
+    del meta["calibration"]["input_range"]  # not written: saved while the space's bounds were the default
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    assert RIVC.load(path).calibration.input_range == "space"
     tracked = RIVC("MlpPolicy", "CartPole-v1", seed=0, calibration=dict(input_range="track", quantile=0.0), **FAST)
     assert RIVC.load(tracked.save(tmp_path / "tracked.zip")).calibration.quantile == 0.0
 
@@ -421,7 +426,7 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
                          (dict(calibration=dict(input_range="box")), "one of space, data, track"),
                          (dict(calibration=dict(track_every=0)), "track_every must be an integer >= 1"),
                          (dict(calibration=dict(quantile=0.5)), r"quantile must be in \[0, 0.5\)"),
-                         (dict(calibration=dict(quantile=0.0)), r"input_range='space' has none"),
+                         (dict(calibration=dict(input_range="space", quantile=0.0)), r"input_range='space' has none"),
                          (dict(calibration=dict(margin=-1.0)), "margin must be >= 0")):
         with pytest.raises(ValueError, match=message):
             RIVC("MlpPolicy", "CartPole-v1", **bad)
@@ -566,7 +571,7 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path, 
 
 
 def test_a_given_input_range_is_kept_even_where_the_range_would_track():
-    assert RIVC("MlpPolicy", "CartPole-v1").calibration.input_range == "space"  # (track failed a held-out task)
+    assert RIVC("MlpPolicy", "CartPole-v1").calibration.input_range == "fit"  # (track failed a held-out task)
     model = RIVC("MlpPolicy", "Acrobot-v1", seed=0, policy_kwargs=dict(obs_range=(-2.0, 2.0)),
                  calibration=dict(input_range="track"), **FAST)
     model.learn(FAST["learning_starts"] + 1200)
@@ -866,23 +871,37 @@ class LooseBoundsEnv(gym.Env):
 
     action_space = gym.spaces.Discrete(2)
 
-    def __init__(self, loose: float = 50.0):
+    def __init__(self, loose: float = 50.0, offset: float = 0.0):
         self.observation_space = gym.spaces.Box(np.array([-1.0, -loose, -np.inf], np.float32),
                                                 np.array([1.0, loose, np.inf], np.float32))
+        self.offset = np.array([0.0, offset, 0.0], np.float32)  # input 1's states around it (outside: a bad space)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.t = 0
-        return self.np_random.uniform(-1, 1, 3).astype(np.float32), {}
+        return self.np_random.uniform(-1, 1, 3).astype(np.float32) + self.offset, {}
 
     def step(self, action):
         self.t += 1
-        return self.np_random.uniform(-1, 1, 3).astype(np.float32), float(action), False, self.t >= 50, {}
+        obs = self.np_random.uniform(-1, 1, 3).astype(np.float32) + self.offset
+        return obs, float(action), False, self.t >= 50, {}
+
+
+def test_states_outside_a_loose_bound_that_fit_tracks_are_not_said_to_be_clipped_at_the_bound():
+    options = dict(seed=0, exploration_fraction=0.3, calibration=dict(track_every=100), **FAST)
+    with pytest.warns(UserWarning, match=r"dimension\(s\) 1: 100\.0 % .*clips them to the space's bounds"):
+        RIVC("MlpPolicy", LooseBoundsEnv(offset=60.0), **dict(options, calibration=dict(input_range="space"))).learn(900)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = RIVC("MlpPolicy", LooseBoundsEnv(offset=60.0), **options).learn(900)
+    assert fit._fitted_inputs.tolist() == [False, True, False] and 58.0 < fit.q_network.obs_low[1] < 59.1
 
 
 def test_the_fitted_input_range_tracks_only_inputs_whose_bounds_are_loose(tmp_path):
     options = dict(seed=0, exploration_fraction=0.3, **FAST)
-    space = RIVC("MlpPolicy", LooseBoundsEnv(), **options).learn(900)
+    space = RIVC("MlpPolicy", LooseBoundsEnv(), calibration=dict(input_range="space"), **options).learn(900)
+    default = RIVC("MlpPolicy", LooseBoundsEnv(), calibration=dict(track_every=100), **options).learn(900)
+    assert default.calibration.input_range == "fit" and default._fitted_inputs.tolist() == [False, True, False]
     fit = RIVC("MlpPolicy", LooseBoundsEnv(), calibration=dict(input_range="fit", track_every=100), **options).learn(900)
     for model in (space, fit):
         low, high = model.q_network.obs_low.numpy(), model.q_network.obs_high.numpy()

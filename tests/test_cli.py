@@ -144,12 +144,24 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert summary["hyperparams"]["policy_kwargs"] == {"activation_steps": "unit"}
     assert main([*args, "--head", "dueling"]) == 0
     assert RIVC.load(out / "model.zip").q_network.head == "dueling"
-    for untracked in ([], ["--input-range", "space"]):  # the quantile belongs to the tracked range
-        assert main([*args, *untracked, "--input-quantile", "0.01"]) == 2
-        assert "add --input-range track" in capsys.readouterr().err
+    for untracked in ("space", "data"):  # the quantile belongs to a tracked range
+        assert main([*args, "--input-range", untracked, "--input-quantile", "0.01"]) == 2
+        assert f"--input-range {untracked} tracks none: drop it" in capsys.readouterr().err
+    assert main([*args, "--input-quantile", "0.03"]) == 0  # the default range (fit) takes it
+    calibration = RIVC.load(out / "model.zip").calibration
+    assert (calibration.input_range, calibration.quantile) == ("fit", 0.03)
     assert main([*args, "--input-range", "track", "--input-quantile", "0"]) == 0
     assert RIVC.load(out / "model.zip").calibration.quantile == 0.0
     assert main([*args, "--input-range", "track", "--input-quantile", "0.5"]) == 2
+    # a short run ends exploring while the cart is still near the centre: its position (bounds +-4.8) is tracked
+    short = ["train", "--timesteps", "3000", "--out", str(out), "--eval-episodes", "1", "--force"]
+    assert main(short) == 0
+    assert "input 0 follows the replay data" in capsys.readouterr().out
+    input_range = json.loads((out / "summary.json").read_text())["input_range"]
+    assert input_range["mode"] == "fit" and input_range["tracked_inputs"] == [0] and input_range["high"][0] < 4.8
+    assert main([*short, "--input-range", "space"]) == 0
+    assert "input range" not in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["input_range"]["mode"] == "space"
     assert main([*args, "--input-range", "fit", "--input-quantile", "0.02"]) == 0
     assert RIVC.load(out / "model.zip").calibration.input_range == "fit"
     assert RIVC.load(out / "model.zip").calibration.quantile == 0.02

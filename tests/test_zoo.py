@@ -9,6 +9,7 @@ import yaml
 
 from rivc.agents import hyperparams
 from rivc.agents.cli import main
+from rivc.agents.config import CalibrationConfig
 from rivc.agents.hyperparams import zoo_hyperparams
 
 pytest.importorskip("rl_zoo3")
@@ -82,8 +83,12 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
         assert [point[0] for point in record["curve"]] == [150 * k for k in range(4 if agent == "rivc" else 1, 11)]
         records.append(record)
     assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
-    clipped = records[0]["input_range"]["clipped"]  # CartPole's space: data-calibrated velocities, no move
-    assert len(clipped) == 4 and all(0.0 <= share <= 1.0 for share in clipped) and records[0]["input_range"]["moves"] == 0
+    # the default range (fit): the cart's position, whose states span under 1/8 of its bounds (+-4.8) in so short a
+    # run, is tracked; the pole's angle keeps its bounds; the velocities are data-calibrated (unbounded)
+    input_range = records[0]["input_range"]
+    assert len(input_range["clipped"]) == 4 and all(0.0 <= share <= 1.0 for share in input_range["clipped"])
+    assert input_range["moves"] >= 1 and -4.8 < input_range["low"][0] < input_range["high"][0] < 4.8
+    assert (input_range["low"][2], input_range["high"][2]) == pytest.approx((-0.41887903, 0.41887903))
     assert zoo.failed(dict(records[0], final_return=474.0)) and not zoo.failed(dict(records[0], final_return=475.0))
 
 
@@ -165,3 +170,17 @@ def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path
             (tmp_path / f"{spec.key}.json").write_text(json.dumps(record))
     row = next(line for line in zoo.report(runs).read_text().splitlines() if line.startswith("| CartPole-v1 | zoo |"))
     assert "| 2 / 2 | 250.0 / 200.0 | 125.0 / 100.0 | 2.00 |" in row  # DQN's seed 2 (500) left out
+
+
+def test_every_zoo_run_names_the_input_range_it_runs_with():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    # a record says which range ran: the defaults' rows read on when the default moves (as it did on 2026-12-06)
+    ranges = {(spec.env_id, spec.tag): json.loads(spec.kwargs)["calibration"]["input_range"]
+              for spec in zoo.grid(seeds=[0]) if spec.agent == "rivc"}
+    assert ranges["LunarLander-v3", ""] == CalibrationConfig().input_range == "fit"
+    assert ranges["LunarLander-v3", "space"] == ranges["LunarLander-v3", "w8-obsunits"] == "space"
+    assert ranges["LunarLander-v3", "track-obsunits"] == "track" and ranges["LunarLander-v3", "w8-fit"] == "fit"
