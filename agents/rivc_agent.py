@@ -501,8 +501,9 @@ class RIVC(DQN):
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
 
     def _warn_observations_outside(self) -> None:
-        """Once: where observations left the declared space (the input range), with the share per dimension; an
-        input that ``"fit"`` tracks clips at its tracked range instead (``calibration/input_clipped_share``)."""
+        """Once: where observations left the declared space (the input range), with the share per dimension. An
+        input that ``"fit"`` tracks is left out: its states were clipped at the bounds only until it was tracked,
+        and are clipped at its tracked range since (``calibration/input_clipped_share``)."""
         if self._observed == 0 or self._warned_outside:
             return
         dims = np.flatnonzero(self._outside)

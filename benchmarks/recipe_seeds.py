@@ -44,6 +44,8 @@ def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Pa
     return {
         "seed": seed, "target": target, "widths": widths, "timesteps": timesteps, "input_units": units,
         "input_range": input_range, "clip_decay": clip_decay,
+        "input_range_moves": summary["input_range"]["moves"],  # what the range did (fit: the inputs it tracked)
+        "tracked_inputs": summary["input_range"].get("tracked_inputs"),
         "kept_step": summary["kept_step"], "return": summary["eval_return_mean"],
         "final_return": float(final.group(1)) if final else None,
         "identical_actions": re.search(r"identical actions to the training-time policy on ([\d.]+) %", exported).group(1),
@@ -51,6 +53,19 @@ def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Pa
         "equal_episode_for_episode": "deployed returns equal it episode for episode" in deployed,
         "seconds": round(time.perf_counter() - start, 1), "date": time.strftime("%Y-%m-%d"),
     }
+
+
+UNNAMED = {"input_units": "normalised", "input_range": "space", "clip_decay": "learned"}  # what older records ran
+
+
+def check_records(path: Path, records: list[dict], settings: dict) -> None:
+    """A resumed file holds this recipe's runs only: a record run with other settings stops the sweep."""
+    for record in records:
+        differ = {key: record.get(key, UNNAMED.get(key)) for key, value in settings.items()
+                  if record.get(key, UNNAMED.get(key)) != value}
+        if differ:
+            raise SystemExit(f"{path}: seed {record['seed']} ran with {differ}, not this recipe's settings: "
+                             "move the file away or pass --records DIR")
 
 
 def main() -> int:
@@ -63,6 +78,7 @@ def main() -> int:
     parser.add_argument("--input-units", default="observation", choices=["observation", "normalised"])
     parser.add_argument("--input-range", default="fit", choices=["fit", "space", "data", "track"])
     parser.add_argument("--clip-decay", default="learned", help="DECAY or 'learned' (rivc train --clip-decay)")
+    parser.add_argument("--records", type=Path, default=RECORDS, help=f"the records' folder (default {RECORDS})")
     args = parser.parse_args()
     widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
     tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
@@ -70,9 +86,11 @@ def main() -> int:
     tag += "" if args.input_range == "fit" else f"_{args.input_range}"  # records without one ran with "space"
     tag += "" if args.clip_decay == "learned" else f"_ema{args.clip_decay}"
     first, last = (int(v) for v in args.seeds.split("-"))
-    RECORDS.mkdir(parents=True, exist_ok=True)
-    path = RECORDS / f"{tag}.jsonl"
+    args.records.mkdir(parents=True, exist_ok=True)
+    path = args.records / f"{tag}.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    check_records(path, records, {"target": args.target, "widths": widths, "input_units": args.input_units,
+                                  "input_range": args.input_range, "clip_decay": args.clip_decay})
     for seed in range(first, last + 1):
         if any(r["seed"] == seed and r["timesteps"] == args.timesteps for r in records):
             continue

@@ -571,7 +571,8 @@ def test_tracked_input_range_follows_the_data_and_deploys_what_trains(tmp_path, 
 
 
 def test_a_given_input_range_is_kept_even_where_the_range_would_track():
-    assert RIVC("MlpPolicy", "CartPole-v1").calibration.input_range == "fit"  # (track failed a held-out task)
+    assert RIVC("MlpPolicy", "CartPole-v1").calibration.input_range == "fit"  # (track alone failed a held-out task)
+    assert RIVC("MlpPolicy", "CartPole-v1", calibration=dict(quantile=0.0)).calibration.quantile == 0.0  # fit's
     model = RIVC("MlpPolicy", "Acrobot-v1", seed=0, policy_kwargs=dict(obs_range=(-2.0, 2.0)),
                  calibration=dict(input_range="track"), **FAST)
     model.learn(FAST["learning_starts"] + 1200)

@@ -172,7 +172,7 @@ def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path
     assert "| 2 / 2 | 250.0 / 200.0 | 125.0 / 100.0 | 2.00 |" in row  # DQN's seed 2 (500) left out
 
 
-def test_every_zoo_run_names_the_input_range_it_runs_with():
+def test_every_zoo_run_names_the_input_range_it_runs_with(capsys):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -184,3 +184,23 @@ def test_every_zoo_run_names_the_input_range_it_runs_with():
     assert ranges["LunarLander-v3", ""] == CalibrationConfig().input_range == "fit"
     assert ranges["LunarLander-v3", "space"] == ranges["LunarLander-v3", "w8-obsunits"] == "space"
     assert ranges["LunarLander-v3", "track-obsunits"] == "track" and ranges["LunarLander-v3", "w8-fit"] == "fit"
+    # and every stored record is read as what it ran: none recorded with other settings than its run's now
+    runs = zoo.grid(seeds=zoo.stored_seeds())
+    records = zoo.load(runs)
+    assert len(records) > 600 and "left out" not in capsys.readouterr().out
+    assert {r["kwargs"]["calibration"]["input_range"] for r in records if r["agent"] == "rivc"} >= {"fit", "space", "track"}
+
+
+def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.recipe_seeds import check_records
+
+    settings = {"target": "akida", "widths": ["--bits", "4"], "input_units": "observation", "input_range": "fit",
+                "clip_decay": "learned"}
+    record = {"seed": 3, "target": "akida", "widths": ["--bits", "4"], "input_units": "observation"}  # no range named
+    with pytest.raises(SystemExit, match=r"seed 3 ran with \{'input_range': 'space'\}.*--records DIR"):
+        check_records(tmp_path / "akida_b4.jsonl", [record], settings)
+    check_records(tmp_path / "akida_b4.jsonl", [record], dict(settings, input_range="space"))
+    check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], settings)
