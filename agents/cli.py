@@ -119,8 +119,9 @@ def _new_model(args: argparse.Namespace, env):
             calibration_options[option] = getattr(args, option)
     if args.input_quantile is not None:
         if (args.input_range or CalibrationConfig().input_range) not in TRACKING_RANGES:
-            raise ValueError(f"--input-quantile is the share of states a tracked input range leaves out; --input-range "
-                             f"{args.input_range} tracks none: drop it (fit, the default, tracks) or use --input-range track")
+            raise ValueError(f"--input-quantile is the share of states a tracked input range leaves out; "
+                             f"--input-range {args.input_range} tracks none: drop it (fit, the default, tracks) or use "
+                             "--input-range track")
         calibration_options["quantile"] = args.input_quantile
     if calibration_options:
         calibration = options.get("calibration") or {}
@@ -663,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "space's bounds, fixed), data (the warm-up's states' range, fixed), track (the replay "
                             "data's range, moved as the policy's states move); docs/zoo_notes.md says where each helps")
     train.add_argument("--input-quantile", type=real(0.0, 0.5, high_open=True), default=None, metavar="Q",
-                       help="with --input-range fit (default) or track: the share of states on each side left out of a tracked range (default "
+                       help="with --input-range fit (default) or track: the share of states on each side left out "
+                            "of a tracked range (default "
                             "0.01); 0 keeps every state (CartPole ended higher so, LunarLander lower: docs/zoo_notes.md)")
     train.add_argument("--input-units", default=None, choices=list(INPUT_UNITS),
                        help="the units the first layer's weights train in: observation (the observation's own, as a "

@@ -17,7 +17,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def recipe_rows() -> list[str]:
-    rows = ["| target, widths | first layer's units | input range | activation clips | seeds | kept best: mean / worst | final policy (step 40,000): "
+    rows = ["| target, widths | first layer's units | input range | activation clips | seeds | kept best: mean / worst "
+            "| final policy (step 40,000): "
             "mean / worst | per seed (kept / final) | identical deployed actions | date |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((RESULTS / "recipe").glob("*.jsonl")):
@@ -33,7 +34,8 @@ def recipe_rows() -> list[str]:
         decay = records[0].get("clip_decay", "learned")
         clips = "learned" if decay == "learned" else f"tracked (decay {decay})"
         rows.append(f"| {records[0]['target']}, {widths} | {records[0].get('input_units', 'normalised')} | "
-                    f"{records[0].get('input_range', 'space')} | {clips} | {seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
+                    f"{records[0].get('input_range', 'space')} | {clips} | {seeds} | "
+                    f"{sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
                     f"{sum(final) / len(final):.1f} / {min(final):.1f} | {per_seed} | {identical} | {records[-1]['date']} |")
     return rows
 

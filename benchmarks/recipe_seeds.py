@@ -5,7 +5,7 @@ is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints m
     python benchmarks/recipe_seeds.py --bits 8 --seeds 0-4
     python benchmarks/recipe_seeds.py --layer-bits 8/8,8/4,4/32 --seeds 0-4
     python benchmarks/recipe_seeds.py --input-units normalised   # the first layer on the codes' scale (until 2026-12)
-    python benchmarks/recipe_seeds.py --input-range space        # the space's bounds, fixed (the default until 2026-12-06)
+    python benchmarks/recipe_seeds.py --input-range space        # the space's bounds, fixed (default until 2026-12-06)
     python benchmarks/recipe_seeds.py --clip-decay 0.99          # the clips follow the activations, not learned
 """
 

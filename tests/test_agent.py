@@ -891,7 +891,8 @@ class LooseBoundsEnv(gym.Env):
 def test_states_outside_a_loose_bound_that_fit_tracks_are_not_said_to_be_clipped_at_the_bound():
     options = dict(seed=0, exploration_fraction=0.3, calibration=dict(track_every=100), **FAST)
     with pytest.warns(UserWarning, match=r"dimension\(s\) 1: 100\.0 % .*clips them to the space's bounds"):
-        RIVC("MlpPolicy", LooseBoundsEnv(offset=60.0), **dict(options, calibration=dict(input_range="space"))).learn(900)
+        space = dict(options, calibration=dict(input_range="space"))
+        RIVC("MlpPolicy", LooseBoundsEnv(offset=60.0), **space).learn(900)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit = RIVC("MlpPolicy", LooseBoundsEnv(offset=60.0), **options).learn(900)
