@@ -15,6 +15,8 @@ RESULTS = ROOT / "docs" / "results"
 
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.recipe_seeds import UNNAMED  # noqa: E402
+
 
 def recipe_rows() -> list[str]:
     rows = ["| target, widths | first layer's units | input range | activation clips | seeds | kept best: mean / worst "
@@ -31,11 +33,11 @@ def recipe_rows() -> list[str]:
                                               for r in records) else "NOT on every seed"
         widths = " ".join(records[0]["widths"]).replace("--bits ", "").replace("--layer-bits ", "")
         widths = f"{widths}/{widths} everywhere" if widths.isdigit() else widths
-        decay = records[0].get("clip_decay", "learned")
+        ran = {key: records[0].get(key, value) for key, value in UNNAMED.items()}  # what unnamed settings were
+        decay = ran["clip_decay"]
         clips = "learned" if decay == "learned" else f"tracked (decay {decay})"
-        rows.append(f"| {records[0]['target']}, {widths} | {records[0].get('input_units', 'normalised')} | "
-                    f"{records[0].get('input_range', 'space')} | {clips} | {seeds} | "
-                    f"{sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
+        rows.append(f"| {records[0]['target']}, {widths} | {ran['input_units']} | {ran['input_range']} | {clips} | "
+                    f"{seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
                     f"{sum(final) / len(final):.1f} / {min(final):.1f} | {per_seed} | {identical} | {records[-1]['date']} |")
     return rows
 
