@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import zoo  # noqa: E402
+from rivc.integer_net import atomic_write_bytes  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "probes"
 
@@ -52,7 +53,7 @@ def main() -> int:
     record = zoo.run_one(spec)
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"clip_step_relative__{spec.key}.json"
-    path.write_text(json.dumps(record))
+    atomic_write_bytes(path, json.dumps(record).encode())
     print(f"{path.name}: final {record['final_return']:.1f}, clips {record['clips']}, "
           f"unit shares {record['unit_shares']}")
     return 0
