@@ -23,6 +23,7 @@ TUNED_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {},  # no change beat the defaults by more than the seed spread
     "rivc/ArmReach-v0": {"exploration": "boltzmann"},  # sample actions from softmax(beta * Q_snn)
     "rivc/MobileReach-v0": {"beta": 3.0},
+    "rivc/MobileReachCamera-v0": {"beta": 3.0},  # the same task and reward, seen through the robot's camera
 }
 
 # What the sweep may change, and the values it tries (the first is RIVC's default).

@@ -205,3 +205,25 @@ def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
         check_records(tmp_path / "akida_b4.jsonl", [record], settings)
     check_records(tmp_path / "akida_b4.jsonl", [record], dict(settings, input_range="space"))
     check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], settings)
+
+
+def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    specs = {spec.agent: spec for spec in zoo.grid(["rivc/MobileReachCamera-v0:tuned"], [0])}
+    assert json.loads(specs["rivc"].kwargs)["beta"] == 3.0  # MobileReach's tuned value: the same task and reward
+    rivc, dqn = (zoo.make_model(specs[agent]) for agent in ("rivc", "dqn"))
+    assert type(rivc.policy).__name__ == "RIVCCnnPolicy" and type(dqn.policy).__name__ == "CnnPolicy"
+    rivc_shapes = [tuple(p.shape) for p in rivc.q_network.layers.parameters()]
+    dqn_shapes = [tuple(p.shape) for p in dqn.policy.q_net.parameters()]
+    assert rivc_shapes == dqn_shapes and len(rivc_shapes) == 2 * (3 + 2)  # three conv layers, a hidden and a head
+    # the report sets the camera's success beside the same task's from state, on the seeds both ran
+    records = [{"env_id": env, "agent": "rivc", "seed": seed, "success_rate": rate}
+               for env, rates in (("rivc/MobileReachCamera-v0", (0.5, 0.7, 0.9)), ("rivc/MobileReach-v0", (0.8, 1.0)))
+               for seed, rate in enumerate(rates)]
+    lines = zoo.pixels_against_state(records, lambda task, agent: [r for r in records if r["env_id"] == task.env_id])
+    assert lines[-1] == ("From pixels against from state (RIVC, seeds 0, 1): rivc/MobileReachCamera-v0 60 % success, "
+                         "rivc/MobileReach-v0 90 %: 0.67x (target: at least 0.9x).")

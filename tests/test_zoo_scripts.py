@@ -29,8 +29,9 @@ def test_the_shipped_hyperparameters_agree_with_the_zoos_and_ours():
         assert mine.pop("n_timesteps") == zoo_settings.timesteps
         assert eval(mine.pop("policy_kwargs")) == zoo_settings.kwargs.pop("policy_kwargs")  # noqa: S307 (our file)
         assert {k: mine[k] for k in zoo_settings.kwargs} == zoo_settings.kwargs
-    for env_id in ("rivc/ArmReach-v0", "rivc/MobileReach-v0"):
+    for env_id in ("rivc/ArmReach-v0", "rivc/MobileReach-v0", "rivc/MobileReachCamera-v0"):
         assert tuned_hyperparams(env_id).items() <= shipped[env_id].items()
+    assert shipped["rivc/MobileReachCamera-v0"]["policy"] == "CnnPolicy"
 
 
 def test_the_zoo_trains_rivc_and_its_enjoy_loads_the_model(tmp_path):
