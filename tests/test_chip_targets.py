@@ -191,6 +191,25 @@ def test_rounding_rules_on_hand_checked_values():
     assert torch_codes.tolist() == [0, 0, 1, 1, 1, 2, 3]
 
 
+@pytest.mark.parametrize("per_unit", [False, True])
+def test_the_tensor_requantization_equals_the_integer_rule_bit_for_bit(per_unit):
+    """A float64 tensor takes an in-place path (acc * (scale / 2**shift) + 1/2): the same codes as numpy's and as
+    the rule written with integers, on accumulators up to 2**30, scales up to 255, half-way cases included."""
+    rng = np.random.default_rng(0)
+    acc = np.concatenate([rng.integers(-(2**30), 2**30, 20_000), np.arange(-4096, 4096)]).astype(np.float64)
+    acc = acc.reshape(-1, 8)
+    scale = rng.integers(1, 256, 8).astype(np.float64)
+    shift = rng.integers(0, 24, 8) if per_unit else 11
+    acc_clip = rng.integers(2**8, 2**20, 8).astype(np.float64)
+    integer = (np.minimum(acc, acc_clip).astype(np.int64) * scale.astype(np.int64) + (1 << shift) // 2) >> shift
+    expected = np.clip(integer, 0, 15)
+    codes = scale_shift_codes(acc, scale, shift, 15, acc_clip=acc_clip)
+    tensor = scale_shift_codes(torch.from_numpy(acc), torch.from_numpy(scale),
+                               torch.from_numpy(shift) if per_unit else shift, 15, acc_clip=torch.from_numpy(acc_clip))
+    assert tensor.dtype == torch.float64 and np.array_equal(codes, expected)
+    assert np.array_equal(tensor.numpy(), expected)
+
+
 @pytest.mark.parametrize("target,bits", [("akida", (4, 4, 8)), ("akd1000", (4, 4, 8)), ("akida", (8, 8, 8)),
                                          ("akida", "8/8,8/4,4"), ("akida", "8/4,4/2,4"), ("akd1000", "8/4,4/2,4")])
 @pytest.mark.parametrize("hidden,obs_dim", [((64, 64), 4), ((64, 64), 10), ((256, 256), 4)])
