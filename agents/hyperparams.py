@@ -2,7 +2,8 @@
 (``zoo_hyperparams``, read from the installed ``rl_zoo3`` package).
 
 The values come from a one-at-a-time sweep around the agent's defaults (RIVC at 4 bits, on tuning seeds that the
-ablation does not use); ``docs/TUNING_SWEEP.md`` lists every configuration tried and its score. ``make tune``
+ablation does not use); ``docs/TUNING_SWEEP.md`` lists every configuration tried and its score. The camera task
+takes its state twin's values (MobileReach's), not swept again. ``make tune``
 (Optuna, ``benchmarks/tune.py``) searches the same space. Tasks not listed here use the agent's defaults.
 
     from rivc.agents import RIVC
@@ -23,7 +24,8 @@ TUNED_HYPERPARAMS: dict[str, dict[str, Any]] = {
     "CartPole-v1": {},  # no change beat the defaults by more than the seed spread
     "rivc/ArmReach-v0": {"exploration": "boltzmann"},  # sample actions from softmax(beta * Q_snn)
     "rivc/MobileReach-v0": {"beta": 3.0},
-    "rivc/MobileReachCamera-v0": {"beta": 3.0},  # the same task and reward, seen through the robot's camera
+    "rivc/MobileReachCamera-v0": {"beta": 3.0},  # MobileReach's, not swept again: the same task and reward, seen
+    # through the robot's camera
 }
 
 # What the sweep may change, and the values it tries (the first is RIVC's default).

@@ -9,9 +9,9 @@ acting and converted after every update. DQN: SB3's float DQN. The Zoo's tasks (
 ``LunarLander-v3``) give both agents the Zoo's DQN hyperparameters and budget (``rivc.agents.hyperparams.
 zoo_hyperparams``, read from the installed ``rl_zoo3``); our robot tasks give DQN RIVC's DQN settings and RIVC
 its tuned ones on top (``tuned_hyperparams``); from camera frames (``MobileReachCamera-v0``) both agents' networks
-have the same conv and dense layers (RIVC's ``CnnPolicy``, SB3's ``CnnPolicy`` with them in float). Each run ends with 20 greedy episodes (seeds 1000-1019, the
-same for both agents) of its final policy, and records a learning curve (5 episodes every tenth of the
-budget). Throughput is environment steps per second of ``learn`` without the curve's evaluations.
+have the same conv and dense layers (RIVC's ``CnnPolicy``, SB3's ``CnnPolicy`` with them in float:
+``benchmarks.bench_vision.ChipCNN``). Each run ends with 20 greedy episodes (seeds 1000-1019, the same for both
+agents) of its final policy, and records a learning curve (5 episodes every tenth of the budget). Throughput is environment steps per second of ``learn`` without the curve's evaluations.
 
 Each run is one JSON record in ``docs/results/zoo/`` (written atomically): an interrupted sweep resumes
 where it stopped. Needs ``pip install 'rivc[zoo]'`` (rl-zoo3, and Box2D for LunarLander).
@@ -361,8 +361,9 @@ def make_model(spec: RunSpec):
         return RIVC("CnnPolicy", spec.env_id, seed=spec.seed, device="cpu", **kwargs)
     from benchmarks.bench_vision import ChipCNN  # camera frames: DQN's float net has RIVC's conv and dense layers
 
-    policy_kwargs = dict(features_extractor_class=ChipCNN, net_arch=list(DEFAULT_CONV_HIDDEN_SIZES))
-    return DQN("CnnPolicy", spec.env_id, seed=spec.seed, device="cpu", policy_kwargs=policy_kwargs, **kwargs)
+    kwargs["policy_kwargs"] = {"features_extractor_class": ChipCNN, "net_arch": list(DEFAULT_CONV_HIDDEN_SIZES),
+                               **kwargs.get("policy_kwargs", {})}
+    return DQN("CnnPolicy", spec.env_id, seed=spec.seed, device="cpu", **kwargs)
 
 
 def run_one(spec: RunSpec) -> dict:

@@ -386,7 +386,9 @@ def scale_shift_codes(acc, scale, shift, levels: int, acc_clip=None):
         x += 0.5
         return clip_codes(np.floor(x, out=x), levels)
     if hasattr(acc, "add_") and acc.is_floating_point() and acc.element_size() == 8:  # a float64 tensor: the same,
-        return clip_codes(acc.mul(scale * 2.0**-shift).add_(0.5).floor_(), levels)  # in place on one fresh tensor
+        factor = scale * 2.0**-shift  # in place on one fresh tensor (the caller's acc untouched)
+        factor = factor if hasattr(factor, "add_") else acc.new_tensor(factor)  # (numpy or Python parameters)
+        return clip_codes(acc.mul(factor).add_(0.5).floor_(), levels)
     return clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 
 

@@ -194,20 +194,46 @@ def test_rounding_rules_on_hand_checked_values():
 @pytest.mark.parametrize("per_unit", [False, True])
 def test_the_tensor_requantization_equals_the_integer_rule_bit_for_bit(per_unit):
     """A float64 tensor takes an in-place path (acc * (scale / 2**shift) + 1/2): the same codes as numpy's and as
-    the rule written with integers, on accumulators up to 2**30, scales up to 255, half-way cases included."""
+    the rule written with integers, on a conv map's accumulators up to 2**30 and exact half-way ones, with a clip
+    that binds (2-bit codes on a wider output) and without, and the caller's accumulators untouched."""
+    from rivc.requant import accumulator_clip
+
     rng = np.random.default_rng(0)
-    acc = np.concatenate([rng.integers(-(2**30), 2**30, 20_000), np.arange(-4096, 4096)]).astype(np.float64)
-    acc = acc.reshape(-1, 8)
-    scale = rng.integers(1, 256, 8).astype(np.float64)
-    shift = rng.integers(0, 24, 8) if per_unit else 11
-    acc_clip = rng.integers(2**8, 2**20, 8).astype(np.float64)
-    integer = (np.minimum(acc, acc_clip).astype(np.int64) * scale.astype(np.int64) + (1 << shift) // 2) >> shift
-    expected = np.clip(integer, 0, 15)
-    codes = scale_shift_codes(acc, scale, shift, 15, acc_clip=acc_clip)
-    tensor = scale_shift_codes(torch.from_numpy(acc), torch.from_numpy(scale),
-                               torch.from_numpy(shift) if per_unit else shift, 15, acc_clip=torch.from_numpy(acc_clip))
-    assert tensor.dtype == torch.float64 and np.array_equal(codes, expected)
-    assert np.array_equal(tensor.numpy(), expected)
+    units, levels = 8, 3
+    scale = np.concatenate([[1, 3, 5, 32], rng.integers(1, 256, units - 4)])  # (the first have half-way cases)
+    shift = rng.integers(6, 24, units) if per_unit else np.full(units, 11)
+    acc = rng.integers(-(2**30), 2**30, (4, units, 16, 16)).astype(np.float64)  # [B, F, H, W]
+    acc[1] = rng.integers(-(2**12), 2**12, (units, 16, 16))
+    halfway = 0
+    for unit, (s, m) in enumerate(zip(shift, scale)):  # acc * scale half-way between two codes: (k + 1/2) * 2**shift
+        row = [(k * 2**s + 2 ** (s - 1)) // m for k in range(levels) if (k * 2**s + 2 ** (s - 1)) % m == 0]
+        acc[2, unit].flat[: len(row)] = row
+        halfway += len(row)
+    assert halfway >= units  # 3 + 1 + 1 + 3 at least
+    unit_shape = (units, 1, 1)
+    acc_clip = accumulator_clip(scale, shift, levels).reshape(unit_shape)
+    for clip in (None, acc_clip):
+        clipped = acc if clip is None else np.minimum(acc, clip)
+        integer = (clipped.astype(np.int64) * scale.reshape(unit_shape) + (1 << shift.reshape(unit_shape)) // 2) \
+            >> shift.reshape(unit_shape)
+        expected = np.clip(integer, 0, levels)
+        step_shift = shift.reshape(unit_shape) if per_unit else 11
+        codes = scale_shift_codes(acc, scale.reshape(unit_shape).astype(np.float64), step_shift, levels, clip)
+        tensor_acc = torch.from_numpy(acc.copy())
+        tensor = scale_shift_codes(tensor_acc, torch.from_numpy(scale.reshape(unit_shape).astype(np.float64)),
+                                   torch.from_numpy(step_shift.astype(np.float64)) if per_unit else step_shift, levels,
+                                   None if clip is None else torch.from_numpy(clip.astype(np.float64)))
+        assert np.array_equal(codes, expected) and tensor.dtype == torch.float64
+        assert np.array_equal(tensor.numpy(), expected) and torch.equal(tensor_acc, torch.from_numpy(acc))
+        if clip is None:
+            assert (integer > levels).any()  # without the clip, the output clips (the 2-bit codes of a wider output)
+        else:
+            assert (integer == levels).any() and np.array_equal(codes, np.clip(integer, 0, None))  # the clip binds
+    # numpy or Python parameters with a tensor's accumulators: the same codes
+    mixed = scale_shift_codes(torch.from_numpy(acc.copy()), scale.reshape(unit_shape).astype(np.float64),
+                              shift.reshape(unit_shape) if per_unit else 11, levels)
+    assert np.array_equal(mixed.numpy(), scale_shift_codes(acc, scale.reshape(unit_shape).astype(np.float64),
+                                                           shift.reshape(unit_shape) if per_unit else 11, levels))
 
 
 @pytest.mark.parametrize("target,bits", [("akida", (4, 4, 8)), ("akd1000", (4, 4, 8)), ("akida", (8, 8, 8)),

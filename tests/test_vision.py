@@ -291,3 +291,30 @@ def test_cli_trains_exports_and_deploys_a_camera_policy(tmp_path, capsys, target
     assert "hardware-resident" in printed and "HRC" in printed and "identical actions" in printed and "100.00 %" in printed
     assert main(["deploy", str(out / "policy"), "--episodes", "2"]) == 0
     assert "equal it episode for episode" in capsys.readouterr().out
+
+
+def test_the_vision_benchmark_trains_each_camera_run_with_the_settings_its_records_ran(monkeypatch):
+    """The stored MobileReach camera records ran RIVC's defaults, before the camera task took MobileReach's tuned
+    beta: a run added to them must too, and the state runs keep their tuned values."""
+    import json
+    import sys
+    from pathlib import Path
+
+    import rivc.agents.cli
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import vision
+
+    seen = {}
+
+    def fake_main(argv):
+        options = dict(zip(argv[1::2], argv[2::2]))
+        seen[options["--env"]] = options["--hyperparams"]
+        (Path(options["--out"]) / "summary.json").write_text(json.dumps({"env": options["--env"]}))
+        return 0
+
+    monkeypatch.setattr(rivc.agents.cli, "main", fake_main)
+    task = next(t for t in vision.TASKS if t.name == "MobileReach")
+    for env_id in (task.image_env, task.state_env):
+        assert vision.train(env_id, task, 0) == {"env": env_id}
+    assert seen == {"rivc/MobileReachCamera-v0": "defaults", "rivc/MobileReach-v0": "tuned"}

@@ -207,7 +207,7 @@ def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
     check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], settings)
 
 
-def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers(tmp_path, monkeypatch):
+def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers():
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
