@@ -11,7 +11,8 @@ zoo_hyperparams``, read from the installed ``rl_zoo3``); our robot tasks give DQ
 its tuned ones on top (``tuned_hyperparams``); from camera frames (``MobileReachCamera-v0``) both agents' networks
 have the same conv and dense layers (RIVC's ``CnnPolicy``, SB3's ``CnnPolicy`` with them in float:
 ``benchmarks.bench_vision.ChipCNN``). Each run ends with 20 greedy episodes (seeds 1000-1019, the same for both
-agents) of its final policy, and records a learning curve (5 episodes every tenth of the budget). Throughput is environment steps per second of ``learn`` without the curve's evaluations.
+agents) of its final policy, and records a learning curve (5 episodes every tenth of the budget). Throughput is
+environment steps per second of ``learn`` without the curve's evaluations.
 
 Each run is one JSON record in ``docs/results/zoo/`` (written atomically): an interrupted sweep resumes
 where it stopped. Needs ``pip install 'rivc[zoo]'`` (rl-zoo3, and Box2D for LunarLander).
