@@ -242,6 +242,8 @@ UNIT_PROBES = (*on_space_bounds((
     *(replace(task, tag=f"{name}-fit", rivc_extra=(extra, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
       if task.env_id not in ("Acrobot-v1", "MountainCar-v0")
       for name, extra in (("w8", W8), ("akd1000", ("target", "akd1000")))),
+    # the camera's gap to its state: RIVC's loop with a float conv network (no quantization, no conversion)
+    *(replace(task, tag="fpnn", rivc_extra=(("variant", "fpnn"),)) for task in CAMERA_TASKS),
 )
 TASKS = (
     *DEFAULT_TASKS,
