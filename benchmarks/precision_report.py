@@ -15,7 +15,7 @@ RESULTS = ROOT / "docs" / "results"
 
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.recipe_seeds import UNNAMED  # noqa: E402
+from benchmarks.recipe_seeds import UNNAMED, ran_with  # noqa: E402
 
 
 def recipe_rows() -> list[str]:
@@ -33,7 +33,7 @@ def recipe_rows() -> list[str]:
                                               for r in records) else "NOT on every seed"
         widths = " ".join(records[0]["widths"]).replace("--bits ", "").replace("--layer-bits ", "")
         widths = f"{widths}/{widths} everywhere" if widths.isdigit() else widths
-        ran = {key: records[0].get(key, value) for key, value in UNNAMED.items()}  # what unnamed settings were
+        ran = {key: ran_with(records[0], key) for key in UNNAMED}  # what unnamed settings were
         decay = ran["clip_decay"]
         clips = "learned" if decay == "learned" else f"tracked (decay {decay})"
         rows.append(f"| {records[0]['target']}, {widths} | {ran['input_units']} | {ran['input_range']} | {clips} | "

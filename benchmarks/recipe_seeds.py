@@ -58,11 +58,15 @@ def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Pa
 UNNAMED = {"input_units": "normalised", "input_range": "space", "clip_decay": "learned"}  # what older records ran
 
 
+def ran_with(record: dict, key: str):
+    """The setting ``key`` a record ran with: its own, or for an older record that names none, ``UNNAMED``'s."""
+    return record.get(key, UNNAMED.get(key))
+
+
 def check_records(path: Path, records: list[dict], settings: dict) -> None:
     """A resumed file holds this recipe's runs only: a record run with other settings stops the sweep."""
     for record in records:
-        differ = {key: record.get(key, UNNAMED.get(key)) for key, value in settings.items()
-                  if record.get(key, UNNAMED.get(key)) != value}
+        differ = {key: ran_with(record, key) for key, value in settings.items() if ran_with(record, key) != value}
         if differ:
             raise SystemExit(f"{path}: seed {record['seed']} ran with {differ}, not this recipe's settings: "
                              "move the file away or pass --records DIR")
