@@ -97,6 +97,8 @@ DEFAULT_TASKS = (
 # MobileReach from its 32x32 camera (conv nets, both agents; since 2026-12-06): the probes of the state tasks below
 # ran before it, and only the defaults, 8 bits and AKD1000 run on it
 CAMERA_TASKS = (Task("rivc/MobileReachCamera-v0", "tuned", 60_000),)
+# the Zoo's budgets (n_timesteps in its dqn.yml) of the tasks whose controls halve them
+ZOO_BUDGETS = {"CartPole-v1": 50_000, "LunarLander-v3": 100_000, "Acrobot-v1": 100_000}
 # the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as until
 # 2026-12: RIVC's defaults then, and every probe below ran so
 NORMALISED = ("policy_kwargs", {"input_units": "normalised"})
@@ -244,6 +246,17 @@ UNIT_PROBES = (*on_space_bounds((
       for name, extra in (("w8", W8), ("akd1000", ("target", "akd1000")))),
     # the camera's gap to its state: RIVC's loop with a float conv network (no quantization, no conversion)
     *(replace(task, tag="fpnn", rivc_extra=(("variant", "fpnn"),)) for task in CAMERA_TASKS),
+    # two controls the issue names, last run with the normalised first layer and the space's bounds (PROBES), now on
+    # the defaults: QuaRL's quantization delay (the float network trains and acts for half the Zoo's budget, then QAT,
+    # its clips started at the float network's largest activations, and the SNN), and the gap term clipped below at
+    # -1 as Munchausen-DQN clips its log-policy term
+    *(replace(task, tag="delay-fit", rivc_extra=(("quantization_delay", budget // 2),))
+      for task in DEFAULT_TASKS for env_id, budget in ZOO_BUDGETS.items() if task.env_id == env_id),
+    *(replace(task, tag="gapclip-fit", rivc_extra=(("gap_clip", -1.0),)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)),
+    # 8 bits with clips that follow the activations learned held-out Acrobot (`w8-ema`, every seed near the float
+    # loop) and ran on LunarLander only with the space's bounds, its cause then: with the default input range
+    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in DEFAULT_TASKS
+      if task.env_id not in ("Acrobot-v1", "MountainCar-v0")),
 )
 TASKS = (
     *DEFAULT_TASKS,
@@ -561,6 +574,7 @@ def report(runs: list[RunSpec]) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(DOCS / "curves_zoo.png", dpi=100)
+    lines += controls_table(records, budgets)
     lines += ["", "Per seed: the final policy's return (the mean of its learning-curve evaluations; RIVC: the final network's "
               "dead hidden units per layer on 1,024 replay states, the share that never leaves code 0):", ""]
     for task in tasks:
@@ -577,6 +591,57 @@ def report(runs: list[RunSpec]) -> Path:
     out = DOCS / "ZOO.md"
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+# the issue's controls (each one change from RIVC's defaults), and the tags that ran each: per task the first tag with
+# records (the `-fit` ones ran on the defaults since 2026-12-06; the others before, their settings in the table above)
+CONTROL_TASKS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
+CONTROLS = (
+    ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`", ("",)),
+    ("the float network in RIVC's loop, DQN's target", ("fpnn", "fpnn-obsunits")),
+    ("the float network in RIVC's loop, RIVC's target", ("fpnn-gap", "fpnn-gap-obsunits")),
+    ("4 bits, DQN's target (alpha 0)", ("qat", "qat-obsunits")),
+    ("the gap term clipped below at -1, as Munchausen-DQN clips it", ("gapclip-fit", "gapclip-obsunits")),
+    ("QuaRL's quantization delay: float for half the budget", ("delay-fit",)),
+    ("learned step sizes, LSQ's gradient", ("lsq",)),
+    ("clips that follow the batch's largest pre-activation", ("ema",)),
+    ("clips that follow the batch's least-squares clip", ("ema-mse",)),
+    ("the learning rate 5e-4 (RIVC caps the Zoo's at 1e-3)", ("lr5e-4",)),
+    ("mixed widths: an 8-bit first layer", ("mixed", "first8-obsunits")),
+    ("8 bits", ("w8-fit", "w8-obsunits")),
+    ("8 bits, clips that follow the batch's largest pre-activation", ("w8-ema-fit", "w8-ema")),
+    ("AKD1000's arithmetic, 4 bits", ("akd1000-fit",)),
+    ("a dueling head", ("dueling",)),
+    ("a dueling head, clips that follow the batch's largest pre-activation", ("dueling-ema-fit", "dueling-ema")),
+)
+CONTROL_SEEDS = tuple(SEEDS)
+
+
+def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
+    """The issue's controls in one table: per task the final policy's mean / worst return and the curve's mean over
+    seeds 0-4 (a cell with fewer seeds says so), DQN's first."""
+    def cell(env_id: str, agent: str, tags: tuple[str, ...]) -> str:
+        for tag in tags:
+            rs = [r for r in records if r["env_id"] == env_id and r["agent"] == agent and r.get("tag", "") == tag
+                  and r["timesteps"] == budgets[f"{env_id}:zoo"] and r["seed"] in CONTROL_SEEDS]
+            if rs:
+                finals = [r["final_return"] for r in rs]
+                curve = np.mean([value for r in rs for _, value in r["curve"]])
+                seeds = "" if len(rs) == len(CONTROL_SEEDS) else f", {len(rs)} seed{'s' * (len(rs) > 1)}"
+                return f"{np.mean(finals):.1f} / {min(finals):.1f}, curve {curve:.1f}{seeds}" + (f" (`{tag}`)" if tag else "")
+        return "not run"
+
+    lines = ["", f"The issue's controls, one change each from RIVC's defaults (the Zoo's settings, seeds "
+                 f"{CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy mean / worst, the curve's mean; a control's "
+                 "tag names its row above, with what it ran: the tags without `-fit` ran before `fit` was the default):", "",
+             "| control | " + " | ".join(CONTROL_TASKS) + " |", "|---|" + "---:|" * len(CONTROL_TASKS),
+             "| SB3 DQN | " + " | ".join(cell(env, "dqn", ("",)) for env in CONTROL_TASKS) + " |"]
+    lines += [f"| {name} | " + " | ".join(cell(env, "rivc", tags) for env in CONTROL_TASKS) + " |"
+              for name, tags in CONTROLS]
+    lines += ["", "LunarLander's float-loop and alpha-0 controls ran in the archived fused-Adam sweep (comparisons between "
+                  "its rows hold; docs/zoo_notes.md, its last section): the float loop 72.3 / -15.1 on DQN's target and "
+                  "187.5 / 143.2 on RIVC's."]
+    return lines
 
 
 def pixels_against_state(records: list[dict], of) -> list[str]:

@@ -152,6 +152,47 @@ def test_a_probes_options_of_one_setting_add_up():
     assert settings == {"policy_kwargs": {"net_arch": [256, 256], "head": "dueling"}, "learning_rate": 5e-4}
 
 
+def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    table = zoo_table()
+    delayed = [t for t in zoo.TASKS if t.tag == "delay-fit"]
+    assert {t.env_id for t in delayed} == set(zoo.ZOO_BUDGETS)
+    for task in delayed:  # QuaRL's delay: QAT from half the budget (the Zoo's, read from its own file here)
+        assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2}
+        assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
+
+
+def test_the_controls_table_reads_each_controls_first_tag_with_records_on_seeds_0_to_4():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    budgets = {"CartPole-v1:zoo": 50_000, "LunarLander-v3:zoo": 100_000, "Acrobot-v1:zoo": 100_000,
+               "MountainCar-v0:zoo": 120_000}
+
+    def record(env_id, agent, tag, seed, final, timesteps=None):
+        return {"env_id": env_id, "agent": agent, "tag": tag, "seed": seed, "final_return": final,
+                "timesteps": timesteps or budgets[f"{env_id}:zoo"], "curve": [[1, final], [2, final - 10.0]]}
+
+    records = [record("CartPole-v1", "dqn", "", seed, 100.0 + seed) for seed in range(6)]
+    records += [record("CartPole-v1", "rivc", "gapclip-fit", seed, 200.0 * (seed + 1)) for seed in (0, 1)]
+    records += [record("CartPole-v1", "rivc", "gapclip-fit", 7, -1e6),  # beyond seeds 0-4: not read
+                record("LunarLander-v3", "rivc", "gapclip-obsunits", 0, 50.0),  # the older tag, where no -fit ran
+                record("Acrobot-v1", "rivc", "gapclip-fit", 0, -80.0, timesteps=40_000)]  # another budget
+    table = {line.split(" | ")[0]: line.split(" | ")[1:] for line in zoo.controls_table(records, budgets)
+             if line.startswith("| ")}
+    assert table["| SB3 DQN"][0] == "102.0 / 100.0, curve 97.0"
+    gapclip = table["| the gap term clipped below at -1, as Munchausen-DQN clips it"]
+    assert gapclip[0] == "300.0 / 200.0, curve 295.0, 2 seeds (`gapclip-fit`)"
+    assert gapclip[1] == "50.0 / 50.0, curve 45.0, 1 seed (`gapclip-obsunits`)"
+    assert gapclip[2] == "not run" and gapclip[3].startswith("not run")
+
+
 def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path, monkeypatch):
     import sys
 
