@@ -248,13 +248,14 @@ UNIT_PROBES = (*on_space_bounds((
     *(replace(task, tag="fpnn", rivc_extra=(("variant", "fpnn"),)) for task in CAMERA_TASKS),
     # two controls the issue names, last run with the normalised first layer and the space's bounds (PROBES), now on
     # the defaults: QuaRL's quantization delay (the float network trains and acts for half the Zoo's budget, then QAT,
-    # its clips started at the float network's largest activations, and the SNN), and the gap term clipped below at
-    # -1 as Munchausen-DQN clips its log-policy term
+    # its clips started at the float network's largest activations, and the SNN), and the gap term bounded below at
+    # -1 (Munchausen-DQN bounds its scaled log-policy at l0 = -1), on the Zoo's three tasks
     *(replace(task, tag="delay-fit", rivc_extra=(("quantization_delay", budget // 2),))
       for task in DEFAULT_TASKS for env_id, budget in ZOO_BUDGETS.items() if task.env_id == env_id),
-    *(replace(task, tag="gapclip-fit", rivc_extra=(("gap_clip", -1.0),)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)),
+    *(replace(task, tag="gapclip-fit", rivc_extra=(("gap_clip", -1.0),)) for task in DEFAULT_TASKS
+      if task.env_id in ZOO_BUDGETS),
     # 8 bits with clips that follow the activations learned held-out Acrobot (`w8-ema`, every seed near the float
-    # loop) and ran on LunarLander only with the space's bounds, its cause then: with the default input range
+    # loop) and ran elsewhere only with the space's bounds (LunarLander's cause then): with the default input range
     *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in DEFAULT_TASKS
       if task.env_id not in ("Acrobot-v1", "MountainCar-v0")),
 )
@@ -601,13 +602,14 @@ CONTROLS = (
     ("the float network in RIVC's loop, DQN's target", ("fpnn", "fpnn-obsunits")),
     ("the float network in RIVC's loop, RIVC's target", ("fpnn-gap", "fpnn-gap-obsunits")),
     ("4 bits, DQN's target (alpha 0)", ("qat", "qat-obsunits")),
-    ("the gap term clipped below at -1, as Munchausen-DQN clips it", ("gapclip-fit", "gapclip-obsunits")),
+    ("the gap term bounded below at -1 (Munchausen-DQN's l0)", ("gapclip-fit", "gapclip-obsunits")),
     ("QuaRL's quantization delay: float for half the budget", ("delay-fit",)),
     ("learned step sizes, LSQ's gradient", ("lsq",)),
     ("clips that follow the batch's largest pre-activation", ("ema",)),
     ("clips that follow the batch's least-squares clip", ("ema-mse",)),
     ("the learning rate 5e-4 (RIVC caps the Zoo's at 1e-3)", ("lr5e-4",)),
-    ("mixed widths: an 8-bit first layer", ("mixed", "first8-obsunits")),
+    ("mixed widths: an 8-bit first layer, 8-bit hidden weights", ("mixed",)),
+    ("mixed widths: 8-bit first-layer weights", ("first8-obsunits", "first8")),
     ("8 bits", ("w8-fit", "w8-obsunits")),
     ("8 bits, clips that follow the batch's largest pre-activation", ("w8-ema-fit", "w8-ema")),
     ("AKD1000's arithmetic, 4 bits", ("akd1000-fit",)),
@@ -631,9 +633,11 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
                 return f"{np.mean(finals):.1f} / {min(finals):.1f}, curve {curve:.1f}{seeds}" + (f" (`{tag}`)" if tag else "")
         return "not run"
 
-    lines = ["", f"The issue's controls, one change each from RIVC's defaults (the Zoo's settings, seeds "
-                 f"{CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy mean / worst, the curve's mean; a control's "
-                 "tag names its row above, with what it ran: the tags without `-fit` ran before `fit` was the default):", "",
+    lines = ["", f"The issue's controls (the Zoo's settings, seeds {CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy "
+                 "mean / worst, the curve's mean). The `-fit` tags and the defaults' row ran on the current defaults, "
+                 "changing only what the row names; the other tags ran on the defaults of their day (the normalised first layer, the space's "
+                 "bounds, some at the Zoo's uncapped learning rate): a cell names its tag, whose row above says what it "
+                 "ran.", "",
              "| control | " + " | ".join(CONTROL_TASKS) + " |", "|---|" + "---:|" * len(CONTROL_TASKS),
              "| SB3 DQN | " + " | ".join(cell(env, "dqn", ("",)) for env in CONTROL_TASKS) + " |"]
     lines += [f"| {name} | " + " | ".join(cell(env, "rivc", tags) for env in CONTROL_TASKS) + " |"

@@ -164,6 +164,14 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     for task in delayed:  # QuaRL's delay: QAT from half the budget (the Zoo's, read from its own file here)
         assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2}
         assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
+    # the other controls of the same sweep: the gap term's bound on the same three tasks, 8 bits with tracked clips
+    bounded = [t for t in zoo.TASKS if t.tag == "gapclip-fit"]
+    assert sorted(t.env_id for t in bounded) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
+    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded)
+    tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
+    assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0"}
+    assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
+                                         "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
 
 def test_the_controls_table_reads_each_controls_first_tag_with_records_on_seeds_0_to_4():
@@ -182,13 +190,16 @@ def test_the_controls_table_reads_each_controls_first_tag_with_records_on_seeds_
     records = [record("CartPole-v1", "dqn", "", seed, 100.0 + seed) for seed in range(6)]
     records += [record("CartPole-v1", "rivc", "gapclip-fit", seed, 200.0 * (seed + 1)) for seed in (0, 1)]
     records += [record("CartPole-v1", "rivc", "gapclip-fit", 7, -1e6),  # beyond seeds 0-4: not read
+                record("CartPole-v1", "rivc", "gapclip-obsunits", 0, -5e5),  # an older tag beside a -fit one: not read
+                record("CartPole-v1", "dqn", "gapclip-fit", 2, -7e5),  # another agent's: not read
                 record("LunarLander-v3", "rivc", "gapclip-obsunits", 0, 50.0),  # the older tag, where no -fit ran
                 record("Acrobot-v1", "rivc", "gapclip-fit", 0, -80.0, timesteps=40_000)]  # another budget
+    records[6]["curve"] = [[1, 200.0], [2, 190.0], [3, 180.0], [4, 170.0]]  # seed 0: every point counts, not seed means
     table = {line.split(" | ")[0]: line.split(" | ")[1:] for line in zoo.controls_table(records, budgets)
              if line.startswith("| ")}
     assert table["| SB3 DQN"][0] == "102.0 / 100.0, curve 97.0"
-    gapclip = table["| the gap term clipped below at -1, as Munchausen-DQN clips it"]
-    assert gapclip[0] == "300.0 / 200.0, curve 295.0, 2 seeds (`gapclip-fit`)"
+    gapclip = table["| the gap term bounded below at -1 (Munchausen-DQN's l0)"]
+    assert gapclip[0] == "300.0 / 200.0, curve 255.0, 2 seeds (`gapclip-fit`)"  # (200+190+180+170+400+390) / 6
     assert gapclip[1] == "50.0 / 50.0, curve 45.0, 1 seed (`gapclip-obsunits`)"
     assert gapclip[2] == "not run" and gapclip[3].startswith("not run")
 
