@@ -594,8 +594,8 @@ def report(runs: list[RunSpec]) -> Path:
     return out
 
 
-# the issue's controls (each one change from RIVC's defaults), and the tags that ran each: per task the first tag with
-# records (the `-fit` ones ran on the defaults since 2026-12-06; the others before, their settings in the table above)
+# the issue's controls and the tags that ran each: per task the first tag with records (the `-fit` ones ran on the
+# defaults since 2026-12-06; the others before, their settings in the table above)
 CONTROL_TASKS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
 CONTROLS = (
     ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`", ("",)),
@@ -630,21 +630,21 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
                 finals = [r["final_return"] for r in rs]
                 curve = np.mean([value for r in rs for _, value in r["curve"]])
                 seeds = "" if len(rs) == len(CONTROL_SEEDS) else f", {len(rs)} seed{'s' * (len(rs) > 1)}"
-                return f"{np.mean(finals):.1f} / {min(finals):.1f}, curve {curve:.1f}{seeds}" + (f" (`{tag}`)" if tag else "")
+                named = f" (`{tag}`)" if tag else ""
+                return f"{np.mean(finals):.1f} / {min(finals):.1f}, curve {curve:.1f}{seeds}{named}"
         return "not run"
 
     lines = ["", f"The issue's controls (the Zoo's settings, seeds {CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy "
                  "mean / worst, the curve's mean). The `-fit` tags and the defaults' row ran on the current defaults, "
-                 "changing only what the row names; the other tags ran on the defaults of their day (the normalised first layer, the space's "
-                 "bounds, some at the Zoo's uncapped learning rate): a cell names its tag, whose row above says what it "
-                 "ran.", "",
+                 "changing only what the row names; the other tags ran on the defaults of their day (the normalised "
+                 "first layer, the space's bounds, some at the Zoo's uncapped learning rate): a cell names its tag, "
+                 "whose row above says what it ran.", "",
              "| control | " + " | ".join(CONTROL_TASKS) + " |", "|---|" + "---:|" * len(CONTROL_TASKS),
              "| SB3 DQN | " + " | ".join(cell(env, "dqn", ("",)) for env in CONTROL_TASKS) + " |"]
     lines += [f"| {name} | " + " | ".join(cell(env, "rivc", tags) for env in CONTROL_TASKS) + " |"
               for name, tags in CONTROLS]
-    lines += ["", "LunarLander's float-loop and alpha-0 controls ran in the archived fused-Adam sweep (comparisons between "
-                  "its rows hold; docs/zoo_notes.md, its last section): the float loop 72.3 / -15.1 on DQN's target and "
-                  "187.5 / 143.2 on RIVC's."]
+    lines += ["", "LunarLander's float-loop and alpha-0 controls ran in the archived fused-Adam sweep: docs/zoo_notes.md, "
+                  "its last section (comparisons between its rows hold)."]
     return lines
 
 
