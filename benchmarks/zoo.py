@@ -493,6 +493,17 @@ def failed(record: dict) -> bool:
     return (record["success_rate"] or 0.0) < 0.5
 
 
+def mean_worst(records: list[dict]) -> str:
+    """The final policies' mean and worst return, as the tables print them."""
+    values = [r["final_return"] for r in records]
+    return f"{np.mean(values):.1f} / {min(values):.1f}"
+
+
+def curve_mean(records: list[dict]) -> float:
+    """The mean of every learning-curve point of every seed."""
+    return float(np.mean([value for r in records for _, value in r["curve"]]))
+
+
 def report(runs: list[RunSpec]) -> Path:
     import matplotlib
 
@@ -538,16 +549,9 @@ def report(runs: list[RunSpec]) -> Path:
         if not rivc or not dqn:
             continue
 
-        def cell(rs: list[dict]) -> str:
-            values = [r["final_return"] for r in rs]
-            return f"{np.mean(values):.1f} / {min(values):.1f}"
-
         def success(rs: list[dict]) -> str:
             values = [r["success_rate"] for r in rs if r["success_rate"] is not None]
             return f"{100 * np.mean(values):.0f} %" if values else "-"
-
-        def curve_mean(rs: list[dict]) -> float:
-            return float(np.mean([value for r in rs for _, value in r["curve"]]))
 
         mean_r, mean_d = np.mean([r["final_return"] for r in rivc]), np.mean([r["final_return"] for r in dqn])
         ratio = f"{mean_r / mean_d:.2f}" if mean_d > 0 and mean_r > 0 else "-"  # no ratio of a negative return
@@ -558,7 +562,7 @@ def report(runs: list[RunSpec]) -> Path:
         throughput = np.mean([r["steps_per_second"] for r in rivc]) / np.mean([r["steps_per_second"] for r in dqn])
         settings = task.settings + (f", control `{task.tag}`: RIVC {extra_settings(task)}" if task.tag else "")
         lines.append(f"| {task.env_id} | {settings} | {rivc[0]['timesteps']} | {len(rivc)} / {len(dqn)} | "
-                     f"{cell(rivc)} | {cell(dqn)} | {ratio} | {curve_mean(rivc):.1f} / {curve_mean(dqn):.1f} | {fails} | "
+                     f"{mean_worst(rivc)} | {mean_worst(dqn)} | {ratio} | {curve_mean(rivc):.1f} / {curve_mean(dqn):.1f} | {fails} | "
                      f"{success(rivc)} | {success(dqn)} | "
                      f"{throughput:.2f}x |")
         ax = axis_of.get(task_name(task))
@@ -627,11 +631,9 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
             rs = [r for r in records if r["env_id"] == env_id and r["agent"] == agent and r.get("tag", "") == tag
                   and r["timesteps"] == budgets[f"{env_id}:zoo"] and r["seed"] in CONTROL_SEEDS]
             if rs:
-                finals = [r["final_return"] for r in rs]
-                curve = np.mean([value for r in rs for _, value in r["curve"]])
                 seeds = "" if len(rs) == len(CONTROL_SEEDS) else f", {len(rs)} seed{'s' * (len(rs) > 1)}"
                 named = f" (`{tag}`)" if tag else ""
-                return f"{np.mean(finals):.1f} / {min(finals):.1f}, curve {curve:.1f}{seeds}{named}"
+                return f"{mean_worst(rs)}, curve {curve_mean(rs):.1f}{seeds}{named}"
         return "not run"
 
     lines = ["", f"The issue's controls (the Zoo's settings, seeds {CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy "
