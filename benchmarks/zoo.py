@@ -493,6 +493,12 @@ def failed(record: dict) -> bool:
     return (record["success_rate"] or 0.0) < 0.5
 
 
+def records_of(records: list[dict], env_id: str, agent: str, tag: str, timesteps: int) -> list[dict]:
+    """One row's records (an agent's runs of a task with a tag and a budget), by seed."""
+    return sorted((r for r in records if r["env_id"] == env_id and r["agent"] == agent and r["timesteps"] == timesteps
+                   and r.get("tag", "") == tag), key=lambda r: r["seed"])
+
+
 def mean_worst(records: list[dict]) -> str:
     """The final policies' mean and worst return, as the tables print them."""
     values = [r["final_return"] for r in records]
@@ -532,10 +538,7 @@ def report(runs: list[RunSpec]) -> Path:
     budgets = {task_name(t): task_settings(t)[2] for t in TASKS}
 
     def of(task: Task, agent: str) -> list[dict]:
-        tag = task.tag if agent == "rivc" else ""
-        return sorted((r for r in records if r["env_id"] == task.env_id and r["agent"] == agent
-                       and r["timesteps"] == budgets[task_name(task)] and r.get("tag", "") == tag),
-                      key=lambda r: r["seed"])
+        return records_of(records, task.env_id, agent, task.tag if agent == "rivc" else "", budgets[task_name(task)])
 
     tasks = [t for t in TASKS if of(t, "rivc") or (not t.tag and of(t, "dqn"))]  # a probe: its RIVC runs
     plotted = [t for t in tasks if not t.tag]  # the figure: the defaults against DQN (a probe's curves: its records)
@@ -628,8 +631,8 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
     seeds 0-4 (a cell with fewer seeds says so), DQN's first."""
     def cell(env_id: str, agent: str, tags: tuple[str, ...]) -> str:
         for tag in tags:
-            rs = [r for r in records if r["env_id"] == env_id and r["agent"] == agent and r.get("tag", "") == tag
-                  and r["timesteps"] == budgets[f"{env_id}:zoo"] and r["seed"] in CONTROL_SEEDS]
+            rs = [r for r in records_of(records, env_id, agent, tag, budgets[f"{env_id}:zoo"])
+                  if r["seed"] in CONTROL_SEEDS]
             if rs:
                 seeds = "" if len(rs) == len(CONTROL_SEEDS) else f", {len(rs)} seed{'s' * (len(rs) > 1)}"
                 named = f" (`{tag}`)" if tag else ""
