@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
-from rivc.agents.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES, CalibrationConfig
+from rivc.agents.config import AUTO, CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES, CalibrationConfig
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_UNITS
@@ -111,9 +111,10 @@ def _new_model(args: argparse.Namespace, env):
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
     if args.clip_decay is not None:
         try:
-            calibration_options["clip_decay"] = None if args.clip_decay == "learned" else float(args.clip_decay)
+            named = {"learned": None, AUTO: AUTO}
+            calibration_options["clip_decay"] = named[args.clip_decay] if args.clip_decay in named else float(args.clip_decay)
         except ValueError:
-            raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
+            raise ValueError(f"--clip-decay takes a decay in [0, 1), 'learned' or {AUTO!r}, got {args.clip_decay!r}") from None
     for option in ("clip_statistic", "clip_gradient"):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
@@ -208,7 +209,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"resuming {args.out} at step {resumed_at}")
         print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
-              f"{args.seed}" + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
+              f"{args.seed}" + (f", activation clips {model.calibration.describe_clips()}" if model.variant_spec.qat else "")
+              + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
         logger = configure(str(out / "logs"), ["csv", "tensorboard"] + (["stdout"] if args.verbose else []))
         model.set_logger(logger)
         callback = None
@@ -252,6 +254,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "ms_per_action": round(result.ms_per_action, 3),
             "final_return_mean": None if final is None else final.mean_return,
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
+            "activation_clips": model.calibration.describe_clips() if model.variant_spec.qat else None,
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"mode": model.calibration.input_range if model._input_range_may_move else "given",
@@ -649,9 +652,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-learning-rate", type=real_or_none(0.0, low_open=True), default=None, metavar="RATE|none",
                        help="the largest rate of quantization-aware training: a higher one is capped (default 1e-3, "
                             "the rate RIVC's defaults were tuned at; docs/zoo_notes.md); none: the given rate as it is")
-    train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
+    train.add_argument("--clip-decay", default=None, metavar="DECAY|learned|auto",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
-                            "layer's largest pre-activation; 'learned': PACT's learned clips (docs/zoo_notes.md)")
+                            "layer's largest pre-activation; 'learned': PACT's learned clips; auto (default): 0.99 "
+                            "where every hidden layer has 8 or more activation bits, learned otherwise "
+                            "(docs/zoo_notes.md)")
     train.add_argument("--clip-statistic", default=None, choices=list(CLIP_STATISTICS),
                        help="with --clip-decay: what the clips follow, max (each batch's largest pre-activation; "
                             "default) or mse (the clip that quantizes the batch's activations with the least error)")

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from numbers import Integral
+from dataclasses import asdict, dataclass, field, fields, replace
+from numbers import Integral, Real
 from typing import Any, TypeVar
 
-from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN
+from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN, QuantConfig
 
 INPUT_RANGES = ("space", "data", "track", "fit")
 TRACKING_RANGES = ("track", "fit")  # the input ranges that follow the replay data (with its quantiles)
@@ -43,6 +43,9 @@ class ConversionConfig:
 
 
 TRACK_QUANTILE = 0.01  # CalibrationConfig.quantile's default
+AUTO = "auto"  # CalibrationConfig.clip_decay's default: decided by the activation widths
+TRACKED_CLIP_BITS = 8  # "auto" tracks the clips where every hidden layer has at least this many activation bits
+TRACKED_CLIP_DECAY = 0.99  # ... at this decay
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,13 @@ class CalibrationConfig:
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
-    :param clip_decay: ``None``: the clips are learned (``clip_gradient``). A value in [0, 1): after every update
-        each clip moves to ``decay * clip + (1 - decay) * target``, a moving-average range, and is not learned; the
-        target is the training batch's ``clip_statistic``.
+    :param clip_decay: ``"auto"`` (default): ``TRACKED_CLIP_DECAY`` where every hidden layer of a quantized network
+        has at least ``TRACKED_CLIP_BITS`` activation bits and the clips' gradient is PACT's, learned clips
+        otherwise (:meth:`resolved`): a clip that follows the batch's largest pre-activation spends levels on the
+        widest units, which 255 levels afford and 15 do not (docs/zoo_notes.md). ``None``: the clips are learned
+        (``clip_gradient``). A value in [0, 1): after every update each clip moves to ``decay * clip + (1 - decay)
+        * target``, a moving-average range, and is not learned; the target is the training batch's
+        ``clip_statistic``.
     :param clip_statistic: what a tracked clip follows (``rivc.quant.clip_statistic``): ``"max"`` (default) the
         batch's largest pre-activation, ``"mse"`` the clip that quantizes the batch's activations with the least
         squared error (their spread, not their largest one).
@@ -87,7 +94,7 @@ class CalibrationConfig:
     input_range: str = "fit"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
-    clip_decay: float | None = None
+    clip_decay: float | str | None = AUTO
     clip_statistic: str = field(default="max", metadata={"written": "when set"})
     clip_gradient: str = field(default="pact", metadata={"written": "when set"})
     min_samples: int = 0
@@ -100,18 +107,21 @@ class CalibrationConfig:
                              f"got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
-        if self.clip_decay is not None and not 0.0 <= self.clip_decay < 1.0:
-            raise ValueError(f"CalibrationConfig.clip_decay must be None or in [0, 1), got {self.clip_decay!r}")
+        if self.clip_decay not in (None, AUTO) and not (isinstance(self.clip_decay, Real)
+                                                         and not isinstance(self.clip_decay, bool)
+                                                         and 0.0 <= self.clip_decay < 1.0):
+            raise ValueError(f"CalibrationConfig.clip_decay must be {AUTO!r}, None (learned clips) or in [0, 1), "
+                             f"got {self.clip_decay!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
             raise ValueError(f"CalibrationConfig.clip_gradient must be one of {', '.join(CLIP_GRADIENTS)}, "
                              f"got {self.clip_gradient!r}")
-        if self.clip_gradient != "pact" and self.clip_decay is not None:
+        if self.clip_gradient != "pact" and self.tracks_clips:
             raise ValueError(f"CalibrationConfig.clip_gradient={self.clip_gradient!r} learns the clips and clip_decay "
                              "moves them: leave clip_decay None for learned clips, or clip_gradient 'pact' for tracked ones")
         if self.clip_statistic not in CLIP_STATISTICS:
             raise ValueError(f"CalibrationConfig.clip_statistic must be one of {', '.join(CLIP_STATISTICS)}, "
                              f"got {self.clip_statistic!r}")
-        if self.clip_statistic != "max" and self.clip_decay is None:
+        if self.clip_statistic != "max" and not self.tracks_clips:
             raise ValueError(f"CalibrationConfig.clip_statistic={self.clip_statistic!r} is what tracked clips follow: "
                              "set clip_decay (e.g. 0.99) too")
         if self.clips not in (None, True, False):
@@ -126,6 +136,25 @@ class CalibrationConfig:
             raise ValueError(f"CalibrationConfig.quantile is the share of states a tracked input range leaves out of "
                              f"the range; input_range={self.input_range!r} has none: set input_range='track' (or "
                              "'fit') too")
+
+    @property
+    def tracks_clips(self) -> bool:
+        """The clips follow the activations by a decay given here (``"auto"`` is decided by :meth:`resolved`)."""
+        return self.clip_decay not in (None, AUTO)
+
+    def describe_clips(self) -> str:
+        """The clip rule in a few words, as the CLI prints it."""
+        if self.tracks_clips:
+            return f"tracked (decay {self.clip_decay:g}, following each batch's {self.clip_statistic})"
+        return f"learned ({self.clip_gradient})" if self.clip_decay is None else f"{AUTO} (decided by the widths)"
+
+    def resolved(self, quant: QuantConfig, qat: bool) -> CalibrationConfig:
+        """This config with ``clip_decay="auto"`` decided for a network of ``quant``'s widths (``qat``: trained
+        quantized): tracked clips where its narrowest hidden activations have ``TRACKED_CLIP_BITS`` or more."""
+        if self.clip_decay != AUTO:
+            return self
+        tracked = qat and self.clip_gradient == "pact" and quant.min_activation_bits >= TRACKED_CLIP_BITS
+        return replace(self, clip_decay=TRACKED_CLIP_DECAY if tracked else None)
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:

@@ -139,6 +139,7 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
         if key in hyper:
             configs[config][field] = hyper.pop(key)
     configs["calibration"].setdefault("input_range", "space")  # left out: saved while the bounds were the default
+    configs["calibration"].setdefault("clip_decay", None)  # left out: saved while learned clips were the default
     if configs["calibration"]["input_range"] not in TRACKING_RANGES:  # written with every range until 2026-12-05:
         configs["calibration"].pop("quantile", None)  # it does nothing beside another range, which now refuses it
     return hyper, configs["conversion"], configs["calibration"]

@@ -210,10 +210,10 @@ class RIVC(DQN):
         if calibration.clip_gradient != "pact" and not VARIANTS[variant].qat:
             raise ValueError(f"CalibrationConfig.clip_gradient learns the activation clips of quantization-aware training; "
                              f"variant {variant!r} trains a float network: leave clip_gradient 'pact'")
-        if calibration.clip_decay is not None and not VARIANTS[variant].qat:
+        if calibration.tracks_clips and not VARIANTS[variant].qat:
             raise ValueError(f"CalibrationConfig.clip_decay moves the activation clips of quantization-aware training; "
                              f"variant {variant!r} trains a float network: leave clip_decay None")
-        self.calibration = calibration
+        self.calibration = calibration.resolved(self.quant, VARIANTS[variant].qat)  # (as saved: "auto" decided)
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
@@ -269,7 +269,7 @@ class RIVC(DQN):
         chip = get_target(self.target)
         for net in (self.q_net.net, self.q_net_target.net):
             net.clip_gradient = self.calibration.clip_gradient
-        if self.calibration.clip_decay is not None:  # the clips follow the activations: not learned
+        if self.calibration.tracks_clips:  # the clips follow the activations: not learned
             self.q_net.net.tracked_statistic = self.calibration.clip_statistic
             for net in (self.q_net.net, self.q_net_target.net):
                 for clip in net.clips:
@@ -572,7 +572,7 @@ class RIVC(DQN):
             losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
             clip_gradient_norm(parameters, self.max_grad_norm)
             self.policy.optimizer.step()
-            if self.calibration.clip_decay is not None:
+            if self.calibration.tracks_clips:
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
             self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

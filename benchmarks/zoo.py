@@ -55,6 +55,7 @@ class Task:
 
 
 W8 = ("quant", {"weight_bits": 8, "activation_bits": 8})  # 8-bit weights and activations on akida
+LEARNED = ("calibration", {"clip_decay": None})  # PACT's learned clips: at 8 bits the default until 2026-12-06
 MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer, 4-bit hidden layer and head
 DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
@@ -97,6 +98,9 @@ DEFAULT_TASKS = (
 # MobileReach from its 32x32 camera (conv nets, both agents; since 2026-12-06): the probes of the state tasks below
 # ran before it, and only the defaults, 8 bits and AKD1000 run on it
 CAMERA_TASKS = (Task("rivc/MobileReachCamera-v0", "tuned", 60_000),)
+# a robot task that no setting was chosen on and no row ran before 2026-12-06: PanTrack from its state, both agents
+# on RIVC's DQN defaults (nothing tuned for it)
+HELD_OUT_TASKS = (Task("rivc/PanTrackState-v0", "defaults", 60_000),)
 # the Zoo's budgets (n_timesteps in its dqn.yml) of the tasks whose controls halve them
 ZOO_BUDGETS = {"CartPole-v1": 50_000, "LunarLander-v3": 100_000, "Acrobot-v1": 100_000}
 # the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as until
@@ -109,8 +113,8 @@ PROBES = (
     Task("rivc/MobileReach-v0", "tuned", 60_000, tag="track", rivc_extra=(TRACK,)),
     Task("Acrobot-v1", "zoo", tag="track", rivc_extra=(TRACK,)),
     # 8 bits, and AKD1000's arithmetic (the board on sale)
-    Task("CartPole-v1", "zoo", tag="w8", rivc_extra=(W8,)),
-    Task("CartPole-v1", "zoo", tag="w8-nocap", rivc_extra=(W8, NOCAP)),
+    Task("CartPole-v1", "zoo", tag="w8", rivc_extra=(W8, LEARNED)),
+    Task("CartPole-v1", "zoo", tag="w8-nocap", rivc_extra=(W8, LEARNED, NOCAP)),
     Task("CartPole-v1", "zoo", tag="akd1000", rivc_extra=(("target", "akd1000"),)),
     Task("CartPole-v1", "zoo", tag="akd1000-nocap", rivc_extra=(("target", "akd1000"), NOCAP)),
     # the input range given by hand: over +-2 (LunarLander's states), not the space's loose bounds
@@ -122,7 +126,7 @@ PROBES = (
     # no range given: each input's range from the data of a warm-up of at least 1,000 states (RIVC's option)
     Task("LunarLander-v3", "zoo", tag="data", rivc_extra=(DATA,)),
     Task("CartPole-v1", "zoo", tag="data", rivc_extra=(DATA, NOCAP)),
-    Task("LunarLander-v3", "zoo", tag="w8", rivc_extra=(W8,)),
+    Task("LunarLander-v3", "zoo", tag="w8", rivc_extra=(W8, LEARNED)),
     # the input range on the board on sale: AKD1000's arithmetic, 4 bits, inputs over +-2
     Task("LunarLander-v3", "zoo", tag="akd1000-range2", rivc_extra=(("target", "akd1000"), RANGE2)),
     # QuaRL's quantization delay: the float network trains and acts for half the budget, then QAT and the SNN
@@ -159,7 +163,7 @@ PROBES = (
 # the defaults' widths and targets with the first layer in the observation's units (the probes above of the same
 # names, `w8` and `akd1000`, ran normalised)
 UNIT_PROBES = (*on_space_bounds((
-    Task("CartPole-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8,)),
+    Task("CartPole-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8, LEARNED)),
     Task("CartPole-v1", "zoo", tag="akd1000-obsunits", rivc_extra=(("target", "akd1000"),)),
     # is the learning-rate cap (chosen with the first layer normalised) still the lever? The Zoo's rates uncapped
     Task("CartPole-v1", "zoo", tag="nocap-obsunits", rivc_extra=(NOCAP,)),
@@ -175,7 +179,7 @@ UNIT_PROBES = (*on_space_bounds((
     # Acrobot's greedy policy flips between the goal and -500 from one evaluation to the next (the learning curve):
     # is it the 4-bit chip (the float loop on RIVC's target; 8 bits) or RIVC's loop (the float loop on DQN's target)?
     Task("Acrobot-v1", "zoo", tag="fpnn-gap-obsunits", rivc_extra=(("variant", "fpnn-gap"),)),
-    Task("Acrobot-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8,)),
+    Task("Acrobot-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8, LEARNED)),
     Task("Acrobot-v1", "zoo", tag="fpnn-obsunits", rivc_extra=(("variant", "fpnn"),)),
     # the Zoo starts Acrobot's (and LunarLander's) updates at step 0: the activation clips start at one state's
     # activations. A warm-up of 1,000 random states first (CalibrationConfig.min_samples)
@@ -195,12 +199,12 @@ UNIT_PROBES = (*on_space_bounds((
     # clip all that holds Acrobot's quantized network back? And what do tracked clips do at 8 bits elsewhere,
     # against the 8-bit defaults?
     Task("Acrobot-v1", "zoo", tag="w8-ema", rivc_extra=(W8, EMA)),
-    *(replace(task, tag="w8-obsunits", rivc_extra=(W8,)) for task in DEFAULT_TASKS
+    *(replace(task, tag="w8-obsunits", rivc_extra=(W8, LEARNED)) for task in DEFAULT_TASKS
       if task.settings == "tuned" or task.env_id in ("LunarLander-v3", "MountainCar-v0")),
     *(replace(task, tag="w8-ema", rivc_extra=(W8, EMA)) for task in DEFAULT_TASKS
       if task.env_id != "Acrobot-v1"),
     # LunarLander's 4-bit cause is its input range (`track` rescues it): the same at 8 bits
-    Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, TRACK)),
+    Task("LunarLander-v3", "zoo", tag="w8-track", rivc_extra=(W8, LEARNED, TRACK)),
     # ... and on the board on sale: AKD1000's arithmetic, 4 bits
     Task("LunarLander-v3", "zoo", tag="akd1000-track", rivc_extra=(("target", "akd1000"), TRACK)),
     # a step per unit (4 bits): a narrow unit gets its 15 levels however wide the layer's widest (Acrobot's second
@@ -241,9 +245,9 @@ UNIT_PROBES = (*on_space_bounds((
     Task("LunarLander-v3", "zoo", tag="dueling-ema-fit", rivc_extra=(DUELING, EMA, FIT)),
     # `fit` at 8 bits and on AKD1000 (the targets the issue names beside the 4-bit default), on the Zoo's two tasks
     # and our robot tasks
-    *(replace(task, tag=f"{name}-fit", rivc_extra=(extra, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
+    *(replace(task, tag=f"{name}-fit", rivc_extra=(*extra, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
       if task.env_id not in ("Acrobot-v1", "MountainCar-v0")
-      for name, extra in (("w8", W8), ("akd1000", ("target", "akd1000")))),
+      for name, extra in (("w8", (W8, LEARNED)), ("akd1000", (("target", "akd1000"),)))),
     # the camera's gap to its state: RIVC's loop with a float conv network (no quantization, no conversion)
     *(replace(task, tag="fpnn", rivc_extra=(("variant", "fpnn"),)) for task in CAMERA_TASKS),
     # two controls the issue names, last run with the normalised first layer and the space's bounds (PROBES), now on
@@ -256,12 +260,22 @@ UNIT_PROBES = (*on_space_bounds((
       if task.env_id in ZOO_BUDGETS),
     # 8 bits with clips that follow the activations learned held-out Acrobot (`w8-ema`, every seed near the float
     # loop) and ran elsewhere only with the space's bounds (LunarLander's cause then): with the default input range
-    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in DEFAULT_TASKS
+    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
       if task.env_id not in ("Acrobot-v1", "MountainCar-v0")),
+    # the 4-bit head rounds Acrobot's action gaps away and the dueling head keeps them, with tracked clips; but clips
+    # at the batch's largest pre-activation leave LunarLander's second layer 92-96 % at code 0 (`dueling-ema-fit`):
+    # the dueling head with clips at the batch's least-squares clip, on the Zoo's three tasks
+    *(replace(task, tag="dueling-ema-mse-fit", rivc_extra=(DUELING, EMA_MSE, FIT)) for task in DEFAULT_TASKS
+      if task.env_id in ZOO_BUDGETS),
+    # the held-out robot task at 8 bits (learned clips, and tracked: the 8-bit default since 2026-12-06) and on
+    # AKD1000, beside its 4-bit defaults
+    *(replace(task, tag=tag, rivc_extra=(*extra, FIT)) for task in HELD_OUT_TASKS
+      for tag, extra in (("w8-fit", (W8, LEARNED)), ("w8-ema-fit", (W8, EMA)), ("akd1000-fit", (("target", "akd1000"),)))),
 )
 TASKS = (
     *DEFAULT_TASKS,
     *CAMERA_TASKS,
+    *HELD_OUT_TASKS,
     *UNIT_PROBES,
     *on_space_bounds(replace(task, tag="normalised", rivc_extra=(NORMALISED,)) for task in DEFAULT_TASKS),
     *on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED)) for task in PROBES),
@@ -322,6 +336,8 @@ def task_name(task: Task) -> str:
 def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
     """The runs of ``tasks`` (all by default), each on its task's seeds or on ``seeds``."""
     from rivc.agents.config import CalibrationConfig
+    from rivc.agents.variants import VARIANTS
+    from rivc.config import QuantConfig
 
     runs = []
     for task in TASKS:
@@ -333,6 +349,10 @@ def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list
         # the input range written out, the default's too: a record says what ran when the default moves again
         calibration = rivc_kwargs.get("calibration", {})
         rivc_kwargs["calibration"] = {"input_range": CalibrationConfig().input_range, **calibration}
+        # ... and the clip rule: "auto" decided as the agent decides it (learned at 4 bits, tracked at 8)
+        decided = CalibrationConfig(**rivc_kwargs["calibration"]).resolved(
+            QuantConfig.from_dict(rivc_kwargs.get("quant") or {}), VARIANTS[rivc_kwargs.get("variant", "rivc")].qat)
+        rivc_kwargs["calibration"]["clip_decay"] = decided.clip_decay
         for seed in seeds or task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
                 runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True),
@@ -521,8 +541,9 @@ def report(runs: list[RunSpec]) -> Path:
              "Generated by `python benchmarks/zoo.py` from the records in `docs/results/zoo/`. RIVC: 4-bit, target",
              "`akida`, the SNN acting, converted after every update (RIVC's defaults: since 2026-12-06 the input range",
              "`fit`, the space's bounds tracked where loose; the rows tagged `space` ran the defaults before, with the",
-             "bounds fixed; a control's row names what it changes, its input range included); DQN: Stable-Baselines3's",
-             "float DQN. Return: 20 greedy",
+             "bounds fixed; a control's row names what it changes, its input range and clip rule included: at 8 bits",
+             "the clips follow the activations by default since 2026-12-06, `w8-ema-fit`, and were learned before,",
+             "`w8-fit`); DQN: Stable-Baselines3's float DQN. Return: 20 greedy",
              f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200, Acrobot -100, MountainCar -110) or, on the robot",
              "tasks, below 50 % success. Acrobot and MountainCar are held out: no RIVC setting was chosen on them.",
@@ -617,8 +638,8 @@ CONTROLS = (
     ("the learning rate 5e-4 (RIVC caps the Zoo's at 1e-3)", ("lr5e-4",)),
     ("mixed widths: an 8-bit first layer, 8-bit hidden weights", ("mixed",)),
     ("mixed widths: 8-bit first-layer weights", ("first8-obsunits", "first8")),
-    ("8 bits", ("w8-fit", "w8-obsunits")),
-    ("8 bits, clips that follow the batch's largest pre-activation", ("w8-ema-fit", "w8-ema")),
+    ("8 bits, learned clips (the 8-bit default until 2026-12-06)", ("w8-fit", "w8-obsunits")),
+    ("8 bits, clips that follow the batch's largest pre-activation (the 8-bit default since)", ("w8-ema-fit", "w8-ema")),
     ("AKD1000's arithmetic, 4 bits", ("akd1000-fit",)),
     ("a dueling head", ("dueling",)),
     ("a dueling head, clips that follow the batch's largest pre-activation", ("dueling-ema-fit", "dueling-ema")),

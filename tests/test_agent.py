@@ -416,11 +416,14 @@ def test_conversion_and_calibration_settings_are_small_configs(tmp_path):
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0, conversion=dict(eval_every=3, eval_size=16),
                  calibration=CalibrationConfig(input_range="data", margin=0.25), **FAST)
     assert model.conversion == ConversionConfig(every=1, eval_size=16, eval_every=3)
-    assert model.calibration == CalibrationConfig("data", 0.25, clips=True)  # MlpPolicy: clips calibrated
+    # MlpPolicy: clips calibrated; 4 bits: learned ("auto" decided)
+    assert model.calibration == CalibrationConfig("data", 0.25, clips=True, clip_decay=None)
     loaded = RIVC.load(model.save(tmp_path / "model.zip"))
     assert (loaded.conversion, loaded.calibration) == (model.conversion, model.calibration)
     with zipfile.ZipFile(tmp_path / "model.zip") as archive:  # unset options are not written: older versions read it
-        assert "clip_decay" not in json.loads(archive.read("rivc.json"))["calibration"]
+        calibration = json.loads(archive.read("rivc.json"))["calibration"]
+        assert "clip_statistic" not in calibration and "min_samples" not in calibration
+        assert calibration["clip_decay"] is None  # the clip rule "auto" decided, written out (learned at 4 bits)
     for bad, message in ((dict(conversion=dict(every=0)), "every must be an integer >= 1"),
                          (dict(conversion=dict(often=2)), "no field often"),
                          (dict(calibration=dict(input_range="box")), "one of space, data, track"),
@@ -515,9 +518,52 @@ def test_tracked_clips_follow_the_activations_and_are_not_learned(tmp_path):
     assert RIVC.load(spread.save(tmp_path / "spread.zip")).calibration.clip_statistic == "mse"
     with pytest.raises(ValueError, match="set clip_decay"):
         RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_statistic="mse"))
-    for bad in (1.0, -0.1):
-        with pytest.raises(ValueError, match=r"clip_decay must be None or in \[0, 1\)"):
+    for bad in (1.0, -0.1, "often", True):
+        with pytest.raises(ValueError, match=r"clip_decay must be 'auto', None \(learned clips\) or in \[0, 1\)"):
             RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_decay=bad))
+
+
+W8 = {"weight_bits": 8, "activation_bits": 8}
+
+
+@pytest.mark.parametrize(("quant", "options", "tracked"), [
+    (None, {}, False),  # 4 bits: learned clips (max-tracked clips leave the narrow units too few of 15 levels)
+    (W8, {}, True),  # 8 bits: the clips follow the activations
+    ({"weight_bits": 4, "activation_bits": 8}, {"target": "rate"}, True),  # the activations' widths decide
+    ({"layers": [[8, 8], [8, 4], [4, None]]}, {}, False),  # one 4-bit hidden layer: learned
+    ({"layers": [[8, 8], [8, 8], [8, None]]}, {}, True),
+    (W8, {"clip_decay": None}, False),  # asked for learned clips
+    (W8, {"clip_decay": 0.5}, True),
+    (None, {"clip_decay": 0.9}, True),
+    (W8, {"clip_gradient": "lsq"}, False),  # LSQ learns them
+    (W8, {"variant": "fpnn"}, False),  # a float network has no clips to track
+])
+def test_the_default_clip_rule_tracks_the_clips_where_every_hidden_layer_has_8_bit_activations(
+        tmp_path, quant, options, tracked):
+    options = dict(options)
+    variant, target = options.pop("variant", "rivc"), options.pop("target", "akida")
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=quant, variant=variant, target=target, calibration=options,
+                 **FAST)
+    decided = options.get("clip_decay", 0.99) if tracked else None
+    assert model.calibration.clip_decay == decided
+    if variant == "rivc":
+        assert [clip.requires_grad for clip in model.q_network.clips] == [not tracked] * 2
+    loaded = RIVC.load(model.save(tmp_path / "model.zip"))  # saved decided: a later default does not move it
+    assert loaded.calibration.clip_decay == decided
+
+
+def test_an_8_bit_model_saved_while_clips_were_learned_by_default_loads_with_learned_clips(tmp_path):
+    path = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8, calibration=dict(clip_decay=None), **FAST).save(
+        tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    del meta["calibration"]["clip_decay"]  # as written until 2026-12-06: None was the default, left out
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    loaded = RIVC.load(path)
+    assert loaded.calibration.clip_decay is None and all(clip.requires_grad for clip in loaded.q_network.clips)
 
 
 @pytest.mark.parametrize("units", ["observation", "normalised"])

@@ -169,7 +169,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert sorted(t.env_id for t in bounded) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
     assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded)
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
-    assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0"}
+    assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
+                                           "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0"}
     assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
@@ -224,7 +225,7 @@ def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path
     assert "| 2 / 2 | 250.0 / 200.0 | 125.0 / 100.0 | 2.00 |" in row  # DQN's seed 2 (500) left out
 
 
-def test_every_zoo_run_names_the_input_range_it_runs_with(capsys):
+def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(capsys, monkeypatch):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -242,6 +243,17 @@ def test_every_zoo_run_names_the_input_range_it_runs_with(capsys):
     assert len(records) > 600 and "left out" not in capsys.readouterr().out
     ran = {r["kwargs"]["calibration"]["input_range"] for r in records if r["agent"] == "rivc"}
     assert ran >= {"fit", "space", "track"}
+    # the clip rule likewise: "auto" decided as the agent decides it, so that the 8-bit rows that ran learned clips
+    # (the default until 2026-12-06) are not read as tracked ones
+    rules = {(spec.env_id, spec.tag): json.loads(spec.kwargs)["calibration"]["clip_decay"]
+             for spec in zoo.grid(seeds=[0]) if spec.agent == "rivc"}
+    assert rules["LunarLander-v3", ""] is None and rules["LunarLander-v3", "w8-fit"] is None  # learned
+    assert rules["LunarLander-v3", "w8-ema-fit"] == rules["Acrobot-v1", "w8-ema"] == 0.99
+    assert rules["LunarLander-v3", "fpnn"] is None  # a float network: no clips to track
+    assert {r["kwargs"]["calibration"]["clip_decay"] for r in records if r["agent"] == "rivc"} >= {None, 0.99}
+    w8_default = zoo.Task("CartPole-v1", "zoo", tag="w8-default", rivc_extra=(zoo.W8,))  # no rule named: 8 bits' default
+    monkeypatch.setattr(zoo, "TASKS", (w8_default,))
+    assert json.loads(zoo.grid(seeds=[0])[0].kwargs)["calibration"]["clip_decay"] == 0.99
 
 
 def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
