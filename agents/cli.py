@@ -112,9 +112,11 @@ def _new_model(args: argparse.Namespace, env):
     if args.clip_decay is not None:
         try:
             named = {"learned": None, AUTO: AUTO}
-            calibration_options["clip_decay"] = named[args.clip_decay] if args.clip_decay in named else float(args.clip_decay)
+            decay = named[args.clip_decay] if args.clip_decay in named else float(args.clip_decay)
+            calibration_options["clip_decay"] = decay
         except ValueError:
-            raise ValueError(f"--clip-decay takes a decay in [0, 1), 'learned' or {AUTO!r}, got {args.clip_decay!r}") from None
+            raise ValueError(f"--clip-decay takes a decay in [0, 1), 'learned' or {AUTO!r}, "
+                             f"got {args.clip_decay!r}") from None
     for option in ("clip_statistic", "clip_gradient"):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
@@ -209,7 +211,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"resuming {args.out} at step {resumed_at}")
         print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
-              f"{args.seed}" + (f", activation clips {model.calibration.describe_clips()}" if model.variant_spec.qat else "")
+              f"{args.seed}"
+              + (f", activation clips {model.calibration.describe_clips()}" if model.variant_spec.qat else "")
               + (f"; {', '.join(f'{k}={v}' for k, v in sorted(options.items()))}" if options else ""))
         logger = configure(str(out / "logs"), ["csv", "tensorboard"] + (["stdout"] if args.verbose else []))
         model.set_logger(logger)
@@ -655,8 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned|auto",
                        help="the activation clips follow a moving average (this decay per update) of each hidden "
                             "layer's largest pre-activation; 'learned': PACT's learned clips; auto (default): 0.99 "
-                            "where every hidden layer has 8 or more activation bits, learned otherwise "
-                            "(docs/zoo_notes.md)")
+                            "where every hidden layer has 8 or more activation bits (quantization-aware training, "
+                            "--clip-gradient pact), learned otherwise (docs/zoo_notes.md)")
     train.add_argument("--clip-statistic", default=None, choices=list(CLIP_STATISTICS),
                        help="with --clip-decay: what the clips follow, max (each batch's largest pre-activation; "
                             "default) or mse (the clip that quantizes the batch's activations with the least error)")

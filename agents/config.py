@@ -121,7 +121,7 @@ class CalibrationConfig:
         if self.clip_statistic not in CLIP_STATISTICS:
             raise ValueError(f"CalibrationConfig.clip_statistic must be one of {', '.join(CLIP_STATISTICS)}, "
                              f"got {self.clip_statistic!r}")
-        if self.clip_statistic != "max" and not self.tracks_clips:
+        if self.clip_statistic != "max" and self.clip_decay is None:
             raise ValueError(f"CalibrationConfig.clip_statistic={self.clip_statistic!r} is what tracked clips follow: "
                              "set clip_decay (e.g. 0.99) too")
         if self.clips not in (None, True, False):
@@ -150,10 +150,16 @@ class CalibrationConfig:
 
     def resolved(self, quant: QuantConfig, qat: bool) -> CalibrationConfig:
         """This config with ``clip_decay="auto"`` decided for a network of ``quant``'s widths (``qat``: trained
-        quantized): tracked clips where its narrowest hidden activations have ``TRACKED_CLIP_BITS`` or more."""
+        quantized): tracked clips where the network trains quantized, the clips' gradient is PACT's and its
+        narrowest hidden activations have ``TRACKED_CLIP_BITS`` or more; learned clips otherwise."""
         if self.clip_decay != AUTO:
             return self
         tracked = qat and self.clip_gradient == "pact" and quant.min_activation_bits >= TRACKED_CLIP_BITS
+        if not tracked and self.clip_statistic != "max":
+            raise ValueError(f"CalibrationConfig.clip_statistic={self.clip_statistic!r} is what tracked clips follow, "
+                             f"and the default clips are learned here ({quant.min_activation_bits}-bit activations, "
+                             f"clip_gradient {self.clip_gradient!r}, {'quantized' if qat else 'float'} training): "
+                             "set clip_decay (e.g. 0.99) too")
         return replace(self, clip_decay=TRACKED_CLIP_DECAY if tracked else None)
 
 

@@ -21,7 +21,7 @@ import torch
 from gymnasium import spaces
 
 from rivc import __version__
-from rivc.agents.config import LEGACY_KEYS, TRACKING_RANGES, to_dict
+from rivc.agents.config import AUTO, LEGACY_KEYS, TRACKING_RANGES, to_dict
 from rivc.conv import ConvSpec
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.neurochip.deploy import check_env
@@ -73,6 +73,8 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
         "policy": "CnnPolicy" if model.q_network.is_image else "MlpPolicy",
         "hyperparameters": hyper, "conversion": to_dict(model.conversion), "calibration": to_dict(model.calibration),
+        # the clip rule as asked: "auto" is decided again where the model is loaded at other widths
+        **({"clip_decay_asked": AUTO} if model.clip_decay_asked == AUTO else {}),
         "quant": model.quant.to_dict(), "backend": model.backend_name, "backend_kwargs": model.backend_kwargs,
         "policy_kwargs": policy_kwargs, "observation_space": _space_to_json(model.observation_space),
         "n_actions": int(model.action_space.n), "env_id": env_id,
@@ -172,6 +174,8 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         _check_env(env, meta, observation_space)
     hyper, conversion, calibration = _settings(meta)
     requantized = kwargs.get("quant") is not None  # other widths: the same weights, requantized
+    if requantized and meta.get("clip_decay_asked") == AUTO:  # the default clip rule, for the new widths
+        calibration["clip_decay"] = AUTO
     quant = kwargs.pop("quant", None) or meta["quant"]
     settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(

@@ -213,7 +213,8 @@ class RIVC(DQN):
         if calibration.tracks_clips and not VARIANTS[variant].qat:
             raise ValueError(f"CalibrationConfig.clip_decay moves the activation clips of quantization-aware training; "
                              f"variant {variant!r} trains a float network: leave clip_decay None")
-        self.calibration = calibration.resolved(self.quant, VARIANTS[variant].qat)  # (as saved: "auto" decided)
+        self.clip_decay_asked = calibration.clip_decay  # "auto" is decided for these widths, and saved decided
+        self.calibration = calibration.resolved(self.quant, VARIANTS[variant].qat)
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option
@@ -572,7 +573,7 @@ class RIVC(DQN):
             losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
             clip_gradient_norm(parameters, self.max_grad_norm)
             self.policy.optimizer.step()
-            if self.calibration.tracks_clips:
+            if self.calibration.tracks_clips and self.q_network.qat:  # (a quantization delay's float phase: none)
                 self.q_network.track_activation_clips(self.calibration.clip_decay)
             self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")

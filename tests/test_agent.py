@@ -548,8 +548,32 @@ def test_the_default_clip_rule_tracks_the_clips_where_every_hidden_layer_has_8_b
     assert model.calibration.clip_decay == decided
     if variant == "rivc":
         assert [clip.requires_grad for clip in model.q_network.clips] == [not tracked] * 2
-    loaded = RIVC.load(model.save(tmp_path / "model.zip"))  # saved decided: a later default does not move it
-    assert loaded.calibration.clip_decay == decided
+    path = model.save(tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:  # saved decided: a later default does not move it
+        assert json.loads(archive.read("rivc.json"))["calibration"]["clip_decay"] == decided
+    assert RIVC.load(path).calibration.clip_decay == decided
+
+
+def test_the_default_clip_rule_is_decided_again_for_other_widths_and_waits_for_a_quantization_delay(tmp_path):
+    auto8 = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8, **FAST).save(tmp_path / "auto8.zip")
+    asked8 = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8, calibration=dict(clip_decay=0.9), **FAST)
+    asked8 = asked8.save(tmp_path / "asked8.zip")
+    four = {"weight_bits": 4, "activation_bits": 4}
+    at4 = RIVC.load(auto8, quant=four)  # requantized: "auto" decides for 4 bits, learned
+    assert at4.calibration.clip_decay is None and all(clip.requires_grad for clip in at4.q_network.clips)
+    assert RIVC.load(at4.save(tmp_path / "at4.zip"), quant=W8).calibration.clip_decay == 0.99  # and back
+    assert RIVC.load(asked8, quant=four).calibration.clip_decay == 0.9  # a rule asked for stays
+    # 8 bits with a quantization delay: the float phase's updates leave the tracked clips alone
+    delayed = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8, quantization_delay=600, **FAST)
+    delayed.learn(500)
+    assert delayed._n_updates > 0 and not delayed.q_network.qat
+    assert [float(clip) for clip in delayed.q_network.clips] == [float(clip) for clip in delayed.q_net_target.net.clips]
+    assert min(float(clip) for clip in delayed.q_network.clips) > 0.5  # (before the fix: shrunk toward 0)
+    # a tracked clip's statistic under "auto": where the clips are tracked, not where they are learned
+    spread = RIVC("MlpPolicy", "CartPole-v1", quant=W8, calibration=dict(clip_statistic="mse"))
+    assert spread.calibration.clip_decay == 0.99 and spread.q_network.tracked_statistic == "mse"
+    with pytest.raises(ValueError, match="the default clips are learned here .*set clip_decay"):
+        RIVC("MlpPolicy", "CartPole-v1", calibration=dict(clip_statistic="mse"))
 
 
 def test_an_8_bit_model_saved_while_clips_were_learned_by_default_loads_with_learned_clips(tmp_path):

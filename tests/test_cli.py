@@ -140,6 +140,8 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert "activation clips learned (pact)" in capsys.readouterr().out
     assert main([*args, "--bits", "8", "--clip-decay", "auto"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.99
+    assert main([*args, "--clip-decay", "auto"]) == 0  # 4 bits: learned
+    assert RIVC.load(out / "model.zip").calibration.clip_decay is None
     assert main([*args, "--clip-gradient", "lsq"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_gradient == "lsq"
     assert main([*args, "--clip-gradient", "lsq", "--clip-decay", "0.9"]) == 2

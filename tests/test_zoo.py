@@ -170,7 +170,7 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded)
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
-                                           "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0"}
+                                           "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1"}
     assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
@@ -251,7 +251,7 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     assert rules["LunarLander-v3", "w8-ema-fit"] == rules["Acrobot-v1", "w8-ema"] == 0.99
     assert rules["LunarLander-v3", "fpnn"] is None  # a float network: no clips to track
     assert {r["kwargs"]["calibration"]["clip_decay"] for r in records if r["agent"] == "rivc"} >= {None, 0.99}
-    w8_default = zoo.Task("CartPole-v1", "zoo", tag="w8-default", rivc_extra=(zoo.W8,))  # no rule named: 8 bits' default
+    w8_default = zoo.Task("CartPole-v1", "zoo", tag="w8-default", rivc_extra=(zoo.W8,))  # no rule named: the default
     monkeypatch.setattr(zoo, "TASKS", (w8_default,))
     assert json.loads(zoo.grid(seeds=[0])[0].kwargs)["calibration"]["clip_decay"] == 0.99
 
