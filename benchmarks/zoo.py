@@ -260,8 +260,7 @@ UNIT_PROBES = (*on_space_bounds((
       if task.env_id in ZOO_BUDGETS),
     # 8 bits with clips that follow the activations learned held-out Acrobot (`w8-ema`, every seed near the float
     # loop) and ran elsewhere only with the space's bounds (LunarLander's cause then): with the default input range
-    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
-      if task.env_id != "MountainCar-v0"),
+    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)),
     # the 4-bit head rounds Acrobot's action gaps away and the dueling head keeps them, with tracked clips; but clips
     # at the batch's largest pre-activation leave most of LunarLander's second layer at code 0 (`dueling-ema-fit`):
     # the dueling head with clips at the batch's least-squares clip, on Acrobot first (it failed there: not run on

@@ -170,7 +170,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded)
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
-                                           "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1"}
+                                           "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1",
+                                           "MountainCar-v0"}
     assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
