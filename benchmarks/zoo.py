@@ -243,9 +243,10 @@ UNIT_PROBES = (*on_space_bounds((
     # the dueling head with tracked clips learned Acrobot at 4 bits (session 17) and ran elsewhere with the space's
     # bounds; on LunarLander, the one task where `fit` tracks, with the default range
     Task("LunarLander-v3", "zoo", tag="dueling-ema-fit", rivc_extra=(DUELING, EMA, FIT)),
-    # `fit` at 8 bits and on AKD1000 (the targets the issue names beside the 4-bit default), on the Zoo's two tasks
-    # and our robot tasks
-    *(replace(task, tag=f"{name}-fit", rivc_extra=(*extra, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)
+    # `fit` at 8 bits and on AKD1000 (the targets the issue names beside the 4-bit default), on the Zoo's two tasks,
+    # our robot tasks and the held-out one
+    *(replace(task, tag=f"{name}-fit", rivc_extra=(*extra, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS,
+                                                                              *HELD_OUT_TASKS)
       if task.env_id not in ("Acrobot-v1", "MountainCar-v0")
       for name, extra in (("w8", (W8, LEARNED)), ("akd1000", (("target", "akd1000"),)))),
     # the camera's gap to its state: RIVC's loop with a float conv network (no quantization, no conversion)
@@ -260,17 +261,13 @@ UNIT_PROBES = (*on_space_bounds((
       if task.env_id in ZOO_BUDGETS),
     # 8 bits with clips that follow the activations learned held-out Acrobot (`w8-ema`, every seed near the float
     # loop) and ran elsewhere only with the space's bounds (LunarLander's cause then): with the default input range
-    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)),
+    *(replace(task, tag="w8-ema-fit", rivc_extra=(W8, EMA, FIT))
+      for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)),
     # the 4-bit head rounds Acrobot's action gaps away and the dueling head keeps them, with tracked clips; but clips
     # at the batch's largest pre-activation leave most of LunarLander's second layer at code 0 (`dueling-ema-fit`):
     # the dueling head with clips at the batch's least-squares clip, on Acrobot first (it failed there: not run on
     # LunarLander)
     Task("Acrobot-v1", "zoo", tag="dueling-ema-mse-fit", rivc_extra=(DUELING, EMA_MSE, FIT)),
-    # the held-out robot task at 8 bits (learned clips, and tracked: the 8-bit default since 2026-12-06) and on
-    # AKD1000, beside its 4-bit defaults
-    *(replace(task, tag=tag, rivc_extra=(*extra, FIT)) for task in HELD_OUT_TASKS
-      for tag, extra in (("w8-fit", (W8, LEARNED)), ("w8-ema-fit", (W8, EMA)),
-                         ("akd1000-fit", (("target", "akd1000"),)))),
 )
 TASKS = (
     *DEFAULT_TASKS,
