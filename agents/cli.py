@@ -33,15 +33,23 @@ class UserError(Exception):
     """A problem the user can fix; reported without a traceback."""
 
 
-def _make_env(env_id: str):
+def _make_env(env_id: str, action_bins=None):
+    """The task, its actions made discrete as ``action_bins`` (``rivc.envs.ActionBins``) says."""
     import gymnasium as gym
 
-    import rivc.envs  # noqa: F401  (registers the rivc/ environments)
+    from rivc.envs import make_env
 
     try:
-        return gym.make(env_id)
+        return make_env(env_id, action_bins)
     except gym.error.Error as exc:
         raise UserError(f"cannot make environment {env_id!r}: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # bins that do not fit the task's actions
+        raise UserError(f"--action-bins {action_bins.describe()} do not fit {env_id}: {exc}") from exc
+
+
+def _model_env(model):
+    """The task a saved model trained on, made as it was (its actions' bins too)."""
+    return _make_env(model.env_id, getattr(model, "action_bins", None))
 
 
 def _model_path(run_dir: str) -> Path:
@@ -87,7 +95,7 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
                 "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_quantile", "input_units",
-                "activation_steps", "head")
+                "activation_steps", "head", "action_bins")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -155,7 +163,7 @@ def _resumed_model(args: argparse.Namespace):
     model = RIVC.load(last, blas_threads=args.threads)
     if model.env_id is None:
         raise UserError(f"{last} does not record its environment id: it cannot be resumed")
-    model.set_env(_make_env(model.env_id))
+    model.set_env(_model_env(model))
     if (run / REPLAY_FILE).is_file():
         model.load_replay_buffer(run / REPLAY_FILE)
         args.save_replay_buffer = True  # and the resumed run keeps it, for the next --resume
@@ -166,6 +174,7 @@ def _resumed_model(args: argparse.Namespace):
     summary = json.loads((run / SUMMARY_FILE).read_text()) if (run / SUMMARY_FILE).is_file() else {}
     args.resumed_selection = (summary.get("kept_step"), summary.get("selection_curve") or [])
     args.env, args.variant, args.target, args.backend = model.env_id, model.variant, model.target, model.backend_name
+    args.action_bins = model.action_bins
     args.hyperparams = summary.get("hyperparams_source", "saved")
     return model, summary.get("hyperparams", {}), args.timesteps or DEFAULT_TIMESTEPS
 
@@ -200,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model, options, timesteps = _resumed_model(args)
         env, resumed_at = model.get_env(), model.num_timesteps
     else:
-        env = _make_env(args.env)
+        env = _make_env(args.env, args.action_bins)
         model, options, timesteps = _new_model(args, env)
         resumed_at = None
     quant, policy = model.quant, "CnnPolicy" if isinstance(model.policy, RIVCCnnPolicy) else "MlpPolicy"
@@ -209,7 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.resume:
             _carry_earlier_steps(Path(args.out), out, resumed_at)
             print(f"resuming {args.out} at step {resumed_at}")
-        print(f"training {args.variant} ({policy}) on {args.env} for target {args.target} "
+        bins = f" (actions in bins {args.action_bins.describe()})" if args.action_bins else ""
+        print(f"training {args.variant} ({policy}) on {args.env}{bins} for target {args.target} "
               f"({model.q_network.target.chip}): {timesteps} steps, {args.backend} backend, {quant.describe()}, seed "
               f"{args.seed}"
               + (f", activation clips {model.calibration.describe_clips()}" if model.variant_spec.qat else "")
@@ -220,7 +230,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.eval_freq:
             from rivc.agents.callbacks import BestPolicyCallback
 
-            callback = BestPolicyCallback(_make_env(args.env), out / BEST_FILE, eval_freq=args.eval_freq,
+            callback = BestPolicyCallback(_make_env(args.env, args.action_bins), out / BEST_FILE, eval_freq=args.eval_freq,
                                           episodes=args.select_episodes, seed=args.select_seed)
             kept, curve = getattr(args, "resumed_selection", (None, []))
             if kept is not None and (out / BEST_FILE).is_file():  # the selection goes on from the earlier steps'
@@ -234,7 +244,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         final = None
         if callback is not None and callback.best_timestep is not None:
             model.save(out / RESUME_FILE)  # the last model, which --resume continues (model.zip is the best)
-            final = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
+            final = rollout(model, _make_env(args.env, args.action_bins), args.eval_episodes, seed=args.eval_seed)
             print(f"final policy (step {model.num_timesteps}): SNN policy {final.describe()}")
             model = RIVC.load(out / BEST_FILE, env=env)
             print(f"kept the best of {len(callback.history)} evaluations: step {callback.best_timestep}, return "
@@ -243,9 +253,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         model.save(out / MODEL_FILE)
         if model.spiking_policy is not None:
             model.spiking_policy.network.save(out / POLICY_FILE)
-        result = rollout(model, _make_env(args.env), args.eval_episodes, seed=args.eval_seed)
+        result = rollout(model, _make_env(args.env, args.action_bins), args.eval_episodes, seed=args.eval_seed)
         summary = {
-            "env": args.env, "variant": args.variant, "target": args.target, "backend": args.backend,
+            "env": args.env, "action_bins": args.action_bins and args.action_bins.to_dict(), "variant": args.variant, "target": args.target, "backend": args.backend,
             "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
             "resumed_at": resumed_at, "num_timesteps": model.num_timesteps,
             "seconds": round(seconds, 1),
@@ -288,7 +298,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = RIVC.load(_model_path(args.run_dir))
     if getattr(model, "env_id", None) is None:
         raise UserError("the saved model does not record its environment id")
-    env = _make_env(model.env_id)
+    env = _model_env(model)
     check_env(model.q_network, env, model.env_id)
     result = rollout(model, env, args.episodes, seed=args.seed)
     actor = "SNN" if model.snn_acting else "float"
@@ -298,7 +308,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _visited_states(model, episodes: int, seed: int) -> np.ndarray:
     """States the training-time acting policy visits in greedy episodes."""
-    states = rollout(model.spiking_policy, _make_env(model.env_id), episodes, seed=seed, record_states=True)
+    states = rollout(model.spiking_policy, _model_env(model), episodes, seed=seed, record_states=True)
     return np.asarray(states.observations)  # the env's dtype (uint8 frames), as deployed
 
 
@@ -360,6 +370,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_nir(model, network, args)
     args.backend = args.backend or "snntorch"
     metadata = {"env_id": model.env_id, "variant": model.variant, "target": network.target}
+    if model.action_bins is not None:  # deploy, run and report make the task as it was trained
+        metadata["action_bins"] = model.action_bins.to_dict()
     if args.backend == "akida":
         from rivc.neurochip.akida_backend import fit_report, format_fit
 
@@ -383,12 +395,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policy_env(policy, env_id: str | None) -> str:
-    """``--env``, or the environment a policy folder records."""
-    env_id = env_id or (policy.metadata or {}).get("env_id")
+def _policy_env(policy, env_id: str | None):
+    """``(env_id, env)``: ``--env`` or the environment a policy folder records, made as it was trained (the
+    actions' bins the folder records)."""
+    from rivc.envs import ActionBins
+
+    meta = policy.metadata or {}
+    env_id = env_id or meta.get("env_id")
     if env_id is None:
         raise UserError("the policy folder records no environment: pass --env ID")
-    return env_id
+    try:
+        bins = ActionBins.from_dict(meta.get("action_bins"))
+    except ValueError as exc:
+        raise UserError(f"the policy folder's policy.json is damaged: {exc}; export the policy again") from exc
+    return env_id, _make_env(env_id, bins)
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -397,8 +417,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     policy = load_policy(args.policy_dir)
     meta = policy.metadata or {}
-    env_id = _policy_env(policy, args.env)
-    env = _make_env(env_id)
+    env_id, env = _policy_env(policy, args.env)
     check_env(policy.network, env, env_id)
     result = rollout(policy, env, args.episodes, seed=args.seed)
     print(f"{env_id}: deployed {meta['backend']} policy {result.describe()}")
@@ -421,8 +440,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rivc.neurochip.control import GymnasiumIO, run_loop
 
     policy = load_policy(args.policy_dir)
-    env_id = _policy_env(policy, args.env)
-    env = _make_env(env_id)
+    env_id, env = _policy_env(policy, args.env)
     check_env(policy.network, env, env_id)
     io = GymnasiumIO(env, seed=args.seed)
     stop = threading.Event()
@@ -464,8 +482,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from rivc.neurochip.cost import policy_cost
 
     policy = load_policy(args.policy_dir)
-    env_id = _policy_env(policy, args.env)
-    env = _make_env(env_id)
+    env_id, env = _policy_env(policy, args.env)
     check_env(policy.network, env, env_id)
     states = rollout(policy, env, args.episodes, seed=args.seed, record_states=True)
     cost = policy_cost(policy.network, np.asarray(states.observations))
@@ -492,14 +509,14 @@ def cmd_convert_model(args: argparse.Namespace) -> int:
     if args.out and not args.finetune:
         raise UserError("--out saves the fine-tuned model: add --finetune N")
     quant = _quant_config(args)
-    env = _make_env(args.env)
+    env = _make_env(args.env, args.action_bins)
     before = convert_float_model(args.model, env, target=args.target, quant=quant, episodes=args.episodes)
     print(f"{args.env}: post-training quantized, {before.describe()}")
     if not args.finetune:
         return 0
     model = finetune(args.model, env, args.finetune, target=args.target, quant=quant, seed=args.seed)
-    after = rollout(model, _make_env(args.env), args.episodes, seed=1000)
-    states = float_visited_states(args.model, _make_env(args.env), args.episodes)
+    after = rollout(model, _make_env(args.env, args.action_bins), args.episodes, seed=1000)
+    states = float_visited_states(args.model, _make_env(args.env, args.action_bins), args.episodes)
     error = agreement_with_float(args.model, model.spiking_policy, states)
     print(f"{args.env}: after {args.finetune} steps of RIVC fine-tuning: SNN {after.describe()}; greedy agreement "
           f"with the float network {100 * error.action_agreement:.1f} % on its {len(states)} visited states")
@@ -518,18 +535,18 @@ def cmd_precision(args: argparse.Namespace) -> int:
 
     folder = _model_path(args.run_dir).parent  # the run folder (RUN may name its model.zip)
     model = _load(args.run_dir)
-    data = collect_transitions(model, _make_env(model.env_id), args.episodes, args.seed)
+    data = collect_transitions(model, _model_env(model), args.episodes, args.seed)
     budget = None if args.max_memory is None else int(args.max_memory * memory_bits(model.q_network, model.q_network.config))
     result, chosen = search_precision(model, data, args.agreement, budget, args.widths)
-    result.returns["trained"] = rollout(model, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
+    result.returns["trained"] = rollout(model, _model_env(model), args.eval_episodes, seed=args.eval_seed).mean_return
     if chosen is not None:
         requantized = model.backend.convert(model.q_network.with_config(chosen).export())
-        result.returns["chosen, requantized"] = rollout(requantized, _make_env(model.env_id), args.eval_episodes,
+        result.returns["chosen, requantized"] = rollout(requantized, _model_env(model), args.eval_episodes,
                                                         seed=args.eval_seed).mean_return
         if args.finetune:
-            tuned = finetune_at(_model_path(args.run_dir), _make_env(model.env_id), chosen, args.finetune, args.seed)
+            tuned = finetune_at(_model_path(args.run_dir), _model_env(model), chosen, args.finetune, args.seed)
             result.returns[f"chosen, fine-tuned {args.finetune} steps"] = rollout(
-                tuned, _make_env(model.env_id), args.eval_episodes, seed=args.eval_seed).mean_return
+                tuned, _model_env(model), args.eval_episodes, seed=args.eval_seed).mean_return
             with folder_unit(folder / PRECISION_DIR, force=True) as out:  # rivc precision's own output
                 tuned.save(out / MODEL_FILE)
                 tuned.spiking_policy.network.save(out / POLICY_FILE)
@@ -605,6 +622,16 @@ def bit_widths(text: str) -> tuple[int, ...]:
             from None
 
 
+def action_bins(text: str):
+    """An argparse type: ``rivc.envs.ActionBins`` (``5``, ``3,5``, ``3:per_joint``)."""
+    from rivc.envs import ActionBins
+
+    try:
+        return ActionBins.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def path(text: str) -> str:
     """An argparse type: a non-empty path."""
     if not text.strip():
@@ -622,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train an agent and save it")
     train.add_argument("--env", default="CartPole-v1", help="Gymnasium id (default CartPole-v1)")
+    train.add_argument("--action-bins", type=action_bins, default=None, metavar="N[,N...][:per_joint]",
+                       help="a continuous-action task's actions made discrete: N levels per dimension, every "
+                            "combination (grid) or one joint at a time (per_joint, N odd); saved with the model")
     train.add_argument("--variant", default="rivc", choices=list(VARIANTS))
     train.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS),
                        help="chip arithmetic to train and deploy: akida (Akida 2.0), akd1000 (AKD1000/AKD1500), "
@@ -734,6 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert_model = sub.add_parser("convert-model", help="convert a float DQN (Stable-Baselines3 .zip) into an SNN policy")
     convert_model.add_argument("model", help="a Stable-Baselines3 DQN .zip (MlpPolicy)")
     convert_model.add_argument("--env", required=True, help="Gymnasium id the model was trained on")
+    convert_model.add_argument("--action-bins", type=action_bins, default=None, metavar="N[,N...][:per_joint]",
+                               help="the bins the float model's task was made discrete with")
     convert_model.add_argument("--target", default=DEFAULT_TARGET, choices=list(TARGETS))
     convert_model.add_argument("--bits", type=int, default=None, help="weight (and activation) bits, default 4")
     convert_model.add_argument("--activation-bits", type=int, default=None)

@@ -23,6 +23,7 @@ from gymnasium import spaces
 from rivc import __version__
 from rivc.agents.config import AUTO, LEGACY_KEYS, TRACKING_RANGES, to_dict
 from rivc.conv import ConvSpec
+from rivc.envs.wrappers import ActionBins
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.neurochip.deploy import check_env
 
@@ -65,10 +66,11 @@ def metadata(model: RIVC) -> dict[str, Any]:
         policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
     if not model.q_network.is_image:  # the network's own (a legacy one loaded keeps "normalised")
         policy_kwargs["input_units"] = model.q_network.input_units
-    env_id = None
+    env_id, action_bins = getattr(model, "env_id", None), getattr(model, "action_bins", None)  # a loaded model's
     if model.env is not None:  # (get_attr: DummyVecEnv and SubprocVecEnv alike)
         spec = model.env.get_attr("spec", indices=0)[0]
         env_id = spec.id if spec is not None else None
+        action_bins = ActionBins.from_spec(spec)
     return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
         "policy": "CnnPolicy" if model.q_network.is_image else "MlpPolicy",
@@ -78,6 +80,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "quant": model.quant.to_dict(), "backend": model.backend_name, "backend_kwargs": model.backend_kwargs,
         "policy_kwargs": policy_kwargs, "observation_space": _space_to_json(model.observation_space),
         "n_actions": int(model.action_space.n), "env_id": env_id,
+        **({} if action_bins is None else {"action_bins": action_bins.to_dict()}),  # a continuous task made discrete
         "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
         "snn_from_step": model.snn_from_step,
@@ -205,7 +208,7 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:
         model.set_env(env, force_reset=force_reset)
-    model.env_id = meta.get("env_id")
+    model.env_id, model.action_bins = meta.get("env_id"), _action_bins(meta.get("action_bins"), path)
     model.saved_rivc_version = meta.get("rivc_version")
     return model
 
@@ -284,3 +287,10 @@ def _fitted_inputs(saved: Any, obs_dim: int, path: Path) -> np.ndarray | None:
     if not (isinstance(saved, list) and len(saved) == obs_dim and all(isinstance(v, bool) for v in saved)):
         raise CorruptFileError(f"{path}: input_range_fitted must be {obs_dim} booleans (one per input), got {saved!r}")
     return np.array(saved, dtype=bool)
+
+
+def _action_bins(saved: Any, path: Path) -> ActionBins | None:
+    try:
+        return ActionBins.from_dict(saved)
+    except ValueError as exc:
+        raise CorruptFileError(f"{path}: {exc}") from exc

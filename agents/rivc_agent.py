@@ -53,7 +53,8 @@ def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
             f"RIVC needs a Discrete action space, got {env.action_space}: wrap a continuous-action env "
-            "with rivc.envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints)"
+            "with rivc.envs.DiscretizeAction(env, bins=3) (mode='per_joint' for many joints; rivc train: --action-bins 3 "
+            "or 3:per_joint)"
         )
     obs = env.observation_space
     if image:

@@ -32,7 +32,9 @@ ARGUMENTS = [
     "precision {run} --widths four", "convert-model {missing} --env CartPole-v1", "convert-model {file} --env CartPole-v1",
     "convert-model {missing} --env CartPole-v1 --finetune -5", "train --out {run}", "train --out {missing} --resume",
     "train --out {run} --resume --bits 8", "train --out {run} --resume --env Acrobot-v1",
-    "train --out {run} --resume --input-units normalised",
+    "train --out {run} --resume --input-units normalised", "train --env Pendulum-v1 --action-bins 1",
+    "train --env Pendulum-v1 --action-bins 3,3", "train --env CartPole-v1 --action-bins 3",
+    "train --env Pendulum-v1 --action-bins 4:per_joint", "train --env HalfCheetah-v5 --action-bins 5",
 ]
 
 
@@ -62,6 +64,12 @@ def damaged_files(run: Path, policy: Path, root: Path) -> list[tuple[str, list[s
     (spaces / "network.npz").write_bytes((policy / "network.npz").read_bytes())
     (spaces / "policy.json").write_text(json.dumps({**json.loads((policy / "policy.json").read_text()), "n_actions": 3}))
     cases.append(("deploy a policy folder whose policy.json disagrees with its network", ["deploy", str(spaces)]))
+    bins = root / "bins"
+    bins.mkdir()
+    (bins / "network.npz").write_bytes((policy / "network.npz").read_bytes())
+    (bins / "policy.json").write_text(json.dumps({**json.loads((policy / "policy.json").read_text()),
+                                                  "action_bins": {"bins": "five"}}))
+    cases.append(("deploy a policy folder whose action bins are not numbers", ["deploy", str(bins)]))
     broken = root / "broken_model"
     broken.mkdir()
     (broken / "model.zip").write_bytes(b"not a zip")

@@ -16,7 +16,7 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
-from rivc.envs.wrappers import DiscretizeAction  # noqa: E402
+from rivc.envs.wrappers import ActionBins, DiscretizeAction, make_env  # noqa: E402
 
 ENV_IDS = ("rivc/MobileReach-v0", "rivc/ArmReach-v0", "rivc/PanTrackState-v0")  # state observations
 IMAGE_ENV_IDS = ("rivc/MobileReachCamera-v0", "rivc/PanTrack-v0")  # camera frames (CnnPolicy)
@@ -30,4 +30,4 @@ if "rivc/MobileReach-v0" not in registry:
     register(id="rivc/PanTrackState-v0", entry_point="rivc.envs.pan_track:PanTrackEnv", max_episode_steps=200,
              kwargs={"obs_mode": "state"})
 
-__all__ = ["ENV_IDS", "IMAGE_ENV_IDS", "DiscretizeAction"]
+__all__ = ["ENV_IDS", "IMAGE_ENV_IDS", "ActionBins", "DiscretizeAction", "make_env"]

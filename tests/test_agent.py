@@ -1019,3 +1019,27 @@ def test_the_fitted_input_range_trains_as_the_spaces_where_no_bounds_are_loose()
     assert runs[1]._fitted_inputs.tolist() == [False] * 3 and runs[1]._range_checked_at >= 800
     for a, b in zip(runs[0].policy.q_net.parameters(), runs[1].policy.q_net.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_model_records_the_bins_its_task_was_made_discrete_with(tmp_path):
+    """Saved with the env's bins (from its spec), kept through a load without an env and a second save; a damaged
+    record is refused, and a model of a discrete task records none."""
+    from rivc.envs import ActionBins, DiscretizeAction
+
+    model = RIVC("MlpPolicy", DiscretizeAction(gym.make("Reacher-v5"), bins=(3, 5)), seed=0, **FAST)
+    path = model.save(tmp_path / "model.zip")
+    loaded = RIVC.load(path)
+    assert (loaded.env_id, loaded.action_bins) == ("Reacher-v5", ActionBins((3, 5)))
+    again = RIVC.load(loaded.save(tmp_path / "again.zip"))  # no env: what it loaded with
+    assert (again.env_id, again.action_bins) == ("Reacher-v5", ActionBins((3, 5)))
+    assert RIVC.load(RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).save(tmp_path / "cp.zip")).action_bins is None
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    assert meta["action_bins"] == {"bins": [3, 5], "mode": "grid"}
+    meta["action_bins"] = {"bins": [3, 0]}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    with pytest.raises(CorruptFileError, match="action bins must be an integer >= 2"):
+        RIVC.load(path)

@@ -7,6 +7,7 @@ import pytest
 from rivc.agents import RIVC
 from rivc.agents.cli import main
 from rivc.agents.hyperparams import tuned_hyperparams
+from rivc.envs import ActionBins
 
 
 def test_train_evaluate_convert(tmp_path, capsys):
@@ -190,3 +191,41 @@ def test_train_takes_the_first_layers_units_and_resume_keeps_them(tmp_path):
     assert main(["train", "--resume", "--timesteps", "100", "--out", str(out), "--eval-episodes", "1",
                  "--eval-freq", "0"]) == 0
     assert json.loads((out / "summary.json").read_text())["input_range"]["first_layer_units"] == "normalised"
+
+
+def test_a_continuous_task_trains_in_action_bins_and_every_command_makes_it_so(tmp_path, capsys):
+    """`--action-bins` makes Pendulum's torque discrete; the model and the policy folder record the bins, and
+    evaluate, resume, export and deploy make the task as it trained (a damaged record: one line, exit 2)."""
+    out, policy = tmp_path / "run", tmp_path / "policy"
+    args = ["train", "--env", "Pendulum-v1", "--action-bins", "5", "--timesteps", "600", "--out", str(out),
+            "--eval-episodes", "2", "--eval-freq", "0", "--save-replay-buffer"]
+    assert main(args) == 0
+    assert "on Pendulum-v1 (actions in bins 5:grid)" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["action_bins"] == {"bins": 5, "mode": "grid"}
+    model = RIVC.load(out / "model.zip")
+    assert (model.env_id, model.action_bins, model.action_space.n) == ("Pendulum-v1", ActionBins(5), 5)
+    assert main(["evaluate", str(out), "--episodes", "2"]) == 0
+    assert "Pendulum-v1: SNN policy return" in capsys.readouterr().out
+    assert main(["train", "--out", str(out), "--resume", "--timesteps", "200", "--eval-episodes", "2"]) == 0
+    assert RIVC.load(out / "model.zip").action_bins == ActionBins(5)
+    assert main(["export", str(out), "--out", str(policy), "--episodes", "2"]) == 0
+    assert json.loads((policy / "policy.json").read_text())["action_bins"] == {"bins": 5, "mode": "grid"}
+    assert main(["deploy", str(policy), "--episodes", "2", "--seed", str(1000)]) == 0
+    assert "Pendulum-v1: deployed snntorch policy return" in capsys.readouterr().out
+    meta = json.loads((policy / "policy.json").read_text())
+    (policy / "policy.json").write_text(json.dumps({**meta, "action_bins": {"bins": 1}}))
+    assert main(["deploy", str(policy), "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "policy.json is damaged: action bins must be an integer >= 2" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["--env", "Pendulum-v1", "--action-bins", "1"], "action bins must be an integer >= 2"),
+    (["--env", "Pendulum-v1", "--action-bins", "3,3"], "--action-bins 3,3:grid do not fit Pendulum-v1"),
+    (["--env", "CartPole-v1", "--action-bins", "3"], "already discrete"),
+    (["--env", "Pendulum-v1", "--action-bins", "4:per_joint"], "odd number of bins"),
+])
+def test_bad_action_bins_are_refused_in_one_line(args, problem, tmp_path, capsys):
+    assert main(["train", *args, "--timesteps", "10", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

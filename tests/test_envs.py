@@ -1,10 +1,12 @@
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rivc.envs
-from rivc.envs import DiscretizeAction
+from rivc.envs import ActionBins, DiscretizeAction, make_env
 from rivc.envs.arm_reach import scripted_action as arm_controller
 from rivc.envs.mobile_reach import scripted_action as mobile_controller
 from rivc.envs.pan_track import scripted_action as pan_controller
@@ -127,8 +129,45 @@ def test_discretize_per_joint_mapping():
     env.step(env.action_space.sample())
 
 
+@pytest.mark.parametrize("env_id,bins,mode,actions", [("Pendulum-v1", 5, "grid", 5), ("Reacher-v5", (3, 5), "grid", 15),
+                                                      ("HalfCheetah-v5", 3, "per_joint", 13)])
+def test_a_discretized_env_is_made_again_from_its_spec(env_id, bins, mode, actions):
+    """Gymnasium's spec records the wrapper's own arguments (gym.make(env.spec) makes the same env; the parent's
+    arguments did not fit it), and ActionBins reads them back, through JSON too."""
+    env = DiscretizeAction(gym.make(env_id), bins=bins, mode=mode)
+    again = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
+    assert env.action_space == again.action_space == gym.spaces.Discrete(actions)
+    for action in range(actions):
+        np.testing.assert_array_equal(env.action(action), again.action(action))
+    recorded = ActionBins.of(again)
+    assert recorded == ActionBins(bins, mode) and ActionBins.from_dict(json.loads(json.dumps(recorded.to_dict()))) == recorded
+    assert make_env(env_id, recorded).action_space == env.action_space
+    assert ActionBins.of(gym.make(env_id)) is None
+    assert ActionBins.of(gym.wrappers.DiscretizeAction(gym.make("Pendulum-v1"), 4)) == ActionBins(4)  # Gymnasium's own
+
+
+@pytest.mark.parametrize("text,parsed", [("5", ActionBins(5)), ("3,5", ActionBins((3, 5))),
+                                         ("3:per_joint", ActionBins(3, "per_joint")), ("4:grid", ActionBins(4))])
+def test_action_bins_parse(text, parsed):
+    assert ActionBins.parse(text) == parsed and ActionBins.parse(parsed.describe()) == parsed
+
+
+@pytest.mark.parametrize("bad,problem", [("x", "not integers"), ("1", "integer >= 2"), ("3,", "not integers"),
+                                         ("3:diagonal", "unknown action-bins mode"), ("2.5", "not integers")])
+def test_action_bins_refuse_bad_text(bad, problem):
+    with pytest.raises(ValueError, match=problem):
+        ActionBins.parse(bad)
+
+
+@pytest.mark.parametrize("record", [5, {"bins": True}, {"bins": [3, "a"]}, {"bins": 3, "mode": "x"}, {"mode": "grid"},
+                                    {"bins": 3, "extra": 1}, {"bins": []}])
+def test_action_bins_refuse_bad_records(record):
+    with pytest.raises(ValueError):
+        ActionBins.from_dict(record)
+
+
 def test_discretize_argument_errors():
-    with pytest.raises(ValueError, match="needs a Box action space"):
+    with pytest.raises(ValueError, match="needs a Box action space.*already discrete"):
         DiscretizeAction(gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="bins must be an integer >= 2"):
         DiscretizeAction(gym.make("Pendulum-v1"), bins=1)
