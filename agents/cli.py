@@ -95,7 +95,7 @@ RESUME_FILE, REPLAY_FILE = "last_model.zip", "replay_buffer.npz"  # what `train 
 RUN_SETTINGS = ("env", "variant", "target", "backend", "bits", "policy", "activation_bits", "layer_bits", "input_bits",
                 "hyperparams", "alpha", "gap_clip", "quantization_delay", "beta", "learning_rate", "max_learning_rate",
                 "clip_decay", "clip_statistic", "clip_gradient", "input_range", "input_quantile", "input_units",
-                "activation_steps", "head", "action_bins")
+                "activation_steps", "head", "action_bins", "reward_scale")
 
 
 def _new_model(args: argparse.Namespace, env):
@@ -113,7 +113,8 @@ def _new_model(args: argparse.Namespace, env):
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
     options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
                                       ("quantization_delay", args.quantization_delay),
-                                      ("learning_rate", args.learning_rate)) if v is not None})
+                                      ("learning_rate", args.learning_rate), ("reward_scale", args.reward_scale))
+                    if v is not None})
     if args.max_learning_rate is not None:  # "none": no cap
         options["max_learning_rate"] = None if args.max_learning_rate == "none" else args.max_learning_rate
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
@@ -268,6 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "final_return_mean": None if final is None else final.mean_return,
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
             "activation_clips": model.calibration.describe_clips() if model.variant_spec.qat else None,
+            "reward_scale": {"asked": model.reward_scale_asked, "factor": model.reward_scale},
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"mode": model.calibration.input_range if model._input_range_may_move else "given",
@@ -622,6 +624,18 @@ def bit_widths(text: str) -> tuple[int, ...]:
             from None
 
 
+def reward_scale(text: str) -> float | str:
+    """An argparse type: ``auto`` or a finite factor > 0."""
+    from rivc.agents.config import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        return real(0.0, low_open=True)(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (or 'auto')") from None
+
+
 def action_bins(text: str):
     """An argparse type: ``rivc.envs.ActionBins`` (``5``, ``3,5``, ``3:per_joint``)."""
     from rivc.envs import ActionBins
@@ -679,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train and act with the float network for the first STEPS steps, then QAT and the SNN "
                             "(QuaRL's quantization delay; the summary records the step the SNN took over)")
     train.add_argument("--beta", type=real(0.0, low_open=True), default=None, help="inverse temperature > 0")
+    train.add_argument("--reward-scale", type=reward_scale, default=None, metavar="auto|FACTOR",
+                       help="the factor on the rewards in the value target (default 1: as they are); auto: "
+                            "1 / max(1, mean |r|) over the first 1,000 rewards (docs/zoo_notes.md)")
     train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")

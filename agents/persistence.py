@@ -59,6 +59,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
     if callable(hyper["learning_rate"]):
         hyper["learning_rate"] = float(model.lr_schedule(1.0))
     hyper["train_freq"] = int(model.train_freq.frequency)
+    hyper["reward_scale"] = model.reward_scale_asked  # as asked: "auto" is measured on the data (below, once it is)
     policy_kwargs = {k: v for k, v in model.policy_kwargs.items() if k in SAVED_POLICY_KWARGS}
     if policy_kwargs.get("obs_range") is not None:
         policy_kwargs["obs_range"] = [np.asarray(v, dtype=float).tolist() for v in policy_kwargs["obs_range"]]
@@ -81,6 +82,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "policy_kwargs": policy_kwargs, "observation_space": _space_to_json(model.observation_space),
         "n_actions": int(model.action_space.n), "env_id": env_id,
         **({} if action_bins is None else {"action_bins": action_bins.to_dict()}),  # a continuous task made discrete
+        "reward_scale_measured": model.reward_scale if model.reward_scale_asked == AUTO else None,
         "num_timesteps": int(model.num_timesteps), "n_updates": int(model._n_updates),
         "num_conversions": int(model.num_conversions), "calibrated": model._calibrated,
         "snn_from_step": model.snn_from_step,
@@ -138,6 +140,7 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     """``(hyperparameters, conversion, calibration)`` of a saved model, of either readable version."""
     hyper = dict(meta["hyperparameters"])
     hyper.setdefault("max_learning_rate", None)  # saved before the cap existed: trained (and go on) uncapped
+    hyper.setdefault("reward_scale", 1.0)  # saved before the option: trained on the rewards as they are
     configs: dict[str, dict[str, Any]] = {"conversion": dict(meta.get("conversion", {})),
                                           "calibration": dict(meta.get("calibration", {}))}
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat
@@ -209,6 +212,11 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
     if env is not None:
         model.set_env(env, force_reset=force_reset)
     model.env_id, model.action_bins = meta.get("env_id"), _action_bins(meta.get("action_bins"), path)
+    measured = meta.get("reward_scale_measured")
+    if measured is not None and model.reward_scale_asked == AUTO:
+        if isinstance(measured, bool) or not isinstance(measured, (int, float)) or not 0 < measured <= 1:
+            raise CorruptFileError(f"{path}: reward_scale_measured must be a number in (0, 1], got {measured!r}")
+        model.reward_scale = float(measured)
     model.saved_rivc_version = meta.get("rivc_version")
     return model
 

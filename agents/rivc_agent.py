@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from rivc import QuantConfig
 from rivc.agents import persistence
-from rivc.agents.config import LEGACY_KEYS, CalibrationConfig, ConversionConfig, as_config
+from rivc.agents.config import AUTO, LEGACY_KEYS, CalibrationConfig, ConversionConfig, as_config
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
@@ -42,6 +42,7 @@ from rivc.targets import OPERATORS, gap_increasing_target
 
 
 MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
+REWARD_SCALE_SAMPLES = 1_000  # reward_scale="auto" is measured on this many stored rewards
 # input_range="fit": an input's declared bounds are loose where the replay's 1-99 % of states span less than this share
 # of them (its states then get fewer than 5 of the 8 input bits)
 FIT_LOOSE_SHARE = 1 / 8
@@ -101,6 +102,13 @@ class RIVC(DQN):
         rate RIVC's defaults were tuned at (why a cap: docs/zoo_notes.md). ``None``: the given rate as it is. Networks
         trained in float (the variants without QAT, the float phase of a quantization delay) are not capped.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
+    :param reward_scale: the factor on the rewards in the value target: 1.0 (default) leaves them as they are.
+        ``"auto"``: ``1 / max(1, mean |r|)`` over the first ``REWARD_SCALE_SAMPLES`` rewards stored (the warm-up's
+        random policy's), fixed then: ``beta``, the gap term and the Huber loss's unit are set in the Q-values' units,
+        which grow with the rewards; larger rewards are brought to order one per step (as Munchausen-DQN's settings
+        assume clipped rewards), smaller ones are left as they are. The Q-values (the SNN's outputs too) are then in
+        the scaled units; the greedy action is the same function of them. Updates made before it is fixed (a
+        warm-up shorter than the sample) have their head rescaled with it.
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
         (sample from ``softmax(beta * Q_snn)``).
@@ -130,6 +138,7 @@ class RIVC(DQN):
         quantization_delay: int = 0,
         max_learning_rate: float | None = DEFAULT_MAX_LEARNING_RATE,
         beta: float = 10.0,
+        reward_scale: float | str = 1.0,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
         conversion: ConversionConfig | dict[str, Any] | None = None,
@@ -176,6 +185,11 @@ class RIVC(DQN):
             raise ValueError(f"max_learning_rate must be a finite number > 0 (or None: no cap), got {max_learning_rate!r}")
         if beta <= 0:
             raise ValueError(f"beta must be > 0, got {beta}")
+        if reward_scale != AUTO and (isinstance(reward_scale, bool) or not isinstance(reward_scale, Real)
+                                     or not 0 < reward_scale < math.inf):
+            raise ValueError(f"reward_scale must be a finite number > 0 or {AUTO!r}, got {reward_scale!r}")
+        self.reward_scale_asked = reward_scale if reward_scale == AUTO else float(reward_scale)
+        self.reward_scale: float | None = None if reward_scale == AUTO else float(reward_scale)  # None: not yet measured
         if operator not in OPERATORS:
             raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
         if blas_threads is not None and (isinstance(blas_threads, bool) or not isinstance(blas_threads, int)
@@ -553,6 +567,7 @@ class RIVC(DQN):
         self._track_input_range()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
+        scale = self._decided_reward_scale()
         gap = self.variant_spec.gap_increasing
         alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
         parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
@@ -566,7 +581,8 @@ class RIVC(DQN):
                 else:
                     q_next, q_current = self.q_net_target(data.next_observations), None
                 td_target = gap_increasing_target(
-                    q_target_next=q_next, q_target_current=q_current, actions=data.actions, rewards=data.rewards,
+                    q_target_next=q_next, q_target_current=q_current, actions=data.actions,
+                    rewards=data.rewards if scale == 1.0 else data.rewards * scale,
                     dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
                     gap_clip=self.gap_clip,
                 )
@@ -585,6 +601,25 @@ class RIVC(DQN):
         every = self.conversion.every  # convert when this cycle's updates reached a multiple of `every`
         if self.snn_acting and self._n_updates // every > updates_before // every:
             self._convert_and_measure()
+
+    def _decided_reward_scale(self) -> float:
+        """The factor on the rewards (``reward_scale``): "auto" is measured once the replay holds
+        ``REWARD_SCALE_SAMPLES`` rewards (or is full), 1.0 until then."""
+        if self.reward_scale is None:
+            buffer = self.replay_buffer
+            stored = buffer.buffer_size if buffer.full else buffer.pos
+            if not (buffer.full or stored >= REWARD_SCALE_SAMPLES):
+                return 1.0
+            mean = float(np.mean(np.abs(buffer.rewards[:stored], dtype=np.float64)))
+            self.reward_scale = 1.0 / max(1.0, mean)
+            if self.reward_scale != 1.0 and self._n_updates:  # Q-values learned unscaled: into the new units
+                for net in (self.q_net.net, self.q_net_target.net):
+                    net.scale_head(self.reward_scale)
+            if self.verbose >= 1:
+                print(f"reward_scale auto: mean |r| {mean:.3g} over {stored} rewards, rewards scaled by "
+                      f"{self.reward_scale:.4g} in the value target")
+        self.logger.record("train/reward_scale", self.reward_scale, exclude="tensorboard")
+        return self.reward_scale
 
     def _convert_and_measure(self) -> None:
         """One conversion of the updated network (timed, counted), and on every ``eval_every``-th conversion

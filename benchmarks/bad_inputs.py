@@ -35,6 +35,7 @@ ARGUMENTS = [
     "train --out {run} --resume --input-units normalised", "train --env Pendulum-v1 --action-bins 1",
     "train --env Pendulum-v1 --action-bins 3,3", "train --env CartPole-v1 --action-bins 3",
     "train --env Pendulum-v1 --action-bins 4:per_joint", "train --env HalfCheetah-v5 --action-bins 5",
+    "train --reward-scale often", "train --reward-scale -1",
 ]
 
 

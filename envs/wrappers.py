@@ -39,7 +39,7 @@ class DiscretizeAction(_GymDiscretizeAction):
         dims = int(np.prod(space.shape))
         per_dim = np.broadcast_to(np.asarray(bins), (dims,)) if np.ndim(bins) == 0 else np.asarray(bins)
         if per_dim.shape != (dims,) or per_dim.dtype.kind not in "iu" or np.any(per_dim < 2):
-            raise ValueError(f"bins must be an integer >= 2 or {dims} such integers, got {bins!r}")
+            raise ValueError(f"bins must be an integer >= 2 or one per action dimension ({dims} here), got {bins!r}")
         if mode == "per_joint" and np.any(per_dim % 2 == 0):
             raise ValueError(f"mode='per_joint' needs an odd number of bins (a middle level), got {bins!r}")
         if mode == "grid" and int(np.prod(per_dim.astype(float))) > max_actions:

@@ -626,6 +626,15 @@ class QuantizedQNetwork(nn.Module):
             return [view.copy() for view in views]
         return [float(view) for view in views]
 
+    @torch.no_grad()
+    def scale_head(self, factor: float) -> None:
+        """Multiply the Q-values by ``factor`` (> 0): the head's weights and bias (the greedy action unchanged; the
+        head's rows quantize on scales that follow)."""
+        head = self.linears[-1]
+        head.weight.mul_(factor)
+        head.bias.mul_(factor)
+        self.clear_quantization_cache()
+
     def clear_quantization_cache(self) -> None:
         self._quantization_cache.clear()
 

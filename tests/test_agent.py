@@ -1043,3 +1043,68 @@ def test_a_model_records_the_bins_its_task_was_made_discrete_with(tmp_path):
             archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
     with pytest.raises(CorruptFileError, match="action bins must be an integer >= 2"):
         RIVC.load(path)
+
+
+def test_reward_scale_auto_brings_large_rewards_to_order_one_and_leaves_small_ones(tmp_path):
+    """"auto": 1 / max(1, mean |r|) over the first 1,000 stored rewards, fixed then, saved and loaded; CartPole's
+    rewards (1 per step) train bit for bit as with the default 1.0."""
+    big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 5.0 * r)
+    model = RIVC("MlpPolicy", big, seed=0, reward_scale="auto", **dict(FAST, learning_starts=1000))
+    model.learn(900)
+    assert model.reward_scale is None  # not measured yet: fewer than 1,000 rewards
+    model.learn(300, reset_num_timesteps=False)
+    assert model.reward_scale == pytest.approx(0.2)
+    loaded = RIVC.load(model.save(tmp_path / "model.zip"))
+    assert (loaded.reward_scale_asked, loaded.reward_scale) == ("auto", model.reward_scale)
+    plain = RIVC("MlpPolicy", "CartPole-v1", seed=0, reward_scale="auto", **FAST).learn(1500)
+    default = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(1500)  # (each seeds the global generators)
+    assert plain.reward_scale == default.reward_scale == 1.0
+    for (name, a), b in zip(plain.policy.state_dict().items(), default.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_reward_scale_measured_after_updates_rescales_the_head_and_keeps_the_actions():
+    big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r)
+    model = RIVC("MlpPolicy", big, seed=1, reward_scale="auto", **dict(FAST, learning_starts=200))
+    model.learn(996)  # updates from step 200 on, the scale not yet measured
+    obs = model._replay_observations(limit=256)
+    with torch.no_grad():
+        before = model.q_net(torch.as_tensor(obs)).numpy()
+    assert model.reward_scale is None and model._n_updates > 0
+    assert model._decided_reward_scale() == 1.0 and model.reward_scale is None  # (what train() asks first)
+    model.replay_buffer.rewards[996:1000] = 4.0  # as after 1,000 steps
+    model.replay_buffer.pos = 1000
+    assert model._decided_reward_scale() == pytest.approx(0.25)
+    with torch.no_grad():
+        after = model.q_net(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(after, 0.25 * before, rtol=0.2, atol=0.05)  # the head requantized on its new scales
+    assert (after.argmax(axis=1) == before.argmax(axis=1)).mean() > 0.95
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "often", True])
+def test_reward_scale_refuses_bad_values(bad):
+    with pytest.raises(ValueError, match="reward_scale must be a finite number > 0 or 'auto'"):
+        RIVC("MlpPolicy", "CartPole-v1", reward_scale=bad)
+
+
+def test_models_saved_before_the_reward_scale_load_unscaled_and_a_damaged_one_is_refused(tmp_path):
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, reward_scale="auto", **FAST)
+    model.learn(1100)
+    path = model.save(tmp_path / "model.zip")
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(files["rivc.json"])
+    assert meta["reward_scale_measured"] == 1.0 and meta["hyperparameters"]["reward_scale"] == "auto"
+
+    def rewrite(changed: dict) -> None:
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in files.items():
+                archive.writestr(name, json.dumps(changed) if name == "rivc.json" else data)
+
+    old = json.loads(files["rivc.json"])
+    del old["reward_scale_measured"], old["hyperparameters"]["reward_scale"]
+    rewrite(old)
+    assert (RIVC.load(path).reward_scale_asked, RIVC.load(path).reward_scale) == (1.0, 1.0)
+    rewrite({**meta, "reward_scale_measured": 7.0})
+    with pytest.raises(CorruptFileError, match="reward_scale_measured must be a number in"):
+        RIVC.load(path)

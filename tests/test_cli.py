@@ -229,3 +229,15 @@ def test_bad_action_bins_are_refused_in_one_line(args, problem, tmp_path, capsys
     assert main(["train", *args, "--timesteps", "10", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert problem in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_train_records_the_reward_scale_it_measured(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--env", "Pendulum-v1", "--action-bins", "3", "--reward-scale", "auto", "--timesteps", "1100",
+                 "--out", str(out), "--eval-episodes", "1", "--eval-freq", "0"]) == 0
+    assert "reward_scale=auto" in capsys.readouterr().out
+    recorded = json.loads((out / "summary.json").read_text())["reward_scale"]
+    assert recorded["asked"] == "auto" and 0.05 < recorded["factor"] < 0.5  # Pendulum's rewards: -16..0 per step
+    assert RIVC.load(out / "model.zip").reward_scale == recorded["factor"]
+    assert main(["train", "--reward-scale", "often", "--out", str(tmp_path / "x")]) == 2
+    assert "--reward-scale: 'often' is not a number (or 'auto')" in capsys.readouterr().err
