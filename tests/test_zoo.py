@@ -92,6 +92,23 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
     assert zoo.failed(dict(records[0], final_return=474.0)) and not zoo.failed(dict(records[0], final_return=475.0))
 
 
+def test_a_held_out_mujoco_task_runs_in_its_action_bins_and_fails_below_gymnasiums_threshold():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+    from rivc.envs import ActionBins
+
+    for env_id, bins, actions in (("Reacher-v5@3", ActionBins(3), 9), ("Hopper-v5@3.per_joint", ActionBins(3, "per_joint"), 7)):
+        env = zoo.make_task_env(env_id)
+        assert ActionBins.of(env) == bins and env.action_space.n == actions
+    spec = zoo.RunSpec("Reacher-v5@3", "rivc", 0, 600, json.dumps(dict(learning_starts=200, batch_size=32)))
+    record = zoo.run_one(spec)
+    assert record["env_id"] == "Reacher-v5@3" and len(record["final_returns"]) == zoo.EVAL_EPISODES
+    assert zoo.solved_at("Reacher-v5@3") == -3.75 and zoo.solved_at("rivc/ArmReach-v0") is None
+    assert zoo.failed(dict(record, final_return=-3.8)) and not zoo.failed(dict(record, final_return=-3.7))
+
+
 def test_the_zoo_sweep_stops_at_once_on_an_env_it_cannot_make():
     import sys
 
@@ -171,7 +188,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
                                            "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1",
-                                           "MountainCar-v0"}
+                                           "MountainCar-v0", "InvertedDoublePendulum-v5@5", "Reacher-v5@3",
+                                           "Hopper-v5@3.per_joint"}
     assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
