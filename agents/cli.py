@@ -33,23 +33,28 @@ class UserError(Exception):
     """A problem the user can fix; reported without a traceback."""
 
 
-def _make_env(env_id: str, action_bins=None):
-    """The task, its actions made discrete as ``action_bins`` (``rivc.envs.ActionBins``) says."""
+def _make_env(env_id: str, action_bins=None, bins_from: str = "--action-bins"):
+    """The task, its actions made discrete as ``action_bins`` (``rivc.envs.ActionBins``; ``bins_from`` says where
+    they came from) says."""
     import gymnasium as gym
 
-    from rivc.envs import make_env
+    import rivc.envs  # noqa: F401  (registers the rivc/ environments)
 
     try:
-        return make_env(env_id, action_bins)
+        env = gym.make(env_id)
     except gym.error.Error as exc:
         raise UserError(f"cannot make environment {env_id!r}: {exc}") from exc
-    except (ValueError, TypeError) as exc:  # bins that do not fit the task's actions
-        raise UserError(f"--action-bins {action_bins.describe()} do not fit {env_id}: {exc}") from exc
+    if action_bins is None:
+        return env
+    try:
+        return action_bins.wrap(env)
+    except ValueError as exc:
+        raise UserError(f"{bins_from} {action_bins.describe()} do not fit {env_id}: {exc}") from exc
 
 
 def _model_env(model):
     """The task a saved model trained on, made as it was (its actions' bins too)."""
-    return _make_env(model.env_id, getattr(model, "action_bins", None))
+    return _make_env(model.env_id, getattr(model, "action_bins", None), "the model's action bins")
 
 
 def _model_path(run_dir: str) -> Path:
@@ -410,7 +415,7 @@ def _policy_env(policy, env_id: str | None):
         bins = ActionBins.from_dict(meta.get("action_bins"))
     except ValueError as exc:
         raise UserError(f"the policy folder's policy.json is damaged: {exc}; export the policy again") from exc
-    return env_id, _make_env(env_id, bins)
+    return env_id, _make_env(env_id, bins, "the policy folder's action bins")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:

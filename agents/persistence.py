@@ -23,7 +23,7 @@ from gymnasium import spaces
 from rivc import __version__
 from rivc.agents.config import AUTO, LEGACY_KEYS, TRACKING_RANGES, to_dict
 from rivc.conv import ConvSpec
-from rivc.envs.wrappers import ActionBins
+from rivc.envs.wrappers import ActionBins, make_env
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.neurochip.deploy import check_env
 
@@ -68,10 +68,9 @@ def metadata(model: RIVC) -> dict[str, Any]:
     if not model.q_network.is_image:  # the network's own (a legacy one loaded keeps "normalised")
         policy_kwargs["input_units"] = model.q_network.input_units
     env_id, action_bins = getattr(model, "env_id", None), getattr(model, "action_bins", None)  # a loaded model's
-    if model.env is not None:  # (get_attr: DummyVecEnv and SubprocVecEnv alike)
-        spec = model.env.get_attr("spec", indices=0)[0]
-        env_id = spec.id if spec is not None else None
-        action_bins = ActionBins.from_spec(spec)
+    spec = None if model.env is None else model.env.get_attr("spec", indices=0)[0]  # (DummyVecEnv, SubprocVecEnv)
+    if spec is not None:  # (an env without a spec keeps what a loaded model recorded)
+        env_id, action_bins = spec.id, ActionBins.from_spec(spec)
     return {
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
         "policy": "CnnPolicy" if model.q_network.is_image else "MlpPolicy",
@@ -174,10 +173,16 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         raise FileNotFoundError(f"no saved RIVC model at {path}")
     meta, weights, network = _read(path)
     observation_space = _space_from_json(meta["observation_space"])
-    if isinstance(env, str):
-        env = gym.make(env)
+    action_bins = _action_bins(meta.get("action_bins"), path)
+    if isinstance(env, str):  # the task the model trained on is made as it was (its actions' bins)
+        env = make_env(env, action_bins if env == meta.get("env_id") else None)
     if env is not None:
         _check_env(env, meta, observation_space)
+        made = ActionBins.of(env) if isinstance(env, gym.Env) else None
+        if action_bins is not None and made is not None and made != action_bins:
+            raise ValueError(f"the model's task has its actions in bins {action_bins.describe()}, the env in "
+                             f"{made.describe()}: make it with rivc.envs.make_env(env_id, ActionBins.parse("
+                             f"{action_bins.describe()!r}))")
     hyper, conversion, calibration = _settings(meta)
     requantized = kwargs.get("quant") is not None  # other widths: the same weights, requantized
     if requantized and meta.get("clip_decay_asked") == AUTO:  # the default clip rule, for the new widths
@@ -211,7 +216,7 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
         model.spiking_policy = model.convert(check=True) if requantized else model.backend.convert(network)
     if env is not None:
         model.set_env(env, force_reset=force_reset)
-    model.env_id, model.action_bins = meta.get("env_id"), _action_bins(meta.get("action_bins"), path)
+    model.env_id, model.action_bins = meta.get("env_id"), action_bins
     measured = meta.get("reward_scale_measured")
     if measured is not None and model.reward_scale_asked == AUTO:
         if isinstance(measured, bool) or not isinstance(measured, (int, float)) or not 0 < measured <= 1:

@@ -31,7 +31,6 @@ from rivc.qnetwork import QuantizedQNetwork
 from rivc.quant import MIN_CLIP
 from rivc.quant import weight_codes
 from rivc.requant import REQUANTIZATIONS
-from rivc.targets import gap_increasing_target
 
 
 @dataclass(frozen=True)
@@ -106,14 +105,11 @@ def _float_q(net: QuantizedQNetwork, obs: torch.Tensor) -> torch.Tensor:
 
 def hessian_traces(model, data: Transitions, samples: int = 32, seed: int = 0) -> list[float]:
     """HAWQ-V2: per layer, Hutchinson's estimate of the average Hessian trace of the TD loss over its weights."""
-    net, target_net = model.q_network, model.q_net_target.net
+    net = model.q_network
     obs = torch.as_tensor(data.observations, dtype=torch.float32)
-    with torch.no_grad():
-        q_next = target_net(torch.as_tensor(data.next_observations, dtype=torch.float32))
-        q_now = target_net(obs)
-    alpha, operator = (model.alpha, model.operator) if model.variant_spec.gap_increasing else (0.0, "max")
-    target = gap_increasing_target(q_next, q_now, torch.as_tensor(data.actions), torch.as_tensor(data.rewards, dtype=torch.float32),
-                                   torch.as_tensor(data.dones, dtype=torch.float32), model.gamma, alpha, model.beta, operator)
+    target = model.td_target(obs, torch.as_tensor(data.actions), torch.as_tensor(data.rewards, dtype=torch.float32),
+                             torch.as_tensor(data.next_observations, dtype=torch.float32),
+                             torch.as_tensor(data.dones, dtype=torch.float32), target_network=model.q_net_target.net)
     weights = [layer.weight for layer in net.layers]
     q_taken = _float_q(net, obs).gather(1, torch.as_tensor(data.actions).long().reshape(-1, 1)).squeeze(1)
     grads = torch.autograd.grad(F.smooth_l1_loss(q_taken, target), weights, create_graph=True)

@@ -567,25 +567,13 @@ class RIVC(DQN):
         self._track_input_range()
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        scale = self._decided_reward_scale()
-        gap = self.variant_spec.gap_increasing
-        alpha, operator = (self.alpha, self.operator) if gap else (0.0, "max")
+        self._decided_reward_scale()
         parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
         losses, updates_before = [], self._n_updates
         for _ in range(gradient_steps):
             data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            with torch.no_grad():  # (rivc.targets computes in numpy)
-                if alpha:  # one target-network pass over s' and s
-                    q_next, q_current = self.q_net_target(
-                        torch.cat([data.next_observations, data.observations])).split(len(data.actions))
-                else:
-                    q_next, q_current = self.q_net_target(data.next_observations), None
-                td_target = gap_increasing_target(
-                    q_target_next=q_next, q_target_current=q_current, actions=data.actions,
-                    rewards=data.rewards if scale == 1.0 else data.rewards * scale,
-                    dones=data.dones, gamma=self.gamma, alpha=alpha, beta=self.beta, operator=operator,
-                    gap_clip=self.gap_clip,
-                )
+            td_target = self.td_target(data.observations, data.actions, data.rewards, data.next_observations,
+                                       data.dones)
             # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
             losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
             clip_gradient_norm(parameters, self.max_grad_norm)
@@ -602,24 +590,54 @@ class RIVC(DQN):
         if self.snn_acting and self._n_updates // every > updates_before // every:
             self._convert_and_measure()
 
+    @torch.no_grad()
+    def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
+                  next_observations: torch.Tensor, dones: torch.Tensor, target_network=None) -> torch.Tensor:
+        """The variant's value target for a batch of transitions, from the target network (``target_network``: a
+        stand-in for it, as ``rivc precision`` reads it): RIVC's gap-increasing target, or DQN's where the variant
+        has none; the rewards scaled by ``reward_scale``."""
+        network = self.q_net_target if target_network is None else target_network
+        alpha, operator = (self.alpha, self.operator) if self.variant_spec.gap_increasing else (0.0, "max")
+        if alpha:  # one target-network pass over s' and s (rivc.targets computes in numpy)
+            q_next, q_current = network(torch.cat([next_observations, observations])).split(len(actions))
+        else:
+            q_next, q_current = network(next_observations), None
+        scale = 1.0 if self.reward_scale is None else self.reward_scale
+        return gap_increasing_target(
+            q_target_next=q_next, q_target_current=q_current, actions=actions,
+            rewards=rewards if scale == 1.0 else rewards * scale, dones=dones, gamma=self.gamma, alpha=alpha,
+            beta=self.beta, operator=operator, gap_clip=self.gap_clip)
+
     def _decided_reward_scale(self) -> float:
         """The factor on the rewards (``reward_scale``): "auto" is measured once the replay holds
-        ``REWARD_SCALE_SAMPLES`` rewards (or is full), 1.0 until then."""
+        ``REWARD_SCALE_SAMPLES`` rewards (the first ones; every one where the buffer is full sooner), 1.0 until then."""
         if self.reward_scale is None:
             buffer = self.replay_buffer
-            stored = buffer.buffer_size if buffer.full else buffer.pos
-            if not (buffer.full or stored >= REWARD_SCALE_SAMPLES):
+            rewards = buffer.rewards[:buffer.buffer_size if buffer.full else buffer.pos].reshape(-1)  # (time, env)
+            if not (buffer.full or len(rewards) >= REWARD_SCALE_SAMPLES):
                 return 1.0
-            mean = float(np.mean(np.abs(buffer.rewards[:stored], dtype=np.float64)))
+            mean = float(np.mean(np.abs(rewards[:REWARD_SCALE_SAMPLES], dtype=np.float64)))
             self.reward_scale = 1.0 / max(1.0, mean)
             if self.reward_scale != 1.0 and self._n_updates:  # Q-values learned unscaled: into the new units
-                for net in (self.q_net.net, self.q_net_target.net):
-                    net.scale_head(self.reward_scale)
+                self._scale_head(self.reward_scale)
             if self.verbose >= 1:
-                print(f"reward_scale auto: mean |r| {mean:.3g} over {stored} rewards, rewards scaled by "
-                      f"{self.reward_scale:.4g} in the value target")
+                print(f"reward_scale auto: mean |r| {mean:.3g} over {min(len(rewards), REWARD_SCALE_SAMPLES)} rewards, "
+                      f"rewards scaled by {self.reward_scale:.4g} in the value target")
         self.logger.record("train/reward_scale", self.reward_scale, exclude="tensorboard")
         return self.reward_scale
+
+    def _scale_head(self, factor: float) -> None:
+        """Both networks' Q-values times ``factor``, and the optimiser's moments of the head's parameters with them
+        (Adam's first moment scales with the gradients, its second with their square)."""
+        for net in (self.q_network, self.q_net_target.net):
+            net.scale_head(factor)
+        head = self.q_network.linears[-1]
+        for parameter in (head.weight, head.bias):
+            state = self.policy.optimizer.state.get(parameter, {})
+            for key, power in (("exp_avg", 1), ("momentum_buffer", 1), ("exp_avg_sq", 2), ("max_exp_avg_sq", 2),
+                               ("square_avg", 2)):
+                if isinstance(state.get(key), torch.Tensor):
+                    state[key].mul_(factor**power)
 
     def _convert_and_measure(self) -> None:
         """One conversion of the updated network (timed, counted), and on every ``eval_every``-th conversion

@@ -466,6 +466,7 @@ def run_one(spec: RunSpec) -> dict:
         record["action_agreement"] = None if error is None else error.action_agreement
         record["conversions"] = model.num_conversions
         record["snn_from_step"] = model.snn_from_step
+        record["reward_scale"] = model.reward_scale  # the factor on the rewards ("auto": as measured)
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
         record["clips"] = [c.detach().tolist() for c in model.q_network.clips] if model.q_network.qat else None

@@ -47,6 +47,9 @@ class DiscretizeAction(_GymDiscretizeAction):
                 f"{'x'.join(map(str, per_dim))} = {int(np.prod(per_dim.astype(float)))} actions exceed "
                 f"max_actions={max_actions}: use mode='per_joint' or fewer bins"
             )
+        if mode == "per_joint" and 1 + int(np.sum(per_dim.astype(float) - 1)) > max_actions:
+            raise ValueError(f"{1 + int(np.sum(per_dim.astype(float) - 1))} actions exceed max_actions={max_actions}: "
+                             "use fewer bins")
         # the spec records these arguments (gym.make(env.spec) makes the same env), not the parent's
         gym.utils.RecordConstructorArgs.__init__(self, bins=ActionBins(bins, mode).bins, mode=mode, max_actions=max_actions)
         super().__init__(env, tuple(int(b) for b in per_dim))
@@ -126,9 +129,12 @@ class ActionBins:
     def from_spec(cls, spec: gym.envs.registration.EnvSpec | None) -> ActionBins | None:
         for wrapper in () if spec is None else spec.additional_wrappers:
             kwargs = wrapper.kwargs or {}
+            if not (isinstance(wrapper.entry_point, str) and wrapper.entry_point.endswith(":DiscretizeAction")
+                    and "bins" in kwargs):
+                continue
             if wrapper.entry_point == f"{__name__}:DiscretizeAction":
                 return cls(kwargs["bins"], kwargs.get("mode", "grid"))
-            if wrapper.entry_point.endswith(":DiscretizeAction") and not kwargs.get("multidiscrete", False):
+            if not kwargs.get("multidiscrete", False):
                 return cls(kwargs["bins"], "grid")  # Gymnasium's: the grid's mapping
         return None
 

@@ -1032,6 +1032,9 @@ def test_a_model_records_the_bins_its_task_was_made_discrete_with(tmp_path):
     assert (loaded.env_id, loaded.action_bins) == ("Reacher-v5", ActionBins((3, 5)))
     again = RIVC.load(loaded.save(tmp_path / "again.zip"))  # no env: what it loaded with
     assert (again.env_id, again.action_bins) == ("Reacher-v5", ActionBins((3, 5)))
+    assert RIVC.load(path, env="Reacher-v5").action_space.n == 15  # its id: made with its bins
+    with pytest.raises(ValueError, match="in bins 3,5:grid, the env in 5,3:grid"):  # the same count, other actions
+        RIVC.load(path, env=DiscretizeAction(gym.make("Reacher-v5"), bins=(5, 3)))
     assert RIVC.load(RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).save(tmp_path / "cp.zip")).action_bins is None
     with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
@@ -1063,22 +1066,49 @@ def test_reward_scale_auto_brings_large_rewards_to_order_one_and_leaves_small_on
         assert torch.equal(a, b), name
 
 
-def test_reward_scale_measured_after_updates_rescales_the_head_and_keeps_the_actions():
+@pytest.mark.parametrize("head", ["q", "dueling"])
+def test_reward_scale_measured_after_updates_rescales_the_head_and_keeps_the_actions(head):
+    """Updates before the scale is measured (a warm-up under 1,000 steps): both networks' heads and Adam's moments of
+    them are rescaled then; the head's codes stay (its scales follow), so the Q-values scale and the actions stay."""
     big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r)
-    model = RIVC("MlpPolicy", big, seed=1, reward_scale="auto", **dict(FAST, learning_starts=200))
+    model = RIVC("MlpPolicy", big, seed=1, reward_scale="auto", policy_kwargs=dict(head=head),
+                 **dict(FAST, learning_starts=200))
     model.learn(996)  # updates from step 200 on, the scale not yet measured
     obs = model._replay_observations(limit=256)
-    with torch.no_grad():
-        before = model.q_net(torch.as_tensor(obs)).numpy()
-    assert model.reward_scale is None and model._n_updates > 0
+    nets = (model.q_network, model.q_net_target.net)
+    last = len(model.q_network.layers) - 1
+    before = [net(torch.as_tensor(obs)).detach().numpy() for net in nets]
+    layers = [net.quantize_layer(last, net._input_step_value if last == 0 else 1.0) for net in nets]
+    codes = [layer._codes.copy() for layer in layers]
+    scales = [layer._weight_scale.copy() for layer in layers]
+    moment = model.policy.optimizer.state[model.q_network.layers[-1].weight]["exp_avg_sq"].clone()
     assert model._decided_reward_scale() == 1.0 and model.reward_scale is None  # (what train() asks first)
     model.replay_buffer.rewards[996:1000] = 4.0  # as after 1,000 steps
     model.replay_buffer.pos = 1000
     assert model._decided_reward_scale() == pytest.approx(0.25)
-    with torch.no_grad():
-        after = model.q_net(torch.as_tensor(obs)).numpy()
-    np.testing.assert_allclose(after, 0.25 * before, rtol=0.2, atol=0.05)  # the head requantized on its new scales
-    assert (after.argmax(axis=1) == before.argmax(axis=1)).mean() > 0.95
+    for i, net in enumerate(nets):
+        after = net(torch.as_tensor(obs)).detach().numpy()
+        layer = net.quantize_layer(last, net._input_step_value if last == 0 else 1.0)
+        np.testing.assert_array_equal(layer._codes, codes[i])
+        np.testing.assert_allclose(layer._weight_scale, 0.25 * scales[i], rtol=1e-6)
+        np.testing.assert_allclose(after, 0.25 * before[i], rtol=1e-4, atol=1e-4)
+        assert (after.argmax(axis=1) == before[i].argmax(axis=1)).all()
+    torch.testing.assert_close(model.policy.optimizer.state[model.q_network.layers[-1].weight]["exp_avg_sq"],
+                               moment * 0.0625)
+
+
+def test_the_reward_scale_reaches_the_target():
+    """CartPole's rewards times 4 with reward_scale=0.25 train bit for bit as CartPole's own (powers of two: exact)."""
+    big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r)
+    scaled = RIVC("MlpPolicy", big, seed=0, reward_scale=0.25, **FAST).learn(1200)
+    plain = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(1200)
+    unscaled = RIVC("MlpPolicy", gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r), seed=0,
+                    **FAST).learn(1200)
+    for (name, a), b, c in zip(scaled.policy.state_dict().items(), plain.policy.state_dict().values(),
+                               unscaled.policy.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert any(not torch.equal(b, c) for b, c in zip(plain.policy.state_dict().values(),
+                                                     unscaled.policy.state_dict().values()))
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan"), "often", True])

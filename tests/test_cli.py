@@ -239,5 +239,7 @@ def test_train_records_the_reward_scale_it_measured(tmp_path, capsys):
     recorded = json.loads((out / "summary.json").read_text())["reward_scale"]
     assert recorded["asked"] == "auto" and 0.05 < recorded["factor"] < 0.5  # Pendulum's rewards: -16..0 per step
     assert RIVC.load(out / "model.zip").reward_scale == recorded["factor"]
+    assert main(["train", "--out", str(out), "--resume", "--timesteps", "100", "--eval-episodes", "1"]) == 0
+    assert RIVC.load(out / "model.zip").reward_scale == recorded["factor"]  # measured once, kept
     assert main(["train", "--reward-scale", "often", "--out", str(tmp_path / "x")]) == 2
     assert "--reward-scale: 'often' is not a number (or 'auto')" in capsys.readouterr().err

@@ -105,6 +105,7 @@ def test_a_held_out_mujoco_task_runs_in_its_action_bins_and_fails_below_gymnasiu
     spec = zoo.RunSpec("Reacher-v5@3", "rivc", 0, 600, json.dumps(dict(learning_starts=200, batch_size=32)))
     record = zoo.run_one(spec)
     assert record["env_id"] == "Reacher-v5@3" and len(record["final_returns"]) == zoo.EVAL_EPISODES
+    assert record["reward_scale"] == 1.0  # the default: the rewards as they are
     assert zoo.solved_at("Reacher-v5@3") == -3.75 and zoo.solved_at("rivc/ArmReach-v0") is None
     assert zoo.failed(dict(record, final_return=-3.8)) and not zoo.failed(dict(record, final_return=-3.7))
 
