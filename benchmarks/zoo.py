@@ -679,8 +679,9 @@ CONTROLS = (
     ("a dueling head", ("dueling",)),
     ("a dueling head, clips that follow the batch's largest pre-activation", ("dueling-ema-fit", "dueling-ema")),
     ("a dueling head, clips that follow the batch's least-squares clip", ("dueling-ema-mse-fit",)),
-    ("the rewards brought to order one per step (`reward_scale=\"auto\"`)", ("rscale-fit",)),
-    ("8 bits, tracked clips, the rewards brought to order one", ("w8-ema-rscale-fit",)),
+    ("the rewards brought to order one per step (`reward_scale=\"auto\"`; where they are at most one it is the "
+     "defaults' row, bit for bit: not run)", ("rscale-fit",)),
+    ("8 bits, tracked clips, the rewards brought to order one (as above: where it acts)", ("w8-ema-rscale-fit",)),
 )
 CONTROL_SEEDS = tuple(SEEDS)
 

@@ -1036,14 +1036,9 @@ def test_a_model_records_the_bins_its_task_was_made_discrete_with(tmp_path):
     with pytest.raises(ValueError, match="in bins 3,5:grid, the env in 5,3:grid"):  # the same count, other actions
         RIVC.load(path, env=DiscretizeAction(gym.make("Reacher-v5"), bins=(5, 3)))
     assert RIVC.load(RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).save(tmp_path / "cp.zip")).action_bins is None
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(files["rivc.json"])
+    meta = _saved_meta(path)
     assert meta["action_bins"] == {"bins": [3, 5], "mode": "grid"}
-    meta["action_bins"] = {"bins": [3, 0]}
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
+    _write_meta(path, {**meta, "action_bins": {"bins": [3, 0]}})
     with pytest.raises(CorruptFileError, match="action bins must be an integer >= 2"):
         RIVC.load(path)
 
@@ -1121,20 +1116,27 @@ def test_models_saved_before_the_reward_scale_load_unscaled_and_a_damaged_one_is
     model = RIVC("MlpPolicy", "CartPole-v1", seed=0, reward_scale="auto", **FAST)
     model.learn(1100)
     path = model.save(tmp_path / "model.zip")
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(files["rivc.json"])
+    meta = _saved_meta(path)
     assert meta["reward_scale_measured"] == 1.0 and meta["hyperparameters"]["reward_scale"] == "auto"
-
-    def rewrite(changed: dict) -> None:
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in files.items():
-                archive.writestr(name, json.dumps(changed) if name == "rivc.json" else data)
-
-    old = json.loads(files["rivc.json"])
+    old = json.loads(json.dumps(meta))
     del old["reward_scale_measured"], old["hyperparameters"]["reward_scale"]
-    rewrite(old)
+    _write_meta(path, old)
     assert (RIVC.load(path).reward_scale_asked, RIVC.load(path).reward_scale) == (1.0, 1.0)
-    rewrite({**meta, "reward_scale_measured": 7.0})
+    _write_meta(path, {**meta, "reward_scale_measured": 7.0})
     with pytest.raises(CorruptFileError, match="reward_scale_measured must be a number in"):
         RIVC.load(path)
+
+
+def _saved_meta(path) -> dict:
+    """A saved model's ``rivc.json``."""
+    with zipfile.ZipFile(path) as archive:
+        return json.loads(archive.read("rivc.json"))
+
+
+def _write_meta(path, meta: dict) -> None:
+    """Rewrite a saved model with ``meta`` as its ``rivc.json`` (its other files as they are)."""
+    with zipfile.ZipFile(path) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
