@@ -73,7 +73,8 @@ def model_card(policy: dict[str, Any], summary: dict[str, Any], files: list[str]
              f"# RIVC spiking policy for {env_id}, target {target}", "",
              "A policy trained with Robust Iterative Value Conversion ([rivc](https://arxiv.org/abs/2408.13018)): a "
              "quantization-aware DQN value network converted into a spiking neural network after every update.", "",
-             "| | |", "|---|---|", f"| task | `{env_id}` |", f"| target (chip arithmetic) | `{target}` |",
+             "| | |", "|---|---|", f"| task | `{env_id}` |", *_bins_row(policy.get("action_bins")),
+             f"| target (chip arithmetic) | `{target}` |",
              f"| bit widths | {widths} (inputs {quant.get('input_bits')}-bit) |",
              f"| variant | `{policy.get('variant', 'rivc')}` |"]
     if mean is not None:
@@ -91,6 +92,15 @@ def model_card(policy: dict[str, Any], summary: dict[str, Any], files: list[str]
               f"rivc pull {repo_id} --out shared/", "rivc deploy shared/policy     # numpy (and akida); no torch",
               "```", ""]
     return "\n".join(lines)
+
+
+def _bins_row(record: Any) -> list[str]:
+    """The card's row for a continuous-action task's bins (the policy folder's record; none where it has none)."""
+    from rivc.envs import ActionBins
+
+    bins = ActionBins.from_dict(record)
+    return [] if bins is None else [f"| actions | continuous, in bins `{bins.describe()}` (`rivc train --action-bins "
+                                    f"{bins.describe()}`; `rivc deploy` makes the task so) |"]
 
 
 def bundle(run_dir: str | os.PathLike, into: Path, repo_id: str, policy_dir: str | os.PathLike | None = None,

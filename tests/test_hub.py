@@ -132,3 +132,11 @@ def test_push_refuses_a_policy_folder_of_another_run(run, local_hub, tmp_path, c
                                                           "files": hub._shared_files(repo)}))
     assert main(["pull", "someone/edited", "--out", str(tmp_path / "shared")]) == 2
     assert "does not hold its model's network" in capsys.readouterr().err and not (tmp_path / "shared").exists()
+
+
+def test_the_card_says_how_a_continuous_task_was_made_discrete():
+    policy = {"env_id": "Pendulum-v1", "target": "akida", "action_bins": {"bins": 5, "mode": "grid"},
+              "quant": {"weight_bits": 4, "activation_bits": 4, "input_bits": 8}}
+    card = hub.model_card(policy, {}, ["policy/network.npz"], "user/pendulum")
+    assert "| actions | continuous, in bins `5:grid` (`rivc train --action-bins 5:grid`" in card
+    assert "| actions |" not in hub.model_card({**policy, "action_bins": None}, {}, [], "user/pendulum")
