@@ -411,10 +411,7 @@ def _policy_env(policy, env_id: str | None):
     env_id = env_id or meta.get("env_id")
     if env_id is None:
         raise UserError("the policy folder records no environment: pass --env ID")
-    try:
-        bins = ActionBins.from_dict(meta.get("action_bins"))
-    except ValueError as exc:
-        raise UserError(f"the policy folder's policy.json is damaged: {exc}; export the policy again") from exc
+    bins = ActionBins.from_dict(meta.get("action_bins"))  # (checked by load_policy)
     return env_id, _make_env(env_id, bins, "the policy folder's action bins")
 
 

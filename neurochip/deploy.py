@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from rivc.envs.wrappers import ActionBins
 from rivc.files import folder_unit
 from rivc.integer_net import CorruptFileError, IntegerNetwork, atomic_write_bytes
 from rivc.neurochip.base import SpikingPolicy, make_backend
@@ -68,6 +69,10 @@ def load_policy(path: str | os.PathLike, **backend_overrides: Any) -> SpikingPol
         raise CorruptFileError(f"{folder / META_FILE} is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
         raise CorruptFileError(f"{folder} is not a rivc policy folder (format {FORMAT_NAME} v{FORMAT_VERSION})")
+    try:  # (the task's action bins, which the CLI makes the env with)
+        ActionBins.from_dict(meta.get("action_bins"))
+    except ValueError as exc:
+        raise CorruptFileError(f"{folder / META_FILE} is damaged: {exc}; export the policy again") from exc
     network = IntegerNetwork.load(folder / NETWORK_FILE)
     recorded = {"n_actions": network.n_actions, "obs_shape": list(network.obs_shape)}
     if any(key in meta and meta[key] != value for key, value in recorded.items()):

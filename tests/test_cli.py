@@ -7,7 +7,9 @@ import pytest
 from rivc.agents import RIVC
 from rivc.agents.cli import main
 from rivc.agents.hyperparams import tuned_hyperparams
+from rivc import CorruptFileError
 from rivc.envs import ActionBins
+from rivc.neurochip import load_policy
 
 
 def test_train_evaluate_convert(tmp_path, capsys):
@@ -217,6 +219,8 @@ def test_a_continuous_task_trains_in_action_bins_and_every_command_makes_it_so(t
     assert main(["deploy", str(policy), "--episodes", "1"]) == 2
     err = capsys.readouterr().err
     assert "policy.json is damaged: action bins must be an integer >= 2" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(CorruptFileError, match="action bins must be"):  # the Python API's loader too
+        load_policy(policy)
 
 
 @pytest.mark.parametrize("args,problem", [
