@@ -54,7 +54,7 @@ def _make_env(env_id: str, action_bins=None, bins_from: str = "--action-bins"):
 
 def _model_env(model):
     """The task a saved model trained on, made as it was (its actions' bins too)."""
-    return _make_env(model.env_id, getattr(model, "action_bins", None), "the model's action bins")
+    return _make_env(model.env_id, model.action_bins, "the model's action bins")
 
 
 def _model_path(run_dir: str) -> Path:
@@ -261,7 +261,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             model.spiking_policy.network.save(out / POLICY_FILE)
         result = rollout(model, _make_env(args.env, args.action_bins), args.eval_episodes, seed=args.eval_seed)
         summary = {
-            "env": args.env, "action_bins": args.action_bins and args.action_bins.to_dict(), "variant": args.variant, "target": args.target, "backend": args.backend,
+            "env": args.env, "action_bins": args.action_bins and args.action_bins.to_dict(), "variant": args.variant,
+            "target": args.target, "backend": args.backend,
             "hyperparams": options, "hyperparams_source": args.hyperparams, "timesteps": timesteps, "seed": args.seed,
             "resumed_at": resumed_at, "num_timesteps": model.num_timesteps,
             "seconds": round(seconds, 1),
@@ -628,8 +629,6 @@ def bit_widths(text: str) -> tuple[int, ...]:
 
 def reward_scale(text: str) -> float | str:
     """An argparse type: ``auto`` or a finite factor > 0."""
-    from rivc.agents.config import AUTO
-
     if text == AUTO:
         return AUTO
     try:

@@ -67,7 +67,7 @@ def metadata(model: RIVC) -> dict[str, Any]:
         policy_kwargs["conv_arch"] = [ConvSpec.parse(c).to_list() for c in policy_kwargs["conv_arch"]]
     if not model.q_network.is_image:  # the network's own (a legacy one loaded keeps "normalised")
         policy_kwargs["input_units"] = model.q_network.input_units
-    env_id, action_bins = getattr(model, "env_id", None), getattr(model, "action_bins", None)  # a loaded model's
+    env_id, action_bins = model.env_id, model.action_bins  # a loaded model's
     spec = None if model.env is None else model.env.get_attr("spec", indices=0)[0]  # (DummyVecEnv, SubprocVecEnv)
     if spec is not None:  # (an env without a spec keeps what a loaded model recorded)
         env_id, action_bins = spec.id, ActionBins.from_spec(spec)

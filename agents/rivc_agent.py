@@ -34,6 +34,7 @@ from rivc.agents.config import AUTO, LEGACY_KEYS, CalibrationConfig, ConversionC
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
+from rivc.envs.wrappers import ActionBins
 from rivc.integer_net import NON_FINITE_OBSERVATION, batch_shape, bounded_dimensions
 from rivc.metrics import ConversionError, UnitShares, network_conversion_error, unit_shares
 from rivc.neurochip import SpikingPolicy, make_backend
@@ -240,6 +241,9 @@ class RIVC(DQN):
             raise ValueError(f"the akida backend runs the Akida targets ('akida', 'akd1000'), not target={self.target!r}; "
                              "train the rate-coded target on backend='snntorch'")
         self.spiking_policy: SpikingPolicy | None = None
+        # the task a loaded model records (its env's id, its actions' bins); a model saved with an env reads its spec
+        self.env_id: str | None = None
+        self.action_bins: ActionBins | None = None
         self._calibrated = False
         self.num_conversions = 0
         self.input_range_moves = 0  # CalibrationConfig(input_range="track"): how often the input range moved

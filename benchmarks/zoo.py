@@ -288,7 +288,7 @@ UNIT_PROBES = (*on_space_bounds((
     # the other tasks, LunarLander (about 3.3 per step under the warm-up's random policy; the rest are at most 1,
     # where "auto" changes nothing), at 4 bits and at 8
     *(replace(task, tag=tag, rivc_extra=(*extra, RSCALE))
-      for task in (HELD_OUT_TASKS[1], DEFAULT_TASKS[1])
+      for task in (*HELD_OUT_TASKS, *DEFAULT_TASKS) if task.env_id in ("InvertedDoublePendulum-v5@5", "LunarLander-v3")
       for tag, extra in (("rscale-fit", ()), ("w8-ema-rscale-fit", (W8, EMA, FIT)))),
 )
 TASKS = (
