@@ -295,6 +295,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         moves = model.input_range_moves
         print(f"input range: the space's bounds, but {inputs} the replay data (states spanning under 1/8 of the "
               f"bounds; {moves} move{'' if moves == 1 else 's'})")
+    if model.reward_scale not in (None, 1.0):
+        print(f"rewards scaled by {model.reward_scale:.4g} in the value target (reward_scale {model.reward_scale_asked}"
+              + (": 1 / mean |r| over the first 1,000 rewards" if model.reward_scale_asked == AUTO else "") + ")")
     actor = "SNN" if model.snn_acting else "float"
     print(f"{actor} policy {result.describe()}; saved to {args.out}")
     return 0
@@ -695,8 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(QuaRL's quantization delay; the summary records the step the SNN took over)")
     train.add_argument("--beta", type=real(0.0, low_open=True), default=None, help="inverse temperature > 0")
     train.add_argument("--reward-scale", type=reward_scale, default=None, metavar="auto|FACTOR",
-                       help="the factor on the rewards in the value target (default 1: as they are); auto: "
-                            "1 / max(1, mean |r|) over the first 1,000 rewards (docs/zoo_notes.md)")
+                       help="the factor on the rewards in the value target; auto (default): 1 / max(1, mean |r|) "
+                            "over the first 1,000 rewards, 1 where they are at most 1 a step; a number: that "
+                            "factor (1: the rewards as they are) (docs/zoo_notes.md)")
     train.add_argument("--learning-rate", type=real(0.0, low_open=True), default=None,
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")

@@ -103,13 +103,14 @@ class RIVC(DQN):
         rate RIVC's defaults were tuned at (why a cap: docs/zoo_notes.md). ``None``: the given rate as it is. Networks
         trained in float (the variants without QAT, the float phase of a quantization delay) are not capped.
     :param beta: inverse temperature of the soft maximum (and of Boltzmann exploration).
-    :param reward_scale: the factor on the rewards in the value target: 1.0 (default) leaves them as they are.
-        ``"auto"``: ``1 / max(1, mean |r|)`` over the first ``REWARD_SCALE_SAMPLES`` rewards stored (the warm-up's
-        random policy's), fixed then: ``beta``, the gap term and the Huber loss's unit are set in the Q-values' units,
-        which grow with the rewards; larger rewards are brought to order one per step (as Munchausen-DQN's settings
-        assume clipped rewards), smaller ones are left as they are. The Q-values (the SNN's outputs too) are then in
-        the scaled units; the greedy action is the same function of them. Updates made before it is fixed (a
-        warm-up shorter than the sample) have their head rescaled with it.
+    :param reward_scale: the factor on the rewards in the value target. ``"auto"`` (default): ``1 / max(1, mean
+        |r|)`` over the first ``REWARD_SCALE_SAMPLES`` rewards stored (a random policy's where the warm-up is as
+        long), fixed then: ``beta``, the gap term and the Huber loss's unit are set in the Q-values' units, which grow
+        with the rewards; larger rewards are brought to order one per step (as Munchausen-DQN's settings assume
+        clipped rewards), smaller ones are left as they are (a factor of exactly 1: the update is the unscaled one,
+        bit for bit). The Q-values (the SNN's outputs too) are then in the scaled units; the greedy action is the
+        same function of them. Updates made before it is fixed (a warm-up shorter than the sample) have their head
+        rescaled with it. A number: that factor, fixed (1.0: the rewards as they are).
     :param operator: ``"logsumexp"`` (Conservative Value Iteration, default) or ``"boltzmann"``.
     :param exploration: ``"epsilon"`` (SB3's schedule, on the SNN's Q-values) or ``"boltzmann"``
         (sample from ``softmax(beta * Q_snn)``).
@@ -139,7 +140,7 @@ class RIVC(DQN):
         quantization_delay: int = 0,
         max_learning_rate: float | None = DEFAULT_MAX_LEARNING_RATE,
         beta: float = 10.0,
-        reward_scale: float | str = 1.0,
+        reward_scale: float | str = AUTO,
         operator: str = "logsumexp",
         exploration: str = "epsilon",
         conversion: ConversionConfig | dict[str, Any] | None = None,

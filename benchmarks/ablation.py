@@ -43,6 +43,7 @@ TASKS = {  # env id -> (quick steps, full steps)
 TARGET = "rate"  # the chip target of every run (the Akida targets convert exactly: agreement 1.0)
 INPUT_RANGE = "space"  # the space's bounds, as every stored record ran (RIVC's default until 2026-12-06)
 CLIP_DECAY = None  # learned clips at every width, as every stored record ran (at 8 bits the default until 2026-12-06)
+REWARD_SCALE = 1.0  # the rewards as they are, as every stored record ran (the default until 2026-12-06)
 EVAL_POINTS = 8  # learning-curve evaluations per run
 EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
 COLORS = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
@@ -108,7 +109,8 @@ def make_model(spec: RunSpec):
     from rivc.agents import RIVC
 
     torch.set_num_threads(1)
-    params = {"calibration": {"input_range": INPUT_RANGE, "clip_decay": CLIP_DECAY}, **dict(spec.params)}
+    params = {"calibration": {"input_range": INPUT_RANGE, "clip_decay": CLIP_DECAY}, "reward_scale": REWARD_SCALE,
+              **dict(spec.params)}
     return RIVC("MlpPolicy", spec.env_id, target=TARGET, variant=spec.variant, seed=spec.seed,
                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **params)
 

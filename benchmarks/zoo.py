@@ -21,6 +21,7 @@ where it stopped. Needs ``pip install 'rivc[zoo]'`` (rl-zoo3, and Box2D for Luna
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ablation import run_sweep  # noqa: E402
+from rivc.agents.config import AUTO  # noqa: E402
 from rivc.neurochip.base import Backend, SpikingPolicy, as_integer_network, register_backend  # noqa: E402
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -73,12 +75,22 @@ UNIT = ("policy_kwargs", {"activation_steps": "unit"})  # an activation step per
 DUELING = ("policy_kwargs", {"head": "dueling"})  # a value row and an advantage row per action
 RATE = ("target", "rate")  # the rate-coded target: any widths
 INTEGER = ("backend", "integer-reference")  # the exported integer network acts (make_model registers it)
-RSCALE = ("reward_scale", "auto")  # rewards brought to order one per step where larger (RIVC(reward_scale="auto"))
+UNSCALED = ("reward_scale", 1.0)  # the rewards as they are: the default until 2026-12-06 ("auto" since)
+# the rows the issue's targets read, which follow RIVC's defaults when they move: the defaults' own, 8 bits with
+# either clip rule and AKD1000's arithmetic (a rerun takes the defaults as they are now; the other rows that ran
+# before "auto" keep the rewards as they ran them: ``until_auto_reward_scale``)
+FOLLOW_DEFAULTS = ("", "w8-fit", "akd1000-fit", "w8-ema-fit")
 
 
 def layer_bits(*layers) -> tuple[str, dict]:
     """Per-layer widths: ``(weight, activation)`` per hidden layer, the head's weight bits last."""
     return ("quant", {"layers": [*map(list, layers[:-1]), [layers[-1], None]]})
+
+def until_auto_reward_scale(tasks) -> tuple[Task, ...]:
+    """Rows added before 2026-12-06 as they ran: the rewards as they are (reward_scale 1.0), unless they follow the
+    defaults (``FOLLOW_DEFAULTS``) or name a factor."""
+    return tuple(task if task.tag in FOLLOW_DEFAULTS or any(key == UNSCALED[0] for key, _ in task.rivc_extra)
+                 else replace(task, rivc_extra=(UNSCALED, *task.rivc_extra)) for task in tasks)
 
 def on_space_bounds(tasks) -> tuple[Task, ...]:
     """``tasks`` as they ran before 2026-12-06: with the space's bounds as the input range unless they name one."""
@@ -102,12 +114,19 @@ CAMERA_TASKS = (Task("rivc/MobileReachCamera-v0", "tuned", 60_000),)
 # a robot task that no setting was chosen on and no row ran before 2026-12-06: PanTrack from its state, both agents
 # on RIVC's DQN defaults (nothing tuned for it); since 2026-12-06 (session 24) Gymnasium's MuJoCo tasks too, their
 # continuous actions in bins (``ENV@BINS``, as ``rivc train --action-bins``): no RIVC setting was chosen on any
-HELD_OUT_TASKS = (
-    Task("rivc/PanTrackState-v0", "defaults", 60_000),
+MUJOCO_HELD_OUT = (
     Task("InvertedDoublePendulum-v5@5", "defaults", 60_000),
     Task("Reacher-v5@3", "defaults", 60_000),
     Task("Hopper-v5@3.per_joint", "defaults", 60_000),
 )
+# added on 2026-12-06 (session 25), after `reward_scale="auto"` became the default. Mean |r| of the agents' first 1,000
+# steps: Humanoid about 4.9 (the factor acts), Pusher and HalfCheetah under 1 (it does not)
+MUJOCO_HELD_OUT_SINCE_AUTO = (
+    Task("Pusher-v5@3.per_joint", "defaults", 60_000),
+    Task("HalfCheetah-v5@3.per_joint", "defaults", 60_000),
+    Task("Humanoid-v5@3.per_joint", "defaults", 60_000),
+)
+HELD_OUT_TASKS = (Task("rivc/PanTrackState-v0", "defaults", 60_000), *MUJOCO_HELD_OUT, *MUJOCO_HELD_OUT_SINCE_AUTO)
 # the Zoo's budgets (n_timesteps in its dqn.yml) of the tasks whose controls halve them
 ZOO_BUDGETS = {"CartPole-v1": 50_000, "LunarLander-v3": 100_000, "Acrobot-v1": 100_000}
 # the first layer's weights trained on the input codes' scale (about [-1, 1] over the input range), as until
@@ -169,7 +188,7 @@ PROBES = (
 )
 # the defaults' widths and targets with the first layer in the observation's units (the probes above of the same
 # names, `w8` and `akd1000`, ran normalised)
-UNIT_PROBES = (*on_space_bounds((
+UNIT_PROBES = until_auto_reward_scale((*on_space_bounds((
     Task("CartPole-v1", "zoo", tag="w8-obsunits", rivc_extra=(W8, LEARNED)),
     Task("CartPole-v1", "zoo", tag="akd1000-obsunits", rivc_extra=(("target", "akd1000"),)),
     # is the learning-rate cap (chosen with the first layer normalised) still the lever? The Zoo's rates uncapped
@@ -278,26 +297,49 @@ UNIT_PROBES = (*on_space_bounds((
     # Gymnasium's MuJoCo tasks, held out: is a shortfall RIVC's target (its gap term) or the chip? QAT on DQN's target
     # (alpha 0), and RIVC's loop with a float network acting, on DQN's target and on RIVC's
     *(replace(task, tag=f"{variant}-fit", rivc_extra=(("variant", variant),))
-      for task in HELD_OUT_TASKS if "@" in task.env_id for variant in ("qat", "fpnn", "fpnn-gap")),
+      for task in MUJOCO_HELD_OUT for variant in ("qat", "fpnn", "fpnn-gap")),
     # ... QAT on DQN's target beat the defaults there (InvertedDoublePendulum): the gap term's cost on every task, at
     # 4 bits on the defaults (the conversion is exact on akida: the gap it widens guards against no conversion error)
     *(replace(task, tag="qat-fit", rivc_extra=(("variant", "qat"),)) for task in (*DEFAULT_TASKS, *CAMERA_TASKS)),
     # ... and RIVC's loop in float failed there on RIVC's target alone: the gap term and beta act in the Q-values'
-    # units, which grow with the rewards (about 8 per step there, 1 on the tasks the defaults were chosen on). The
-    # rewards brought to order one (`reward_scale="auto"`) where they are larger: InvertedDoublePendulum and, of
-    # the other tasks, LunarLander (about 3.3 per step under the warm-up's random policy; the rest are at most 1,
-    # where "auto" changes nothing), at 4 bits and at 8
-    *(replace(task, tag=tag, rivc_extra=(*extra, RSCALE))
+    # units, which grow with the rewards (about 8 per step there, 1 on the tasks the defaults were chosen on). Since
+    # 2026-12-06 the defaults bring the rewards to order one where they are larger (`reward_scale="auto"`); it acts
+    # on InvertedDoublePendulum and, of the other tasks, LunarLander (about 3.3 per step under the warm-up's random
+    # policy; elsewhere the factor is 1 and nothing changes). There the defaults' rows ran before with the rewards as
+    # they are: these rows (the "auto" runs, tagged `rscale-fit` and `w8-ema-rscale-fit` then, are the defaults' since)
+    *(replace(task, tag=tag, rivc_extra=(*extra, UNSCALED))
       for task in (*HELD_OUT_TASKS, *DEFAULT_TASKS) if task.env_id in ("InvertedDoublePendulum-v5@5", "LunarLander-v3")
-      for tag, extra in (("rscale-fit", ()), ("w8-ema-rscale-fit", (W8, EMA, FIT)))),
+      for tag, extra in (("rscale1-fit", ()), ("w8-ema-rscale1-fit", (W8, EMA, FIT)), ("w8-rscale1-fit", (W8, LEARNED)))),
+    Task("LunarLander-v3", "zoo", tag="akd1000-rscale1-fit", rivc_extra=(("target", "akd1000"), UNSCALED)),
+))
+# rows added since `reward_scale="auto"` became the default (2026-12-06, session 25): on the defaults as they are
+SINCE_AUTO_PROBES = (
+    # 8 bits on InvertedDoublePendulum: learned clips hold the second layer's clip near 7 and reach DQN's mean;
+    # tracked ones follow its largest pre-activation to 250-900, and most units get a few of the 255 levels. The
+    # clips at the batch's least-squares clip (the spread, not the largest one), and a clip per unit
+    *(replace(task, tag=tag, rivc_extra=extra) for task in MUJOCO_HELD_OUT if task.env_id == "InvertedDoublePendulum-v5@5"
+      for tag, extra in (("w8-ema-mse-fit", (W8, EMA_MSE, FIT)), ("w8-unit-ema-fit", (W8, UNIT, EMA, FIT)))),
+    # ... neither helps: with the rewards as they are the tracked clips' 8-bit network ended where RIVC's loop with a
+    # float network did (99.4 against 103.3). Is it there with the rewards scaled too (RIVC's target in float)?
+    *(replace(task, tag="fpnn-gap-scaled-fit", rivc_extra=(("variant", "fpnn-gap"),)) for task in MUJOCO_HELD_OUT
+      if task.env_id == "InvertedDoublePendulum-v5@5"),
+    # the held-out MuJoCo tasks' controls on the tasks added since (as above: the target or the chip?)
+    *(replace(task, tag=f"{variant}-fit", rivc_extra=(("variant", variant),))
+      for task in MUJOCO_HELD_OUT_SINCE_AUTO for variant in ("qat", "fpnn", "fpnn-gap")),
+    # ... and where "auto" acts, the rewards as they are
+    *(replace(task, tag="rscale1-fit", rivc_extra=(UNSCALED,)) for task in MUJOCO_HELD_OUT_SINCE_AUTO
+      if task.env_id.startswith("Humanoid-")),
 )
 TASKS = (
     *DEFAULT_TASKS,
     *CAMERA_TASKS,
     *HELD_OUT_TASKS,
     *UNIT_PROBES,
-    *on_space_bounds(replace(task, tag="normalised", rivc_extra=(NORMALISED,)) for task in DEFAULT_TASKS),
-    *on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED)) for task in PROBES),
+    *SINCE_AUTO_PROBES,
+    *until_auto_reward_scale(on_space_bounds(replace(task, tag="normalised", rivc_extra=(NORMALISED,))
+                                             for task in DEFAULT_TASKS)),
+    *until_auto_reward_scale(on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED))
+                                             for task in PROBES)),
 )
 
 
@@ -355,6 +397,7 @@ def task_name(task: Task) -> str:
 def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list[RunSpec]:
     """The runs of ``tasks`` (all by default), each on its task's seeds or on ``seeds``."""
     from rivc.agents.config import CalibrationConfig
+    from rivc.agents.rivc_agent import RIVC
     from rivc.agents.variants import VARIANTS
     from rivc.config import QuantConfig
 
@@ -372,6 +415,7 @@ def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list
         decided = CalibrationConfig(**rivc_kwargs["calibration"]).resolved(
             QuantConfig.from_dict(rivc_kwargs.get("quant") or {}), VARIANTS[rivc_kwargs.get("variant", "rivc")].qat)
         rivc_kwargs["calibration"]["clip_decay"] = decided.clip_decay
+        rivc_kwargs.setdefault("reward_scale", inspect.signature(RIVC).parameters["reward_scale"].default)  # (likewise)
         for seed in seeds or task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
                 runs.append(RunSpec(task.env_id, agent, seed, timesteps, json.dumps(kwargs, sort_keys=True),
@@ -519,11 +563,53 @@ def load(runs: list[RunSpec]) -> list[dict]:
         if spec.key in records or not path.exists():
             continue
         record = json.loads(path.read_text())
-        if record["kwargs"] != json.loads(spec.kwargs):
+        if not ran_as_asked(record, json.loads(spec.kwargs)):
             print(f"left out {path.name}: recorded with other settings than the sweep's now (delete it to rerun)")
             continue
         records[spec.key] = record
     return list(records.values())
+
+
+def ran_as_asked(record: dict, asked: dict[str, Any]) -> bool:
+    """Whether a record ran the settings ``asked``: the same ones, or a fixed reward scale of 1 where "auto" is asked
+    and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit."""
+    ran = record["kwargs"]
+    if ran == asked:
+        return True
+    return (asked.get("reward_scale") == AUTO and ran.get("reward_scale") == 1.0
+            and record.get("auto_reward_scale") == 1.0 and {**ran, "reward_scale": AUTO} == asked)
+
+
+def auto_reward_scale(spec: RunSpec) -> float | None:
+    """The factor ``reward_scale="auto"`` takes on a run: the run again with "auto", its budget and schedules, stopped
+    once the factor is measured (until then a run at any reward scale is the unscaled one); None where it never is."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class UntilMeasured(BaseCallback):
+        def _on_step(self) -> bool:
+            return self.model.reward_scale is None
+
+    model = make_model(replace(spec, kwargs=json.dumps({**json.loads(spec.kwargs), "reward_scale": AUTO})))
+    model.learn(spec.timesteps, callback=UntilMeasured())
+    return model.reward_scale
+
+
+def measure_auto_reward_scales(runs: list[RunSpec]) -> None:
+    """Write ``auto_reward_scale`` into each stored record that ran at a fixed reward scale of 1 on a row that asks
+    "auto" now (rows that ran before "auto" was the default): where it is 1, the record is that row's run."""
+    from rivc.integer_net import atomic_write_bytes
+
+    for spec in runs:
+        path = RESULTS / f"{spec.key}.json"
+        if spec.agent != "rivc" or not path.exists():
+            continue
+        record, asked = json.loads(path.read_text()), json.loads(spec.kwargs)
+        if ("auto_reward_scale" in record or asked.get("reward_scale") != AUTO
+                or {**record["kwargs"], "reward_scale": AUTO} != asked or record["kwargs"].get("reward_scale") != 1.0):
+            continue
+        record["auto_reward_scale"] = auto_reward_scale(spec)
+        atomic_write_bytes(path, json.dumps(record).encode())
+        print(f"{path.name}: auto_reward_scale {record['auto_reward_scale']}", flush=True)
 
 
 STATE_TWIN = {"rivc/MobileReachCamera-v0": "rivc/MobileReach-v0"}  # a camera task: the same task from its state
@@ -575,7 +661,12 @@ def report(runs: list[RunSpec]) -> Path:
              "`fit`, the space's bounds tracked where loose; the rows tagged `space` ran the defaults before, with the",
              "bounds fixed; a control's row names what it changes, its input range and clip rule included: at 8 bits",
              "the clips follow the activations by default since 2026-12-06, `w8-ema-fit`, and were learned before,",
-             "`w8-fit`); DQN: Stable-Baselines3's float DQN. Return: 20 greedy",
+             "`w8-fit`; since 2026-12-06 the rewards are brought to order one per step where larger, `reward_scale=",
+             "\"auto\"`: it acts on LunarLander and InvertedDoublePendulum, whose rows tagged `rscale1` ran with the",
+             "rewards as they are, and on Humanoid, run since; elsewhere its factor is 1 and a row's runs at 1.0 are its",
+             "runs, bit for bit, checked per run by `python benchmarks/zoo.py --auto-reward-scale`); DQN:",
+             "Stable-Baselines3's float DQN.",
+             "Return: 20 greedy",
              f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200, Acrobot -100, MountainCar -110; Gymnasium's",
              "MuJoCo tasks their own, far above these budgets) or, on our robot tasks, below 50 % success. Acrobot,",
@@ -660,7 +751,7 @@ def report(runs: list[RunSpec]) -> Path:
 # defaults since 2026-12-06; the others before, their settings in the table above)
 CONTROL_TASKS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
 CONTROLS = (
-    ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`", ("",)),
+    ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`, rewards brought to order one", ("",)),
     ("the float network in RIVC's loop, DQN's target", ("fpnn", "fpnn-obsunits")),
     ("the float network in RIVC's loop, RIVC's target", ("fpnn-gap", "fpnn-gap-obsunits")),
     ("4 bits, DQN's target (alpha 0)", ("qat-fit", "qat", "qat-obsunits")),
@@ -679,9 +770,9 @@ CONTROLS = (
     ("a dueling head", ("dueling",)),
     ("a dueling head, clips that follow the batch's largest pre-activation", ("dueling-ema-fit", "dueling-ema")),
     ("a dueling head, clips that follow the batch's least-squares clip", ("dueling-ema-mse-fit",)),
-    ("the rewards brought to order one per step (`reward_scale=\"auto\"`; where they are at most one it is the "
-     "defaults' row, bit for bit: not run)", ("rscale-fit",)),
-    ("8 bits, tracked clips, the rewards brought to order one (as above: where it acts)", ("w8-ema-rscale-fit",)),
+    ("the rewards as they are (`reward_scale` 1, the default until 2026-12-06; where \"auto\" measures 1 it is the "
+     "defaults' row, bit for bit: not run)", ("rscale1-fit",)),
+    ("8 bits, tracked clips, the rewards as they are (as above: where \"auto\" acts)", ("w8-ema-rscale1-fit",)),
 )
 CONTROL_SEEDS = tuple(SEEDS)
 
@@ -703,7 +794,9 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
                  "mean / worst, the curve's mean). The `-fit` tags and the defaults' row ran on the current defaults, "
                  "changing only what the row names; the other tags ran on the defaults of their day (the normalised "
                  "first layer, the space's bounds, some at the Zoo's uncapped learning rate): a cell names its tag, "
-                 "whose row above says what it ran.", "",
+                 "whose row above says what it ran. On LunarLander every control but the 8-bit and AKD1000 rows ran "
+                 "with the rewards as they are (before `reward_scale=\"auto\"` was the default, which scales them "
+                 "there): set it against the `rscale1-fit` row, the defaults' then.", "",
              "| control | " + " | ".join(CONTROL_TASKS) + " |", "|---|" + "---:|" * len(CONTROL_TASKS),
              "| SB3 DQN | " + " | ".join(cell(env, "dqn", ("",)) for env in CONTROL_TASKS) + " |"]
     lines += [f"| {name} | " + " | ".join(cell(env, "rivc", tags) for env in CONTROL_TASKS) + " |"
@@ -741,11 +834,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="only this seed (repeatable); seeds beyond the 5 run too, and the report counts every seed run")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--auto-reward-scale", action="store_true",
+                        help="measure, on each stored run at a fixed reward scale of 1 whose row asks 'auto' now, the "
+                             "factor 'auto' takes there (where 1, the run is the row's), then report")
     args = parser.parse_args(argv)
     if args.seed and any(seed < 0 for seed in args.seed):
         parser.error(f"--seed takes seeds >= 0, got {min(args.seed)}")
     runs = grid(args.task, args.seed)
-    if not args.report_only:
+    if args.auto_reward_scale:
+        measure_auto_reward_scales(grid(args.task, args.seed or stored_seeds()))
+    elif not args.report_only:
         sweep([r for r in runs if not args.agent or r.agent in args.agent], args.workers)
     print(f"wrote {report(grid(seeds=stored_seeds()))}")
     return 0

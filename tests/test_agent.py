@@ -1045,7 +1045,7 @@ def test_a_model_records_the_bins_its_task_was_made_discrete_with(tmp_path):
 
 def test_reward_scale_auto_brings_large_rewards_to_order_one_and_leaves_small_ones(tmp_path):
     """"auto": 1 / max(1, mean |r|) over the first 1,000 stored rewards, fixed then, saved and loaded; CartPole's
-    rewards (1 per step) train bit for bit as with the default 1.0."""
+    rewards (1 per step) train bit for bit as with a fixed 1.0. It is the default."""
     big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 5.0 * r)
     model = RIVC("MlpPolicy", big, seed=0, reward_scale="auto", **dict(FAST, learning_starts=1000))
     model.learn(900)
@@ -1054,10 +1054,10 @@ def test_reward_scale_auto_brings_large_rewards_to_order_one_and_leaves_small_on
     assert model.reward_scale == pytest.approx(0.2)
     loaded = RIVC.load(model.save(tmp_path / "model.zip"))
     assert (loaded.reward_scale_asked, loaded.reward_scale) == ("auto", model.reward_scale)
-    plain = RIVC("MlpPolicy", "CartPole-v1", seed=0, reward_scale="auto", **FAST).learn(1500)
-    default = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(1500)  # (each seeds the global generators)
-    assert plain.reward_scale == default.reward_scale == 1.0
-    for (name, a), b in zip(plain.policy.state_dict().items(), default.policy.state_dict().values()):
+    plain = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(1500)
+    fixed = RIVC("MlpPolicy", "CartPole-v1", seed=0, reward_scale=1.0, **FAST).learn(1500)  # (each seeds the globals)
+    assert plain.reward_scale_asked == "auto" and plain.reward_scale == fixed.reward_scale == 1.0
+    for (name, a), b in zip(plain.policy.state_dict().items(), fixed.policy.state_dict().values()):
         assert torch.equal(a, b), name
 
 
@@ -1098,7 +1098,7 @@ def test_the_reward_scale_reaches_the_target():
     scaled = RIVC("MlpPolicy", big, seed=0, reward_scale=0.25, **FAST).learn(1200)
     plain = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST).learn(1200)
     unscaled = RIVC("MlpPolicy", gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r), seed=0,
-                    **FAST).learn(1200)
+                    reward_scale=1.0, **FAST).learn(1200)
     for (name, a), b, c in zip(scaled.policy.state_dict().items(), plain.policy.state_dict().values(),
                                unscaled.policy.state_dict().values()):
         assert torch.equal(a, b), name

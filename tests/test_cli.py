@@ -23,6 +23,7 @@ def test_train_evaluate_convert(tmp_path, capsys):
     assert summary["hyperparams"] == tuned_hyperparams("CartPole-v1")  # the task's tuned values by default
     assert summary["learning_rate"] == {"given": 1e-3, "max": 1e-3}
     assert summary["input_range"]["first_layer_units"] == "observation"
+    assert summary["reward_scale"] == {"asked": "auto", "factor": 1.0} and "rewards scaled" not in printed  # 1 a step
 
     assert main(["evaluate", str(out), "--episodes", "2"]) == 0
     assert "CartPole-v1: SNN policy return" in capsys.readouterr().out
@@ -237,10 +238,10 @@ def test_bad_action_bins_are_refused_in_one_line(args, problem, tmp_path, capsys
 
 def test_train_records_the_reward_scale_it_measured(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--env", "Pendulum-v1", "--action-bins", "3", "--reward-scale", "auto", "--timesteps", "1100",
+    assert main(["train", "--env", "Pendulum-v1", "--action-bins", "3", "--timesteps", "1100",  # "auto": the default
                  "--out", str(out), "--eval-episodes", "1", "--eval-freq", "0"]) == 0
-    assert "reward_scale=auto" in capsys.readouterr().out
     recorded = json.loads((out / "summary.json").read_text())["reward_scale"]
+    assert f"rewards scaled by {recorded['factor']:.4g} in the value target (reward_scale auto" in capsys.readouterr().out
     assert recorded["asked"] == "auto" and 0.05 < recorded["factor"] < 0.5  # Pendulum's rewards: -16..0 per step
     assert RIVC.load(out / "model.zip").reward_scale == recorded["factor"]
     assert main(["train", "--out", str(out), "--resume", "--timesteps", "100", "--eval-episodes", "1"]) == 0

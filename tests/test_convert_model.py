@@ -59,6 +59,7 @@ def test_finetune_starts_from_the_post_training_conversion(dqn_zip):
     assert agreement_with_float(dqn_zip, start.spiking_policy, states).action_agreement > 0.9
     model = finetune(dqn_zip, "CartPole-v1", 1500, target="akida")
     assert model.spiking_policy.network.target == "akida" and model.num_conversions > 300
+    assert model.reward_scale_asked == 1.0  # the float network's Q-values are in the rewards' own units
     with pytest.raises(ValueError, match="finetune sets policy_kwargs itself"):
         finetune(dqn_zip, "CartPole-v1", 10, policy_kwargs={})
 

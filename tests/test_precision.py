@@ -70,3 +70,16 @@ def test_cli_prints_the_table_writes_it_and_fine_tunes_the_choice(trained, capsy
     assert main(["precision", str(trained), "--agreement", "1.5"]) == 2
     assert main(["precision", str(trained), "--widths", "four"]) == 2
     assert "--widths takes bit widths" in capsys.readouterr().err
+
+
+def test_fine_tuning_at_other_widths_keeps_the_reward_scale_the_model_trained_with(tmp_path):
+    """The Q-values are in the trained model's units: "auto" measured once, kept when fine-tuned at 8 bits."""
+    import gymnasium as gym
+
+    from rivc.agents.precision import finetune_at
+
+    big = gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: 4.0 * r)
+    model = RIVC("MlpPolicy", big, seed=0, learning_starts=200, batch_size=32).learn(1100)
+    assert model.reward_scale == 0.25
+    tuned = finetune_at(model.save(tmp_path / "model.zip"), big, QuantConfig(8, 8, 8), timesteps=50)
+    assert (tuned.reward_scale_asked, tuned.reward_scale) == ("auto", 0.25)

@@ -105,7 +105,7 @@ def test_a_held_out_mujoco_task_runs_in_its_action_bins_and_fails_below_gymnasiu
     spec = zoo.RunSpec("Reacher-v5@3", "rivc", 0, 600, json.dumps(dict(learning_starts=200, batch_size=32)))
     record = zoo.run_one(spec)
     assert record["env_id"] == "Reacher-v5@3" and len(record["final_returns"]) == zoo.EVAL_EPISODES
-    assert record["reward_scale"] == 1.0  # the default: the rewards as they are
+    assert record["reward_scale"] is None  # "auto" (the default), not measured: fewer than 1,000 rewards in 600 steps
     assert zoo.solved_at("Reacher-v5@3") == -3.75 and zoo.solved_at("rivc/ArmReach-v0") is None
     assert zoo.failed(dict(record, final_return=-3.8)) and not zoo.failed(dict(record, final_return=-3.7))
 
@@ -180,17 +180,19 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     delayed = [t for t in zoo.TASKS if t.tag == "delay-fit"]
     assert {t.env_id for t in delayed} == set(zoo.ZOO_BUDGETS)
     for task in delayed:  # QuaRL's delay: QAT from half the budget (the Zoo's, read from its own file here)
-        assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2}
+        assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2,
+                                            "reward_scale": 1.0}  # (as it ran: before "auto" was the default)
         assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
     # the other controls of the same sweep: the gap term's bound on the same three tasks, 8 bits with tracked clips
     bounded = [t for t in zoo.TASKS if t.tag == "gapclip-fit"]
     assert sorted(t.env_id for t in bounded) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
-    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded)
+    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0, "reward_scale": 1.0} for t in bounded)
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
                                            "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1",
                                            "MountainCar-v0", "InvertedDoublePendulum-v5@5", "Reacher-v5@3",
-                                           "Hopper-v5@3.per_joint"}
+                                           "Hopper-v5@3.per_joint", "Pusher-v5@3.per_joint", "HalfCheetah-v5@3.per_joint",
+                                           "Humanoid-v5@3.per_joint"}
     assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
@@ -271,6 +273,16 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     assert rules["LunarLander-v3", "w8-ema-fit"] == rules["Acrobot-v1", "w8-ema"] == 0.99
     assert rules["LunarLander-v3", "fpnn"] is None  # a float network: no clips to track
     assert {r["kwargs"]["calibration"]["clip_decay"] for r in records if r["agent"] == "rivc"} >= {None, 0.99}
+    # and the reward scale: "auto" on the rows that follow the defaults, 1.0 where a row ran before it was the default
+    scales = {(spec.env_id, spec.tag): json.loads(spec.kwargs)["reward_scale"]
+              for spec in zoo.grid(seeds=[0]) if spec.agent == "rivc"}
+    assert scales["LunarLander-v3", ""] == scales["CartPole-v1", "akd1000-fit"] == scales["Reacher-v5@3", ""] == "auto"
+    assert scales["LunarLander-v3", "rscale1-fit"] == scales["LunarLander-v3", "track-obsunits"] == 1.0
+    assert scales["InvertedDoublePendulum-v5@5", "qat-fit"] == scales["CartPole-v1", "space"] == 1.0
+    # ... and rows added since run on the defaults as they are
+    assert scales["InvertedDoublePendulum-v5@5", "w8-ema-mse-fit"] == scales["Pusher-v5@3.per_joint", "qat-fit"] == "auto"
+    assert ("InvertedDoublePendulum-v5@5", "akd1000-rscale1-fit") not in scales  # (never ran unscaled)
+    assert {r["kwargs"]["reward_scale"] for r in records if r["agent"] == "rivc"} == {1.0, "auto"}
     w8_default = zoo.Task("CartPole-v1", "zoo", tag="w8-default", rivc_extra=(zoo.W8,))  # no rule named: the default
     monkeypatch.setattr(zoo, "TASKS", (w8_default,))
     assert json.loads(zoo.grid(seeds=[0])[0].kwargs)["calibration"]["clip_decay"] == 0.99
@@ -311,3 +323,38 @@ def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers():
     lines = zoo.pixels_against_state(records, lambda task, agent: [r for r in records if r["env_id"] == task.env_id])
     assert lines[-1] == ("From pixels against from state (RIVC, seeds 0, 1): rivc/MobileReachCamera-v0 60 % success, "
                          "rivc/MobileReach-v0 90 %: 0.67x (target: at least 0.9x).")
+
+
+def test_a_run_at_reward_scale_1_is_read_as_the_auto_run_only_where_auto_measured_1_on_it():
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    asked = {"learning_rate": 1e-3, "reward_scale": "auto"}
+    ran = {"kwargs": {"learning_rate": 1e-3, "reward_scale": 1.0}}
+    assert zoo.ran_as_asked({**ran, "auto_reward_scale": 1.0}, asked)  # the same update, bit for bit
+    assert not zoo.ran_as_asked({**ran, "auto_reward_scale": 0.31}, asked)  # "auto" would have scaled the rewards
+    assert not zoo.ran_as_asked(ran, asked)  # not measured
+    assert not zoo.ran_as_asked({"kwargs": {"learning_rate": 5e-4, "reward_scale": 1.0}, "auto_reward_scale": 1.0}, asked)
+    assert not zoo.ran_as_asked({**ran, "auto_reward_scale": 1.0}, {**asked, "reward_scale": 0.5})
+    assert zoo.ran_as_asked({"kwargs": asked}, asked)
+
+
+def test_the_factor_auto_takes_on_a_run_is_the_one_that_run_would_measure():
+    """The run again with "auto", its own budget and schedules (updates start before the 1,000th reward here, so the
+    exploration schedule decides which rewards those are), stopped once the factor is measured."""
+    import sys
+    from dataclasses import replace
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    settings = dict(learning_starts=200, batch_size=32, policy_kwargs={"net_arch": [16, 16]})
+    ran = zoo.RunSpec("Pendulum-v1@3", "rivc", 0, 1300, json.dumps({**settings, "reward_scale": 1.0}))
+    auto = zoo.make_model(replace(ran, kwargs=json.dumps({**settings, "reward_scale": "auto"})))
+    auto.learn(ran.timesteps)
+    assert 0.05 < auto.reward_scale < 0.5  # Pendulum: -16..0 a step
+    assert zoo.auto_reward_scale(ran) == auto.reward_scale
+    assert zoo.auto_reward_scale(replace(ran, env_id="CartPole-v1")) == 1.0  # 1 a step
+    assert zoo.auto_reward_scale(replace(ran, timesteps=900)) is None  # a run too short to measure it
