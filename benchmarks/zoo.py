@@ -315,7 +315,7 @@ UNIT_PROBES = until_auto_reward_scale((*on_space_bounds((
 # rows added since `reward_scale="auto"` became the default (2026-12-06, session 25): on the defaults as they are
 SINCE_AUTO_PROBES = (
     # 8 bits on InvertedDoublePendulum: learned clips hold the second layer's clip near 7 and reach DQN's mean;
-    # tracked ones follow its largest pre-activation to 250-900, and most units get a few of the 255 levels. The
+    # tracked ones follow its largest pre-activation to 72-907, and most units get a few of the 255 levels. The
     # clips at the batch's least-squares clip (the spread, not the largest one), and a clip per unit
     *(replace(task, tag=tag, rivc_extra=extra) for task in MUJOCO_HELD_OUT if task.env_id == "InvertedDoublePendulum-v5@5"
       for tag, extra in (("w8-ema-mse-fit", (W8, EMA_MSE, FIT)), ("w8-unit-ema-fit", (W8, UNIT, EMA, FIT)))),
@@ -662,10 +662,9 @@ def report(runs: list[RunSpec]) -> Path:
              "bounds fixed; a control's row names what it changes, its input range and clip rule included: at 8 bits",
              "the clips follow the activations by default since 2026-12-06, `w8-ema-fit`, and were learned before,",
              "`w8-fit`; since 2026-12-06 the rewards are brought to order one per step where larger, `reward_scale=",
-             "\"auto\"`: it acts on LunarLander and InvertedDoublePendulum, whose rows tagged `rscale1` ran with the",
-             "rewards as they are, and on Humanoid, run since; elsewhere its factor is 1 and a row's runs at 1.0 are its",
-             "runs, bit for bit, checked per run by `python benchmarks/zoo.py --auto-reward-scale`); DQN:",
-             "Stable-Baselines3's float DQN.",
+             "\"auto\"`: it acts on LunarLander, InvertedDoublePendulum and Humanoid, whose rows tagged `rscale1` ran",
+             "with the rewards as they are; elsewhere its factor is 1 and a row's runs at 1.0 are its runs, bit for bit,",
+             "checked per run by `python benchmarks/zoo.py --auto-reward-scale`); DQN: Stable-Baselines3's float DQN.",
              "Return: 20 greedy",
              f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200, Acrobot -100, MountainCar -110; Gymnasium's",
