@@ -329,6 +329,9 @@ SINCE_AUTO_PROBES = (
     # ... and where "auto" acts, the rewards as they are
     *(replace(task, tag="rscale1-fit", rivc_extra=(UNSCALED,)) for task in MUJOCO_HELD_OUT_SINCE_AUTO
       if task.env_id.startswith("Humanoid-")),
+    # the 8-bit clip rules part on the held-out tasks: Acrobot's learned-clip row on today's defaults (it last ran
+    # with the space's bounds, `w8-obsunits`, the range `fit` keeps there)
+    Task("Acrobot-v1", "zoo", tag="w8-fit", rivc_extra=(W8, LEARNED)),
 )
 TASKS = (
     *DEFAULT_TASKS,
