@@ -573,14 +573,16 @@ def load(runs: list[RunSpec]) -> list[dict]:
     return list(records.values())
 
 
+def unscaled_run_of_auto_row(ran: dict[str, Any], asked: dict[str, Any]) -> bool:
+    """Whether settings ``ran`` are ``asked`` but for a fixed reward scale of 1 where ``asked`` says "auto"."""
+    return asked.get("reward_scale") == AUTO and ran.get("reward_scale") == 1.0 and {**ran, "reward_scale": AUTO} == asked
+
+
 def ran_as_asked(record: dict, asked: dict[str, Any]) -> bool:
     """Whether a record ran the settings ``asked``: the same ones, or a fixed reward scale of 1 where "auto" is asked
     and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit."""
-    ran = record["kwargs"]
-    if ran == asked:
-        return True
-    return (asked.get("reward_scale") == AUTO and ran.get("reward_scale") == 1.0
-            and record.get("auto_reward_scale") == 1.0 and {**ran, "reward_scale": AUTO} == asked)
+    return record["kwargs"] == asked or (unscaled_run_of_auto_row(record["kwargs"], asked)
+                                         and record.get("auto_reward_scale") == 1.0)
 
 
 def auto_reward_scale(spec: RunSpec) -> float | None:
@@ -606,9 +608,8 @@ def measure_auto_reward_scales(runs: list[RunSpec]) -> None:
         path = RESULTS / f"{spec.key}.json"
         if spec.agent != "rivc" or not path.exists():
             continue
-        record, asked = json.loads(path.read_text()), json.loads(spec.kwargs)
-        if ("auto_reward_scale" in record or asked.get("reward_scale") != AUTO
-                or {**record["kwargs"], "reward_scale": AUTO} != asked or record["kwargs"].get("reward_scale") != 1.0):
+        record = json.loads(path.read_text())
+        if "auto_reward_scale" in record or not unscaled_run_of_auto_row(record["kwargs"], json.loads(spec.kwargs)):
             continue
         record["auto_reward_scale"] = auto_reward_scale(spec)
         atomic_write_bytes(path, json.dumps(record).encode())

@@ -42,14 +42,12 @@ class DiscretizeAction(_GymDiscretizeAction):
             raise ValueError(f"bins must be an integer >= 2 or one per action dimension ({dims} here), got {bins!r}")
         if mode == "per_joint" and np.any(per_dim % 2 == 0):
             raise ValueError(f"mode='per_joint' needs an odd number of bins (a middle level), got {bins!r}")
-        if mode == "grid" and int(np.prod(per_dim.astype(float))) > max_actions:
-            raise ValueError(
-                f"{'x'.join(map(str, per_dim))} = {int(np.prod(per_dim.astype(float)))} actions exceed "
-                f"max_actions={max_actions}: use mode='per_joint' or fewer bins"
-            )
-        if mode == "per_joint" and 1 + int(np.sum(per_dim.astype(float) - 1)) > max_actions:
-            raise ValueError(f"{1 + int(np.sum(per_dim.astype(float) - 1))} actions exceed max_actions={max_actions}: "
-                             "use fewer bins")
+        # (in float: a product of many bins overflows integers)
+        n_actions = int(np.prod(per_dim.astype(float)) if mode == "grid" else 1 + np.sum(per_dim.astype(float) - 1))
+        if n_actions > max_actions:
+            raise ValueError(f"{'x'.join(map(str, per_dim))} = {n_actions} actions exceed max_actions={max_actions}: "
+                             "use mode='per_joint' or fewer bins" if mode == "grid" else
+                             f"{n_actions} actions exceed max_actions={max_actions}: use fewer bins")
         # the spec records these arguments (gym.make(env.spec) makes the same env), not the parent's
         gym.utils.RecordConstructorArgs.__init__(self, bins=ActionBins(bins, mode).bins, mode=mode, max_actions=max_actions)
         super().__init__(env, tuple(int(b) for b in per_dim))
