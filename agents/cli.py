@@ -125,12 +125,9 @@ def _new_model(args: argparse.Namespace, env):
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
     if args.clip_decay is not None:
         try:
-            named = {"learned": None, AUTO: AUTO}
-            decay = named[args.clip_decay] if args.clip_decay in named else float(args.clip_decay)
-            calibration_options["clip_decay"] = decay
+            calibration_options["clip_decay"] = None if args.clip_decay == "learned" else float(args.clip_decay)
         except ValueError:
-            raise ValueError(f"--clip-decay takes a decay in [0, 1), 'learned' or {AUTO!r}, "
-                             f"got {args.clip_decay!r}") from None
+            raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
     for option in ("clip_statistic", "clip_gradient"):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)
@@ -707,11 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-learning-rate", type=real_or_none(0.0, low_open=True), default=None, metavar="RATE|none",
                        help="the largest rate of quantization-aware training: a higher one is capped (default 1e-3, "
                             "the rate RIVC's defaults were tuned at; docs/zoo_notes.md); none: the given rate as it is")
-    train.add_argument("--clip-decay", default=None, metavar="DECAY|learned|auto",
-                       help="the activation clips follow a moving average (this decay per update) of each hidden "
-                            "layer's largest pre-activation; 'learned': PACT's learned clips; auto (default): 0.99 "
-                            "where every hidden layer has 8 or more activation bits (quantization-aware training, "
-                            "--clip-gradient pact), learned otherwise (docs/zoo_notes.md)")
+    train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
+                       help="the activation clips follow a moving average (this decay per update, e.g. 0.99) of each "
+                            "hidden layer's largest pre-activation; 'learned' (default): PACT's learned clips, at every "
+                            "width (docs/zoo_notes.md)")
     train.add_argument("--clip-statistic", default=None, choices=list(CLIP_STATISTICS),
                        help="with --clip-decay: what the clips follow, max (each batch's largest pre-activation; "
                             "default) or mse (the clip that quantizes the batch's activations with the least error)")

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any, TypeVar
 
-from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN, QuantConfig
+from rivc.config import CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGE_MARGIN
 
 INPUT_RANGES = ("space", "data", "track", "fit")
 TRACKING_RANGES = ("track", "fit")  # the input ranges that follow the replay data (with its quantiles)
@@ -43,9 +43,7 @@ class ConversionConfig:
 
 
 TRACK_QUANTILE = 0.01  # CalibrationConfig.quantile's default
-AUTO = "auto"  # CalibrationConfig.clip_decay's default: decided by the activation widths
-TRACKED_CLIP_BITS = 8  # "auto" tracks the clips where every hidden layer has at least this many activation bits
-TRACKED_CLIP_DECAY = 0.99  # ... at this decay
+AUTO = "auto"  # RIVC's reward_scale default: measured on the first rewards
 
 
 @dataclass(frozen=True)
@@ -73,13 +71,11 @@ class CalibrationConfig:
     :param clips: start the PACT activation clips at the float activations' maxima; ``None``: yes for
         ``MlpPolicy``, no for ``CnnPolicy`` (a conv net's activations grow far beyond their initial maxima, and
         clips started at them held PanTrack from pixels back: docs/vision_notes.md).
-    :param clip_decay: ``"auto"`` (default): ``TRACKED_CLIP_DECAY`` where every hidden layer of a quantized network
-        has at least ``TRACKED_CLIP_BITS`` activation bits and the clips' gradient is PACT's, learned clips
-        otherwise (:meth:`resolved`): a clip that follows the batch's largest pre-activation spends levels on the
-        widest units, which 255 levels afford and 15 do not (docs/zoo_notes.md). ``None``: the clips are learned
-        (``clip_gradient``). A value in [0, 1): after every update each clip moves to ``decay * clip + (1 - decay)
-        * target``, a moving-average range, and is not learned; the target is the training batch's
-        ``clip_statistic``.
+    :param clip_decay: ``None`` (default): the clips are learned (``clip_gradient``), at every width. A value in
+        [0, 1): after every update each clip moves to ``decay * clip + (1 - decay) * target``, a moving-average
+        range, and is not learned; the target is the training batch's ``clip_statistic``. A clip that follows the
+        batch's largest pre-activation spends levels on the widest units: at 4 bits it leaves the narrow ones too
+        few of 15, and at 8 bits it fell short of learned clips on most held-out tasks (docs/zoo_notes.md).
     :param clip_statistic: what a tracked clip follows (``rivc.quant.clip_statistic``): ``"max"`` (default) the
         batch's largest pre-activation, ``"mse"`` the clip that quantizes the batch's activations with the least
         squared error (their spread, not their largest one).
@@ -94,7 +90,7 @@ class CalibrationConfig:
     input_range: str = "fit"
     margin: float = INPUT_RANGE_MARGIN
     clips: bool | None = None
-    clip_decay: float | str | None = AUTO
+    clip_decay: float | None = field(default=None, metadata={"written": "always"})  # (the default has moved)
     clip_statistic: str = field(default="max", metadata={"written": "when set"})
     clip_gradient: str = field(default="pact", metadata={"written": "when set"})
     min_samples: int = 0
@@ -107,10 +103,10 @@ class CalibrationConfig:
                              f"got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
-        if self.clip_decay not in (None, AUTO) and not (isinstance(self.clip_decay, Real)
-                                                         and not isinstance(self.clip_decay, bool)
-                                                         and 0.0 <= self.clip_decay < 1.0):
-            raise ValueError(f"CalibrationConfig.clip_decay must be {AUTO!r}, None (learned clips) or in [0, 1), "
+        if self.clip_decay is not None and not (isinstance(self.clip_decay, Real)
+                                                 and not isinstance(self.clip_decay, bool)
+                                                 and 0.0 <= self.clip_decay < 1.0):
+            raise ValueError(f"CalibrationConfig.clip_decay must be None (learned clips) or in [0, 1), "
                              f"got {self.clip_decay!r}")
         if self.clip_gradient not in CLIP_GRADIENTS:
             raise ValueError(f"CalibrationConfig.clip_gradient must be one of {', '.join(CLIP_GRADIENTS)}, "
@@ -139,28 +135,14 @@ class CalibrationConfig:
 
     @property
     def tracks_clips(self) -> bool:
-        """The clips follow the activations by a decay given here (``"auto"`` is decided by :meth:`resolved`)."""
-        return self.clip_decay not in (None, AUTO)
+        """The clips follow the activations (moving averages), not learned."""
+        return self.clip_decay is not None
 
     def describe_clips(self) -> str:
         """The clip rule in a few words, as the CLI prints it."""
         if self.tracks_clips:
             return f"tracked (decay {self.clip_decay:g}, following each batch's {self.clip_statistic})"
-        return f"learned ({self.clip_gradient})" if self.clip_decay is None else f"{AUTO} (decided by the widths)"
-
-    def resolved(self, quant: QuantConfig, qat: bool) -> CalibrationConfig:
-        """This config with ``clip_decay="auto"`` decided for a network of ``quant``'s widths (``qat``: trained
-        quantized): tracked clips where the network trains quantized, the clips' gradient is PACT's and its
-        narrowest hidden activations have ``TRACKED_CLIP_BITS`` or more; learned clips otherwise."""
-        if self.clip_decay != AUTO:
-            return self
-        tracked = qat and self.clip_gradient == "pact" and quant.min_activation_bits >= TRACKED_CLIP_BITS
-        if not tracked and self.clip_statistic != "max":
-            raise ValueError(f"CalibrationConfig.clip_statistic={self.clip_statistic!r} is what tracked clips follow, "
-                             f"and the default clips are learned here ({quant.min_activation_bits}-bit activations, "
-                             f"clip_gradient {self.clip_gradient!r}, {'quantized' if qat else 'float'} training): "
-                             "set clip_decay (e.g. 0.99) too")
-        return replace(self, clip_decay=TRACKED_CLIP_DECAY if tracked else None)
+        return f"learned ({self.clip_gradient})"
 
 
 def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Config:
@@ -180,8 +162,10 @@ def as_config(value: Config | dict[str, Any] | None, cls: type[Config]) -> Confi
 
 def to_dict(config: ConversionConfig | CalibrationConfig) -> dict[str, Any]:
     """The config as saved: options left unset (at a default of ``None`` or 0: off, or marked written only when set)
-    are not written, so versions that predate an option still read files that do not use it."""
+    are not written, so versions that predate an option still read files that do not use it; those marked written
+    always are."""
     unset = {f.name for f in fields(config) if getattr(config, f.name) == f.default
+             and f.metadata.get("written") != "always"
              and (f.default in (None, 0) or f.metadata.get("written") == "when set")}
     return {key: value for key, value in asdict(config).items() if key not in unset}
 

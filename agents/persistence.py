@@ -75,8 +75,6 @@ def metadata(model: RIVC) -> dict[str, Any]:
         "format": FORMAT_NAME, "version": FORMAT_VERSION, "rivc_version": __version__,
         "policy": "CnnPolicy" if model.q_network.is_image else "MlpPolicy",
         "hyperparameters": hyper, "conversion": to_dict(model.conversion), "calibration": to_dict(model.calibration),
-        # the clip rule as asked: "auto" is decided again where the model is loaded at other widths
-        **({"clip_decay_asked": AUTO} if model.clip_decay_asked == AUTO else {}),
         "quant": model.quant.to_dict(), "backend": model.backend_name, "backend_kwargs": model.backend_kwargs,
         "policy_kwargs": policy_kwargs, "observation_space": _space_to_json(model.observation_space),
         "n_actions": int(model.action_space.n), "env_id": env_id,
@@ -185,8 +183,8 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
                              f"{action_bins.describe()!r}))")
     hyper, conversion, calibration = _settings(meta)
     requantized = kwargs.get("quant") is not None  # other widths: the same weights, requantized
-    if requantized and meta.get("clip_decay_asked") == AUTO:  # the default clip rule, for the new widths
-        calibration["clip_decay"] = AUTO
+    if requantized and meta.get("clip_decay_asked") == AUTO:  # saved while the default clip rule was decided by the
+        calibration["clip_decay"] = None  # widths: today's default for the new ones (learned clips)
     quant = kwargs.pop("quant", None) or meta["quant"]
     settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(

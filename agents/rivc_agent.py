@@ -230,8 +230,7 @@ class RIVC(DQN):
         if calibration.tracks_clips and not VARIANTS[variant].qat:
             raise ValueError(f"CalibrationConfig.clip_decay moves the activation clips of quantization-aware training; "
                              f"variant {variant!r} trains a float network: leave clip_decay None")
-        self.clip_decay_asked = calibration.clip_decay  # "auto" is decided for these widths, and saved decided
-        self.calibration = calibration.resolved(self.quant, VARIANTS[variant].qat)
+        self.calibration = calibration
         self.backend_name = backend if isinstance(backend, str) else getattr(backend, "name", type(backend).__name__)
         self.backend_kwargs = dict(backend_kwargs or {})
         self.backend = make_backend(backend, **self.backend_kwargs)  # fails early on a bad name/option

@@ -25,7 +25,7 @@ ARGUMENTS = [
     "train --threads 0", "train --select-episodes 0", "train --quantization-delay -5", "train --eval-freq -1", "train --bits 3", "train --bits 9", "train --target akd1000 --bits 8",
     "train --bits 8 --activation-bits 4", "train --layer-bits 8/x", "train --layer-bits 8/8,8/32",
     "train --bits 4 --layer-bits 4/4,4/4,4", "train --env NoSuchEnv-v0", "train --env Pendulum-v1",
-    "train --clip-decay often", "train --input-range box", "train --input-units raw", "train --max-learning-rate 0", "train --nonsense", "evaluate {missing}", "evaluate {run} --episodes 0",
+    "train --clip-decay often", "train --clip-decay auto", "train --input-range box", "train --input-units raw", "train --max-learning-rate 0", "train --nonsense", "evaluate {missing}", "evaluate {run} --episodes 0",
     "convert {run} --episodes -1", "export {run} --out {run}", "export {run} --out {file} --force",
     "deploy {missing}", "deploy {policy} --episodes 0", "deploy {policy} --env rivc/PanTrackState-v0",
     "report {policy} --json ''", "precision {run} --agreement 1.5", "precision {run} --max-memory 0",

@@ -57,7 +57,7 @@ class Task:
 
 
 W8 = ("quant", {"weight_bits": 8, "activation_bits": 8})  # 8-bit weights and activations on akida
-LEARNED = ("calibration", {"clip_decay": None})  # PACT's learned clips: at 8 bits the default until 2026-12-06
+LEARNED = ("calibration", {"clip_decay": None})  # PACT's learned clips: the default at every width
 MIXED = ("quant", {"layers": [[8, 8], [8, 4], [4, None]]})  # 8-bit first layer, 4-bit hidden layer and head
 DATA = ("calibration", {"input_range": "data", "min_samples": 1000})
 RANGE2 = ("policy_kwargs", {"net_arch": [256, 256], "obs_range": [-2.0, 2.0]})  # LunarLander's inputs over +-2
@@ -332,6 +332,9 @@ SINCE_AUTO_PROBES = (
     # the 8-bit clip rules part on the held-out tasks: Acrobot's learned-clip row on today's defaults (it last ran
     # with the space's bounds, `w8-obsunits`, the range `fit` keeps there)
     Task("Acrobot-v1", "zoo", tag="w8-fit", rivc_extra=(W8, LEARNED)),
+    # ... and MountainCar's (it last ran as `w8-obsunits` too): the last task without a learned-clip row on today's
+    # defaults, run before the 8-bit default went back to learned clips (2026-12-06, session 26)
+    Task("MountainCar-v0", "zoo", tag="w8-fit", rivc_extra=(W8, LEARNED)),
 )
 TASKS = (
     *DEFAULT_TASKS,
@@ -401,8 +404,6 @@ def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list
     """The runs of ``tasks`` (all by default), each on its task's seeds or on ``seeds``."""
     from rivc.agents.config import CalibrationConfig
     from rivc.agents.rivc_agent import RIVC
-    from rivc.agents.variants import VARIANTS
-    from rivc.config import QuantConfig
 
     runs = []
     for task in TASKS:
@@ -411,13 +412,11 @@ def grid(tasks: list[str] | None = None, seeds: list[int] | None = None) -> list
         rivc_kwargs, dqn_kwargs, timesteps = task_settings(task)
         for key, value in extra_settings(task).items():
             add_setting(rivc_kwargs, key, value)
-        # the input range written out, the default's too: a record says what ran when the default moves again
-        calibration = rivc_kwargs.get("calibration", {})
-        rivc_kwargs["calibration"] = {"input_range": CalibrationConfig().input_range, **calibration}
-        # ... and the clip rule: "auto" decided as the agent decides it (learned at 4 bits, tracked at 8)
-        decided = CalibrationConfig(**rivc_kwargs["calibration"]).resolved(
-            QuantConfig.from_dict(rivc_kwargs.get("quant") or {}), VARIANTS[rivc_kwargs.get("variant", "rivc")].qat)
-        rivc_kwargs["calibration"]["clip_decay"] = decided.clip_decay
+        # the input range and the clip rule written out, the defaults' too: a record says what ran when a default
+        # moves again
+        defaults = CalibrationConfig()
+        rivc_kwargs["calibration"] = {"input_range": defaults.input_range, "clip_decay": defaults.clip_decay,
+                                      **rivc_kwargs.get("calibration", {})}
         rivc_kwargs.setdefault("reward_scale", inspect.signature(RIVC).parameters["reward_scale"].default)  # (likewise)
         for seed in seeds or task.seeds:
             for agent, kwargs in (("rivc", rivc_kwargs), ("dqn", dqn_kwargs)):
@@ -664,8 +663,8 @@ def report(runs: list[RunSpec]) -> Path:
              "`akida`, the SNN acting, converted after every update (RIVC's defaults: since 2026-12-06 the input range",
              "`fit`, the space's bounds tracked where loose; the rows tagged `space` ran the defaults before, with the",
              "bounds fixed; a control's row names what it changes, its input range and clip rule included: at 8 bits",
-             "the clips follow the activations by default since 2026-12-06, `w8-ema-fit`, and were learned before,",
-             "`w8-fit`; since 2026-12-06 the rewards are brought to order one per step where larger, `reward_scale=",
+             "the clips are learned by default, `w8-fit` (`w8-ema-fit` tracks them: the 8-bit default for part of",
+             "2026-12-06, `clip_decay=\"auto\"`); since 2026-12-06 the rewards are brought to order one per step where larger, `reward_scale=",
              "\"auto\"`: it acts on LunarLander, InvertedDoublePendulum and Humanoid, whose rows tagged `rscale1` ran",
              "with the rewards as they are; elsewhere its factor is 1 and a row's runs at 1.0 are its runs, bit for bit,",
              "checked per run by `python benchmarks/zoo.py --auto-reward-scale`); DQN: Stable-Baselines3's float DQN.",
@@ -766,8 +765,8 @@ CONTROLS = (
     ("the learning rate 5e-4 (RIVC caps the Zoo's at 1e-3)", ("lr5e-4",)),
     ("mixed widths: an 8-bit first layer, 8-bit hidden weights", ("mixed",)),
     ("mixed widths: 8-bit first-layer weights", ("first8-obsunits", "first8")),
-    ("8 bits, learned clips (the 8-bit default until 2026-12-06)", ("w8-fit", "w8-obsunits")),
-    ("8 bits, clips that follow the batch's largest pre-activation (the 8-bit default since)",
+    ("8 bits, learned clips (the 8-bit default)", ("w8-fit", "w8-obsunits")),
+    ("8 bits, clips that follow the batch's largest pre-activation (the 8-bit default for part of 2026-12-06)",
      ("w8-ema-fit", "w8-ema")),
     ("AKD1000's arithmetic, 4 bits", ("akd1000-fit",)),
     ("a dueling head", ("dueling",)),

@@ -88,12 +88,6 @@ class QuantConfig:
         hidden = [layer.activation_bits for layer in layers[:-1]]
         object.__setattr__(self, "activation_bits", max(hidden) if hidden else self.activation_bits)
 
-    @property
-    def min_activation_bits(self) -> int:
-        """The narrowest hidden layer's activation bits (the one width without ``layers``)."""
-        hidden = [layer.activation_bits for layer in self.layers[:-1]] if self.layers else []
-        return min(hidden) if hidden else self.activation_bits
-
     @classmethod
     def parse_layers(cls, text: str, input_bits: int = 8) -> "QuantConfig":
         """``"8/8,8/4,4/32"``: each layer's ``weight/activation`` bits, the head's output written ``32``

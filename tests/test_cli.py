@@ -135,17 +135,16 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert main([*args, "--clip-decay", "learned"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_decay is None
     capsys.readouterr()
-    assert main([*args, "--bits", "8"]) == 0  # the default clip rule: tracked where the activations have 8 bits
+    assert main([*args, "--bits", "8"]) == 0  # the default clip rule: learned at every width
+    assert RIVC.load(out / "model.zip").calibration.clip_decay is None
+    assert "activation clips learned (pact)" in capsys.readouterr().out
+    assert json.loads((out / "summary.json").read_text())["activation_clips"] == "learned (pact)"
+    assert main([*args, "--bits", "8", "--clip-decay", "0.99"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.99
     assert "activation clips tracked (decay 0.99, following each batch's max)" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["activation_clips"].startswith("tracked (decay 0.99")
-    assert main([*args, "--bits", "8", "--clip-decay", "learned"]) == 0
-    assert RIVC.load(out / "model.zip").calibration.clip_decay is None
-    assert "activation clips learned (pact)" in capsys.readouterr().out
-    assert main([*args, "--bits", "8", "--clip-decay", "auto"]) == 0
-    assert RIVC.load(out / "model.zip").calibration.clip_decay == 0.99
-    assert main([*args, "--clip-decay", "auto"]) == 0  # 4 bits: learned
-    assert RIVC.load(out / "model.zip").calibration.clip_decay is None
+    assert main([*args, "--clip-decay", "auto"]) == 2  # the rule decided by the widths is gone: one line says so
+    assert "--clip-decay takes a decay in [0, 1) or 'learned', got 'auto'" in capsys.readouterr().err
     assert main([*args, "--clip-gradient", "lsq"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_gradient == "lsq"
     assert main([*args, "--clip-gradient", "lsq", "--clip-decay", "0.9"]) == 2

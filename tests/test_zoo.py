@@ -265,8 +265,8 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     assert len(records) > 600 and "left out" not in capsys.readouterr().out
     ran = {r["kwargs"]["calibration"]["input_range"] for r in records if r["agent"] == "rivc"}
     assert ran >= {"fit", "space", "track"}
-    # the clip rule likewise: "auto" decided as the agent decides it, so that the 8-bit rows that ran learned clips
-    # (the default until 2026-12-06) are not read as tracked ones
+    # the clip rule likewise, so that the rows that ran while tracked clips were the 8-bit default are not read as
+    # learned ones
     rules = {(spec.env_id, spec.tag): json.loads(spec.kwargs)["calibration"]["clip_decay"]
              for spec in zoo.grid(seeds=[0]) if spec.agent == "rivc"}
     assert rules["LunarLander-v3", ""] is None and rules["LunarLander-v3", "w8-fit"] is None  # learned
@@ -285,7 +285,7 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     assert {r["kwargs"]["reward_scale"] for r in records if r["agent"] == "rivc"} == {1.0, "auto"}
     w8_default = zoo.Task("CartPole-v1", "zoo", tag="w8-default", rivc_extra=(zoo.W8,))  # no rule named: the default
     monkeypatch.setattr(zoo, "TASKS", (w8_default,))
-    assert json.loads(zoo.grid(seeds=[0])[0].kwargs)["calibration"]["clip_decay"] == 0.99
+    assert json.loads(zoo.grid(seeds=[0])[0].kwargs)["calibration"]["clip_decay"] is None  # learned, written out
 
 
 def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
