@@ -75,7 +75,8 @@ class CalibrationConfig:
         [0, 1): after every update each clip moves to ``decay * clip + (1 - decay) * target``, a moving-average
         range, and is not learned; the target is the training batch's ``clip_statistic``. A clip that follows the
         batch's largest pre-activation spends levels on the widest units: at 4 bits it leaves the narrow ones too
-        few of 15, and at 8 bits it fell short of learned clips on most held-out tasks (docs/zoo_notes.md).
+        few of 15, and at 8 bits it fell far short of learned clips on InvertedDoublePendulum and HalfCheetah
+        (docs/zoo_notes.md).
     :param clip_statistic: what a tracked clip follows (``rivc.quant.clip_statistic``): ``"max"`` (default) the
         batch's largest pre-activation, ``"mse"`` the clip that quantizes the batch's activations with the least
         squared error (their spread, not their largest one).
@@ -103,6 +104,9 @@ class CalibrationConfig:
                              f"got {self.input_range!r}")
         if not self.margin >= 0:
             raise ValueError(f"CalibrationConfig.margin must be >= 0, got {self.margin!r}")
+        if self.clip_decay == "auto":
+            raise ValueError("CalibrationConfig.clip_decay='auto' (tracked clips at 8 bits) was removed: the clips are "
+                             "learned at every width by default (None); pass 0.99 for clips that follow the activations")
         if self.clip_decay is not None and not (isinstance(self.clip_decay, Real)
                                                  and not isinstance(self.clip_decay, bool)
                                                  and 0.0 <= self.clip_decay < 1.0):

@@ -183,8 +183,6 @@ def load(cls: type[RIVC], path: str | os.PathLike, env: gym.Env | str | None = N
                              f"{action_bins.describe()!r}))")
     hyper, conversion, calibration = _settings(meta)
     requantized = kwargs.get("quant") is not None  # other widths: the same weights, requantized
-    if requantized and meta.get("clip_decay_asked") == AUTO:  # saved while the default clip rule was decided by the
-        calibration["clip_decay"] = None  # widths: today's default for the new ones (learned clips)
     quant = kwargs.pop("quant", None) or meta["quant"]
     settings = {**hyper, "conversion": conversion, "calibration": calibration, **kwargs}  # the caller's win
     model = cls(

@@ -42,7 +42,7 @@ TASKS = {  # env id -> (quick steps, full steps)
 }
 TARGET = "rate"  # the chip target of every run (the Akida targets convert exactly: agreement 1.0)
 INPUT_RANGE = "space"  # the space's bounds, as every stored record ran (RIVC's default until 2026-12-06)
-CLIP_DECAY = None  # learned clips at every width, as every stored record ran (at 8 bits the default until 2026-12-06)
+CLIP_DECAY = None  # learned clips at every width, as every stored record ran (the default)
 REWARD_SCALE = 1.0  # the rewards as they are, as every stored record ran (the default until 2026-12-06)
 EVAL_POINTS = 8  # learning-curve evaluations per run
 EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
