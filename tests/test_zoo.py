@@ -185,8 +185,15 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
         assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
     # the other controls of the same sweep: the gap term's bound on the same three tasks, 8 bits with tracked clips
     bounded = [t for t in zoo.TASKS if t.tag == "gapclip-fit"]
-    assert sorted(t.env_id for t in bounded) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
-    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0, "reward_scale": 1.0} for t in bounded)
+    zoos = [t for t in bounded if t.env_id in zoo.ZOO_BUDGETS]
+    assert sorted(t.env_id for t in zoos) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
+    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0, "reward_scale": 1.0} for t in zoos)  # (as they ran)
+    # ... and since "auto": every other task but MountainCar on the defaults as they are, LunarLander again scaled
+    assert {t.env_id for t in bounded} - set(zoo.ZOO_BUDGETS) == {t.env_id for t in zoo.HELD_OUT_TASKS} | {
+        "rivc/ArmReach-v0", "rivc/MobileReach-v0"}
+    assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded if t not in zoos)
+    scaled = [t for t in zoo.TASKS if t.tag == "gapclip-scaled-fit"]
+    assert [(t.env_id, zoo.extra_settings(t)) for t in scaled] == [("LunarLander-v3", {"gap_clip": -1.0})]
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
                                            "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1",
