@@ -127,7 +127,8 @@ def _new_model(args: argparse.Namespace, env):
         try:
             calibration_options["clip_decay"] = None if args.clip_decay == "learned" else float(args.clip_decay)
         except ValueError:
-            raise ValueError(f"--clip-decay takes a decay in [0, 1) or 'learned', got {args.clip_decay!r}") from None
+            raise ValueError(f"--clip-decay takes a decay in [0, 1) (e.g. 0.99: clips that follow the activations) or "
+                             f"'learned', got {args.clip_decay!r}") from None
     for option in ("clip_statistic", "clip_gradient"):
         if getattr(args, option) is not None:
             calibration_options[option] = getattr(args, option)

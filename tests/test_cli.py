@@ -144,7 +144,8 @@ def test_hyperparams_defaults_and_overrides(tmp_path, capsys):
     assert "activation clips tracked (decay 0.99, following each batch's max)" in capsys.readouterr().out
     assert json.loads((out / "summary.json").read_text())["activation_clips"].startswith("tracked (decay 0.99")
     assert main([*args, "--clip-decay", "auto"]) == 2  # the rule decided by the widths is gone: one line says so
-    assert "--clip-decay takes a decay in [0, 1) or 'learned', got 'auto'" in capsys.readouterr().err
+    assert "--clip-decay takes a decay in [0, 1) (e.g. 0.99: clips that follow the activations) or 'learned', got 'auto'" in (
+        capsys.readouterr().err)
     assert main([*args, "--clip-gradient", "lsq"]) == 0
     assert RIVC.load(out / "model.zip").calibration.clip_gradient == "lsq"
     assert main([*args, "--clip-gradient", "lsq", "--clip-decay", "0.9"]) == 2

@@ -183,7 +183,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
         assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2,
                                             "reward_scale": 1.0}  # (as it ran: before "auto" was the default)
         assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
-    # the other controls of the same sweep: the gap term's bound on the same three tasks, 8 bits with tracked clips
+    # the other controls of the same sweep: the gap term's bound on the same three tasks (and since on the others),
+    # 8 bits with tracked clips
     bounded = [t for t in zoo.TASKS if t.tag == "gapclip-fit"]
     zoos = [t for t in bounded if t.env_id in zoo.ZOO_BUDGETS]
     assert sorted(t.env_id for t in zoos) == ["Acrobot-v1", "CartPole-v1", "LunarLander-v3"]
@@ -194,6 +195,12 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert all(zoo.extra_settings(t) == {"gap_clip": -1.0} for t in bounded if t not in zoos)
     scaled = [t for t in zoo.TASKS if t.tag == "gapclip-scaled-fit"]
     assert [(t.env_id, zoo.extra_settings(t)) for t in scaled] == [("LunarLander-v3", {"gap_clip": -1.0})]
+    floats = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip-fit"}
+    assert floats == {env: {"variant": "fpnn-gap", "gap_clip": -1.0}
+                      for env in ("InvertedDoublePendulum-v5@5", "Humanoid-v5@3.per_joint")}
+    # Humanoid's 348 inputs do not fit AKD1000's input layer: no row asks for it; every row's name is its own
+    assert "Humanoid-v5@3.per_joint:defaults:akd1000-fit" not in {zoo.task_name(t) for t in zoo.TASKS}
+    assert len({zoo.task_name(t) for t in zoo.TASKS}) == len(zoo.TASKS)
     tracked = [t for t in zoo.TASKS if t.tag == "w8-ema-fit"]
     assert {t.env_id for t in tracked} == {"CartPole-v1", "LunarLander-v3", "rivc/ArmReach-v0", "rivc/MobileReach-v0",
                                            "rivc/MobileReachCamera-v0", "rivc/PanTrackState-v0", "Acrobot-v1",
