@@ -810,8 +810,8 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
                  "mean / worst, the curve's mean). The `-fit` tags and the defaults' row ran on the current defaults, "
                  "changing only what the row names; the other tags ran on the defaults of their day (the normalised "
                  "first layer, the space's bounds, some at the Zoo's uncapped learning rate): a cell names its tag, "
-                 "whose row above says what it ran. On LunarLander every control but the 8-bit and AKD1000 rows ran "
-                 "with the rewards as they are (before `reward_scale=\"auto\"` was the default, which scales them "
+                 "whose row above says what it ran. On LunarLander every control but the 8-bit, AKD1000 and gap-bound "
+                 "(`gapclip-scaled-fit`) rows ran with the rewards as they are (before `reward_scale=\"auto\"` was the default, which scales them "
                  "there): set it against the `rscale1-fit` row, the defaults' then.", "",
              "| control | " + " | ".join(CONTROL_TASKS) + " |", "|---|" + "---:|" * len(CONTROL_TASKS),
              "| SB3 DQN | " + " | ".join(cell(env, "dqn", ("",)) for env in CONTROL_TASKS) + " |"]
