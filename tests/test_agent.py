@@ -1,7 +1,6 @@
 import json
 import warnings
 import zipfile
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -548,20 +547,8 @@ def test_the_clips_are_learned_at_every_width_unless_a_decay_is_asked(tmp_path, 
     if variant == "rivc":
         assert [clip.requires_grad for clip in model.q_network.clips] == [not tracked] * 2
     path = model.save(tmp_path / "model.zip")
-    with zipfile.ZipFile(path) as archive:  # written out: a later default does not move it
-        assert json.loads(archive.read("rivc.json"))["calibration"]["clip_decay"] == expected
+    assert _saved_meta(path)["calibration"]["clip_decay"] == expected  # written out: a later default does not move it
     assert RIVC.load(path).calibration.clip_decay == expected
-
-
-def _rewrite_meta(path: Path, edit) -> None:
-    """Rewrite a saved model's ``rivc.json`` with ``edit(meta)`` applied (a file as an older version wrote it)."""
-    with zipfile.ZipFile(path) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(files["rivc.json"])
-    edit(meta)
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, json.dumps(meta) if name == "rivc.json" else data)
 
 
 def test_a_model_saved_under_the_removed_clip_rule_keeps_the_clips_it_trained_with(tmp_path):
@@ -569,7 +556,7 @@ def test_a_model_saved_under_the_removed_clip_rule_keeps_the_clips_it_trained_wi
     for statistic in ("max", "mse"):
         path = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8,
                     calibration=dict(clip_decay=0.99, clip_statistic=statistic), **FAST).save(tmp_path / "auto8.zip")
-        _rewrite_meta(path, lambda meta: meta.update(clip_decay_asked="auto"))
+        _write_meta(path, {**_saved_meta(path), "clip_decay_asked": "auto"})
         for quant in (None, {"weight_bits": 4, "activation_bits": 4}):  # as saved, and requantized
             loaded = RIVC.load(path, quant=quant)
             assert (loaded.calibration.clip_decay, loaded.calibration.clip_statistic) == (0.99, statistic)
@@ -591,7 +578,9 @@ def test_tracked_clips_wait_for_a_quantization_delay():
 def test_an_8_bit_model_saved_while_clips_were_learned_by_default_loads_with_learned_clips(tmp_path):
     path = RIVC("MlpPolicy", "CartPole-v1", seed=0, quant=W8, calibration=dict(clip_decay=None), **FAST).save(
         tmp_path / "model.zip")
-    _rewrite_meta(path, lambda meta: meta["calibration"].pop("clip_decay"))  # as written before 2026-12-06: left out
+    meta = _saved_meta(path)
+    del meta["calibration"]["clip_decay"]  # as written before 2026-12-06: None was the default, left out
+    _write_meta(path, meta)
     loaded = RIVC.load(path)
     assert loaded.calibration.clip_decay is None and all(clip.requires_grad for clip in loaded.q_network.clips)
 
