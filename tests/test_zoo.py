@@ -198,6 +198,12 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     floats = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip-fit"}
     assert floats == {env: {"variant": "fpnn-gap", "gap_clip": -1.0}
                       for env in ("InvertedDoublePendulum-v5@5", "Humanoid-v5@3.per_joint")}
+    # the bound at -10 on every dense task, on the defaults as they are; the float loop where it failed
+    bounded10 = [t for t in zoo.TASKS if t.tag == "gapclip10-fit"]
+    assert {t.env_id for t in bounded10} == {t.env_id for t in (*zoo.DEFAULT_TASKS, *zoo.HELD_OUT_TASKS)}
+    assert all(zoo.extra_settings(t) == {"gap_clip": -10.0} for t in bounded10)
+    floats10 = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip10-fit"}
+    assert floats10 == {"InvertedDoublePendulum-v5@5": {"variant": "fpnn-gap", "gap_clip": -10.0}}
     # Humanoid's 348 inputs do not fit AKD1000's input layer: no row asks for it; every row's name is its own
     assert "Humanoid-v5@3.per_joint:defaults:akd1000-fit" not in {zoo.task_name(t) for t in zoo.TASKS}
     assert len({zoo.task_name(t) for t in zoo.TASKS}) == len(zoo.TASKS)
@@ -372,3 +378,28 @@ def test_the_factor_auto_takes_on_a_run_is_the_one_that_run_would_measure():
     assert zoo.auto_reward_scale(ran) == auto.reward_scale
     assert zoo.auto_reward_scale(replace(ran, env_id="CartPole-v1")) == 1.0  # 1 a step
     assert zoo.auto_reward_scale(replace(ran, timesteps=900)) is None  # a run too short to measure it
+
+
+def test_the_gap_trace_reads_the_replay_without_a_random_draw_and_bounds_the_returns():
+    import sys
+
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks.gap_trace import replay_rows, trace_point
+    from rivc.agents import RIVC
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_starts=200, batch_size=32, buffer_size=5000,
+                 target_update_interval=100)
+    model.learn(400)
+    state, torch_state = np.random.get_state(), torch.get_rng_state()
+    point = trace_point(model)
+    assert np.array_equal(np.random.get_state()[1], state[1]) and torch.equal(torch.get_rng_state(), torch_state)
+    rows = replay_rows(model)
+    assert len(rows) == 400 and rows[0] == 0 and rows[-1] == 399  # every stored transition, in order
+    assert rows.size == len(replay_rows(model, limit=10_000)) and len(replay_rows(model, limit=7)) == 7
+    # CartPole's reward is 1 on every step: the bound is (1 + alpha log 2 / beta) / (1 - gamma)
+    assert point["return_bound"] == pytest.approx((1 + model.alpha * np.log(2) / model.beta) / (1 - model.gamma))
+    assert point["gap_p1"] <= point["gap_p10"] <= point["gap_p50"] <= np.log(2) / model.beta + 1e-9
+    assert point["value_min"] <= point["value_max"]

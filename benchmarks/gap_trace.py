@@ -1,0 +1,95 @@
+"""Trace the gap term and the value range of one run of the Zoo sweep: is the value function in the range the
+rewards allow, and how wide does the gap term widen the gaps?
+
+    python benchmarks/gap_trace.py --task InvertedDoublePendulum-v5@5:defaults:fpnn-gap-scaled-fit --seed 0
+    python benchmarks/gap_trace.py --task HalfCheetah-v5@3.per_joint:defaults --seed 0
+
+The run is the sweep's (``benchmarks/zoo.py``: the same row, seed and settings, the same bits: the trace reads the
+replay buffer by index and draws no random numbers). Every tenth of the budget, on up to 1,024 stored transitions
+spread over the replay, from the target network: the gap term ``Q'(s, a) - m_beta Q'(s)`` of the stored actions
+(1st, 10th and 50th percentiles), the state values ``m_beta Q'(s)`` (smallest and largest) and the largest return
+the rewards allow, ``(max(0, r_max) + alpha log|A| / beta) / (1 - gamma)``, with ``r_max`` the largest (scaled)
+reward stored: a state value above it is a value function that has left the task's range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+TRACE_POINTS, TRACE_SAMPLES = 10, 1024
+
+
+def replay_rows(model, limit: int = TRACE_SAMPLES) -> np.ndarray:
+    """Indices of up to ``limit`` stored transitions spread evenly over the filled replay (no random draw)."""
+    buffer = model.replay_buffer
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    return np.unique(np.linspace(0, filled - 1, min(limit, filled)).astype(int))
+
+
+def trace_point(model) -> dict[str, float]:
+    """The gap term's percentiles, the state values' range and the returns' bound on the replay, now."""
+    import torch
+
+    from rivc.targets import soft_max_operator
+
+    buffer, rows = model.replay_buffer, replay_rows(model)
+    obs = torch.as_tensor(buffer.observations[rows, 0], dtype=torch.float32)
+    actions = buffer.actions[rows, 0].reshape(-1).astype(int)
+    scale = 1.0 if model.reward_scale is None else model.reward_scale
+    filled = buffer.buffer_size if buffer.full else buffer.pos
+    r_max = float(buffer.rewards[:filled].max()) * scale
+    with torch.no_grad():
+        q = model.q_net_target(obs).cpu().numpy().astype(np.float64)
+    values = soft_max_operator(q, model.beta, model.operator)
+    gap = q[np.arange(len(rows)), actions] - values
+    bound = (max(0.0, r_max) + model.alpha * np.log(q.shape[1]) / model.beta) / (1.0 - model.gamma)
+    p1, p10, p50 = np.percentile(gap, [1, 10, 50])
+    return {"gap_p1": p1, "gap_p10": p10, "gap_p50": p50, "value_min": float(values.min()),
+            "value_max": float(values.max()), "return_bound": bound}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks import zoo
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", required=True, choices=[zoo.task_name(t) for t in zoo.TASKS], metavar="ROW",
+                        help="a row of benchmarks/zoo.py (ENV:SETTINGS[:TAG])")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.seed < 0:
+        parser.error(f"--seed takes a seed >= 0, got {args.seed}")
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rivc.agents.rollout import rollout
+
+    spec = next(run for run in zoo.grid([args.task], [args.seed]) if run.agent == "rivc")
+    model = zoo.make_model(spec)
+    every = spec.timesteps // TRACE_POINTS
+    print(f"{args.task}, seed {args.seed}: {json.loads(spec.kwargs)}")
+    print("steps | gap term p1 / p10 / p50 | state values min / max | largest return the rewards allow")
+
+    class Trace(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % every == 0 and self.num_timesteps > self.model.learning_starts:
+                p = trace_point(self.model)
+                print(f"{self.num_timesteps} | {p['gap_p1']:.1f} / {p['gap_p10']:.1f} / {p['gap_p50']:.2f} | "
+                      f"{p['value_min']:.1f} / {p['value_max']:.1f} | {p['return_bound']:.1f}", flush=True)
+            return True
+
+    model.learn(spec.timesteps, callback=Trace())
+    env = zoo.make_task_env(spec.env_id)
+    final = rollout(model, env, zoo.EVAL_EPISODES, seed=zoo.EVAL_SEED)
+    print(f"final policy: {final.mean_return:.1f} mean over {zoo.EVAL_EPISODES} episodes (the sweep's evaluation)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
