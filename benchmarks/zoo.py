@@ -354,7 +354,7 @@ SINCE_AUTO_PROBES = (
     # inputs at 4-bit weights? 8-bit first-layer weights (BrainChip's convention), 4 bits elsewhere; on Humanoid it
     # was (the curve at the 8-bit network's): on every dense task
     *(replace(task, tag="first8-fit", rivc_extra=(FIRST8,)) for task in (*DEFAULT_TASKS, *HELD_OUT_TASKS)),
-    # the bound at -1 rescued InvertedDoublePendulum and cost the tasks whose widened gaps reach -8 to -23 in healthy
+    # the bound at -1 rescued InvertedDoublePendulum and cost the tasks whose widened gaps reach -4 to -39 in healthy
     # runs (HalfCheetah, Hopper; ArmReach and Pusher -2 to -9). InvertedDoublePendulum's float loop diverges unbounded
     # (`benchmarks/gap_trace.py`: its state values past the largest return the rewards allow, its gaps past -1,000);
     # in probes outside the sweep (seed 0) it learned bounded at -3 and -10, not at -30 or -100. The bound at -10, the

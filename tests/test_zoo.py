@@ -379,27 +379,3 @@ def test_the_factor_auto_takes_on_a_run_is_the_one_that_run_would_measure():
     assert zoo.auto_reward_scale(replace(ran, env_id="CartPole-v1")) == 1.0  # 1 a step
     assert zoo.auto_reward_scale(replace(ran, timesteps=900)) is None  # a run too short to measure it
 
-
-def test_the_gap_trace_reads_the_replay_without_a_random_draw_and_bounds_the_returns():
-    import sys
-
-    import numpy as np
-    import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.gap_trace import replay_rows, trace_point
-    from rivc.agents import RIVC
-
-    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, learning_starts=200, batch_size=32, buffer_size=5000,
-                 target_update_interval=100)
-    model.learn(400)
-    state, torch_state = np.random.get_state(), torch.get_rng_state()
-    point = trace_point(model)
-    assert np.array_equal(np.random.get_state()[1], state[1]) and torch.equal(torch.get_rng_state(), torch_state)
-    rows = replay_rows(model)
-    assert len(rows) == 400 and rows[0] == 0 and rows[-1] == 399  # every stored transition, in order
-    assert rows.size == len(replay_rows(model, limit=10_000)) and len(replay_rows(model, limit=7)) == 7
-    # CartPole's reward is 1 on every step: the bound is (1 + alpha log 2 / beta) / (1 - gamma)
-    assert point["return_bound"] == pytest.approx((1 + model.alpha * np.log(2) / model.beta) / (1 - model.gamma))
-    assert point["gap_p1"] <= point["gap_p10"] <= point["gap_p50"] <= np.log(2) / model.beta + 1e-9
-    assert point["value_min"] <= point["value_max"]
