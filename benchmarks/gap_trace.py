@@ -97,12 +97,24 @@ def main(argv: list[str] | None = None) -> int:
 
     model.learn(spec.timesteps, callback=Trace())
     final = rollout(model, zoo.make_task_env(spec.env_id), zoo.EVAL_EPISODES, seed=zoo.EVAL_SEED).mean_return
-    stored = zoo.RESULTS / f"{spec.key}.json"
-    recorded = json.loads(stored.read_text())["final_return"] if stored.exists() else None
-    match = ("no stored record" if recorded is None else "the stored record's" if recorded == final
-             else f"the stored record's is {recorded:.1f}: that run is not today's code's")
-    print(f"final policy: {final:.1f} mean over {zoo.EVAL_EPISODES} episodes (the sweep's evaluation; {match})")
+    print(f"final policy: {final:.1f} mean over {zoo.EVAL_EPISODES} episodes (the sweep's evaluation; "
+          f"{against_record(spec, final)})")
     return 0
+
+
+def against_record(spec, final: float) -> str:
+    """How ``final`` compares with the sweep's stored record of the same run (``zoo.RunSpec``), if it has one."""
+    from benchmarks import zoo
+
+    stored = zoo.RESULTS / f"{spec.key}.json"
+    if not stored.exists():
+        return "no stored record"
+    record = json.loads(stored.read_text())
+    if not zoo.ran_as_asked(record, json.loads(spec.kwargs)):
+        return "the stored record ran other settings"
+    if record["final_return"] == final:
+        return "the stored record's, bit for bit"
+    return f"the stored record's is {record['final_return']:.1f}: it ran with other code"
 
 
 if __name__ == "__main__":

@@ -57,3 +57,20 @@ def test_the_trace_reads_every_stored_transition_and_bounds_the_returns():
     qat.learn(400)
     point = trace_point(qat)
     assert point["return_bound"] == pytest.approx(1 / (1 - qat.gamma)) and point["gap_p50"] <= 0.0
+
+
+def test_the_trace_says_how_its_run_compares_with_the_stored_record(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import zoo
+    from benchmarks.gap_trace import against_record
+
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path)
+    spec = zoo.RunSpec("CartPole-v1", "rivc", 0, 1000, json.dumps({"seed": 1}), "probe")
+    assert against_record(spec, 10.0) == "no stored record"
+    path = tmp_path / f"{spec.key}.json"
+    path.write_text(json.dumps({"kwargs": {"seed": 1}, "final_return": 10.0}))
+    assert against_record(spec, 10.0) == "the stored record's, bit for bit"
+    assert against_record(spec, 10.5) == "the stored record's is 10.0: it ran with other code"
+    path.write_text(json.dumps({"kwargs": {"seed": 2}, "final_return": 10.0}))
+    assert against_record(spec, 10.0) == "the stored record ran other settings"
