@@ -204,6 +204,12 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert all(zoo.extra_settings(t) == {"gap_clip": -10.0} for t in bounded10)
     floats10 = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip10-fit"}
     assert floats10 == {"InvertedDoublePendulum-v5@5": {"variant": "fpnn-gap", "gap_clip": -10.0}}
+    others10 = {t.tag: zoo.extra_settings(t) for t in zoo.TASKS if t.tag.endswith("-gapclip10-fit")
+                and t.tag != "fpnn-gapclip10-fit"}
+    assert others10 == {"akd1000-gapclip10-fit": {"target": "akd1000", "gap_clip": -10.0},
+                        "w8-gapclip10-fit": {"quant": {"weight_bits": 8, "activation_bits": 8},
+                                             "calibration": {"clip_decay": None}, "gap_clip": -10.0}}
+    assert {t.env_id for t in zoo.TASKS if t.tag in others10} == {"CartPole-v1"}
     # Humanoid's 348 inputs do not fit AKD1000's input layer: no row asks for it; every row's name is its own
     assert "Humanoid-v5@3.per_joint:defaults:akd1000-fit" not in {zoo.task_name(t) for t in zoo.TASKS}
     assert len({zoo.task_name(t) for t in zoo.TASKS}) == len(zoo.TASKS)
