@@ -318,6 +318,11 @@ class RIVC(DQN):
         return VARIANTS[self.variant]
 
     @property
+    def target_alpha_operator(self) -> tuple[float, str]:
+        """The gap term's strength and the soft maximum of the variant's value target: RIVC's, or DQN's (0, max)."""
+        return (self.alpha, self.operator) if self.variant_spec.gap_increasing else (0.0, "max")
+
+    @property
     def snn_acting(self) -> bool:
         """Whether the converted SNN acts (else the float network): the variant's rule, after the quantization delay."""
         return self.variant_spec.snn_acts and not self._float_phase
@@ -601,7 +606,7 @@ class RIVC(DQN):
         stand-in for it, as ``rivc precision`` reads it): RIVC's gap-increasing target, or DQN's where the variant
         has none; the rewards scaled by ``reward_scale``."""
         network = self.q_net_target if target_network is None else target_network
-        alpha, operator = (self.alpha, self.operator) if self.variant_spec.gap_increasing else (0.0, "max")
+        alpha, operator = self.target_alpha_operator
         if alpha:  # one target-network pass over s' and s (rivc.targets computes in numpy)
             q_next, q_current = network(torch.cat([next_observations, observations])).split(len(actions))
         else:

@@ -34,25 +34,23 @@ TRACE_POINTS, TRACE_SAMPLES = 10, 1024
 
 def replay_rows(model: RIVC, limit: int = TRACE_SAMPLES) -> np.ndarray:
     """Indices of up to ``limit`` stored transitions spread evenly over the filled replay (no random draw)."""
-    buffer = model.replay_buffer
-    filled = buffer.buffer_size if buffer.full else buffer.pos
+    filled = model.replay_buffer.size()
     return np.unique(np.linspace(0, filled - 1, min(limit, filled)).astype(int))
 
 
 def trace_point(model: RIVC) -> dict[str, float]:
     """The gap term's percentiles, the state values' range and the returns' bound on the replay, now, with the
-    variant's own target (alpha and soft maximum as ``RIVC.td_target`` takes them)."""
+    variant's own target (``RIVC.target_alpha_operator``, as ``RIVC.td_target`` takes it)."""
     import torch
 
     from rivc.targets import soft_max_operator
 
-    alpha, operator = (model.alpha, model.operator) if model.variant_spec.gap_increasing else (0.0, "max")
+    alpha, operator = model.target_alpha_operator
     buffer, rows = model.replay_buffer, replay_rows(model)
     obs = torch.as_tensor(buffer.observations[rows, 0], dtype=torch.float32)
     actions = buffer.actions[rows, 0].reshape(-1).astype(int)
     scale = 1.0 if model.reward_scale is None else model.reward_scale
-    filled = buffer.buffer_size if buffer.full else buffer.pos
-    r_max = float(buffer.rewards[:filled].max()) * scale
+    r_max = float(buffer.rewards[:buffer.size()].max()) * scale
     with torch.no_grad():
         q = model.q_net_target(obs).cpu().numpy().astype(np.float64)
     values = soft_max_operator(q, model.beta, operator)
@@ -77,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from rivc.agents.rollout import rollout
-
     spec = next(run for run in zoo.grid([args.task], [args.seed]) if run.agent == "rivc")
     model = zoo.make_model(spec)
     every = spec.timesteps // TRACE_POINTS
@@ -96,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return True
 
     model.learn(spec.timesteps, callback=Trace())
-    final = rollout(model, zoo.make_task_env(spec.env_id), zoo.EVAL_EPISODES, seed=zoo.EVAL_SEED).mean_return
+    final = zoo.final_rollout(model, zoo.make_task_env(spec.env_id)).mean_return
     print(f"final policy: {final:.1f} mean over {zoo.EVAL_EPISODES} episodes (the sweep's evaluation; "
           f"{against_record(spec, final)})")
     return 0

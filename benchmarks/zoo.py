@@ -509,6 +509,13 @@ def make_model(spec: RunSpec):
     return DQN("CnnPolicy", spec.env_id, seed=spec.seed, device="cpu", **kwargs)
 
 
+def final_rollout(model, env):
+    """The sweep's evaluation of a final policy: ``EVAL_EPISODES`` greedy episodes from ``EVAL_SEED`` on."""
+    from rivc.agents.rollout import rollout
+
+    return rollout(model, env, EVAL_EPISODES, seed=EVAL_SEED)
+
+
 def run_one(spec: RunSpec) -> dict:
     """Train one agent on one seed; its final greedy return, learning curve and throughput."""
     from stable_baselines3.common.callbacks import BaseCallback
@@ -534,7 +541,7 @@ def run_one(spec: RunSpec) -> dict:
     start = time.perf_counter()
     model.learn(spec.timesteps, callback=Curve())
     train_seconds = time.perf_counter() - start - eval_seconds[0]
-    final = rollout(model, env, EVAL_EPISODES, seed=EVAL_SEED)
+    final = final_rollout(model, env)
     record = {**asdict(spec), "kwargs": json.loads(spec.kwargs), "final_return": final.mean_return,
               "final_returns": final.returns, "success_rate": final.success_rate, "curve": curve,
               "train_seconds": train_seconds, "steps_per_second": spec.timesteps / train_seconds}
