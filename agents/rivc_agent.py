@@ -350,10 +350,9 @@ class RIVC(DQN):
         """Replay observations, a random sample of ``limit`` of them (drawn from the agent's own
         generator: measuring never changes the exploration's random stream)."""
         buffer = self.replay_buffer
-        if buffer is None or (buffer.pos == 0 and not buffer.full):
+        if buffer is None or buffer.size() == 0:
             return None
-        size = buffer.buffer_size if buffer.full else buffer.pos
-        obs = buffer.observations[:size].reshape(-1, *self.q_network.obs_shape)
+        obs = buffer.observations[:buffer.size()].reshape(-1, *self.q_network.obs_shape)
         if limit is not None and len(obs) > limit:
             obs = obs[self._sample_rng.integers(0, len(obs), size=limit)]
         return obs
@@ -622,7 +621,7 @@ class RIVC(DQN):
         ``REWARD_SCALE_SAMPLES`` rewards (the first ones; every one where the buffer is full sooner), 1.0 until then."""
         if self.reward_scale is None:
             buffer = self.replay_buffer
-            rewards = buffer.rewards[:buffer.buffer_size if buffer.full else buffer.pos].reshape(-1)  # (time, env)
+            rewards = buffer.rewards[:buffer.size()].reshape(-1)  # (time, env)
             if not (buffer.full or len(rewards) >= REWARD_SCALE_SAMPLES):
                 return 1.0
             mean = float(np.mean(np.abs(rewards[:REWARD_SCALE_SAMPLES], dtype=np.float64)))

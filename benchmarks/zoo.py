@@ -362,10 +362,13 @@ SINCE_AUTO_PROBES = (
     *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,)) for task in (*DEFAULT_TASKS, *HELD_OUT_TASKS)),
     *(replace(task, tag="fpnn-gapclip10-fit", rivc_extra=(("variant", "fpnn-gap"), GAP_CLIP10))
       for task in HELD_OUT_TASKS if task.env_id == "InvertedDoublePendulum-v5@5"),
-    # ... and on CartPole, whose AKD1000 row misses the target (0.82x DQN), on AKD1000 and at 8 bits: the first
-    # of the bound's rows on the other targets
-    *(replace(task, tag=f"{name}-gapclip10-fit", rivc_extra=(*extra, GAP_CLIP10)) for task in DEFAULT_TASKS
-      if task.env_id == "CartPole-v1" for name, extra in (("akd1000", (("target", "akd1000"),)), ("w8", (W8, LEARNED)))),
+    # ... on AKD1000 and at 8 bits: first on CartPole, whose AKD1000 row misses the target (0.82x DQN), then
+    # (2026-12-06, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`); the camera's pixels
+    *(replace(task, tag=f"{name}-gapclip10-fit", rivc_extra=(*extra, GAP_CLIP10))
+      for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)
+      for name, extra in (("akd1000", (("target", "akd1000"),)), ("w8", (W8, LEARNED)))
+      if name == "w8" or task.env_id not in ("Acrobot-v1", "MountainCar-v0", "Humanoid-v5@3.per_joint")),
+    *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,)) for task in CAMERA_TASKS),
 )
 TASKS = (
     *DEFAULT_TASKS,
@@ -551,6 +554,7 @@ def run_one(spec: RunSpec) -> dict:
         record["conversions"] = model.num_conversions
         record["snn_from_step"] = model.snn_from_step
         record["reward_scale"] = model.reward_scale  # the factor on the rewards ("auto": as measured)
+        record["gap_clip"] = model.gap_clip  # the gap term's bound as it ran, should the default move
         shares = model.unit_shares(model._replay_observations(limit=1024))  # the final network's, on replay states
         record["unit_shares"] = None if shares is None else asdict(shares)
         record["clips"] = [c.detach().tolist() for c in model.q_network.clips] if model.q_network.qat else None

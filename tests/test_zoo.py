@@ -83,6 +83,7 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
         assert [point[0] for point in record["curve"]] == [150 * k for k in range(4 if agent == "rivc" else 1, 11)]
         records.append(record)
     assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
+    assert records[0]["gap_clip"] is None  # the default: the paper's unbounded gap term, as the record says it ran
     # the default range (fit): the cart's position, whose states span under 1/8 of its bounds (+-4.8) in so short a
     # run, is tracked; the pole's angle keeps its bounds; the velocities are data-calibrated (unbounded)
     input_range = records[0]["input_range"]
@@ -200,7 +201,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
                       for env in ("InvertedDoublePendulum-v5@5", "Humanoid-v5@3.per_joint")}
     # the bound at -10 on every dense task, on the defaults as they are; the float loop where it failed
     bounded10 = [t for t in zoo.TASKS if t.tag == "gapclip10-fit"]
-    assert {t.env_id for t in bounded10} == {t.env_id for t in (*zoo.DEFAULT_TASKS, *zoo.HELD_OUT_TASKS)}
+    assert {t.env_id for t in bounded10} == {t.env_id for t in (*zoo.DEFAULT_TASKS, *zoo.CAMERA_TASKS,
+                                                                  *zoo.HELD_OUT_TASKS)}
     assert all(zoo.extra_settings(t) == {"gap_clip": -10.0} for t in bounded10)
     floats10 = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip10-fit"}
     assert floats10 == {"InvertedDoublePendulum-v5@5": {"variant": "fpnn-gap", "gap_clip": -10.0}}
@@ -209,7 +211,9 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert others10 == {"akd1000-gapclip10-fit": {"target": "akd1000", "gap_clip": -10.0},
                         "w8-gapclip10-fit": {"quant": {"weight_bits": 8, "activation_bits": 8},
                                              "calibration": {"clip_decay": None}, "gap_clip": -10.0}}
-    assert {t.env_id for t in zoo.TASKS if t.tag in others10} == {"CartPole-v1"}
+    for name in ("w8", "akd1000"):  # wherever the defaults have a row on that target
+        assert ({t.env_id for t in zoo.TASKS if t.tag == f"{name}-gapclip10-fit"}
+                == {t.env_id for t in zoo.TASKS if t.tag == f"{name}-fit"})
     # Humanoid's 348 inputs do not fit AKD1000's input layer: no row asks for it; every row's name is its own
     assert "Humanoid-v5@3.per_joint:defaults:akd1000-fit" not in {zoo.task_name(t) for t in zoo.TASKS}
     assert len({zoo.task_name(t) for t in zoo.TASKS}) == len(zoo.TASKS)
