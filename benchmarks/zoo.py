@@ -619,11 +619,24 @@ def unscaled_run_of_auto_row(ran: dict[str, Any], asked: dict[str, Any]) -> bool
     return asked.get("reward_scale") == AUTO and ran.get("reward_scale") == 1.0 and {**ran, "reward_scale": AUTO} == asked
 
 
+def bound_as_asked(record: dict, asked: dict[str, Any]) -> bool:
+    """Whether a RIVC record ran the gap term's bound that ``asked`` gives (RIVC's default where it names none): the
+    record's ``gap_clip``, or before records said it, the bound its settings named or the default of its day (none)."""
+    if record.get("agent", "rivc") != "rivc":
+        return True
+    from rivc.agents import RIVC
+
+    ran = record["gap_clip"] if "gap_clip" in record else record["kwargs"].get("gap_clip")
+    return ran == asked.get("gap_clip", inspect.signature(RIVC).parameters["gap_clip"].default)
+
+
 def ran_as_asked(record: dict, asked: dict[str, Any]) -> bool:
     """Whether a record ran the settings ``asked``: the same ones, or a fixed reward scale of 1 where "auto" is asked
-    and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit."""
-    return record["kwargs"] == asked or (unscaled_run_of_auto_row(record["kwargs"], asked)
-                                         and record.get("auto_reward_scale") == 1.0)
+    and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit; and the gap
+    term's bound ``asked`` gives, should the default move (``bound_as_asked``)."""
+    return bound_as_asked(record, asked) and (
+        record["kwargs"] == asked or (unscaled_run_of_auto_row(record["kwargs"], asked)
+                                      and record.get("auto_reward_scale") == 1.0))
 
 
 def auto_reward_scale(spec: RunSpec) -> float | None:

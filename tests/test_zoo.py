@@ -371,6 +371,29 @@ def test_a_run_at_reward_scale_1_is_read_as_the_auto_run_only_where_auto_measure
     assert zoo.ran_as_asked({"kwargs": asked}, asked)
 
 
+def test_a_record_is_read_for_a_row_only_where_it_ran_the_bound_the_row_asks(monkeypatch):
+    """A record says the gap term's bound it ran with; one that predates that ran the bound its settings named, or the
+    default of its day (none): should the default move, the defaults' old runs are no longer read as its runs."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+    from rivc.agents import RIVC
+
+    asked = {"learning_rate": 1e-3}
+    assert zoo.ran_as_asked({"kwargs": asked}, asked)  # an older record: unbounded, the default
+    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": None}, asked)
+    assert not zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)  # ran when the default was -10
+    bounded = {**asked, "gap_clip": -10.0}
+    assert zoo.ran_as_asked({"kwargs": bounded}, bounded) and zoo.ran_as_asked({"kwargs": bounded, "gap_clip": -10.0}, bounded)
+    assert zoo.ran_as_asked({"kwargs": asked, "agent": "dqn"}, asked)  # DQN has no gap term
+    # were the default -10, the unbounded runs would no longer be the defaults' and the bounded ones would
+    def init(self, *args, gap_clip: float | None = -10.0, **kwargs): ...
+    monkeypatch.setattr(RIVC, "__init__", init)
+    assert not zoo.ran_as_asked({"kwargs": asked}, asked) and not zoo.ran_as_asked({"kwargs": asked, "gap_clip": None}, asked)
+    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)
+
+
 def test_the_factor_auto_takes_on_a_run_is_the_one_that_run_would_measure():
     """The run again with "auto", its own budget and schedules (updates start before the 1,000th reward here, so the
     exploration schedule decides which rewards those are), stopped once the factor is measured."""
