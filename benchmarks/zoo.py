@@ -363,7 +363,7 @@ SINCE_AUTO_PROBES = (
     *(replace(task, tag="fpnn-gapclip10-fit", rivc_extra=(("variant", "fpnn-gap"), GAP_CLIP10))
       for task in HELD_OUT_TASKS if task.env_id == "InvertedDoublePendulum-v5@5"),
     # ... on AKD1000 and at 8 bits: first on CartPole, whose AKD1000 row misses the target (0.82x DQN), then
-    # (2026-12-06, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`); the camera's pixels
+    # (2026-12-07, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`); the camera's pixels
     *(replace(task, tag=f"{name}-gapclip10-fit", rivc_extra=(*extra, GAP_CLIP10))
       for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)
       for name, extra in (("akd1000", (("target", "akd1000"),)), ("w8", (W8, LEARNED)))
