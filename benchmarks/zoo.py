@@ -358,17 +358,17 @@ SINCE_AUTO_PROBES = (
     # runs (HalfCheetah, Hopper; ArmReach and Pusher -2 to -9). InvertedDoublePendulum's float loop diverges unbounded
     # (`benchmarks/gap_trace.py`: its state values past the largest return the rewards allow, its gaps past -1,000);
     # in probes outside the sweep (seed 0) it learned bounded at -3 and -10, not at -30 or -100. The bound at -10, the
-    # rewards at order one: on every dense task, and the float loop where it failed
-    *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,)) for task in (*DEFAULT_TASKS, *HELD_OUT_TASKS)),
+    # rewards at order one: on every dense task (and since 2026-12-07 the camera), and the float loop where it failed
+    *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,))
+      for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)),
     *(replace(task, tag="fpnn-gapclip10-fit", rivc_extra=(("variant", "fpnn-gap"), GAP_CLIP10))
       for task in HELD_OUT_TASKS if task.env_id == "InvertedDoublePendulum-v5@5"),
     # ... on AKD1000 and at 8 bits: first on CartPole, whose AKD1000 row misses the target (0.82x DQN), then
-    # (2026-12-07, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`); the camera's pixels
+    # (2026-12-07, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`)
     *(replace(task, tag=f"{name}-gapclip10-fit", rivc_extra=(*extra, GAP_CLIP10))
       for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)
       for name, extra in (("akd1000", (("target", "akd1000"),)), ("w8", (W8, LEARNED)))
       if name == "w8" or task.env_id not in ("Acrobot-v1", "MountainCar-v0", "Humanoid-v5@3.per_joint")),
-    *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,)) for task in CAMERA_TASKS),
 )
 TASKS = (
     *DEFAULT_TASKS,
