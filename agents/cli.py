@@ -116,10 +116,12 @@ def _new_model(args: argparse.Namespace, env):
         options, timesteps = zoo.kwargs, args.timesteps or zoo.timesteps
     else:
         options = tuned_hyperparams(args.env) if args.hyperparams == "tuned" else {}
-    options.update({k: v for k, v in (("alpha", args.alpha), ("gap_clip", args.gap_clip), ("beta", args.beta),
+    options.update({k: v for k, v in (("alpha", args.alpha), ("beta", args.beta),
                                       ("quantization_delay", args.quantization_delay),
                                       ("learning_rate", args.learning_rate), ("reward_scale", args.reward_scale))
                     if v is not None})
+    if args.gap_clip is not None:  # "none": the gap term unbounded (the paper's update)
+        options["gap_clip"] = None if args.gap_clip == "none" else args.gap_clip
     if args.max_learning_rate is not None:  # "none": no cap
         options["max_learning_rate"] = None if args.max_learning_rate == "none" else args.max_learning_rate
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
@@ -274,6 +276,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
             "activation_clips": model.calibration.describe_clips() if model.variant_spec.qat else None,
             "reward_scale": {"asked": model.reward_scale_asked, "factor": model.reward_scale},
+            "gap_clip": model.gap_clip,  # the gap term's lower bound as it ran (None: unbounded)
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"mode": model.calibration.input_range if model._input_range_may_move else "given",
@@ -688,9 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "zoo: the RL Zoo's DQN settings and budget (needs rl-zoo3)")
     train.add_argument("--alpha", type=real(0.0, 1.0, high_open=True), default=None,
                        help="gap-increasing strength in [0, 1)")
-    train.add_argument("--gap-clip", type=real(-math.inf, 0.0, high_open=True), default=None, metavar="L0",
-                       help="a lower bound L0 < 0 on the gap term, as Munchausen-DQN clips it (L0 = -1); default: "
-                            "unclipped (docs/zoo_notes.md)")
+    train.add_argument("--gap-clip", type=real_or_none(-math.inf, 0.0, high_open=True), default=None,
+                       metavar="L0|none",
+                       help="a lower bound L0 < 0 on the gap term in the scaled rewards' units, as Munchausen-DQN "
+                            "clips it (its L0 = -1); default: -10; none: unbounded, the paper's update "
+                            "(docs/zoo_notes.md)")
     train.add_argument("--quantization-delay", type=int, default=None, metavar="STEPS",
                        help="train and act with the float network for the first STEPS steps, then QAT and the SNN "
                             "(QuaRL's quantization delay; the summary records the step the SNN took over)")

@@ -138,6 +138,7 @@ def _settings(meta: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dic
     hyper = dict(meta["hyperparameters"])
     hyper.setdefault("max_learning_rate", None)  # saved before the cap existed: trained (and go on) uncapped
     hyper.setdefault("reward_scale", 1.0)  # saved before the option: trained on the rewards as they are
+    hyper.setdefault("gap_clip", None)  # saved before the option: trained (and go on) with the gap term unbounded
     configs: dict[str, dict[str, Any]] = {"conversion": dict(meta.get("conversion", {})),
                                           "calibration": dict(meta.get("calibration", {}))}
     for key, (config, field) in LEGACY_KEYS.items():  # version 2 kept them flat

@@ -48,6 +48,7 @@ REWARD_SCALE_SAMPLES = 1_000  # reward_scale="auto" is measured on this many sto
 # of them (its states then get fewer than 5 of the 8 input bits)
 FIT_LOOSE_SHARE = 1 / 8
 DEFAULT_MAX_LEARNING_RATE = 1e-3  # QAT's largest learning rate: the one RIVC's defaults were tuned at
+DEFAULT_GAP_CLIP = -10.0  # the gap term's lower bound in the scaled rewards' units (None, unbounded, until 2026-12-07)
 
 
 def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
@@ -92,8 +93,10 @@ class RIVC(DQN):
     :param quant: bit widths (``QuantConfig`` or its dict); default 4-bit weights/activations, 8-bit input.
     :param variant: ``"rivc"`` | ``"naive"`` | ``"qat"`` | ``"gap"`` | ``"fpnn"`` (docs/DESIGN.md, "Variants").
     :param alpha: gap-increasing strength in [0, 1); the action gap grows about ``1 / (1 - alpha)``.
-    :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)`` (Munchausen-DQN clips
-        its log-policy term at ``l0 = -1``); ``None`` (default): unclipped, as the paper's update.
+    :param gap_clip: a lower bound ``l0 < 0`` on the gap term ``Q'(s, a) - m_beta Q'(s)``, in the scaled rewards'
+        units (Munchausen-DQN clips its log-policy term at ``l0 = -1``); default -10: ten rewards of order one, which
+        a healthy run's gaps rarely pass and a diverging one does (docs/DESIGN.md); ``None``: unbounded, as the
+        paper's update.
     :param quantization_delay: environment steps at whose end QAT starts (QuaRL's quantization delay): until then the
         float network (the same weights, unquantized) is trained on the variant's target and acts; then the clips
         start at its activations' maxima and the SNN takes over (``snn_from_step``). 0 (default): the SNN acts from
@@ -136,7 +139,7 @@ class RIVC(DQN):
         quant: QuantConfig | dict[str, int] | None = None,
         variant: str = "rivc",
         alpha: float = 0.9,
-        gap_clip: float | None = None,
+        gap_clip: float | None = DEFAULT_GAP_CLIP,
         quantization_delay: int = 0,
         max_learning_rate: float | None = DEFAULT_MAX_LEARNING_RATE,
         beta: float = 10.0,

@@ -19,10 +19,10 @@ from benchmarks.recipe_seeds import UNNAMED, ran_with  # noqa: E402
 
 
 def recipe_rows() -> list[str]:
-    rows = ["| target, widths | first layer's units | input range | activation clips | seeds | kept best: mean / worst "
+    rows = ["| target, widths | first layer's units | input range | activation clips | gap term | seeds | kept best: mean / worst "
             "| final policy (step 40,000): "
             "mean / worst | per seed (kept / final) | identical deployed actions | date |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((RESULTS / "recipe").glob("*.jsonl")):
         records = sorted((json.loads(line) for line in path.read_text().splitlines()), key=lambda r: r["seed"])
         kept = [r["return"] for r in records]
@@ -36,7 +36,8 @@ def recipe_rows() -> list[str]:
         ran = {key: ran_with(records[0], key) for key in UNNAMED}  # what unnamed settings were
         decay = ran["clip_decay"]
         clips = "learned" if decay == "learned" else f"tracked (decay {decay})"
-        rows.append(f"| {records[0]['target']}, {widths} | {ran['input_units']} | {ran['input_range']} | {clips} | "
+        bound = "unbounded" if ran["gap_clip"] == "none" else f"bounded at {ran['gap_clip']}"
+        rows.append(f"| {records[0]['target']}, {widths} | {ran['input_units']} | {ran['input_range']} | {clips} | {bound} | "
                     f"{seeds} | {sum(kept) / len(kept):.1f} / {min(kept):.1f} | "
                     f"{sum(final) / len(final):.1f} / {min(final):.1f} | {per_seed} | {identical} | {records[-1]['date']} |")
     return rows
@@ -63,7 +64,8 @@ def main() -> int:
              "CartPole-v1, 40k steps, the best of 16 evaluations kept (`rivc train --eval-freq 2500`), exported to "
              "Akida and deployed on its engine; 10 evaluation episodes (seeds 1000-1009). `python "
              "benchmarks/recipe_seeds.py --bits 8 --seeds 0-4` (or `--layer-bits ...`; `--input-units normalised`: the "
-             "first layer trained on the input codes' scale, RIVC's only parametrisation until 2026-12).", "",
+             "first layer trained on the input codes' scale, RIVC's only parametrisation until 2026-12; `--gap-clip none`: "
+             "the gap term unbounded, RIVC's default until 2026-12-07).", "",
              *recipe_rows(), "",
              "## `rivc precision`", "",
              "Per layer: HAWQ-V2's average Hessian trace of the TD loss over the layer's weights (Hutchinson, 32 "

@@ -7,6 +7,7 @@ is not run again. Records: docs/results/recipe/<target>_<widths>.jsonl; prints m
     python benchmarks/recipe_seeds.py --input-units normalised   # the first layer on the codes' scale (until 2026-12)
     python benchmarks/recipe_seeds.py --input-range space        # the space's bounds, fixed (default until 2026-12-06)
     python benchmarks/recipe_seeds.py --clip-decay 0.99          # the clips follow the activations, not learned
+    python benchmarks/recipe_seeds.py --gap-clip none            # the gap term unbounded (default until 2026-12-07)
 """
 
 from __future__ import annotations
@@ -31,19 +32,19 @@ def run(*args: str) -> str:
 
 
 def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Path, units: str,
-             input_range: str, clip_decay: str) -> dict:
+             input_range: str, clip_decay: str, gap_clip: str) -> dict:
     out = runs / f"seed{seed}"
     start = time.perf_counter()
     trained = run("train", "--env", "CartPole-v1", "--target", target, *widths, "--timesteps", str(timesteps), "--force",
                   "--seed", str(seed), "--eval-freq", "2500", "--input-units", units, "--input-range", input_range,
-                  "--clip-decay", clip_decay, "--out", str(out))
+                  "--clip-decay", clip_decay, "--gap-clip", gap_clip, "--out", str(out))
     exported = run("export", str(out), "--backend", "akida", "--out", str(out / "policy"), "--force")
     deployed = run("deploy", str(out / "policy"))
     summary = json.loads((out / "summary.json").read_text())
     final = re.search(r"final policy .*?return ([-\d.]+)", trained)
     return {
         "seed": seed, "target": target, "widths": widths, "timesteps": timesteps, "input_units": units,
-        "input_range": input_range, "clip_decay": clip_decay,
+        "input_range": input_range, "clip_decay": clip_decay, "gap_clip": gap_clip,
         "input_range_moves": summary["input_range"]["moves"],  # what the range did (fit: the inputs it tracked)
         "tracked_inputs": summary["input_range"].get("tracked_inputs"),
         "kept_step": summary["kept_step"], "return": summary["eval_return_mean"],
@@ -55,7 +56,18 @@ def one_seed(seed: int, widths: list[str], target: str, timesteps: int, runs: Pa
     }
 
 
-UNNAMED = {"input_units": "normalised", "input_range": "space", "clip_decay": "learned"}  # what older records ran
+# what older records ran
+UNNAMED = {"input_units": "normalised", "input_range": "space", "clip_decay": "learned", "gap_clip": "none"}
+
+
+def gap_clip(text: str) -> str:
+    """An argparse type: the gap term's bound as the records write it ("-10", "-1", "none")."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gap-clip takes a number below 0 or 'none', got {text!r}") from None
 
 
 def ran_with(record: dict, key: str):
@@ -82,24 +94,32 @@ def main() -> int:
     parser.add_argument("--input-units", default="observation", choices=["observation", "normalised"])
     parser.add_argument("--input-range", default="fit", choices=["fit", "space", "data", "track"])
     parser.add_argument("--clip-decay", default="learned", help="DECAY or 'learned' (rivc train --clip-decay)")
+    parser.add_argument("--gap-clip", type=gap_clip, default=None,
+                        help="L0 or 'none' (rivc train --gap-clip); default: RIVC's")
     parser.add_argument("--records", type=Path, default=RECORDS, help=f"the records' folder (default {RECORDS})")
     args = parser.parse_args()
+    from rivc.agents.rivc_agent import DEFAULT_GAP_CLIP
+
+    default_gap_clip = gap_clip(str(DEFAULT_GAP_CLIP))  # (None: "none")
+    args.gap_clip = args.gap_clip or default_gap_clip
     widths = ["--layer-bits", args.layer_bits] if args.layer_bits else ["--bits", str(args.bits or 4)]
     tag = f"{args.target}_{(args.layer_bits or f'b{args.bits or 4}').replace('/', '-').replace(',', '_')}"
     tag += "_normalised" if args.input_units == "normalised" else ""
     tag += "" if args.input_range == "fit" else f"_{args.input_range}"  # records without one ran with "space"
     tag += "" if args.clip_decay == "learned" else f"_ema{args.clip_decay}"
+    tag += "" if args.gap_clip == default_gap_clip else f"_gapclip{args.gap_clip}"  # records without one: "none"
     first, last = (int(v) for v in args.seeds.split("-"))
     args.records.mkdir(parents=True, exist_ok=True)
     path = args.records / f"{tag}.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     check_records(path, records, {"target": args.target, "widths": widths, "input_units": args.input_units,
-                                  "input_range": args.input_range, "clip_decay": args.clip_decay})
+                                  "input_range": args.input_range, "clip_decay": args.clip_decay,
+                                  "gap_clip": args.gap_clip})
     for seed in range(first, last + 1):
         if any(r["seed"] == seed and r["timesteps"] == args.timesteps for r in records):
             continue
         record = one_seed(seed, widths, args.target, args.timesteps, ROOT / "runs" / f"recipe_{tag}", args.input_units,
-                          args.input_range, args.clip_decay)
+                          args.input_range, args.clip_decay, args.gap_clip)
         records.append(record)
         with path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")

@@ -76,12 +76,15 @@ DUELING = ("policy_kwargs", {"head": "dueling"})  # a value row and an advantage
 RATE = ("target", "rate")  # the rate-coded target: any widths
 INTEGER = ("backend", "integer-reference")  # the exported integer network acts (make_model registers it)
 GAP_CLIP = ("gap_clip", -1.0)  # the gap term bounded below at -1 (Munchausen-DQN's l0)
-GAP_CLIP10 = ("gap_clip", -10.0)  # ... at -10: ten rewards of order one
+GAP_CLIP10 = ("gap_clip", -10.0)  # ... at -10: ten rewards of order one (the default since 2026-12-07)
+UNBOUNDED = ("gap_clip", None)  # the gap term unbounded: the paper's update, the default until 2026-12-07
 UNSCALED = ("reward_scale", 1.0)  # the rewards as they are: the default until 2026-12-06 ("auto" since)
 # the rows the issue's targets read, which follow RIVC's defaults when they move: the defaults' own, 8 bits with
 # either clip rule and AKD1000's arithmetic (a rerun takes the defaults as they are now; the other rows that ran
 # before "auto" keep the rewards as they ran them: ``until_auto_reward_scale``)
 FOLLOW_DEFAULTS = ("", "w8-fit", "akd1000-fit", "w8-ema-fit")
+# ... of which those that follow the gap term's bound too (the other rows ran before the bound became the default)
+BOUND_FOLLOWS_DEFAULTS = ("", "w8-fit", "akd1000-fit")
 
 
 def layer_bits(*layers) -> tuple[str, dict]:
@@ -93,6 +96,12 @@ def until_auto_reward_scale(tasks) -> tuple[Task, ...]:
     defaults (``FOLLOW_DEFAULTS``) or name a factor."""
     return tuple(task if task.tag in FOLLOW_DEFAULTS or any(key == UNSCALED[0] for key, _ in task.rivc_extra)
                  else replace(task, rivc_extra=(UNSCALED, *task.rivc_extra)) for task in tasks)
+
+def until_bounded_gap(tasks) -> tuple[Task, ...]:
+    """Rows added before 2026-12-07 as they ran: the gap term unbounded, unless they follow the defaults' bound
+    (``BOUND_FOLLOWS_DEFAULTS``) or name one."""
+    return tuple(task if task.tag in BOUND_FOLLOWS_DEFAULTS or any(key == UNBOUNDED[0] for key, _ in task.rivc_extra)
+                 else replace(task, rivc_extra=(UNBOUNDED, *task.rivc_extra)) for task in tasks)
 
 def on_space_bounds(tasks) -> tuple[Task, ...]:
     """``tasks`` as they ran before 2026-12-06: with the space's bounds as the input range unless they name one."""
@@ -358,28 +367,29 @@ SINCE_AUTO_PROBES = (
     # runs (HalfCheetah, Hopper; ArmReach and Pusher -2 to -9). InvertedDoublePendulum's float loop diverges unbounded
     # (`benchmarks/gap_trace.py`: its state values past the largest return the rewards allow, its gaps past -1,000);
     # in probes outside the sweep (seed 0) it learned bounded at -3 and -10, not at -30 or -100. The bound at -10, the
-    # rewards at order one: on every dense task (and since 2026-12-07 the camera), and the float loop where it failed
-    *(replace(task, tag="gapclip10-fit", rivc_extra=(GAP_CLIP10,))
-      for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)),
+    # rewards at order one, ran on every task and target as rows `gapclip10-fit`, `w8-gapclip10-fit` and
+    # `akd1000-gapclip10-fit` (sessions 27-29) and became the default on 2026-12-07: those runs are the defaults' rows
+    # now, and the defaults' runs before are the unbounded rows (their records renamed, nothing rerun); the float loop
+    # where it failed
     *(replace(task, tag="fpnn-gapclip10-fit", rivc_extra=(("variant", "fpnn-gap"), GAP_CLIP10))
       for task in HELD_OUT_TASKS if task.env_id == "InvertedDoublePendulum-v5@5"),
-    # ... on AKD1000 and at 8 bits: first on CartPole, whose AKD1000 row misses the issue's target (0.82x DQN), then
-    # (2026-12-07, session 28) wherever the defaults have those rows (`w8-fit`, `akd1000-fit`)
-    *(replace(task, tag=f"{name}-gapclip10-fit", rivc_extra=(*extra, GAP_CLIP10))
+    *(replace(task, tag=f"{name}unbounded-fit", rivc_extra=(*extra, UNBOUNDED))
       for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)
-      for name, extra in (("akd1000", (("target", "akd1000"),)), ("w8", (W8, LEARNED)))
-      if name == "w8" or task.env_id not in ("Acrobot-v1", "MountainCar-v0", "Humanoid-v5@3.per_joint")),
+      for name, extra in (("", ()), ("akd1000-", (("target", "akd1000"),)), ("w8-", (W8, LEARNED)))
+      if name != "akd1000-" or task.env_id not in ("Acrobot-v1", "MountainCar-v0", "Humanoid-v5@3.per_joint")),
 )
 TASKS = (
     *DEFAULT_TASKS,
     *CAMERA_TASKS,
     *HELD_OUT_TASKS,
-    *UNIT_PROBES,
-    *SINCE_AUTO_PROBES,
-    *until_auto_reward_scale(on_space_bounds(replace(task, tag="normalised", rivc_extra=(NORMALISED,))
-                                             for task in DEFAULT_TASKS)),
-    *until_auto_reward_scale(on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED))
-                                             for task in PROBES)),
+    *until_bounded_gap((
+        *UNIT_PROBES,
+        *SINCE_AUTO_PROBES,
+        *until_auto_reward_scale(on_space_bounds(replace(task, tag="normalised", rivc_extra=(NORMALISED,))
+                                                 for task in DEFAULT_TASKS)),
+        *until_auto_reward_scale(on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED))
+                                                 for task in PROBES)),
+    )),
 )
 
 
@@ -619,9 +629,15 @@ def unscaled_run_of_auto_row(ran: dict[str, Any], asked: dict[str, Any]) -> bool
     return asked.get("reward_scale") == AUTO and ran.get("reward_scale") == 1.0 and {**ran, "reward_scale": AUTO} == asked
 
 
+def without_bound(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Settings but the gap term's bound (``bound_as_asked`` compares it: named or the default, the same run)."""
+    return {key: value for key, value in kwargs.items() if key != UNBOUNDED[0]}
+
+
 def bound_as_asked(record: dict, asked: dict[str, Any]) -> bool:
     """Whether a RIVC record ran the gap term's bound that ``asked`` gives (RIVC's default where it names none): the
-    record's ``gap_clip``, or before records said it, the bound its settings named or the default of its day (none)."""
+    record's ``gap_clip``, or before records said it (2026-12-07), the bound its settings named or the default of its
+    day (none)."""
     if record.get("agent", "rivc") != "rivc":
         return True
     from rivc.agents import RIVC
@@ -631,12 +647,12 @@ def bound_as_asked(record: dict, asked: dict[str, Any]) -> bool:
 
 
 def ran_as_asked(record: dict, asked: dict[str, Any]) -> bool:
-    """Whether a record ran the settings ``asked``: the same ones, or a fixed reward scale of 1 where "auto" is asked
-    and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit; and the gap
-    term's bound ``asked`` gives, should the default move (``bound_as_asked``)."""
+    """Whether a record ran the settings ``asked``: the gap term's bound ``asked`` gives (``bound_as_asked``: named or
+    the default, the same run), and the other settings the same, or a fixed reward scale of 1 where "auto" is asked
+    and measures 1 on the run's own first rewards (``auto_reward_scale``): the same update, bit for bit."""
+    ran, asked_rest = without_bound(record["kwargs"]), without_bound(asked)
     return bound_as_asked(record, asked) and (
-        record["kwargs"] == asked or (unscaled_run_of_auto_row(record["kwargs"], asked)
-                                      and record.get("auto_reward_scale") == 1.0))
+        ran == asked_rest or (unscaled_run_of_auto_row(ran, asked_rest) and record.get("auto_reward_scale") == 1.0))
 
 
 def auto_reward_scale(spec: RunSpec) -> float | None:
@@ -663,7 +679,8 @@ def measure_auto_reward_scales(runs: list[RunSpec]) -> None:
         if spec.agent != "rivc" or not path.exists():
             continue
         record = json.loads(path.read_text())
-        if "auto_reward_scale" in record or not unscaled_run_of_auto_row(record["kwargs"], json.loads(spec.kwargs)):
+        if "auto_reward_scale" in record or not unscaled_run_of_auto_row(without_bound(record["kwargs"]),
+                                                                        without_bound(json.loads(spec.kwargs))):
             continue
         record["auto_reward_scale"] = auto_reward_scale(spec)
         atomic_write_bytes(path, json.dumps(record).encode())
@@ -722,7 +739,9 @@ def report(runs: list[RunSpec]) -> Path:
              "2026-12-06, `clip_decay=\"auto\"`); since 2026-12-06 the rewards are brought to order one per step where",
              "larger, `reward_scale=\"auto\"`: it acts on LunarLander, InvertedDoublePendulum and Humanoid, whose rows tagged `rscale1` ran",
              "with the rewards as they are; elsewhere its factor is 1 and a row's runs at 1.0 are its runs, bit for bit,",
-             "checked per run by `python benchmarks/zoo.py --auto-reward-scale`); DQN: Stable-Baselines3's float DQN.",
+             "checked per run by `python benchmarks/zoo.py --auto-reward-scale`); since 2026-12-07 the gap term is",
+             "bounded below at -10 (`gap_clip=-10`): the rows that ran before name `gap_clip: None`, the paper's",
+             "unbounded term (the defaults' rows then are the `unbounded` ones); DQN: Stable-Baselines3's float DQN.",
              "Return: 20 greedy",
              f"episodes of the final policy (seeds {EVAL_SEED}-{EVAL_SEED + EVAL_EPISODES - 1}). A seed fails below",
              "Gymnasium's reward threshold (CartPole 475, LunarLander 200, Acrobot -100, MountainCar -110; Gymnasium's",
@@ -808,12 +827,13 @@ def report(runs: list[RunSpec]) -> Path:
 # defaults since 2026-12-06; the others before, their settings in the table above)
 CONTROL_TASKS = ("CartPole-v1", "LunarLander-v3", "Acrobot-v1", "MountainCar-v0")
 CONTROLS = (
-    ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`, rewards brought to order one", ("",)),
+    ("RIVC's defaults: 4 bits, `akida`, learned clips, `fit`, rewards brought to order one, the gap term bounded "
+     "below at -10", ("",)),
+    ("the gap term unbounded (the paper's update; the default until 2026-12-07)", ("unbounded-fit",)),
     ("the float network in RIVC's loop, DQN's target", ("fpnn", "fpnn-obsunits")),
     ("the float network in RIVC's loop, RIVC's target", ("fpnn-gap", "fpnn-gap-obsunits")),
     ("4 bits, DQN's target (alpha 0)", ("qat-fit", "qat", "qat-obsunits")),
     ("the gap term bounded below at -1 (Munchausen-DQN's l0)", ("gapclip-scaled-fit", "gapclip-fit", "gapclip-obsunits")),
-    ("the gap term bounded below at -10", ("gapclip10-fit",)),
     ("QuaRL's quantization delay: float for half the budget", ("delay-fit",)),
     ("learned step sizes, LSQ's gradient", ("lsq",)),
     ("clips that follow the batch's largest pre-activation", ("ema",)),
@@ -825,11 +845,13 @@ CONTROLS = (
     ("8 bits, clips that follow the batch's largest pre-activation (the 8-bit default for part of 2026-12-06)",
      ("w8-ema-fit", "w8-ema")),
     ("AKD1000's arithmetic, 4 bits", ("akd1000-fit",)),
+    ("8 bits, learned clips, the gap term unbounded", ("w8-unbounded-fit",)),
+    ("AKD1000's arithmetic, 4 bits, the gap term unbounded", ("akd1000-unbounded-fit",)),
     ("a dueling head", ("dueling",)),
     ("a dueling head, clips that follow the batch's largest pre-activation", ("dueling-ema-fit", "dueling-ema")),
     ("a dueling head, clips that follow the batch's least-squares clip", ("dueling-ema-mse-fit",)),
-    ("the rewards as they are (`reward_scale` 1, the default until 2026-12-06; where \"auto\" measures 1 it is the "
-     "defaults' row, bit for bit: not run)", ("rscale1-fit",)),
+    ("the rewards as they are (`reward_scale` 1, the default until 2026-12-06), the gap term unbounded (where "
+     "\"auto\" measures 1 it is the `unbounded-fit` row, bit for bit: not run)", ("rscale1-fit",)),
     ("8 bits, tracked clips, the rewards as they are (as above: where \"auto\" acts)", ("w8-ema-rscale1-fit",)),
 )
 CONTROL_SEEDS = tuple(SEEDS)
@@ -849,8 +871,9 @@ def controls_table(records: list[dict], budgets: dict[str, int]) -> list[str]:
         return "not run"
 
     lines = ["", f"The issue's controls (the Zoo's settings, seeds {CONTROL_SEEDS[0]}-{CONTROL_SEEDS[-1]}; final policy "
-                 "mean / worst, the curve's mean). The `-fit` tags and the defaults' row ran on the current defaults, "
-                 "changing only what the row names; the other tags ran on the defaults of their day (the normalised "
+                 "mean / worst, the curve's mean). The defaults' rows (the defaults', `w8-fit`, `akd1000-fit`) ran on "
+                 "the current defaults; the other `-fit` tags on the defaults of 2026-12-06, changing only what the row "
+                 "names, the gap term unbounded unless the row bounds it; the other tags ran on the defaults of their day (the normalised "
                  "first layer, the space's bounds, some at the Zoo's uncapped learning rate): a cell names its tag, "
                  "whose row above says what it ran. On LunarLander every control but the 8-bit, AKD1000 and gap-bound "
                  "(`gapclip-scaled-fit`) rows ran with the rewards as they are (before `reward_scale=\"auto\"` was the default, which scales them "

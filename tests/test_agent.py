@@ -780,7 +780,8 @@ def test_the_gap_clip_reaches_the_target_and_is_checked(monkeypatch):
                         lambda *args, **kwargs: seen.append(kwargs["gap_clip"]) or target(*args, **kwargs))
     model.learn(500)
     assert seen and set(seen) == {-1.0}
-    assert RIVC("MlpPolicy", "CartPole-v1", **FAST).gap_clip is None  # the paper's update by default
+    assert RIVC("MlpPolicy", "CartPole-v1", **FAST).gap_clip == -10.0  # bounded at ten scaled rewards by default
+    assert RIVC("MlpPolicy", "CartPole-v1", gap_clip=None, **FAST).gap_clip is None  # the paper's update, unbounded
     for bad in (0.0, 1.0, True, float("nan")):
         with pytest.raises(ValueError, match="gap_clip must be a number below 0"):
             RIVC("MlpPolicy", "CartPole-v1", gap_clip=bad)
@@ -824,12 +825,14 @@ def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_
     with zipfile.ZipFile(path) as archive:
         files = {name: archive.read(name) for name in archive.namelist()}
     meta = json.loads(files["rivc.json"])
-    del meta["hyperparameters"]["max_learning_rate"]
+    del meta["hyperparameters"]["max_learning_rate"], meta["hyperparameters"]["gap_clip"]
     files["rivc.json"] = json.dumps(meta).encode()
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in files.items():
             archive.writestr(name, data)
-    assert RIVC.load(path).max_learning_rate is None
+    legacy = RIVC.load(path)
+    assert legacy.max_learning_rate is None and legacy.gap_clip is None  # nor had the gap term's bound: unbounded
+    assert RIVC.load(model.save(tmp_path / "bounded")).gap_clip == -10.0  # saved with it: as saved
     for bad in (0, -1e-3, True, float("nan"), float("inf"), "1e-3"):
         with pytest.raises(ValueError, match="max_learning_rate must be a finite number > 0"):
             RIVC("MlpPolicy", "CartPole-v1", max_learning_rate=bad)

@@ -41,6 +41,15 @@ def test_train_records_the_learning_rate_cap_and_none_lifts_it(tmp_path):
     assert summary["input_range"]["first_layer_units"] == "observation"
     model = RIVC.load(out / "model.zip")
     assert (model.max_learning_rate, model.learning_rate) == (None, 2e-3)
+    assert model.gap_clip == -10.0 and summary["gap_clip"] == -10.0  # the default bound, as it ran
+
+
+def test_train_gap_clip_none_trains_the_papers_unbounded_update(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--timesteps", "300", "--out", str(out), "--eval-episodes", "1", "--gap-clip", "none",
+                 "--eval-freq", "0"]) == 0
+    assert json.loads((out / "summary.json").read_text())["gap_clip"] is None
+    assert RIVC.load(out / "model.zip").gap_clip is None
 
 
 def test_user_errors_exit_2_without_traceback(tmp_path):

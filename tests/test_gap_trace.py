@@ -69,8 +69,8 @@ def test_the_trace_says_how_its_run_compares_with_the_stored_record(tmp_path, mo
     spec = zoo.RunSpec("CartPole-v1", "rivc", 0, 1000, json.dumps({"seed": 1}), "probe")
     assert against_record(spec, 10.0) == "no stored record"
     path = tmp_path / f"{spec.key}.json"
-    path.write_text(json.dumps({"kwargs": {"seed": 1}, "final_return": 10.0}))
+    path.write_text(json.dumps({"kwargs": {"seed": 1}, "final_return": 10.0, "gap_clip": -10.0}))  # (as run_one writes)
     assert against_record(spec, 10.0) == "the stored record's, bit for bit"
     assert against_record(spec, 10.5) == "the stored record's is 10.0: it ran with other code"
-    path.write_text(json.dumps({"kwargs": {"seed": 2}, "final_return": 10.0}))
+    path.write_text(json.dumps({"kwargs": {"seed": 2}, "final_return": 10.0, "gap_clip": -10.0}))
     assert against_record(spec, 10.0) == "the stored record ran other settings"

@@ -1,5 +1,6 @@
 """--hyperparams zoo: the RL Zoo's DQN settings (rl_zoo3's hyperparams/dqn.yml) mapped onto RIVC."""
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_the_zoo_benchmark_runs_both_agents_on_one_seed_and_reports(tmp_path, mo
         assert [point[0] for point in record["curve"]] == [150 * k for k in range(4 if agent == "rivc" else 1, 11)]
         records.append(record)
     assert records[0]["conversions"] > 0 and 0.0 <= records[0]["action_agreement"] <= 1.0
-    assert records[0]["gap_clip"] is None  # the default: the paper's unbounded gap term, as the record says it ran
+    assert records[0]["gap_clip"] == -10.0  # the default bound, as the record says it ran
     # the default range (fit): the cart's position, whose states span under 1/8 of its bounds (+-4.8) in so short a
     # run, is tracked; the pole's angle keeps its bounds; the velocities are data-calibrated (unbounded)
     input_range = records[0]["input_range"]
@@ -182,7 +183,8 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     assert {t.env_id for t in delayed} == set(zoo.ZOO_BUDGETS)
     for task in delayed:  # QuaRL's delay: QAT from half the budget (the Zoo's, read from its own file here)
         assert zoo.extra_settings(task) == {"quantization_delay": int(table[task.env_id]["n_timesteps"]) // 2,
-                                            "reward_scale": 1.0}  # (as it ran: before "auto" was the default)
+                                            "reward_scale": 1.0, "gap_clip": None}  # (as it ran: before "auto" and
+        # the bound were the defaults)
         assert zoo.task_settings(task)[2] == int(table[task.env_id]["n_timesteps"])
     # the other controls of the same sweep: the gap term's bound on the same three tasks (and since on the others),
     # 8 bits with tracked clips
@@ -199,22 +201,24 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
     floats = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip-fit"}
     assert floats == {env: {"variant": "fpnn-gap", "gap_clip": -1.0}
                       for env in ("InvertedDoublePendulum-v5@5", "Humanoid-v5@3.per_joint")}
-    # the bound at -10 on every task (the camera's since session 28), on the defaults as they are; the float loop
-    # where it failed
-    bounded10 = [t for t in zoo.TASKS if t.tag == "gapclip10-fit"]
-    assert {t.env_id for t in bounded10} == {t.env_id for t in (*zoo.DEFAULT_TASKS, *zoo.CAMERA_TASKS,
+    # the bound at -10 is the default since 2026-12-07: the unbounded update (the defaults' before) on every task and
+    # on every target the defaults have a row on; the float loop bounded where it failed
+    unbounded = [t for t in zoo.TASKS if t.tag == "unbounded-fit"]
+    assert {t.env_id for t in unbounded} == {t.env_id for t in (*zoo.DEFAULT_TASKS, *zoo.CAMERA_TASKS,
                                                                   *zoo.HELD_OUT_TASKS)}
-    assert all(zoo.extra_settings(t) == {"gap_clip": -10.0} for t in bounded10)
+    assert all(zoo.extra_settings(t) == {"gap_clip": None} for t in unbounded)
     floats10 = {t.env_id: zoo.extra_settings(t) for t in zoo.TASKS if t.tag == "fpnn-gapclip10-fit"}
     assert floats10 == {"InvertedDoublePendulum-v5@5": {"variant": "fpnn-gap", "gap_clip": -10.0}}
-    others10 = {t.tag: zoo.extra_settings(t) for t in zoo.TASKS if t.tag.endswith("-gapclip10-fit")
-                and t.tag != "fpnn-gapclip10-fit"}
-    assert others10 == {"akd1000-gapclip10-fit": {"target": "akd1000", "gap_clip": -10.0},
-                        "w8-gapclip10-fit": {"quant": {"weight_bits": 8, "activation_bits": 8},
-                                             "calibration": {"clip_decay": None}, "gap_clip": -10.0}}
-    for name in ("w8", "akd1000"):  # wherever the defaults have a row on that target
-        assert ({t.env_id for t in zoo.TASKS if t.tag == f"{name}-gapclip10-fit"}
+    others = {t.tag: zoo.extra_settings(t) for t in zoo.TASKS if t.tag.endswith("-unbounded-fit")}
+    assert others == {"akd1000-unbounded-fit": {"target": "akd1000", "gap_clip": None},
+                      "w8-unbounded-fit": {"quant": {"weight_bits": 8, "activation_bits": 8},
+                                           "calibration": {"clip_decay": None}, "gap_clip": None}}
+    for name in ("w8", "akd1000"):
+        assert ({t.env_id for t in zoo.TASKS if t.tag == f"{name}-unbounded-fit"}
                 == {t.env_id for t in zoo.TASKS if t.tag == f"{name}-fit"})
+    # every other row ran before the bound was the default, and says the bound it ran (none, unless it names one)
+    assert all("gap_clip" in zoo.extra_settings(t) for t in zoo.TASKS if t.tag not in zoo.BOUND_FOLLOWS_DEFAULTS)
+    assert all("gap_clip" not in zoo.extra_settings(t) for t in zoo.TASKS if t.tag in zoo.BOUND_FOLLOWS_DEFAULTS)
     # Humanoid's 348 inputs do not fit AKD1000's input layer: no row asks for it; every row's name is its own
     assert "Humanoid-v5@3.per_joint:defaults:akd1000-fit" not in {zoo.task_name(t) for t in zoo.TASKS}
     assert len({zoo.task_name(t) for t in zoo.TASKS}) == len(zoo.TASKS)
@@ -224,7 +228,7 @@ def test_the_quantization_delay_control_hands_over_at_half_the_zoos_budget():
                                            "MountainCar-v0", "InvertedDoublePendulum-v5@5", "Reacher-v5@3",
                                            "Hopper-v5@3.per_joint", "Pusher-v5@3.per_joint", "HalfCheetah-v5@3.per_joint",
                                            "Humanoid-v5@3.per_joint"}
-    assert all(zoo.extra_settings(t) == {"quant": {"weight_bits": 8, "activation_bits": 8},
+    assert all(zoo.extra_settings(t) == {"gap_clip": None, "quant": {"weight_bits": 8, "activation_bits": 8},
                                          "calibration": {"clip_decay": 0.99, "input_range": "fit"}} for t in tracked)
 
 
@@ -272,7 +276,7 @@ def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path
         if (spec.agent, spec.seed) in returns:  # RIVC's seed 2 is not stored
             record = {"env_id": spec.env_id, "agent": spec.agent, "seed": spec.seed, "timesteps": spec.timesteps,
                       "tag": spec.tag, "kwargs": json.loads(spec.kwargs), "final_return": returns[spec.agent, spec.seed],
-                      "success_rate": None, "curve": [[1, 0.0]], "steps_per_second": 100.0}
+                      "success_rate": None, "curve": [[1, 0.0]], "steps_per_second": 100.0, "gap_clip": -10.0}
             (tmp_path / f"{spec.key}.json").write_text(json.dumps(record))
     row = next(line for line in zoo.report(runs).read_text().splitlines() if line.startswith("| CartPole-v1 | zoo |"))
     assert "| 2 / 2 | 250.0 / 200.0 | 125.0 / 100.0 | 2.00 |" in row  # DQN's seed 2 (500) left out
@@ -304,6 +308,9 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     assert rules["LunarLander-v3", "w8-ema-fit"] == rules["Acrobot-v1", "w8-ema"] == 0.99
     assert rules["LunarLander-v3", "fpnn"] is None  # a float network: no clips to track
     assert {r["kwargs"]["calibration"]["clip_decay"] for r in records if r["agent"] == "rivc"} >= {None, 0.99}
+    # the gap term's bound likewise (the default since 2026-12-07, -10; unbounded before; -1 in its controls)
+    assert {r["gap_clip"] if "gap_clip" in r else r["kwargs"].get("gap_clip")
+            for r in records if r["agent"] == "rivc"} == {None, -1.0, -10.0}
     # and the reward scale: "auto" on the rows that follow the defaults, 1.0 where a row ran before it was the default
     scales = {(spec.env_id, spec.tag): json.loads(spec.kwargs)["reward_scale"]
               for spec in zoo.grid(seeds=[0]) if spec.agent == "rivc"}
@@ -323,15 +330,22 @@ def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.recipe_seeds import check_records
+    from benchmarks.recipe_seeds import check_records, gap_clip
 
     settings = {"target": "akida", "widths": ["--bits", "4"], "input_units": "observation", "input_range": "fit",
-                "clip_decay": "learned"}
+                "clip_decay": "learned", "gap_clip": "none"}
     record = {"seed": 3, "target": "akida", "widths": ["--bits", "4"], "input_units": "observation"}  # no range named
     with pytest.raises(SystemExit, match=r"seed 3 ran with \{'input_range': 'space'\}.*--records DIR"):
         check_records(tmp_path / "akida_b4.jsonl", [record], settings)
     check_records(tmp_path / "akida_b4.jsonl", [record], dict(settings, input_range="space"))
     check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], settings)
+    # nor a bound: the gap term unbounded, the default until 2026-12-07, not today's -10
+    with pytest.raises(SystemExit, match=r"seed 3 ran with \{'gap_clip': 'none'\}"):
+        check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], dict(settings, gap_clip="-10"))
+    check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit", gap_clip="-10")],
+                  dict(settings, gap_clip=gap_clip("-10.0")))
+    with pytest.raises(argparse.ArgumentTypeError, match="a number below 0 or 'none'"):
+        gap_clip("ten")
 
 
 def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers():
@@ -363,18 +377,21 @@ def test_a_run_at_reward_scale_1_is_read_as_the_auto_run_only_where_auto_measure
     from benchmarks import zoo
 
     asked = {"learning_rate": 1e-3, "reward_scale": "auto"}
-    ran = {"kwargs": {"learning_rate": 1e-3, "reward_scale": 1.0}}
+    ran = {"kwargs": {"learning_rate": 1e-3, "reward_scale": 1.0}, "gap_clip": -10.0}  # (the default bound, as it ran)
     assert zoo.ran_as_asked({**ran, "auto_reward_scale": 1.0}, asked)  # the same update, bit for bit
     assert not zoo.ran_as_asked({**ran, "auto_reward_scale": 0.31}, asked)  # "auto" would have scaled the rewards
     assert not zoo.ran_as_asked(ran, asked)  # not measured
-    assert not zoo.ran_as_asked({"kwargs": {"learning_rate": 5e-4, "reward_scale": 1.0}, "auto_reward_scale": 1.0}, asked)
+    assert not zoo.ran_as_asked({"kwargs": {"learning_rate": 5e-4, "reward_scale": 1.0}, "auto_reward_scale": 1.0,
+                                 "gap_clip": -10.0}, asked)
     assert not zoo.ran_as_asked({**ran, "auto_reward_scale": 1.0}, {**asked, "reward_scale": 0.5})
-    assert zoo.ran_as_asked({"kwargs": asked}, asked)
+    assert not zoo.ran_as_asked({**ran, "auto_reward_scale": 1.0, "gap_clip": None}, asked)  # another bound
+    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)
 
 
 def test_a_record_is_read_for_a_row_only_where_it_ran_the_bound_the_row_asks(monkeypatch):
     """A record says the gap term's bound it ran with; one that predates that ran the bound its settings named, or the
-    default of its day (none): should the default move, the defaults' old runs are no longer read as its runs."""
+    default of its day (none): since the default moved to -10 the defaults' old runs are no longer its runs, and a
+    run that named -10 is the defaults' run (the same update)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -382,19 +399,20 @@ def test_a_record_is_read_for_a_row_only_where_it_ran_the_bound_the_row_asks(mon
     from rivc.agents import RIVC
 
     asked = {"learning_rate": 1e-3}
-    assert zoo.ran_as_asked({"kwargs": asked}, asked)  # an older record: unbounded, the default
-    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": None}, asked)
-    assert not zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)  # ran when the default was -10
-    bounded = {**asked, "gap_clip": -10.0}
-    assert zoo.ran_as_asked({"kwargs": bounded}, bounded)
-    assert zoo.ran_as_asked({"kwargs": bounded, "gap_clip": -10.0}, bounded)
-    assert zoo.ran_as_asked({"kwargs": asked, "agent": "dqn"}, asked)  # DQN has no gap term
-    # were the default -10, the unbounded runs would no longer be the defaults' and the bounded ones would
-    def init(self, *args, gap_clip: float | None = -10.0, **kwargs): ...
-    monkeypatch.setattr(RIVC, "__init__", init)
-    assert not zoo.ran_as_asked({"kwargs": asked}, asked)
+    bounded, unbounded = {**asked, "gap_clip": -10.0}, {**asked, "gap_clip": None}
+    assert not zoo.ran_as_asked({"kwargs": asked}, asked)  # an older record: unbounded, the default of its day
+    assert zoo.ran_as_asked({"kwargs": asked}, unbounded) and zoo.ran_as_asked({"kwargs": unbounded}, unbounded)
     assert not zoo.ran_as_asked({"kwargs": asked, "gap_clip": None}, asked)
-    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)
+    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)  # the default, as it ran
+    assert zoo.ran_as_asked({"kwargs": bounded}, asked) and zoo.ran_as_asked({"kwargs": bounded, "gap_clip": -10.0}, asked)
+    assert zoo.ran_as_asked({"kwargs": bounded}, bounded) and not zoo.ran_as_asked({"kwargs": bounded}, unbounded)
+    assert not zoo.ran_as_asked({"kwargs": {**bounded, "learning_rate": 5e-4}}, asked)  # the rest must match still
+    assert zoo.ran_as_asked({"kwargs": asked, "agent": "dqn"}, asked)  # DQN has no gap term
+    # were the default to move again, the runs of today's default would no longer be its runs
+    def init(self, *args, gap_clip: float | None = -3.0, **kwargs): ...
+    monkeypatch.setattr(RIVC, "__init__", init)
+    assert not zoo.ran_as_asked({"kwargs": asked, "gap_clip": -10.0}, asked)
+    assert zoo.ran_as_asked({"kwargs": asked, "gap_clip": -3.0}, asked)
 
 
 def test_the_factor_auto_takes_on_a_run_is_the_one_that_run_would_measure():
