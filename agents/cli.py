@@ -276,7 +276,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "snn_acting_from_step": model.snn_from_step if model.quantization_delay else None,
             "activation_clips": model.calibration.describe_clips() if model.variant_spec.qat else None,
             "reward_scale": {"asked": model.reward_scale_asked, "factor": model.reward_scale},
-            "gap_clip": model.gap_clip,  # the gap term's lower bound as it ran (None: unbounded)
+            # the gap term's lower bound as it ran (None: unbounded, or a variant without the term)
+            "gap_clip": model.gap_clip if model.variant_spec.gap_increasing else None,
             "learning_rate": {"given": float(model.lr_schedule(1.0)),  # the cap, where the network trains quantized
                               "max": model.max_learning_rate if model.variant_spec.qat else None},
             "input_range": {"mode": model.calibration.input_range if model._input_range_may_move else "given",

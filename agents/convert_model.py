@@ -228,8 +228,9 @@ def finetune(source: Any, env: gym.Env | str, timesteps: int, target: str = DEFA
     if len(layers) < 2:
         raise ValueError("fine-tuning needs a network with at least one hidden layer")
     _, states = _visited_states(layers, env, 5, seed=10_000 + seed)
-    # the rewards as they are: the float network's Q-values are in their units, and fine-tuning keeps them there
-    options = {**FINETUNE_OPTIONS, "reward_scale": 1.0, **rivc_kwargs}
+    # the rewards as they are: the float network's Q-values are in their units, and fine-tuning keeps them there; so
+    # the gap term unbounded, as docs/FLOAT_MODELS.md ran (RIVC's bound is set in rewards of order one a step)
+    options = {**FINETUNE_OPTIONS, "reward_scale": 1.0, "gap_clip": None, **rivc_kwargs}
     model = RIVC("MlpPolicy", env, target=target, quant=quant, seed=seed, calibration={"clips": False}, **options,
                  policy_kwargs={"net_arch": [w.shape[0] for w, _ in layers[:-1]],
                                 "obs_range": _input_range(env.observation_space, states)})

@@ -38,7 +38,7 @@ TUNABLE: dict[str, tuple[Any, ...]] = {
 }
 
 # Parameters that only the gap-increasing target (or Boltzmann exploration) reads.
-_GAP_ONLY = ("alpha", "beta", "operator")
+_GAP_ONLY = ("alpha", "beta", "operator", "gap_clip")
 
 
 def tuned_hyperparams(env_id: str) -> dict[str, Any]:

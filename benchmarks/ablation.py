@@ -44,6 +44,7 @@ TARGET = "rate"  # the chip target of every run (the Akida targets convert exact
 INPUT_RANGE = "space"  # the space's bounds, as every stored record ran (RIVC's default until 2026-12-06)
 CLIP_DECAY = None  # learned clips at every width, as every stored record ran (the default)
 REWARD_SCALE = 1.0  # the rewards as they are, as every stored record ran (the default until 2026-12-06)
+GAP_CLIP = None  # the paper's unbounded gap term: the update the ablation is of, and as every record ran
 EVAL_POINTS = 8  # learning-curve evaluations per run
 EVAL_EPISODES = 5  # per curve point; the final evaluation uses 20
 COLORS = dict(zip(VARIANTS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
@@ -110,7 +111,7 @@ def make_model(spec: RunSpec):
 
     torch.set_num_threads(1)
     params = {"calibration": {"input_range": INPUT_RANGE, "clip_decay": CLIP_DECAY}, "reward_scale": REWARD_SCALE,
-              **dict(spec.params)}
+              "gap_clip": GAP_CLIP, **dict(spec.params)}
     return RIVC("MlpPolicy", spec.env_id, target=TARGET, variant=spec.variant, seed=spec.seed,
                 quant={"weight_bits": spec.bits, "activation_bits": spec.bits, "input_bits": 8}, **params)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import subprocess
 import sys
@@ -61,13 +62,12 @@ UNNAMED = {"input_units": "normalised", "input_range": "space", "clip_decay": "l
 
 
 def gap_clip(text: str) -> str:
-    """An argparse type: the gap term's bound as the records write it ("-10", "-1", "none")."""
-    if text.strip().lower() == "none":
-        return "none"
-    try:
-        return f"{float(text):g}"
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--gap-clip takes a number below 0 or 'none', got {text!r}") from None
+    """An argparse type: the gap term's bound as `rivc train --gap-clip` takes it, written as the records write it
+    ("-10", "-1", "none")."""
+    from rivc.agents.cli import real_or_none
+
+    bound = real_or_none(-math.inf, 0.0, high_open=True)(text)
+    return bound if bound == "none" else f"{bound:g}"
 
 
 def ran_with(record: dict, key: str):

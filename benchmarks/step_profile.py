@@ -55,7 +55,7 @@ def profile(agent: str, kwargs: dict, steps: int) -> dict[str, float]:
                     torch.cat([data.next_observations, data.observations])).split(len(data.actions))
                 times.append(time.perf_counter())
                 target = gap_increasing_target(q_next, q_current, data.actions, data.rewards, data.dones, model.gamma,
-                                               model.alpha, model.beta, model.operator)
+                                               model.alpha, model.beta, model.operator, model.gap_clip)
         times.append(time.perf_counter())
         if agent == "rivc":
             model.q_network.huber_loss_backward(data.observations, data.actions, target)

@@ -107,10 +107,16 @@ def objective(trial: Any, env_id: str, timesteps: int, seeds: tuple[int, ...]) -
 def tune(env_id: str, trials: int, storage: Any, timesteps: int, seeds: tuple[int, ...], study_name: str | None = None):
     import optuna
 
+    from rivc.agents.rivc_agent import DEFAULT_GAP_CLIP as bound  # what the trials run (no trial samples it)
+
     study = optuna.create_study(  # the budget in the name: trials of other budgets do not mix in one study
         study_name=study_name or f"rivc-{env_id.replace('/', '_')}-{timesteps}", storage=storage, direction="maximize",
         load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=int(time.time_ns() % 2**31)),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=EVAL_POINTS // 2))
+    if study.user_attrs.get("gap_clip", None) != bound and study.trials:  # a study from before: the gap term unbounded
+        raise ValueError(f"study {study.study_name!r} ran with the gap term bound at {study.user_attrs.get('gap_clip')}, "
+                         f"its trials now run at {bound}: pass another --study")
+    study.set_user_attr("gap_clip", bound)
     study.set_user_attr("env_id", env_id)
     study.set_user_attr("timesteps", timesteps)
     study.set_user_attr("seeds", list(seeds))
@@ -167,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {report(storage, args.out, 'python benchmarks/tune.py --report')}")
         return 0
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    study = tune(args.env, args.trials, storage, args.timesteps or DEFAULT_TIMESTEPS.get(args.env, 50_000), seeds,
-                 args.study)
+    try:
+        study = tune(args.env, args.trials, storage, args.timesteps or DEFAULT_TIMESTEPS.get(args.env, 50_000), seeds,
+                     args.study)
+    except ValueError as exc:  # a study of other settings
+        print(f"tune.py: {exc}", file=sys.stderr)
+        return 2
     complete = [t for t in study.trials if t.value is not None]
     best = f"best {study.best_trial.params} (score {study.best_value:.1f})" if complete else "none complete"
     print(f"{study.study_name}: {len(study.trials)} trials in {args.storage}; {best}")

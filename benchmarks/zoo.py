@@ -91,17 +91,19 @@ def layer_bits(*layers) -> tuple[str, dict]:
     """Per-layer widths: ``(weight, activation)`` per hidden layer, the head's weight bits last."""
     return ("quant", {"layers": [*map(list, layers[:-1]), [layers[-1], None]]})
 
+def as_they_ran(tasks, setting: tuple[str, Any], follow: tuple[str, ...]) -> tuple[Task, ...]:
+    """Rows added before a default moved, as they ran: with the old ``setting`` (key, value), unless they follow the
+    defaults on it (their tag in ``follow``) or name that key."""
+    return tuple(task if task.tag in follow or any(key == setting[0] for key, _ in task.rivc_extra)
+                 else replace(task, rivc_extra=(setting, *task.rivc_extra)) for task in tasks)
+
 def until_auto_reward_scale(tasks) -> tuple[Task, ...]:
-    """Rows added before 2026-12-06 as they ran: the rewards as they are (reward_scale 1.0), unless they follow the
-    defaults (``FOLLOW_DEFAULTS``) or name a factor."""
-    return tuple(task if task.tag in FOLLOW_DEFAULTS or any(key == UNSCALED[0] for key, _ in task.rivc_extra)
-                 else replace(task, rivc_extra=(UNSCALED, *task.rivc_extra)) for task in tasks)
+    """Rows added before 2026-12-06: the rewards as they are (reward_scale 1.0)."""
+    return as_they_ran(tasks, UNSCALED, FOLLOW_DEFAULTS)
 
 def until_bounded_gap(tasks) -> tuple[Task, ...]:
-    """Rows added before 2026-12-07 as they ran: the gap term unbounded, unless they follow the defaults' bound
-    (``BOUND_FOLLOWS_DEFAULTS``) or name one."""
-    return tuple(task if task.tag in BOUND_FOLLOWS_DEFAULTS or any(key == UNBOUNDED[0] for key, _ in task.rivc_extra)
-                 else replace(task, rivc_extra=(UNBOUNDED, *task.rivc_extra)) for task in tasks)
+    """Rows added before 2026-12-07: the gap term unbounded."""
+    return as_they_ran(tasks, UNBOUNDED, BOUND_FOLLOWS_DEFAULTS)
 
 def on_space_bounds(tasks) -> tuple[Task, ...]:
     """``tasks`` as they ran before 2026-12-06: with the space's bounds as the input range unless they name one."""
@@ -368,11 +370,15 @@ SINCE_AUTO_PROBES = (
     # (`benchmarks/gap_trace.py`: its state values past the largest return the rewards allow, its gaps past -1,000);
     # in probes outside the sweep (seed 0) it learned bounded at -3 and -10, not at -30 or -100. The bound at -10, the
     # rewards at order one, ran on every task and target as rows `gapclip10-fit`, `w8-gapclip10-fit` and
-    # `akd1000-gapclip10-fit` (sessions 27-29) and became the default on 2026-12-07: those runs are the defaults' rows
-    # now, and the defaults' runs before are the unbounded rows (their records renamed, nothing rerun); the float loop
-    # where it failed
+    # `akd1000-gapclip10-fit` (sessions 27-29) and became the default on 2026-12-07 (SINCE_BOUND_PROBES); the float
+    # loop where it failed
     *(replace(task, tag="fpnn-gapclip10-fit", rivc_extra=(("variant", "fpnn-gap"), GAP_CLIP10))
       for task in HELD_OUT_TASKS if task.env_id == "InvertedDoublePendulum-v5@5"),
+)
+# rows added since the gap term's bound at -10 became the default (2026-12-07, session 29): on the defaults as they
+# are. The bound's runs are the defaults' rows now, and the defaults' runs before are the unbounded rows, on every
+# task and target the defaults have a row on (their records renamed, nothing rerun)
+SINCE_BOUND_PROBES = (
     *(replace(task, tag=f"{name}unbounded-fit", rivc_extra=(*extra, UNBOUNDED))
       for task in (*DEFAULT_TASKS, *CAMERA_TASKS, *HELD_OUT_TASKS)
       for name, extra in (("", ()), ("akd1000-", (("target", "akd1000"),)), ("w8-", (W8, LEARNED)))
@@ -390,6 +396,7 @@ TASKS = (
         *until_auto_reward_scale(on_space_bounds(replace(task, rivc_extra=(*task.rivc_extra, NORMALISED))
                                                  for task in PROBES)),
     )),
+    *SINCE_BOUND_PROBES,
 )
 
 
@@ -631,7 +638,7 @@ def unscaled_run_of_auto_row(ran: dict[str, Any], asked: dict[str, Any]) -> bool
 
 def without_bound(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Settings but the gap term's bound (``bound_as_asked`` compares it: named or the default, the same run)."""
-    return {key: value for key, value in kwargs.items() if key != UNBOUNDED[0]}
+    return {key: value for key, value in kwargs.items() if key != "gap_clip"}
 
 
 def bound_as_asked(record: dict, asked: dict[str, Any]) -> bool:

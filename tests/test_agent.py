@@ -832,7 +832,9 @@ def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_
             archive.writestr(name, data)
     legacy = RIVC.load(path)
     assert legacy.max_learning_rate is None and legacy.gap_clip is None  # nor had the gap term's bound: unbounded
-    assert RIVC.load(model.save(tmp_path / "bounded")).gap_clip == -10.0  # saved with it: as saved
+    for bound in (-3.0, None):  # saved with it: as saved, not the default
+        saved = RIVC("MlpPolicy", "CartPole-v1", seed=0, gap_clip=bound, **FAST).save(tmp_path / f"bound{bound}")
+        assert RIVC.load(saved).gap_clip == bound
     for bad in (0, -1e-3, True, float("nan"), float("inf"), "1e-3"):
         with pytest.raises(ValueError, match="max_learning_rate must be a finite number > 0"):
             RIVC("MlpPolicy", "CartPole-v1", max_learning_rate=bad)

@@ -89,6 +89,9 @@ def test_user_errors_exit_2_without_traceback(tmp_path):
     (["convert-model", "m", "--env", "CartPole-v1", "--finetune", "-5"], "--finetune: -5 is below 0"),
     (["report", "x", "--json", ""], "--json: the path is empty"), (["export", "x", "--out", " "], "--out"),
     (["precision", "x", "--agreement", "1.5"], "--agreement"), (["precision", "x", "--max-memory", "0"], "--max-memory"),
+    (["train", "--gap-clip", "0.5"], "--gap-clip: 0.5 is not a finite number < 0: give one (or 'none')"),
+    (["train", "--gap-clip", "0"], "--gap-clip: 0 is not a finite number < 0"),
+    (["train", "--gap-clip", "nan"], "--gap-clip: nan"), (["train", "--gap-clip", "abc"], "'abc' is not a number (or 'none')"),
 ])
 def test_bad_numbers_and_paths_are_refused_by_the_parser_in_one_line(args, problem, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

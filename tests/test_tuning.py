@@ -30,7 +30,7 @@ def test_tuned_hyperparams_build_an_agent(env_id):
 
 
 def test_effective_hyperparams_drop_what_a_variant_never_reads():
-    params = {"alpha": 0.99, "beta": 3.0, "learning_rate": 5e-4}
+    params = {"alpha": 0.99, "beta": 3.0, "gap_clip": -1.0, "learning_rate": 5e-4}
     assert effective_hyperparams("rivc", params) == params
     assert effective_hyperparams("gap", params) == params
     for variant in ("naive", "qat", "fpnn"):
@@ -92,3 +92,15 @@ def test_a_trial_reports_each_curve_point_and_stops_when_the_pruner_says_so():
     trial.reported, trial.set_user_attr = [], lambda *args: None
     tune.objective(trial, "CartPole-v1", 240, (100, 101))
     assert trial.reported == list(range(2 * tune.EVAL_POINTS))  # both seeds' points, numbered on
+
+
+def test_a_study_whose_trials_ran_another_gap_bound_is_not_resumed(tmp_path):
+    import optuna
+
+    storage = tune.storage_of(tmp_path / "study.log")
+    old = optuna.create_study(study_name="rivc-CartPole-v1-240", storage=storage, direction="maximize")
+    old.add_trial(optuna.trial.create_trial(value=1.0))  # tuned before the bound was the default: no "gap_clip"
+    with pytest.raises(ValueError, match=r"ran with the gap term bound at None, its trials now run at -10.0: pass "
+                                         r"another --study"):
+        tune.tune("CartPole-v1", 1, storage, 240, (100,))
+    assert len(optuna.load_study(study_name="rivc-CartPole-v1-240", storage=storage).trials) == 1  # nothing added

@@ -344,8 +344,10 @@ def test_the_recipe_sweep_refuses_a_file_of_runs_with_other_settings(tmp_path):
         check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit")], dict(settings, gap_clip="-10"))
     check_records(tmp_path / "akida_b4.jsonl", [dict(record, input_range="fit", gap_clip="-10")],
                   dict(settings, gap_clip=gap_clip("-10.0")))
-    with pytest.raises(argparse.ArgumentTypeError, match="a number below 0 or 'none'"):
-        gap_clip("ten")
+    assert gap_clip("NONE") == "none" and gap_clip("-1.0") == "-1"
+    for bad in ("ten", "0.5", "0", "nan"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"\(or 'none'\)"):
+            gap_clip(bad)
 
 
 def test_the_camera_task_gives_both_agents_the_same_conv_and_dense_layers():
