@@ -262,6 +262,19 @@ def test_the_controls_table_reads_each_controls_first_tag_with_records_on_seeds_
     assert gapclip[2] == "not run" and gapclip[3].startswith("not run")
 
 
+def test_a_record_that_no_row_reads_is_named(tmp_path, monkeypatch):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks import zoo
+
+    monkeypatch.setattr(zoo, "RESULTS", tmp_path)
+    runs = zoo.grid(["CartPole-v1:zoo"], [0])
+    (tmp_path / f"{runs[0].key}.json").write_text("{}")
+    (tmp_path / "CartPole-v1__rivc__seed0__50000__gapclip10-fit.json").write_text("{}")  # a row renamed since
+    assert zoo.unread_records(runs) == ["CartPole-v1__rivc__seed0__50000__gapclip10-fit.json"]
+
+
 def test_the_zoo_report_sets_each_row_against_dqn_on_the_rows_own_seeds(tmp_path, monkeypatch):
     import sys
 
@@ -298,6 +311,7 @@ def test_every_zoo_run_names_the_input_range_and_the_clip_rule_it_runs_with(caps
     runs = zoo.grid(seeds=zoo.stored_seeds())
     records = zoo.load(runs)
     assert len(records) > 600 and "left out" not in capsys.readouterr().out
+    assert zoo.unread_records(runs) == []  # and no record lies unread under a row renamed or removed since
     ran = {r["kwargs"]["calibration"]["input_range"] for r in records if r["agent"] == "rivc"}
     assert ran >= {"fit", "space", "track"}
     # the clip rule likewise, so that the rows that ran while tracked clips were the 8-bit default are not read as
