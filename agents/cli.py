@@ -120,10 +120,9 @@ def _new_model(args: argparse.Namespace, env):
                                       ("quantization_delay", args.quantization_delay),
                                       ("learning_rate", args.learning_rate), ("reward_scale", args.reward_scale))
                     if v is not None})
-    if args.gap_clip is not None:  # "none": the gap term unbounded (the paper's update)
-        options["gap_clip"] = None if args.gap_clip == "none" else args.gap_clip
-    if args.max_learning_rate is not None:  # "none": no cap
-        options["max_learning_rate"] = None if args.max_learning_rate == "none" else args.max_learning_rate
+    for key in ("gap_clip", "max_learning_rate"):  # "none": the gap term unbounded (the paper's update); no cap
+        if (value := getattr(args, key)) is not None:
+            options[key] = None if value == "none" else value
     calibration_options = {} if args.input_range is None else {"input_range": args.input_range}
     if args.clip_decay is not None:
         try:
