@@ -601,23 +601,26 @@ class RIVC(DQN):
         if self.snn_acting and self._n_updates // every > updates_before // every:
             self._convert_and_measure()
 
-    @torch.no_grad()
     def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                   next_observations: torch.Tensor, dones: torch.Tensor, target_network=None) -> torch.Tensor:
-        """The variant's value target for a batch of transitions, from the target network (``target_network``: a
-        stand-in for it, as ``rivc precision`` reads it): RIVC's gap-increasing target, or DQN's where the variant
-        has none; the rewards scaled by ``reward_scale``."""
-        network = self.q_net_target if target_network is None else target_network
+        """The variant's value target ``[B]`` for a batch of transitions, from the target network (``target_network``:
+        a stand-in ``QuantizedQNetwork``, as ``rivc precision`` reads it): RIVC's gap-increasing target, or DQN's
+        where the variant has none; the rewards scaled by ``reward_scale``. numpy from the target network's values on."""
+        network = self.q_net_target.net if target_network is None else target_network
         alpha, operator = self.target_alpha_operator
-        if alpha:  # one target-network pass over s' and s (rivc.targets computes in numpy)
-            q_next, q_current = network(torch.cat([next_observations, observations])).split(len(actions))
+        batch = len(actions)
+        if alpha:  # one target-network pass over s' and s
+            q = network.values(torch.cat([next_observations, observations]))
+            q_next, q_current = q[:batch], q[batch:]
         else:
-            q_next, q_current = network(next_observations), None
+            q_next, q_current = network.values(next_observations), None
         scale = 1.0 if self.reward_scale is None else self.reward_scale
-        return gap_increasing_target(
-            q_target_next=q_next, q_target_current=q_current, actions=actions,
-            rewards=rewards if scale == 1.0 else rewards * scale, dones=dones, gamma=self.gamma, alpha=alpha,
-            beta=self.beta, operator=operator, gap_clip=self.gap_clip)
+        rewards = rewards.cpu().numpy()
+        target = gap_increasing_target(
+            q_target_next=q_next, q_target_current=q_current, actions=actions.cpu().numpy(),
+            rewards=rewards if scale == 1.0 else rewards * scale, dones=dones.cpu().numpy(), gamma=self.gamma,
+            alpha=alpha, beta=self.beta, operator=operator, gap_clip=self.gap_clip)
+        return torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(observations.device)
 
     def _decided_reward_scale(self) -> float:
         """The factor on the rewards (``reward_scale``): "auto" is measured once the replay holds

@@ -277,6 +277,11 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
     return _DenseSurrogate.apply(q, tape, *_parameters(net))
 
 
+def mlp_values(net, obs: torch.Tensor) -> np.ndarray:
+    """``net``'s Q-values without gradients (float32 ``[B, A]``, numpy): :func:`exact_pass` alone."""
+    return exact_pass(net, _observations(net, obs), surrogate=False)[0]
+
+
 def _parameters(net) -> list[torch.Tensor]:
     """The parameters in the order :meth:`SurrogateTape.gradients` gives their gradients."""
     return [p for pair in net._parameters_of for p in pair] + net._clip_parameters

@@ -23,7 +23,7 @@ from rivc.chip import DEFAULT_TARGET, ChipTarget, get_target, quantize_bias
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_RANGE_MARGIN, INPUT_UNITS, QuantConfig
 from rivc.conv import ConvGeometry, ConvSpec, image_layout
 from rivc.conv_torch import conv_forward, exact_conv, flatten_nhwc
-from rivc.fast_path import QuantizedLinear, huber_loss_backward, mlp_forward
+from rivc.fast_path import QuantizedLinear, huber_loss_backward, mlp_forward, mlp_values
 from rivc.integer_net import (NON_FINITE_OBSERVATION, PIXELS_ERROR, ImageInput, InputQuantizer, IntegerNetwork,
                               are_pixels, batch_shape, bounded_dimensions, dueling_q_values)
 from rivc.quant import (MIN_CLIP, MIN_CLIP32, activation_step, bias_codes, clamped_clip, clip_statistic,
@@ -537,6 +537,15 @@ class QuantizedQNetwork(nn.Module):
     def _mlp_forward(self, obs: torch.Tensor) -> torch.Tensor:
         """An MLP's forward pass on the CPU: :func:`rivc.fast_path.mlp_forward` (the same values and gradients)."""
         return mlp_forward(self, obs)
+
+    def values(self, obs: torch.Tensor) -> np.ndarray:
+        """The forward's Q-values without gradients, as a numpy array ``[B, n_actions]`` (float32): what a value target
+        reads. A QAT MLP on the CPU takes :func:`rivc.fast_path.mlp_values` (the same bits, without the tensors and
+        modules around the exact pass)."""
+        if self.qat and self._fast_path(obs):
+            return mlp_values(self, obs)
+        with torch.no_grad():
+            return self(obs).cpu().numpy()
 
     def huber_loss_backward(self, obs: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor) -> float:
         """The Huber loss (``F.smooth_l1_loss``: mean, beta 1) of the Q-values of ``actions`` (``[B]`` or ``[B, 1]``)

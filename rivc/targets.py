@@ -57,7 +57,7 @@ def gap_increasing_target(
     rewards, dones = rewards.reshape(-1), dones.reshape(-1)
     target = rewards + gamma * (1.0 - dones) * soft_max_operator(q_target_next, beta, operator)
     if alpha != 0.0:
-        q_taken = np.take_along_axis(q_target_current, actions.reshape(-1, 1).astype(np.intp), axis=1)[:, 0]
+        q_taken = q_target_current[np.arange(len(q_target_current)), actions.reshape(-1).astype(np.intp)]
         gap = q_taken - soft_max_operator(q_target_current, beta, operator)
         target = target + alpha * (gap if gap_clip is None else np.maximum(gap, gap_clip))
     return target

@@ -787,6 +787,26 @@ def test_the_gap_clip_reaches_the_target_and_is_checked(monkeypatch):
             RIVC("MlpPolicy", "CartPole-v1", gap_clip=bad)
 
 
+@pytest.mark.parametrize("variant, reward_scale", [("rivc", 1.0), ("rivc", 0.3), ("qat", 0.3), ("fpnn", 1.0), ("fpnn-gap", 1.0)])
+def test_the_value_target_is_the_target_networks_forward_through_the_gap_increasing_target(variant, reward_scale):
+    """RIVC.td_target reads the target network's values as numpy arrays (QuantizedQNetwork.values): bit for bit the
+    target of its forward's Q-values, the rewards scaled, with the variant's gap term (none for qat and fpnn)."""
+    from rivc.targets import gap_increasing_target
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, reward_scale=reward_scale, **FAST)
+    model.learn(400)
+    data = model.replay_buffer.sample(32)
+    alpha, operator = model.target_alpha_operator
+    assert (alpha == 0.0) == (variant in ("qat", "fpnn"))
+    with torch.no_grad():
+        q_next, q_current = model.q_net_target(torch.cat([data.next_observations, data.observations])).split(32)
+    expected = gap_increasing_target(q_next, q_current, data.actions, data.rewards * reward_scale, data.dones,
+                                     model.gamma, alpha, model.beta, operator, model.gap_clip)
+    target = model.td_target(data.observations, data.actions, data.rewards, data.next_observations, data.dones)
+    assert target.dtype == torch.float32 and target.shape == (32,)
+    assert torch.equal(target, expected.reshape(-1))
+
+
 def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_cap_is_saved(tmp_path):
     import json
     import zipfile
