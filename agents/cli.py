@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from rivc.agents.rollout import RolloutResult, rollout
-from rivc.agents.config import AUTO, CLIP_GRADIENTS, CLIP_STATISTICS, INPUT_RANGES, TRACKING_RANGES, CalibrationConfig
+from rivc.agents.config import (AUTO, CLIP_GRADIENTS, CLIP_STATISTICS, DEFAULT_GAP_CLIP, DEFAULT_MAX_LEARNING_RATE,
+                                 INPUT_RANGES, TRACKING_RANGES, CalibrationConfig)
 from rivc.agents.variants import VARIANTS
 from rivc.chip import DEFAULT_TARGET, TARGETS
 from rivc.config import ACTIVATION_STEPS, HEADS, INPUT_UNITS
@@ -694,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--gap-clip", type=real_or_none(-math.inf, 0.0, high_open=True), default=None,
                        metavar="L0|none",
                        help="a lower bound L0 < 0 on the gap term in the scaled rewards' units, as Munchausen-DQN "
-                            "clips it (its L0 = -1); default: -10; none: unbounded, the paper's update "
+                            f"clips it (its L0 = -1); default: {DEFAULT_GAP_CLIP:g}; none: unbounded, the paper's update "
                             "(docs/zoo_notes.md)")
     train.add_argument("--quantization-delay", type=int, default=None, metavar="STEPS",
                        help="train and act with the float network for the first STEPS steps, then QAT and the SNN "
@@ -708,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="overrides the settings' (4-bit RIVC on the Zoo's CartPole settings learned best at 5e-4, "
                             "docs/zoo_notes.md)")
     train.add_argument("--max-learning-rate", type=real_or_none(0.0, low_open=True), default=None, metavar="RATE|none",
-                       help="the largest rate of quantization-aware training: a higher one is capped (default 1e-3, "
+                       help="the largest rate of quantization-aware training: a higher one is capped (default "
+                            f"{DEFAULT_MAX_LEARNING_RATE:g}, "
                             "the rate RIVC's defaults were tuned at; docs/zoo_notes.md); none: the given rate as it is")
     train.add_argument("--clip-decay", default=None, metavar="DECAY|learned",
                        help="the activation clips follow a moving average (this decay per update, e.g. 0.99) of each "

@@ -44,6 +44,8 @@ class ConversionConfig:
 
 TRACK_QUANTILE = 0.01  # CalibrationConfig.quantile's default
 AUTO = "auto"  # RIVC's reward_scale default: measured on the first rewards
+DEFAULT_MAX_LEARNING_RATE = 1e-3  # QAT's largest learning rate: the one RIVC's defaults were tuned at
+DEFAULT_GAP_CLIP = -10.0  # the gap term's lower bound in the scaled rewards' units (None, unbounded, until 2026-12-07)
 
 
 @dataclass(frozen=True)

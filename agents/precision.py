@@ -109,7 +109,7 @@ def hessian_traces(model, data: Transitions, samples: int = 32, seed: int = 0) -
     obs = torch.as_tensor(data.observations, dtype=torch.float32)
     target = model.td_target(obs, torch.as_tensor(data.actions), torch.as_tensor(data.rewards, dtype=torch.float32),
                              torch.as_tensor(data.next_observations, dtype=torch.float32),
-                             torch.as_tensor(data.dones, dtype=torch.float32), target_network=model.q_net_target.net)
+                             torch.as_tensor(data.dones, dtype=torch.float32))
     weights = [layer.weight for layer in net.layers]
     q_taken = _float_q(net, obs).gather(1, torch.as_tensor(data.actions).long().reshape(-1, 1)).squeeze(1)
     grads = torch.autograd.grad(F.smooth_l1_loss(q_taken, target), weights, create_graph=True)

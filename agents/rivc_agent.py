@@ -13,11 +13,11 @@ import math
 import os
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager
 from dataclasses import replace
 from numbers import Real
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -30,7 +30,8 @@ from threadpoolctl import threadpool_limits
 
 from rivc import QuantConfig
 from rivc.agents import persistence
-from rivc.agents.config import AUTO, LEGACY_KEYS, CalibrationConfig, ConversionConfig, as_config
+from rivc.agents.config import (AUTO, DEFAULT_GAP_CLIP, DEFAULT_MAX_LEARNING_RATE, LEGACY_KEYS, CalibrationConfig,
+                                 ConversionConfig, as_config)
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
@@ -47,8 +48,6 @@ REWARD_SCALE_SAMPLES = 1_000  # reward_scale="auto" is measured on this many sto
 # input_range="fit": an input's declared bounds are loose where the replay's 1-99 % of states span less than this share
 # of them (its states then get fewer than 5 of the 8 input bits)
 FIT_LOOSE_SHARE = 1 / 8
-DEFAULT_MAX_LEARNING_RATE = 1e-3  # QAT's largest learning rate: the one RIVC's defaults were tuned at
-DEFAULT_GAP_CLIP = -10.0  # the gap term's lower bound in the scaled rewards' units (None, unbounded, until 2026-12-07)
 
 
 def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
@@ -66,6 +65,23 @@ def check_env_spaces(env: gym.Env | Any, image: bool = False) -> None:
         hint = ("it looks like camera frames: use RIVC('CnnPolicy', env)" if isinstance(obs, spaces.Box)
                 and len(obs.shape) == 3 else "flatten it with gymnasium.wrappers.FlattenObservation")
         raise ValueError(f"MlpPolicy needs a flat Box observation space, got {obs}: {hint}")
+
+
+@contextmanager
+def matrix_threads(threads: int | None) -> Iterator[None]:
+    """numpy's BLAS and torch's intra-op pool (its int8 and float products) on ``threads`` threads inside the block, as
+    they were after it (``None``: left as they are). Beside another busy process on the same cores, a pool of more
+    threads than are free waits at every product for a thread that is not running (docs/SPEED.md)."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
@@ -121,9 +137,9 @@ class RIVC(DQN):
         (``rivc.agents.config.ConversionConfig`` or its dict; default: convert after every update, measure
         on every 10th conversion).
     :param calibration: input ranges and PACT clips from the warm-up data (``CalibrationConfig`` or its dict).
-    :param blas_threads: threads of numpy's BLAS (the exact integer path's matrix products) while ``learn`` runs;
-        one by default: the products are small, and beside another process on the same cores more threads only
-        wait for each other. ``None`` leaves the process's setting.
+    :param blas_threads: threads of the matrix products (numpy's BLAS and torch's pool: the exact integer path's and
+        the update's) while ``learn`` runs; one by default: the products are small, and beside another process on the
+        same cores more threads only wait for each other. ``None`` leaves the process's settings.
     Other parameters are Stable-Baselines3 DQN's, with defaults that train CartPole-v1 in minutes.
     """
 
@@ -504,7 +520,7 @@ class RIVC(DQN):
             print(f"RIVC converts after {'every update' if every == 1 else f'one update in {every}'}; the conversion "
                   f"error is measured on {'every conversion' if measured == 1 else f'one conversion in {measured}'} "
                   "(ConversionConfig.eval_every)")
-        with threadpool_limits(self.blas_threads, user_api="blas") if self.blas_threads else nullcontext():
+        with matrix_threads(self.blas_threads):
             super().learn(total_timesteps, *args, **kwargs)
         self._warn_observations_outside()
         if not self._calibrated and self._replay_observations() is not None:
@@ -602,25 +618,28 @@ class RIVC(DQN):
             self._convert_and_measure()
 
     def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                  next_observations: torch.Tensor, dones: torch.Tensor, target_network=None) -> torch.Tensor:
-        """The variant's value target ``[B]`` for a batch of transitions, from the target network (``target_network``:
-        a stand-in ``QuantizedQNetwork``, as ``rivc precision`` reads it): RIVC's gap-increasing target, or DQN's
-        where the variant has none; the rewards scaled by ``reward_scale``. numpy from the target network's values on."""
-        network = self.q_net_target.net if target_network is None else target_network
+                  next_observations: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+        """The variant's value target ``[B]`` for a batch of transitions (as the update and ``rivc precision`` read
+        it), from one pass of the target network over s' (and s, where the variant has a gap term)."""
+        alpha, _ = self.target_alpha_operator
+        rows = torch.cat([next_observations, observations]) if alpha else next_observations
+        target = self.target_of_values(self.q_net_target.net.values(rows), actions, rewards, dones)
+        return torch.from_numpy(target).to(observations.device)
+
+    def target_of_values(self, q: np.ndarray, actions: torch.Tensor, rewards: torch.Tensor,
+                         dones: torch.Tensor) -> np.ndarray:
+        """The value target (float32 ``[B]``, numpy) from the target network's Q-values ``q`` at s' (``[B, A]``; with a
+        gap term ``[2B, A]``, at s' then s): RIVC's gap-increasing target, or DQN's where the variant has none; the
+        rewards scaled by ``reward_scale``."""
         alpha, operator = self.target_alpha_operator
         batch = len(actions)
-        if alpha:  # one target-network pass over s' and s
-            q = network.values(torch.cat([next_observations, observations]))
-            q_next, q_current = q[:batch], q[batch:]
-        else:
-            q_next, q_current = network.values(next_observations), None
         scale = 1.0 if self.reward_scale is None else self.reward_scale
         rewards = rewards.cpu().numpy()
         target = gap_increasing_target(
-            q_target_next=q_next, q_target_current=q_current, actions=actions.cpu().numpy(),
+            q_target_next=q[:batch], q_target_current=q[batch:] if alpha else None, actions=actions.cpu().numpy(),
             rewards=rewards if scale == 1.0 else rewards * scale, dones=dones.cpu().numpy(), gamma=self.gamma,
             alpha=alpha, beta=self.beta, operator=operator, gap_clip=self.gap_clip)
-        return torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(observations.device)
+        return np.ascontiguousarray(target, dtype=np.float32)
 
     def _decided_reward_scale(self) -> float:
         """The factor on the rewards (``reward_scale``): "auto" is measured once the replay holds

@@ -8,8 +8,12 @@ pair (DQN and RIVC's defaults) is timed in turn three times: the ratio is the me
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 from stable_baselines3 import DQN
@@ -61,6 +65,7 @@ def main(env_id: str = "CartPole-v1", timesteps: int = 10_000) -> None:
                 "defaults timed in turn 3 times (median ratio; target >= 1.0x), the others once",
                 ["agent", "env steps/s", "x SB3 DQN", "x DQN foreach"], rows)
     zoo_settings(env_id, timesteps)
+    busy_machine(env_id)
 
 
 ZOO_TASKS = ("CartPole-v1", "LunarLander-v3")  # whose RL Zoo settings are timed (on env_id: the update's cost)
@@ -95,6 +100,53 @@ def zoo_settings(env_id: str, timesteps: int) -> None:
     print_table(f"Training throughput on {env_id}, {timesteps} steps, the RL Zoo's settings (learning_starts at least "
                 "1,000): SB3 DQN and RIVC timed in turn 3 times, median ratio (target >= 0.9x)",
                 ["settings", "DQN steps/s", "RIVC steps/s", "x SB3 DQN", "conversions per update cycle"], rows)
+
+
+# one agent's run in a fresh interpreter, as a user's script runs it: torch's and BLAS's threads as they come
+AS_A_USER = """
+import sys, time
+import torch
+from stable_baselines3 import DQN
+from benchmarks.bench_train import SHARED
+from rivc.agents import RIVC
+agent, env_id, timesteps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+model = (RIVC if agent == "rivc" else DQN)("MlpPolicy", env_id, seed=0, **SHARED)
+start = time.perf_counter()
+model.learn(timesteps)
+print(timesteps / (time.perf_counter() - start), torch.get_num_threads())
+"""
+
+
+def busy_machine(env_id: str, timesteps: int = 6_000, rounds: int = 2) -> None:
+    """DQN and RIVC with the defaults of their Python APIs, each in its own interpreter, beside a process that keeps
+    one core busy: SB3's DQN runs torch's products on as many threads as there are cores, RIVC's ``learn`` on
+    ``blas_threads`` (one). Timed in turn ``rounds`` times, median ratio."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        root = str(Path(__file__).resolve().parents[1])
+
+        env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}  # (run.py's pin)
+        threads = []
+
+        def speed(agent: str) -> float:
+            out = subprocess.run([sys.executable, "-c", AS_A_USER, agent, env_id, str(timesteps)], check=True,
+                                 capture_output=True, text=True, cwd=root, env={**env, "PYTHONPATH": root})
+            steps_per_second, torch_threads = out.stdout.split()[-2:]
+            threads.append(int(torch_threads))
+            return float(steps_per_second)
+
+        pairs = [(speed("dqn"), speed("rivc")) for _ in range(rounds)]
+    finally:
+        spinner.kill()
+        spinner.wait()
+    dqn, rivc = zip(*pairs)
+    print_table(f"Training throughput on {env_id}, {timesteps} steps, beside a process that keeps one of the "
+                f"{os.cpu_count()} cores busy: each agent with its Python API's defaults in a fresh interpreter (torch's "
+                f"threads as they come: {max(threads)} here), timed in turn {rounds} times, median ratio",
+                ["agent", "env steps/s", "x SB3 DQN"],
+                [["SB3 DQN", statistics.median(dqn), 1.0],
+                 ["RIVC (learn runs torch's and BLAS's products on blas_threads=1)", statistics.median(rivc),
+                  statistics.median(r / d for d, r in pairs)]])
 
 
 if __name__ == "__main__":

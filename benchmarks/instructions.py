@@ -1,11 +1,14 @@
 """Deterministic cost: CPU instructions per conversion (valgrind's callgrind), independent of machine load.
 
     python benchmarks/instructions.py            # export + convert of a 2x64 MLP (CartPole-sized), per target,
-                                                 # and a training step of RIVC's defaults against SB3's DQN
+                                                 # a training step of RIVC's defaults against SB3's DQN, and
+                                                 # the update alone (train() calls) at 64x64 and 256x256
 
-Wall-clock timings on a shared 2-core machine swing 2x from minute to minute; an instruction count does not
-(the same total on repeated runs). Each workload runs twice under callgrind, ``n`` times and not at all, and
-the difference over ``n`` is the cost of one call, interpreter start and imports cancelled out.
+Wall-clock timings on a shared 2-core machine swing 2x from minute to minute; an instruction count does not.
+Each workload runs twice under callgrind, ``n`` times and not at all, and the difference over ``n`` is the cost of
+one call, interpreter start and imports cancelled out. The conversions and the update alone (``train()`` calls)
+repeat to a few thousand instructions in billions; the whole training loop's count per environment step has moved by
+up to 5 % between runs of the same code (2026-12-07: 2,335 K and 2,447 K): compare its rows over larger changes only.
 
 The exact path's int8 matrix product is switched off here (``rivc.fast_path.INT8_PRODUCTS``): valgrind emulates
 no AVX-512, and under it torch's int8 product falls back to a scalar loop whose count says nothing of the VNNI
@@ -26,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_train import SHARED  # noqa: E402
 from benchmarks.common import recorded_page  # noqa: E402
 
 CONVERSION = """
@@ -60,6 +64,24 @@ if settings == "zoo":  # the RL Zoo's CartPole-v1 settings: 256x256, 128 gradien
     kwargs = zoo_hyperparams("CartPole-v1").kwargs
 (RIVC if agent == "rivc" else DQN)("MlpPolicy", "CartPole-v1", seed=0, **kwargs).learn(kwargs["learning_starts"] + steps)
 """
+# train() calls past the warm-up, each on a new replay batch: the update alone, without the environment's steps, the
+# acting and the SB3 loop (RIVC's calls convert too, and measure the conversion error on one in ConversionConfig.eval_every)
+UPDATE = """
+import sys, torch
+import rivc.fast_path
+rivc.fast_path.INT8_PRODUCTS = False  # (the module docstring: valgrind has no AVX-512)
+from stable_baselines3 import DQN
+from benchmarks.bench_train import SHARED
+from rivc.agents import RIVC
+torch.set_num_threads(1)
+agent, width, gradient_steps, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+kwargs = dict(SHARED, policy_kwargs=dict(net_arch=[width, width]))
+model = (RIVC if agent == "rivc" else DQN)("MlpPolicy", "CartPole-v1", seed=0, **kwargs)
+model.learn(kwargs["learning_starts"] + 10)
+for _ in range(calls):
+    model.train(gradient_steps, kwargs["batch_size"])
+"""
+UPDATE_STEPS = {64: 1, 256: 8}  # hidden width: gradient steps per train() call (64: one cycle of RIVC's defaults)
 SETTINGS = {"defaults": "RIVC's defaults (benchmarks/bench_train.py SHARED: 64x64, train_freq 4)",
             "zoo": "the RL Zoo's CartPole settings (256x256, train_freq 256, gradient_steps 128)"}
 
@@ -88,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="training steps counted past the warm-up (defaults)")
     parser.add_argument("--zoo-steps", type=int, default=520,
                         help="the same on the Zoo's settings (520: two update cycles of 128 gradient steps)")
+    parser.add_argument("--update-calls", type=int, default=200,
+                        help="train() calls counted per agent, the update alone (0: none)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("benchmarks/instructions.py needs valgrind: apt-get install valgrind")
@@ -105,6 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             dqn, rivc = (per_call(TRAINING, steps, agent, settings) for agent in ("dqn", "rivc"))
             print(f"\nInstructions per environment step past the warm-up, CartPole-v1, {about}, {steps} steps\n"
                   f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   throughput by count: {dqn / rivc:.2f}x DQN")
+        for width, gradient_steps in UPDATE_STEPS.items() if args.update_calls else ():
+            dqn, rivc = (per_call(UPDATE, args.update_calls, agent, str(width), str(gradient_steps)) / gradient_steps
+                         for agent in ("dqn", "rivc"))
+            print(f"\nInstructions per gradient step of train({gradient_steps}, {SHARED['batch_size']}) past the warm-up, "
+                  f"CartPole-v1, {width}x{width} (SHARED), {args.update_calls} calls, RIVC's conversion after each call "
+                  "included\n"
+                  f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   ratio by count: {dqn / rivc:.2f}x DQN")
     return 0
 
 

@@ -98,7 +98,7 @@ def main() -> int:
                         help="L0 or 'none' (rivc train --gap-clip); default: RIVC's")
     parser.add_argument("--records", type=Path, default=RECORDS, help=f"the records' folder (default {RECORDS})")
     args = parser.parse_args()
-    from rivc.agents.rivc_agent import DEFAULT_GAP_CLIP
+    from rivc.agents.config import DEFAULT_GAP_CLIP
 
     default_gap_clip = gap_clip(str(DEFAULT_GAP_CLIP))  # (None: "none")
     args.gap_clip = args.gap_clip or default_gap_clip

@@ -4,12 +4,13 @@
 
 Each agent warms up on CartPole-v1, then its update's parts are timed over ``--steps`` gradient steps on replay
 batches: the replay sample, the target network's pass (RIVC's over s' and s, exact), the target values, the
-online pass with the loss and its gradients, gradient clipping and Adam. RIVC's update runs twice: through
-autograd (``smooth_l1_loss(...).backward()`` on the fused surrogate: the update until 2026-12-05), its target network
-called as a module with its Q-values as tensors (the target until 2026-12-07), and as the agent runs it (``QuantizedQNetwork.values`` and the
-target in numpy, ``QuantizedQNetwork.huber_loss_backward``, the same gradients without autograd's graph, and
-``clip_gradient_norm``, torch's clipping without its general path's overhead). The agents are
-timed in turn, ``--rounds`` times; the table shows the last round (wall-clock times: compare within a run).
+online pass with the loss and its gradients, gradient clipping and Adam. RIVC's update runs two ways: "through
+autograd" (``smooth_l1_loss(...).backward()`` on the fused surrogate, the update until 2026-12-05, with the target
+network called as a module and its Q-values as tensors, the target until 2026-12-07), and as the agent runs it
+(``QuantizedQNetwork.values`` and ``RIVC.target_of_values``, ``QuantizedQNetwork.huber_loss_backward``, the same
+gradients without autograd's graph, and ``clip_gradient_norm``, torch's clipping without its general path's
+overhead). The agents are timed in turn, ``--rounds`` times; the table shows the last round (wall-clock times:
+compare within a run).
 """
 
 from __future__ import annotations
@@ -57,13 +58,10 @@ def profile(agent: str, kwargs: dict, steps: int) -> dict[str, float]:
                 times.append(time.perf_counter())
                 target = gap_increasing_target(q_next, q_current, data.actions, data.rewards, data.dones, model.gamma,
                                                model.alpha, model.beta, model.operator, model.gap_clip)
-            else:  # as RIVC.td_target: the exact pass's numpy values, the target in numpy
+            else:  # RIVC.td_target's two parts: the exact pass's numpy values, the target in numpy
                 q = model.q_net_target.net.values(torch.cat([data.next_observations, data.observations]))
                 times.append(time.perf_counter())
-                batch = len(data.actions)
-                target = torch.from_numpy(gap_increasing_target(
-                    q[:batch], q[batch:], data.actions.numpy(), data.rewards.numpy(), data.dones.numpy(), model.gamma,
-                    model.alpha, model.beta, model.operator, model.gap_clip).astype("float32", copy=False))
+                target = torch.from_numpy(model.target_of_values(q, data.actions, data.rewards, data.dones))
         times.append(time.perf_counter())
         if agent == "rivc":
             model.q_network.huber_loss_backward(data.observations, data.actions, target)

@@ -107,7 +107,7 @@ def objective(trial: Any, env_id: str, timesteps: int, seeds: tuple[int, ...]) -
 def tune(env_id: str, trials: int, storage: Any, timesteps: int, seeds: tuple[int, ...], study_name: str | None = None):
     import optuna
 
-    from rivc.agents.rivc_agent import DEFAULT_GAP_CLIP as bound  # what the trials run (no trial samples it)
+    from rivc.agents.config import DEFAULT_GAP_CLIP as bound  # what the trials run (no trial samples it)
 
     study = optuna.create_study(  # the budget in the name: trials of other budgets do not mix in one study
         study_name=study_name or f"rivc-{env_id.replace('/', '_')}-{timesteps}", storage=storage, direction="maximize",

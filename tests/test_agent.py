@@ -109,6 +109,27 @@ def test_learn_runs_numpys_blas_on_one_thread_unless_asked(monkeypatch):
         RIVC("MlpPolicy", "CartPole-v1", blas_threads=0)
 
 
+def test_learn_runs_torchs_pool_on_the_same_threads_and_restores_it(monkeypatch):
+    """torch's int8 and float products wait for busy cores as numpy's BLAS did (docs/SPEED.md): learn runs them on
+    ``blas_threads`` threads too, and leaves the process's setting as it found it, also when training fails."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for threads, expected in ((1, 1), (None, 2)):
+            model = RIVC("MlpPolicy", "CartPole-v1", seed=0, blas_threads=threads, **FAST)
+            train, seen = model.train, []
+            monkeypatch.setattr(model, "train", lambda *args, **kw: seen.append(torch.get_num_threads()) or train(*args, **kw))
+            model.learn(300)
+            assert seen and set(seen) == {expected} and torch.get_num_threads() == 2
+        model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **FAST)
+        monkeypatch.setattr(model, "train", lambda *args, **kw: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            model.learn(300)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 class BadRewards(gym.Wrapper):
     """Rewards that turn NaN at a given step, observations pushed past the declared bounds in dimension 2."""
 
@@ -787,13 +808,14 @@ def test_the_gap_clip_reaches_the_target_and_is_checked(monkeypatch):
             RIVC("MlpPolicy", "CartPole-v1", gap_clip=bad)
 
 
-@pytest.mark.parametrize("variant, reward_scale", [("rivc", 1.0), ("rivc", 0.3), ("qat", 0.3), ("fpnn", 1.0), ("fpnn-gap", 1.0)])
-def test_the_value_target_is_the_target_networks_forward_through_the_gap_increasing_target(variant, reward_scale):
+@pytest.mark.parametrize("variant, reward_scale, gap_clip", [("rivc", 1.0, None), ("rivc", 0.3, -0.05), ("qat", 0.3, -10.0),
+                                                          ("fpnn", 1.0, -10.0), ("fpnn-gap", 1.0, -10.0)])
+def test_the_value_target_is_the_target_networks_forward_through_the_gap_increasing_target(variant, reward_scale, gap_clip):
     """RIVC.td_target reads the target network's values as numpy arrays (QuantizedQNetwork.values): bit for bit the
-    target of its forward's Q-values, the rewards scaled, with the variant's gap term (none for qat and fpnn)."""
+    target of its forward's Q-values, the rewards scaled, with the variant's gap term (none for qat and fpnn), bounded."""
     from rivc.targets import gap_increasing_target
 
-    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, reward_scale=reward_scale, **FAST)
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, reward_scale=reward_scale, gap_clip=gap_clip, **FAST)
     model.learn(400)
     data = model.replay_buffer.sample(32)
     alpha, operator = model.target_alpha_operator
@@ -801,10 +823,14 @@ def test_the_value_target_is_the_target_networks_forward_through_the_gap_increas
     with torch.no_grad():
         q_next, q_current = model.q_net_target(torch.cat([data.next_observations, data.observations])).split(32)
     expected = gap_increasing_target(q_next, q_current, data.actions, data.rewards * reward_scale, data.dones,
-                                     model.gamma, alpha, model.beta, operator, model.gap_clip)
+                                     model.gamma, alpha, model.beta, operator, gap_clip)
     target = model.td_target(data.observations, data.actions, data.rewards, data.next_observations, data.dones)
     assert target.dtype == torch.float32 and target.shape == (32,)
     assert torch.equal(target, expected.reshape(-1))
+    if gap_clip == -0.05:  # the bound acts on this batch
+        unbounded = gap_increasing_target(q_next, q_current, data.actions, data.rewards * reward_scale, data.dones,
+                                          model.gamma, alpha, model.beta, operator, None)
+        assert not torch.equal(target, unbounded.reshape(-1))
 
 
 def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_cap_is_saved(tmp_path):

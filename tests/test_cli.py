@@ -52,6 +52,16 @@ def test_train_gap_clip_none_trains_the_papers_unbounded_update(tmp_path):
     assert RIVC.load(out / "model.zip").gap_clip is None
 
 
+def test_train_help_states_the_agents_defaults(capsys):
+    import inspect
+
+    defaults = inspect.signature(RIVC.__init__).parameters
+    assert main(["train", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"default: {defaults['gap_clip'].default:g};" in help_text
+    assert f"(default {defaults['max_learning_rate'].default:g}," in help_text
+
+
 def test_user_errors_exit_2_without_traceback(tmp_path):
     def run(*args):
         return subprocess.run([sys.executable, "-m", "rivc.agents.cli", *args], capture_output=True, text=True)
