@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=2000, help="training steps counted past the warm-up (defaults)")
     parser.add_argument("--zoo-steps", type=int, default=520,
                         help="the same on the Zoo's settings (520: two update cycles of 128 gradient steps)")
-    parser.add_argument("--update-calls", type=int, default=200,
-                        help="train() calls counted per agent, the update alone (0: none)")
+    parser.add_argument("--update-steps", type=int, default=200,
+                        help="gradient steps counted per agent and width, the update alone, in train() calls (0: none)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         raise SystemExit("benchmarks/instructions.py needs valgrind: apt-get install valgrind")
@@ -129,12 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             dqn, rivc = (per_call(TRAINING, steps, agent, settings) for agent in ("dqn", "rivc"))
             print(f"\nInstructions per environment step past the warm-up, CartPole-v1, {about}, {steps} steps\n"
                   f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   throughput by count: {dqn / rivc:.2f}x DQN")
-        for width, gradient_steps in UPDATE_STEPS.items() if args.update_calls else ():
-            dqn, rivc = (per_call(UPDATE, args.update_calls, agent, str(width), str(gradient_steps)) / gradient_steps
+        for width, gradient_steps in UPDATE_STEPS.items() if args.update_steps else ():
+            calls = max(1, args.update_steps // gradient_steps)
+            dqn, rivc = (per_call(UPDATE, calls, agent, str(width), str(gradient_steps)) / gradient_steps
                          for agent in ("dqn", "rivc"))
             print(f"\nInstructions per gradient step of train({gradient_steps}, {SHARED['batch_size']}) past the warm-up, "
-                  f"CartPole-v1, {width}x{width} (SHARED), {args.update_calls} calls, RIVC's conversion after each call "
-                  "included\n"
+                  f"CartPole-v1, {width}x{width} (SHARED), {calls} calls, RIVC's conversion after each call included\n"
                   f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   ratio by count: {dqn / rivc:.2f}x DQN")
     return 0
 
