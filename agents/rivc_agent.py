@@ -522,11 +522,11 @@ class RIVC(DQN):
                   "(ConversionConfig.eval_every)")
         with matrix_threads(self.blas_threads):
             super().learn(total_timesteps, *args, **kwargs)
-        self._warn_observations_outside()
-        if not self._calibrated and self._replay_observations() is not None:
-            self.end_warmup()
-        elif self.snn_acting and self._calibrated and self.converted_at_update != self._n_updates:
-            self.convert()  # ConversionConfig(every > 1): the policy learn() leaves is the latest network's
+            self._warn_observations_outside()
+            if not self._calibrated and self._replay_observations() is not None:
+                self.end_warmup()
+            elif self.snn_acting and self._calibrated and self.converted_at_update != self._n_updates:
+                self.convert()  # ConversionConfig(every > 1): the policy learn() leaves is the latest network's
         return self
 
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:

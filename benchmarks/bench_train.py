@@ -103,6 +103,7 @@ def zoo_settings(env_id: str, timesteps: int) -> None:
 
 
 # one agent's run in a fresh interpreter, as a user's script runs it: torch's and BLAS's threads as they come
+# ("dqn-1": SB3's DQN with torch on one thread, set by the script, the control)
 AS_A_USER = """
 import sys, time
 import torch
@@ -110,43 +111,47 @@ from stable_baselines3 import DQN
 from benchmarks.bench_train import SHARED
 from rivc.agents import RIVC
 agent, env_id, timesteps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if agent == "dqn-1":
+    torch.set_num_threads(1)
 model = (RIVC if agent == "rivc" else DQN)("MlpPolicy", env_id, seed=0, **SHARED)
 start = time.perf_counter()
 model.learn(timesteps)
 print(timesteps / (time.perf_counter() - start), torch.get_num_threads())
 """
+SPINNER = "import os\nparent = os.getppid()\nwhile os.getppid() == parent: pass"  # ends with the bench's process
 
 
-def busy_machine(env_id: str, timesteps: int = 6_000, rounds: int = 2) -> None:
-    """DQN and RIVC with the defaults of their Python APIs, each in its own interpreter, beside a process that keeps
-    one core busy: SB3's DQN runs torch's products on as many threads as there are cores, RIVC's ``learn`` on
-    ``blas_threads`` (one). Timed in turn ``rounds`` times, median ratio."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+def busy_machine(env_id: str, timesteps: int = 6_000, rounds: int = 3) -> None:
+    """SB3's DQN and RIVC, each in its own interpreter with the thread settings its Python API leaves (SB3's DQN:
+    torch's pool, a thread per core; RIVC's ``learn``: ``blas_threads``, one), beside a process that keeps one core
+    busy; SB3's DQN with torch on one thread as the control. Timed in turn ``rounds`` times, medians."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    threads = {}
+
+    def speed(agent: str) -> float:
+        run = subprocess.run([sys.executable, "-c", AS_A_USER, agent, env_id, str(timesteps)], capture_output=True,
+                             text=True, cwd=root, env=env)
+        if run.returncode:
+            raise RuntimeError(f"the {agent} run failed:\n{run.stderr}")
+        steps_per_second, threads[agent] = run.stdout.split()[-2:]
+        return float(steps_per_second)
+
     try:
-        root = str(Path(__file__).resolve().parents[1])
-
-        env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}  # (run.py's pin)
-        threads = []
-
-        def speed(agent: str) -> float:
-            out = subprocess.run([sys.executable, "-c", AS_A_USER, agent, env_id, str(timesteps)], check=True,
-                                 capture_output=True, text=True, cwd=root, env={**env, "PYTHONPATH": root})
-            steps_per_second, torch_threads = out.stdout.split()[-2:]
-            threads.append(int(torch_threads))
-            return float(steps_per_second)
-
-        pairs = [(speed("dqn"), speed("rivc")) for _ in range(rounds)]
+        rounds_run = [{agent: speed(agent) for agent in ("dqn", "rivc", "dqn-1")} for _ in range(rounds)]
     finally:
         spinner.kill()
         spinner.wait()
-    dqn, rivc = zip(*pairs)
+    median = {agent: statistics.median(run[agent] for run in rounds_run) for agent in ("dqn", "rivc", "dqn-1")}
+    names = {"dqn": f"SB3 DQN (torch on {threads['dqn']} threads)", "rivc": "RIVC (learn: torch and BLAS on blas_threads=1)",
+             "dqn-1": "SB3 DQN, torch.set_num_threads(1) in the script (control)"}
     print_table(f"Training throughput on {env_id}, {timesteps} steps, beside a process that keeps one of the "
-                f"{os.cpu_count()} cores busy: each agent with its Python API's defaults in a fresh interpreter (torch's "
-                f"threads as they come: {max(threads)} here), timed in turn {rounds} times, median ratio",
+                f"{os.cpu_count()} cores busy: each agent in a fresh interpreter with SHARED's settings and the threads "
+                f"its API leaves, timed in turn {rounds} times (medians; the ratio the median of each round's)",
                 ["agent", "env steps/s", "x SB3 DQN"],
-                [["SB3 DQN", statistics.median(dqn), 1.0],
-                 ["RIVC (learn runs torch's and BLAS's products on blas_threads=1)", statistics.median(rivc),
-                  statistics.median(r / d for d, r in pairs)]])
+                [[names[agent], median[agent], statistics.median(run[agent] / run["dqn"] for run in rounds_run)]
+                 for agent in ("dqn", "rivc", "dqn-1")])
 
 
 if __name__ == "__main__":
