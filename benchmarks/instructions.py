@@ -29,7 +29,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_train import SHARED  # noqa: E402
 from benchmarks.common import recorded_page  # noqa: E402
 
 CONVERSION = """
@@ -133,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             calls = max(1, args.update_steps // gradient_steps)
             dqn, rivc = (per_call(UPDATE, calls, agent, str(width), str(gradient_steps)) / gradient_steps
                          for agent in ("dqn", "rivc"))
-            print(f"\nInstructions per gradient step of train({gradient_steps}, {SHARED['batch_size']}) past the warm-up, "
-                  f"CartPole-v1, {width}x{width} (SHARED), {calls} calls, RIVC's conversion after each call included\n"
+            print(f"\nInstructions per gradient step of train({gradient_steps}) past the warm-up, CartPole-v1, "
+                  f"{width}x{width} (benchmarks/bench_train.py SHARED, its batch), {calls} calls, RIVC's conversion after "
+                  "each call included\n"
                   f"SB3 DQN  {dqn / 1e3:8.0f} K\nRIVC     {rivc / 1e3:8.0f} K   ratio by count: {dqn / rivc:.2f}x DQN")
     return 0
 
