@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import DQN
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
 from stable_baselines3.common.utils import update_learning_rate
 from stable_baselines3.common.vec_env import VecTransposeImage, is_vecenv_wrapped
 from threadpoolctl import threadpool_limits
@@ -45,6 +46,9 @@ from rivc.targets import OPERATORS, gap_increasing_target
 
 MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
 REWARD_SCALE_SAMPLES = 1_000  # reward_scale="auto" is measured on this many stored rewards
+# transitions a train() call samples at once (whole batches, at least one): their value targets take one pass of the
+# target network where its values are exact (RIVC.td_targets), and the memory they hold stays small
+TARGET_TRANSITIONS = 8_192
 # input_range="fit": an input's declared bounds are loose where the replay's 1-99 % of states span less than this share
 # of them (its states then get fewer than 5 of the 8 input bits)
 FIT_LOOSE_SHARE = 1 / 8
@@ -597,17 +601,18 @@ class RIVC(DQN):
         self._decided_reward_scale()
         parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
         losses, updates_before = [], self._n_updates
-        for _ in range(gradient_steps):
-            data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
-            td_target = self.td_target(data.observations, data.actions, data.rewards, data.next_observations,
-                                       data.dones)
-            # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
-            losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
-            clip_gradient_norm(parameters, self.max_grad_norm)
-            self.policy.optimizer.step()
-            if self.calibration.tracks_clips and self.q_network.qat:  # (a quantization delay's float phase: none)
-                self.q_network.track_activation_clips(self.calibration.clip_decay)
-            self._n_updates += 1
+        group = max(1, TARGET_TRANSITIONS // batch_size)  # batches sampled at once, their targets from one pass
+        for first in range(0, gradient_steps, group):
+            batches = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+                       for _ in range(min(group, gradient_steps - first))]
+            for data, td_target in zip(batches, self.td_targets(batches)):
+                # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
+                losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
+                clip_gradient_norm(parameters, self.max_grad_norm)
+                self.policy.optimizer.step()
+                if self.calibration.tracks_clips and self.q_network.qat:  # (a quantization delay's float phase: none)
+                    self.q_network.track_activation_clips(self.calibration.clip_decay)
+                self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/gradient_steps", gradient_steps, exclude="tensorboard")
         self.logger.record("train/loss", float(np.mean(losses)))
@@ -616,6 +621,16 @@ class RIVC(DQN):
         every = self.conversion.every  # convert when this cycle's updates reached a multiple of `every`
         if self.snn_acting and self._n_updates // every > updates_before // every:
             self._convert_and_measure()
+
+    def td_targets(self, batches: list[ReplayBufferSamples]) -> list[torch.Tensor]:
+        """The value targets of one ``train`` call's replay batches. SB3 updates the target network between calls
+        (``_on_step``), so where its values are the same bits in any batch (``values_per_row``: the exact integer
+        path), one pass over every batch's rows; else one pass per batch, as DQN."""
+        if len(batches) == 1 or not self.q_net_target.net.values_per_row:
+            return [self.td_target(b.observations, b.actions, b.rewards, b.next_observations, b.dones) for b in batches]
+        merged = [torch.cat(parts) for parts in zip(*((b.observations, b.actions, b.rewards, b.next_observations,
+                                                       b.dones) for b in batches))]
+        return list(self.td_target(*merged).split([len(b.actions) for b in batches]))
 
     def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                   next_observations: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:

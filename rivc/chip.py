@@ -392,6 +392,48 @@ def scale_shift_codes(acc, scale, shift, levels: int, acc_clip=None):
     return clip_codes(_floor((acc * scale + 2.0 ** (shift - 1)) / 2.0**shift), levels)
 
 
+FLOAT32_ACCUMULATORS = (np.dtype(np.int32), np.dtype(np.float32))  # accumulators scale_shift_codes32 reads
+EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
+
+
+def scale_shift_float32(scale: np.ndarray, shift: int | np.ndarray, levels: int, acc_clip: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``(scale / 2**shift, acc_clip)`` as float32 arrays, for :func:`scale_shift_codes32`, where float32 arithmetic
+    gives :func:`scale_shift_codes`'s codes on every int32 or float32 accumulator; ``None`` where it may not.
+
+    Every rounding in float32 (the accumulator's conversion, the product, the half added) is monotonic, and so is
+    the rule; both saturate. Where ``(levels + 1.5) * 2**shift + scale < 2**24`` (every unit), every accumulator
+    whose code is not saturated, and the first that saturates, has ``acc * scale + 2**(shift-1)`` below ``2**24``:
+    those are computed exactly, and the rest saturate with them. ``acc_clip`` must be exact in float32 (Akida's is an
+    8-bit mantissa shifted)."""
+    # (numpy's ufunc reductions: the array methods' wrappers cost more than the work on a layer's few scales)
+    scale = np.asarray(scale)
+    per_unit = isinstance(shift, np.ndarray)
+    top_shift = float(np.maximum.reduce(shift, axis=None)) if per_unit else float(shift)
+    if (np.minimum.reduce(scale, axis=None, initial=0) < 0
+            or (levels + 1.5) * 2.0**top_shift + float(np.maximum.reduce(scale, axis=None, initial=0)) >= EXACT_FLOAT32):
+        return None
+    power = np.exp2(-shift.astype(np.float64)) if per_unit else 2.0 ** -int(shift)
+    factor = np.multiply(scale, power, dtype=np.float32)  # exact: scale < 2**24 times a power of two
+    if acc_clip is None:
+        return factor, None
+    clip = np.asarray(acc_clip).astype(np.float32)
+    return (factor, clip) if np.array_equal(clip, acc_clip) else None
+
+
+def scale_shift_codes32(acc: np.ndarray, factor: np.ndarray, acc_clip: np.ndarray | None, levels: int) -> np.ndarray:
+    """:func:`scale_shift_codes` of an int32 or float32 accumulator in float32 (half the memory of float64's, and
+    the next layer's dtype): ``clip(floor(min(acc, acc_clip) * factor + 1/2), 0, levels)``, with ``(factor,
+    acc_clip)`` from :func:`scale_shift_float32` (which says where these are the same codes). Returns float32."""
+    if acc_clip is None:
+        x = np.multiply(acc, factor, dtype=np.float32)
+    else:
+        x = np.minimum(acc, acc_clip, dtype=np.float32)
+        x *= factor
+    x += np.float32(0.5)
+    return clip_codes(np.floor(x, out=x), levels)
+
+
 def threshold_step_codes(acc, offset, step16, levels: int):
     """AKD1000: ``clip(ceil(16 * (acc - offset) / step16), 0, levels)``, ``step16`` the step in sixteenths
     of an accumulator unit (integers; float64 division of integers below 2**40 never crosses one)."""

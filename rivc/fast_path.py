@@ -16,12 +16,12 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from rivc.chip import EXACT_FLOAT32
 from rivc.conv import ConvGeometry
 from rivc.integer_net import IntegerLayer, dueling_gradient, dueling_q_values
 from rivc.quant import MIN_CLIP32, activation_step, clamped_clip, clip_gradient_weights, clip_statistic
 from rivc.requant import Requantization
 
-EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 INT8, INT32 = (-(2**7), 2**7 - 1), 2**31  # int8 codes; int32 accumulators hold every integer below 2**31
 
 
@@ -153,7 +153,11 @@ class QuantizedLinear:
         int8 = self._dense_int8 if codes.shape[0] * self._codes.size >= INT8_MIN_PRODUCTS else None
         if int8 is not None:
             weights_t, bias = int8
-            return torch._int_mm(torch.from_numpy(codes.astype(np.int8)), weights_t).numpy() + bias
+            acc = torch._int_mm(torch.from_numpy(codes.astype(np.int8)), weights_t).numpy()
+            if bias.dtype != acc.dtype:  # int64 bias codes: the sums widened
+                return acc + bias
+            acc += bias
+            return acc
         weights_t, bias = self._dense_exact
         acc = codes.astype(weights_t.dtype, copy=False) @ weights_t
         acc += bias
@@ -277,9 +281,17 @@ def mlp_forward(net, obs: torch.Tensor) -> torch.Tensor:
     return _DenseSurrogate.apply(q, tape, *_parameters(net))
 
 
+VALUE_ROWS = 1024  # rows per exact pass of mlp_values: its arrays stay in the cache, its per-call costs shared
+
+
 def mlp_values(net, obs: torch.Tensor) -> np.ndarray:
-    """``net``'s Q-values without gradients (float32 ``[B, A]``, numpy): :func:`exact_pass` alone."""
-    return exact_pass(net, _observations(net, obs), surrogate=False)[0]
+    """``net``'s Q-values without gradients (float32 ``[B, A]``, numpy): :func:`exact_pass` alone, over
+    ``VALUE_ROWS`` rows at a time (integer arithmetic: each row's values are the same bits in any batch)."""
+    array = _observations(net, obs)
+    if len(array) <= VALUE_ROWS:
+        return exact_pass(net, array, surrogate=False)[0]
+    return np.concatenate([exact_pass(net, array[start:start + VALUE_ROWS], surrogate=False)[0]
+                           for start in range(0, len(array), VALUE_ROWS)])
 
 
 def _parameters(net) -> list[torch.Tensor]:

@@ -538,6 +538,13 @@ class QuantizedQNetwork(nn.Module):
         """An MLP's forward pass on the CPU: :func:`rivc.fast_path.mlp_forward` (the same values and gradients)."""
         return mlp_forward(self, obs)
 
+    @property
+    def values_per_row(self) -> bool:
+        """Whether :meth:`values` gives each row the same bits whatever else is in the batch: a QAT MLP on the CPU (the
+        exact integer path), so that passes may be merged. (A float network's matrix products may round differently
+        with the batch's size.)"""
+        return self.qat and self.fused_surrogate and not self.is_image and self.linears[0].weight.device.type == "cpu"
+
     def values(self, obs: torch.Tensor) -> np.ndarray:
         """The forward's Q-values without gradients, as a numpy array ``[B, n_actions]`` (float32): what a value target
         reads. A QAT MLP on the CPU takes :func:`rivc.fast_path.mlp_values` (the same bits, without the tensors and

@@ -17,11 +17,13 @@ numpy only (no torch import): a deployed policy builds these on an edge board.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from rivc.chip import (
+    FLOAT32_ACCUMULATORS,
     MAX_SHIFT,
     SCALE_SHIFT,
     THRESHOLD_STEP,
@@ -31,6 +33,8 @@ from rivc.chip import (
     act_step,
     requantization,
     scale_shift_codes,
+    scale_shift_codes32,
+    scale_shift_float32,
     threshold_step,
     threshold_step_codes,
     unsigned_mantissa,
@@ -143,7 +147,17 @@ class ScaleShift(Requantization):
         return cls(precision.levels, multiplier, shift, clip)
 
     def codes(self, acc):
+        """(int32 and float32 accumulators, the QAT forward's: float32 codes, where float32 gives the same.)"""
+        if isinstance(acc, np.ndarray) and acc.dtype in FLOAT32_ACCUMULATORS and self._float32 is not None:
+            return scale_shift_codes32(acc, *self._float32, self.levels)
         return scale_shift_codes(acc, self.multiplier, self.shift, self.levels, self.acc_clip)
+
+    @cached_property
+    def _float32(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The float32 factors of :func:`~rivc.chip.scale_shift_codes32`, where they compute these codes."""
+        if not isinstance(self.multiplier, np.ndarray):  # (torch tensors: the torch forward's copy)
+            return None
+        return scale_shift_float32(self.multiplier, self.shift, self.levels, self.acc_clip)
 
     def firing_membrane(self, acc: np.ndarray) -> tuple[np.ndarray, float]:
         """``membrane = min(acc, acc_clip) * multiplier + 2**(shift-1) + 1``, ``theta = 2**shift`` (the ``+ 1`` and

@@ -833,6 +833,53 @@ def test_the_value_target_is_the_target_networks_forward_through_the_gap_increas
         assert not torch.equal(target, unbounded.reshape(-1))
 
 
+@pytest.mark.parametrize("variant, merged", [("rivc", True), ("qat", True), ("fpnn", False)])
+def test_a_train_calls_value_targets_take_one_pass_of_the_target_network_where_its_rows_are_exact(variant, merged,
+                                                                                                monkeypatch):
+    """The target network is the same for every batch of a train() call: a QAT network's exact values (the same bits
+    in any batch) take one pass over all the batches' rows, in chunks of VALUE_ROWS; a float network's one per batch.
+    Either way each batch's target is its own pass's, bit for bit."""
+    import rivc.fast_path
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, **FAST)
+    model.learn(400)
+    batches = [model.replay_buffer.sample(size) for size in (32, 300, 700)]  # 2 x 1032 rows with the gap term
+    expected = [model.td_target(b.observations, b.actions, b.rewards, b.next_observations, b.dones) for b in batches]
+    net = model.q_net_target.net
+    passes, rows = [], []
+    values, exact_pass = type(net).values, rivc.fast_path.exact_pass
+    monkeypatch.setattr(type(net), "values", lambda self, obs: passes.append(len(obs)) or values(self, obs))
+    monkeypatch.setattr(rivc.fast_path, "exact_pass",
+                        lambda n, a, surrogate: rows.append(len(a)) or exact_pass(n, a, surrogate))
+    targets = model.td_targets(batches)
+    assert net.values_per_row == merged
+    rows_per_batch = [(2 if model.target_alpha_operator[0] else 1) * len(b.actions) for b in batches]
+    assert passes == ([sum(rows_per_batch)] if merged else rows_per_batch)
+    if merged:
+        assert max(rows) == rivc.fast_path.VALUE_ROWS and sum(rows) == sum(rows_per_batch) and len(rows) > 1
+    assert [len(t) for t in targets] == [32, 300, 700]
+    assert all(torch.equal(t, e) for t, e in zip(targets, expected))
+
+
+def test_train_samples_its_batches_in_groups_of_target_transitions_to_the_same_network(monkeypatch):
+    """A train() call samples TARGET_TRANSITIONS' worth of batches at a time (at least one): the groups change what
+    one target pass covers, not the network it trains (nothing in the update draws from the sampling's stream)."""
+    from rivc.agents import rivc_agent
+
+    trained = []
+    for transitions in (8_192, 64, 1):
+        model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **dict(FAST, gradient_steps=5))
+        model.learn(300)
+        monkeypatch.setattr(rivc_agent, "TARGET_TRANSITIONS", transitions)
+        groups = []
+        td_targets = model.td_targets
+        monkeypatch.setattr(model, "td_targets", lambda batches: groups.append(len(batches)) or td_targets(batches))
+        model.train(gradient_steps=5, batch_size=32)
+        assert groups == {8_192: [5], 64: [2, 2, 1], 1: [1] * 5}[transitions]
+        trained.append([p.detach().clone() for p in model.q_network.parameters()])
+    assert all(torch.equal(a, b) for other in trained[1:] for a, b in zip(trained[0], other))
+
+
 def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_cap_is_saved(tmp_path):
     import json
     import zipfile

@@ -236,6 +236,42 @@ def test_the_tensor_requantization_equals_the_integer_rule_bit_for_bit(per_unit)
                                                            shift.reshape(unit_shape) if per_unit else 11, levels))
 
 
+@pytest.mark.parametrize("levels", [1, 3, 15, 255])
+def test_the_float32_requantization_gives_the_integer_rules_codes_wherever_it_is_taken(levels):
+    """The QAT forward's int32 and float32 accumulators are requantized in float32 where ``scale_shift_float32`` says
+    float32 gives the same codes: the integer rule's on every unit's thresholds (+-2), on random and extreme int32
+    values (float32 rounds them) and on half-way cases, per-unit shifts and clips that bind; and it declines where
+    ``(levels + 1.5) * 2**shift + scale`` reaches 2**24."""
+    from rivc.chip import scale_shift_codes32, scale_shift_float32
+    from rivc.requant import accumulator_clip
+
+    rng = np.random.default_rng(levels)
+    taken = 0
+    for shift in range(1, 25):
+        for per_unit, scale_bits in ((False, 8), (True, 8), (False, 16)):
+            scale = np.concatenate([[0, 1, 3, 32], rng.integers(1, 2**scale_bits, 4)])
+            shifts = rng.integers(1, shift + 1, len(scale)) if per_unit else shift
+            for clip in (None, accumulator_clip(scale, shifts, levels)):
+                factors = scale_shift_float32(scale, shifts, levels, clip)
+                exact = (levels + 1.5) * 2.0 ** np.max(shifts) + scale.max() < 2**24
+                assert (factors is not None) == exact
+                if not exact:
+                    continue
+                taken += 1
+                edges = np.arange(levels + 2)[:, None] * 2.0 ** np.asarray(shifts) - 2.0 ** (np.asarray(shifts) - 1)
+                thresholds = np.floor(edges / np.maximum(scale, 1)).ravel()  # (k - 1/2) * 2**shift / scale, each unit's
+                values = np.concatenate([thresholds + d for d in (-2, -1, 0, 1, 2)]
+                                        + [rng.integers(-(2**31), 2**31, 500), rng.integers(-(2**12), 2**20, 500),
+                                           [-(2**31), 2**31 - 1, 2**24 - 1, 2**24, 2**24 + 1, 0, -1]])
+                acc = np.broadcast_to(np.clip(values, -(2**31), 2**31 - 1)[:, None], (len(values), len(scale)))
+                for accumulators in (acc.astype(np.int32), np.where(np.abs(acc) < 2**24, acc, 0).astype(np.float32)):
+                    expected = scale_shift_codes(accumulators.astype(np.float64), scale.astype(np.float64), shifts,
+                                                 levels, clip)
+                    codes = scale_shift_codes32(accumulators, *factors, levels)
+                    assert codes.dtype == np.float32 and np.array_equal(codes, expected)
+    assert taken >= 20
+
+
 @pytest.mark.parametrize("target,bits", [("akida", (4, 4, 8)), ("akd1000", (4, 4, 8)), ("akida", (8, 8, 8)),
                                          ("akida", "8/8,8/4,4"), ("akida", "8/4,4/2,4"), ("akd1000", "8/4,4/2,4")])
 @pytest.mark.parametrize("hidden,obs_dim", [((64, 64), 4), ((64, 64), 10), ((256, 256), 4)])
