@@ -425,10 +425,12 @@ def scale_shift_codes32(acc: np.ndarray, factor: np.ndarray, acc_clip: np.ndarra
     """:func:`scale_shift_codes` of an int32 or float32 accumulator in float32 (half the memory of float64's, and
     the next layer's dtype): ``clip(floor(min(acc, acc_clip) * factor + 1/2), 0, levels)``, with ``(factor,
     acc_clip)`` from :func:`scale_shift_float32` (which says where these are the same codes). Returns float32."""
-    if acc_clip is None:
-        x = np.multiply(acc, factor, dtype=np.float32)
-    else:
-        x = np.minimum(acc, acc_clip, dtype=np.float32)
+    if acc.dtype == np.float32 and acc_clip is None:
+        x = acc * factor
+    else:  # a float32 copy (a plain conversion costs less than a cast inside the ufunc's loop), then in place
+        x = acc.astype(np.float32)
+        if acc_clip is not None:
+            np.minimum(x, acc_clip, out=x)
         x *= factor
     x += np.float32(0.5)
     return clip_codes(np.floor(x, out=x), levels)
