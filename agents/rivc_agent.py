@@ -46,8 +46,9 @@ from rivc.targets import OPERATORS, gap_increasing_target
 
 MIN_CALIBRATION_SAMPLES = 100  # fewer warm-up observations give ranges that later states saturate
 REWARD_SCALE_SAMPLES = 1_000  # reward_scale="auto" is measured on this many stored rewards
-# transitions a train() call samples at once (whole batches, at least one): their value targets take one pass of the
-# target network where its values are exact (RIVC.td_targets), and the memory they hold stays small
+# transitions a train() call samples at once (whole batches, at least one) where the target network's values are exact,
+# the same bits in any batch (QuantizedQNetwork.values_per_row): one pass of it makes their value targets
+# (RIVC.td_targets), and the memory they hold stays small; elsewhere a batch at a time, as DQN
 TARGET_TRANSITIONS = 8_192
 # input_range="fit": an input's declared bounds are loose where the replay's 1-99 % of states span less than this share
 # of them (its states then get fewer than 5 of the 8 input bits)
@@ -601,7 +602,8 @@ class RIVC(DQN):
         self._decided_reward_scale()
         parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
         losses, updates_before = [], self._n_updates
-        group = max(1, TARGET_TRANSITIONS // batch_size)  # batches sampled at once, their targets from one pass
+        # batches sampled at once, their targets from one pass (where the target network's values are per row)
+        group = max(1, TARGET_TRANSITIONS // batch_size) if self.q_net_target.net.values_per_row else 1
         for first in range(0, gradient_steps, group):
             batches = [self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
                        for _ in range(min(group, gradient_steps - first))]

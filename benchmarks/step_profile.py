@@ -5,13 +5,13 @@
 
 Each agent warms up on CartPole-v1, then its update's parts are timed over ``--steps`` gradient steps on replay
 batches, in update cycles of the settings' gradient steps: the replay sample, the target network's pass (RIVC's
-over s' and s, exact, one pass over the cycle's batches), the target values, the online pass with the loss and its
-gradients, gradient clipping and Adam. RIVC's update runs two ways: "through autograd" (``smooth_l1_loss(...)
-.backward()`` on the fused surrogate, the update until 2026-12-05, with the target network called as a module on each
-batch and its Q-values as tensors, the target until 2026-12-07), and as the agent runs it (``RIVC.td_targets``:
-``QuantizedQNetwork.values`` over the cycle's rows and ``RIVC.target_of_values``; ``QuantizedQNetwork.
-huber_loss_backward``, the same gradients without autograd's graph; and ``clip_gradient_norm``, torch's clipping
-without its general path's overhead). The agents are timed in turn, ``--rounds`` times; the table shows the last
+over s' and s, exact, one pass over the cycle's batches as ``RIVC.td_targets`` makes it for these settings), the
+target values, the online pass with the loss and its gradients, gradient clipping and Adam. RIVC's update runs two
+ways: "through autograd" (``smooth_l1_loss(...).backward()`` on the fused surrogate, the update until 2026-12-05,
+with the target network called as a module on each batch and its Q-values as tensors, the target until 2026-12-07),
+and as the agent runs it (``RIVC.td_targets``: ``QuantizedQNetwork.values`` over the cycle's rows and
+``RIVC.target_of_values``; ``QuantizedQNetwork.huber_loss_backward``, the same gradients without autograd's graph;
+and ``clip_gradient_norm``, torch's clipping without its general path's overhead). The agents are timed in turn, ``--rounds`` times; the table shows the last
 round (wall-clock times: compare within a run).
 """
 
@@ -53,13 +53,13 @@ def profile(agent: str, kwargs: dict, steps: int) -> dict[str, float]:
     parameters = list(model.policy.q_net.parameters())
     totals, counted_steps = dict.fromkeys(PARTS, 0.0), 0
     per_cycle = cycle_steps(kwargs)
-    warm = max(50, per_cycle)  # the first steps warm the caches
-    for cycle in range(-(-(steps + warm) // per_cycle)):
-        counted = cycle * per_cycle >= warm
+    warm_cycles = -(-50 // per_cycle)  # the first 50 steps (at least a cycle) warm the caches
+    for cycle in range(warm_cycles + max(1, -(-steps // per_cycle))):  # whole cycles: at least ``steps``
+        counted = cycle >= warm_cycles
         start = time.perf_counter()
         batches = [model.replay_buffer.sample(kwargs["batch_size"]) for _ in range(per_cycle)]
         cycle_parts = {"replay sample": time.perf_counter() - start}
-        if agent == "rivc":  # RIVC.td_targets' two parts: the exact pass's numpy values, the target in numpy
+        if agent == "rivc":  # RIVC.td_targets' two parts (its merged pass): the exact values, the target in numpy
             start = time.perf_counter()
             merged = [torch.cat(parts) for parts in zip(*((b.observations, b.actions, b.rewards, b.next_observations,
                                                            b.dones) for b in batches))]
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             results = {agent: profile(agent, kwargs, args.steps) for agent in agents}
         rows = [[part, *(results[agent][part] for agent in agents)] for part in PARTS]
         rows.append(["total", *(sum(results[agent].values()) for agent in agents)])
-        print_table(f"ms per gradient step, CartPole-v1, {name}, {args.steps} steps (the last of {args.rounds} rounds)",
+        print_table(f"ms per gradient step, CartPole-v1, {name}, {args.steps} steps or more in whole cycles (the last of "
+                    f"{args.rounds} rounds)",
                     ["part", "SB3 DQN", "RIVC through autograd", "RIVC"], rows)
     return 0
 

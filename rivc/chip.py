@@ -399,13 +399,15 @@ EXACT_FLOAT32 = 2.0**24  # float32 holds every integer below this exactly
 def scale_shift_float32(scale: np.ndarray, shift: int | np.ndarray, levels: int, acc_clip: np.ndarray | None = None
                         ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """``(scale / 2**shift, acc_clip)`` as float32 arrays, for :func:`scale_shift_codes32`, where float32 arithmetic
-    gives :func:`scale_shift_codes`'s codes on every int32 or float32 accumulator; ``None`` where it may not.
+    gives :func:`scale_shift_codes`'s codes on every int32 accumulator and every float32 one holding an integer (the
+    QAT forward's); ``None`` where it may not.
 
     Every rounding in float32 (the accumulator's conversion, the product, the half added) is monotonic, and so is
-    the rule; both saturate. Where ``(levels + 1.5) * 2**shift + scale < 2**24`` (every unit), every accumulator
-    whose code is not saturated, and the first that saturates, has ``acc * scale + 2**(shift-1)`` below ``2**24``:
-    those are computed exactly, and the rest saturate with them. ``acc_clip`` must be exact in float32 (Akida's is an
-    8-bit mantissa shifted)."""
+    the rule; both give 0 at and below an accumulator of 0, and both saturate at ``levels``. Where ``(levels + 1.5) *
+    2**shift + scale < 2**24`` (every unit; scales non-negative integers), every accumulator whose code is not
+    saturated, and the first that saturates, has ``acc * scale + 2**(shift-1)`` below ``2**24``: those are computed
+    exactly, and the rest saturate with them. ``acc_clip`` must be exact in float32 (Akida's is an 8-bit mantissa
+    shifted)."""
     # (numpy's ufunc reductions: the array methods' wrappers cost more than the work on a layer's few scales)
     scale = np.asarray(scale)
     per_unit = isinstance(shift, np.ndarray)

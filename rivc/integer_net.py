@@ -249,12 +249,10 @@ class IntegerLayer:
 
     @property
     def float_weights_t(self) -> np.ndarray:
-        """``weights.T`` as float64 ``[in, out]`` (exact), made once per weights array (exports are read-only): a
-        transposed view of a float64 copy, which BLAS reads as it is (a contiguous transpose costs 7x the copy, once
-        per conversion; the products cost the same)."""
+        """``weights.T`` as float64 ``[in, out]`` (exact), made once per weights array (exports are read-only)."""
         cached = self.__dict__.get("_float_weights_t")
         if cached is None or cached[0] is not self.weights or self.weights.flags.writeable:
-            cached = (self.weights, self.weights.reshape(self.units, -1).astype(np.float64).T)
+            cached = (self.weights, np.ascontiguousarray(self.weights.reshape(self.units, -1).T, dtype=np.float64))
             self.__dict__["_float_weights_t"] = cached
         return cached[1]
 

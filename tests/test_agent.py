@@ -862,22 +862,24 @@ def test_a_train_calls_value_targets_take_one_pass_of_the_target_network_where_i
 
 
 def test_train_samples_its_batches_in_groups_of_target_transitions_to_the_same_network(monkeypatch):
-    """A train() call samples TARGET_TRANSITIONS' worth of batches at a time (at least one): the groups change what
-    one target pass covers, not the network it trains (nothing in the update draws from the sampling's stream)."""
+    """A train() call samples TARGET_TRANSITIONS' worth of batches at a time (at least one) where the target network's
+    values are per row: the groups change what one target pass covers, not the network it trains (nothing in the
+    update draws from the sampling's stream)."""
     from rivc.agents import rivc_agent
 
-    trained = []
-    for transitions in (8_192, 64, 1):
-        model = RIVC("MlpPolicy", "CartPole-v1", seed=0, **dict(FAST, gradient_steps=5))
-        model.learn(300)
-        monkeypatch.setattr(rivc_agent, "TARGET_TRANSITIONS", transitions)
-        groups = []
-        td_targets = model.td_targets
-        monkeypatch.setattr(model, "td_targets", lambda batches: groups.append(len(batches)) or td_targets(batches))
-        model.train(gradient_steps=5, batch_size=32)
-        assert groups == {8_192: [5], 64: [2, 2, 1], 1: [1] * 5}[transitions]
-        trained.append([p.detach().clone() for p in model.q_network.parameters()])
-    assert all(torch.equal(a, b) for other in trained[1:] for a, b in zip(trained[0], other))
+    for variant in ("rivc", "fpnn"):  # (a float network: a batch at a time, as DQN)
+        trained = []
+        for transitions in (8_192, 64, 1):
+            model = RIVC("MlpPolicy", "CartPole-v1", seed=0, variant=variant, **dict(FAST, gradient_steps=5))
+            model.learn(300)
+            monkeypatch.setattr(rivc_agent, "TARGET_TRANSITIONS", transitions)
+            groups = []
+            td_targets = model.td_targets
+            monkeypatch.setattr(model, "td_targets", lambda b, f=td_targets, g=groups: g.append(len(b)) or f(b))
+            model.train(gradient_steps=5, batch_size=32)
+            assert groups == ({8_192: [5], 64: [2, 2, 1], 1: [1] * 5}[transitions] if variant == "rivc" else [1] * 5)
+            trained.append([p.detach().clone() for p in model.q_network.parameters()])
+        assert all(torch.equal(a, b) for other in trained[1:] for a, b in zip(trained[0], other))
 
 
 def test_the_learning_rate_is_capped_while_the_network_trains_quantized_and_the_cap_is_saved(tmp_path):

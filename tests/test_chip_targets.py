@@ -270,6 +270,10 @@ def test_the_float32_requantization_gives_the_integer_rules_codes_wherever_it_is
                     codes = scale_shift_codes32(accumulators, *factors, levels)
                     assert codes.dtype == np.float32 and np.array_equal(codes, expected)
     assert taken >= 20
+    scale = np.array([3, 5], dtype=np.int64)
+    assert scale_shift_float32(-scale, 4, levels) is None  # negative scales: no exactness argument
+    assert scale_shift_float32(scale, 4, levels, np.array([2**24 + 1, 8])) is None  # a clip float32 rounds
+    assert scale_shift_float32(scale, 4, levels, np.array([2**24 + 2, 8])) is not None
 
 
 @pytest.mark.parametrize("target,bits", [("akida", (4, 4, 8)), ("akd1000", (4, 4, 8)), ("akida", (8, 8, 8)),
