@@ -89,6 +89,15 @@ def matrix_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def transitions(*batches: ReplayBufferSamples) -> tuple[torch.Tensor, ...]:
+    """``(observations, actions, rewards, next_observations, dones)`` of replay batches, concatenated (as
+    ``RIVC.td_target`` reads them)."""
+    if len(batches) == 1:
+        b = batches[0]
+        return b.observations, b.actions, b.rewards, b.next_observations, b.dones
+    return tuple(torch.cat(parts) for parts in zip(*(transitions(b) for b in batches)))
+
+
 def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, bit for bit, at about a third less cost where every
     gradient is a float32 CPU tensor (its foreach norms, then a multiply only where the norm exceeds ``max_norm``:
@@ -629,10 +638,8 @@ class RIVC(DQN):
         (``_on_step``), so where its values are the same bits in any batch (``values_per_row``: the exact integer
         path), one pass over every batch's rows; else one pass per batch, as DQN."""
         if len(batches) == 1 or not self.q_net_target.net.values_per_row:
-            return [self.td_target(b.observations, b.actions, b.rewards, b.next_observations, b.dones) for b in batches]
-        merged = [torch.cat(parts) for parts in zip(*((b.observations, b.actions, b.rewards, b.next_observations,
-                                                       b.dones) for b in batches))]
-        return list(self.td_target(*merged).split([len(b.actions) for b in batches]))
+            return [self.td_target(*transitions(b)) for b in batches]
+        return list(self.td_target(*transitions(*batches)).split([len(b.actions) for b in batches]))
 
     def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
                   next_observations: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:

@@ -32,7 +32,7 @@ from stable_baselines3 import DQN  # noqa: E402
 from benchmarks.bench_train import SHARED  # noqa: E402
 from benchmarks.common import print_table  # noqa: E402
 from rivc.agents import RIVC  # noqa: E402
-from rivc.agents.rivc_agent import clip_gradient_norm  # noqa: E402
+from rivc.agents.rivc_agent import clip_gradient_norm, transitions  # noqa: E402
 from rivc.targets import gap_increasing_target  # noqa: E402
 
 PARTS = ("replay sample", "target network", "target values", "online pass, loss and gradients", "gradient clipping",
@@ -61,11 +61,10 @@ def profile(agent: str, kwargs: dict, steps: int) -> dict[str, float]:
         cycle_parts = {"replay sample": time.perf_counter() - start}
         if agent == "rivc":  # RIVC.td_targets' two parts (its merged pass): the exact values, the target in numpy
             start = time.perf_counter()
-            merged = [torch.cat(parts) for parts in zip(*((b.observations, b.actions, b.rewards, b.next_observations,
-                                                           b.dones) for b in batches))]
-            q = model.q_net_target.net.values(torch.cat([merged[3], merged[0]]))
+            observations, actions, rewards, next_observations, dones = transitions(*batches)
+            q = model.q_net_target.net.values(torch.cat([next_observations, observations]))
             middle = time.perf_counter()
-            targets = torch.from_numpy(model.target_of_values(q, merged[1], merged[2], merged[4])).split(
+            targets = torch.from_numpy(model.target_of_values(q, actions, rewards, dones)).split(
                 [len(b.actions) for b in batches])
             cycle_parts.update({"target network": middle - start, "target values": time.perf_counter() - middle})
         for i, data in enumerate(batches):
