@@ -637,7 +637,7 @@ class RIVC(DQN):
         """The value targets of one ``train`` call's replay batches. SB3 updates the target network between calls
         (``_on_step``), so where its values are the same bits in any batch (``values_per_row``: the exact integer
         path), one pass over every batch's rows; else one pass per batch, as DQN."""
-        if len(batches) == 1 or not self.q_net_target.net.values_per_row:
+        if len(batches) <= 1 or not self.q_net_target.net.values_per_row:
             return [self.td_target(*transitions(b)) for b in batches]
         return list(self.td_target(*transitions(*batches)).split([len(b.actions) for b in batches]))
 
