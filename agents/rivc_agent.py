@@ -645,10 +645,12 @@ class RIVC(DQN):
                   next_observations: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
         """The variant's value target ``[B]`` for a batch of transitions (as the update and ``rivc precision`` read
         it), from one pass of the target network over s' (and s, where the variant has a gap term)."""
-        alpha, _ = self.target_alpha_operator
-        rows = torch.cat([next_observations, observations]) if alpha else next_observations
-        target = self.target_of_values(self.q_net_target.net.values(rows), actions, rewards, dones)
-        return torch.from_numpy(target).to(observations.device)
+        q = self.q_net_target.net.values(self.target_rows(observations, next_observations))
+        return torch.from_numpy(self.target_of_values(q, actions, rewards, dones)).to(observations.device)
+
+    def target_rows(self, observations: torch.Tensor, next_observations: torch.Tensor) -> torch.Tensor:
+        """The states whose target-network values the target reads: s', then s where the variant has a gap term."""
+        return torch.cat([next_observations, observations]) if self.target_alpha_operator[0] else next_observations
 
     def target_of_values(self, q: np.ndarray, actions: torch.Tensor, rewards: torch.Tensor,
                          dones: torch.Tensor) -> np.ndarray:

@@ -11,8 +11,8 @@ ways: "through autograd" (``smooth_l1_loss(...).backward()`` on the fused surrog
 with the target network called as a module on each batch and its Q-values as tensors, the target until 2026-12-07),
 and as the agent runs it (``RIVC.td_targets``: ``QuantizedQNetwork.values`` over the cycle's rows and
 ``RIVC.target_of_values``; ``QuantizedQNetwork.huber_loss_backward``, the same gradients without autograd's graph;
-and ``clip_gradient_norm``, torch's clipping without its general path's overhead). The agents are timed in turn, ``--rounds`` times; the table shows the last
-round (wall-clock times: compare within a run).
+and ``clip_gradient_norm``, torch's clipping without its general path's overhead). The agents are timed in turn,
+``--rounds`` times; the table shows the last round (wall-clock times: compare within a run).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def profile(agent: str, kwargs: dict, steps: int) -> dict[str, float]:
         if agent == "rivc":  # RIVC.td_targets' two parts (its merged pass): the exact values, the target in numpy
             start = time.perf_counter()
             observations, actions, rewards, next_observations, dones = transitions(*batches)
-            q = model.q_net_target.net.values(torch.cat([next_observations, observations]))
+            q = model.q_net_target.net.values(model.target_rows(observations, next_observations))
             middle = time.perf_counter()
             targets = torch.from_numpy(model.target_of_values(q, actions, rewards, dones)).split(
                 [len(b.actions) for b in batches])
