@@ -10,6 +10,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from rivc import QuantConfig
+from rivc.agents.optim import FlatAdam
 from rivc.chip import DEFAULT_TARGET
 from rivc.conv import ConvSpec
 from rivc.qnetwork import (DEFAULT_CONV_HIDDEN_SIZES, DEFAULT_HIDDEN_SIZES, INITIAL_ACTIVATION_CLIP,
@@ -84,7 +85,7 @@ class RIVCPolicy(DQNPolicy):
         input_units: str = "observation",
         activation_steps: str = "layer",
         head: str = "q",
-        optimizer_class: type[torch.optim.Optimizer] = torch.optim.Adam,
+        optimizer_class: type[torch.optim.Optimizer] = FlatAdam,
         optimizer_kwargs: dict[str, Any] | None = None,
     ) -> None:
         conv_arch = self.default_conv_arch if conv_arch is None else conv_arch
@@ -97,9 +98,10 @@ class RIVCPolicy(DQNPolicy):
             observation_space, action_space, lr_schedule,
             net_arch=list(net_arch or (DEFAULT_CONV_HIDDEN_SIZES if conv_arch else DEFAULT_HIDDEN_SIZES)),
             normalize_images=False, optimizer_class=optimizer_class,
-            # Adam's multi-tensor update (faster on a step's few small tensors; docs/SPEED.md). Not the fused one: on the
-            # make-run recipe it learned far worse (5 seeds, final 29.3 against 191.6; docs/zoo_notes.md)
-            optimizer_kwargs={"foreach": True} if optimizer_kwargs is None and optimizer_class is torch.optim.Adam
+            # Adam's multi-tensor update where FlatAdam's does not apply (faster on a step's few small tensors;
+            # docs/SPEED.md). Not the fused one: on the make-run recipe it learned far worse (5 seeds, final 29.3 against
+            # 191.6; docs/zoo_notes.md)
+            optimizer_kwargs={"foreach": True} if optimizer_kwargs is None and issubclass(optimizer_class, torch.optim.Adam)
             else optimizer_kwargs,
         )
 

@@ -31,9 +31,11 @@ from threadpoolctl import threadpool_limits
 
 from rivc import QuantConfig
 from rivc.agents import persistence
+from rivc.agents.optim import clip_gradient_norm
 from rivc.agents.config import (AUTO, DEFAULT_GAP_CLIP, DEFAULT_MAX_LEARNING_RATE, LEGACY_KEYS, CalibrationConfig,
                                  ConversionConfig, as_config)
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
+from rivc.agents.replay import FreshSampleReplayBuffer
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
 from rivc.chip import DEFAULT_TARGET, get_target
 from rivc.envs.wrappers import ActionBins
@@ -96,20 +98,6 @@ def transitions(*batches: ReplayBufferSamples) -> tuple[torch.Tensor, ...]:
         b = batches[0]
         return b.observations, b.actions, b.rewards, b.next_observations, b.dones
     return tuple(torch.cat(parts) for parts in zip(*(transitions(b) for b in batches)))
-
-
-def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
-    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, bit for bit, at about a third less cost where every
-    gradient is a float32 CPU tensor (its foreach norms, then a multiply only where the norm exceeds ``max_norm``:
-    a multiply by the clamped coefficient 1.0 changes no bit); anything else goes to torch's function."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads or any(g.device.type != "cpu" or g.dtype != torch.float32 for g in grads):
-        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0)), 2.0)
-    coefficient = float(max_norm) / (total + 1e-6)
-    if not coefficient >= 1.0:  # (NaN too: as torch, the gradients are multiplied by it)
-        torch._foreach_mul_(grads, torch.clamp(coefficient, max=1.0))
 
 
 class RIVC(DQN):
@@ -306,6 +294,8 @@ class RIVC(DQN):
         """SB3's set-up, then the chip check: a network the target cannot hold on hardware is refused
         now (akida's mapper, where the package is installed), not at export. A network whose input
         range is known converts at once; one with unbounded inputs at the end of warm-up."""
+        if self.replay_buffer_class is None and self.n_steps == 1:  # (n-step returns: SB3's NStepReplayBuffer)
+            self.replay_buffer_class = FreshSampleReplayBuffer
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration
         # the declared space's finite bounds (-inf/inf where unbounded): a tracked range's margin stops at them; where
@@ -609,7 +599,8 @@ class RIVC(DQN):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         self._decided_reward_scale()
-        parameters = [p for group in self.policy.optimizer.param_groups for p in group["params"]]  # (the q_net's)
+        optimizer, network = self.policy.optimizer, self.q_network
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]  # (the q_net's)
         losses, updates_before = [], self._n_updates
         # batches sampled at once, their targets from one pass (where the target network's values are per row)
         group = max(1, TARGET_TRANSITIONS // batch_size) if self.q_net_target.net.values_per_row else 1
@@ -618,15 +609,15 @@ class RIVC(DQN):
                        for _ in range(min(group, gradient_steps - first))]
             for data, td_target in zip(batches, self.td_targets(batches)):
                 # Huber loss of Q(s, a) against the target, its gradients in .grad (an MLP's without autograd's graph)
-                losses.append(self.q_network.huber_loss_backward(data.observations, data.actions, td_target))
+                losses.append(network.huber_loss_backward(data.observations, data.actions, td_target))
                 clip_gradient_norm(parameters, self.max_grad_norm)
-                self.policy.optimizer.step()
-                if self.calibration.tracks_clips and self.q_network.qat:  # (a quantization delay's float phase: none)
-                    self.q_network.track_activation_clips(self.calibration.clip_decay)
+                optimizer.step()
+                if self.calibration.tracks_clips and network.qat:  # (a quantization delay's float phase: none)
+                    network.track_activation_clips(self.calibration.clip_decay)
                 self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/gradient_steps", gradient_steps, exclude="tensorboard")
-        self.logger.record("train/loss", float(np.mean(losses)))
+        self.logger.record("train/loss", losses[0] if len(losses) == 1 else float(np.mean(losses)))
         if self.quantization_delay:
             self.logger.record("train/snn_acting", int(self.snn_acting))
         every = self.conversion.every  # convert when this cycle's updates reached a multiple of `every`
@@ -638,22 +629,26 @@ class RIVC(DQN):
         (``_on_step``), so where its values are the same bits in any batch (``values_per_row``: the exact integer
         path), one pass over every batch's rows; else one pass per batch, as DQN."""
         if len(batches) <= 1 or not self.q_net_target.net.values_per_row:
-            return [self.td_target(*transitions(b)) for b in batches]
-        return list(self.td_target(*transitions(*batches)).split([len(b.actions) for b in batches]))
+            return [self.td_target(*transitions(b), discounts=b.discounts) for b in batches]
+        discounts = None if batches[0].discounts is None else torch.cat([b.discounts for b in batches])
+        return list(self.td_target(*transitions(*batches), discounts=discounts).split([len(b.actions) for b in batches]))
 
     def td_target(self, observations: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor,
-                  next_observations: torch.Tensor, dones: torch.Tensor) -> torch.Tensor:
+                  next_observations: torch.Tensor, dones: torch.Tensor,
+                  discounts: torch.Tensor | None = None) -> torch.Tensor:
         """The variant's value target ``[B]`` for a batch of transitions (as the update and ``rivc precision`` read
-        it), from one pass of the target network over s' (and s, where the variant has a gap term)."""
+        it), from one pass of the target network over s' (and s, where the variant has a gap term). ``discounts``:
+        each transition's discount on the value at s' (n-step returns, ``n_steps > 1``: SB3's ``NStepReplayBuffer``
+        samples ``gamma**k`` with the rewards of ``k`` steps); ``None``: ``gamma``."""
         q = self.q_net_target.net.values(self.target_rows(observations, next_observations))
-        return torch.from_numpy(self.target_of_values(q, actions, rewards, dones)).to(observations.device)
+        return torch.from_numpy(self.target_of_values(q, actions, rewards, dones, discounts)).to(observations.device)
 
     def target_rows(self, observations: torch.Tensor, next_observations: torch.Tensor) -> torch.Tensor:
         """The states whose target-network values the target reads: s', then s where the variant has a gap term."""
         return torch.cat([next_observations, observations]) if self.target_alpha_operator[0] else next_observations
 
-    def target_of_values(self, q: np.ndarray, actions: torch.Tensor, rewards: torch.Tensor,
-                         dones: torch.Tensor) -> np.ndarray:
+    def target_of_values(self, q: np.ndarray, actions: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,
+                         discounts: torch.Tensor | None = None) -> np.ndarray:
         """The value target (float32 ``[B]``, numpy) from the target network's Q-values ``q`` at s' (``[B, A]``; with a
         gap term ``[2B, A]``, at s' then s): RIVC's gap-increasing target, or DQN's where the variant has none; the
         rewards scaled by ``reward_scale``."""
@@ -663,7 +658,8 @@ class RIVC(DQN):
         rewards = rewards.cpu().numpy()
         target = gap_increasing_target(
             q_target_next=q[:batch], q_target_current=q[batch:] if alpha else None, actions=actions.cpu().numpy(),
-            rewards=rewards if scale == 1.0 else rewards * scale, dones=dones.cpu().numpy(), gamma=self.gamma,
+            rewards=rewards if scale == 1.0 else rewards * scale, dones=dones.cpu().numpy(),
+            gamma=self.gamma if discounts is None else discounts.cpu().numpy().reshape(-1),
             alpha=alpha, beta=self.beta, operator=operator, gap_clip=self.gap_clip)
         return np.ascontiguousarray(target, dtype=np.float32)
 

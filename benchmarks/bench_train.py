@@ -1,6 +1,8 @@
 """Training throughput: environment steps per second of RIVC (conversion after every update,
 the SNN acting) against Stable-Baselines3's DQN on the same env and hyperparameters, same run: RIVC's
-defaults, and the RL Zoo's CartPole and LunarLander settings (256x256) where rl_zoo3 is installed. RIVC's Adam runs multi-tensor (``foreach``); the peer is measured both ways. The headline
+defaults, and the RL Zoo's CartPole and LunarLander settings (256x256) where rl_zoo3 is installed. RIVC's Adam is
+``rivc.agents.optim.FlatAdam`` (torch's Adam, the same bits, its operations once over all the parameters); the peer
+is measured with torch's single-tensor Adam (its default on the CPU) and multi-tensor one (``foreach``). The headline
 pair (DQN and RIVC's defaults) is timed in turn three times: the ratio is the median of the rounds'.
 
     python benchmarks/bench_train.py

@@ -11,7 +11,8 @@ ways: "through autograd" (``smooth_l1_loss(...).backward()`` on the fused surrog
 with the target network called as a module on each batch and its Q-values as tensors, the target until 2026-12-07),
 and as the agent runs it (``RIVC.td_targets``: ``QuantizedQNetwork.values`` over the cycle's rows and
 ``RIVC.target_of_values``; ``QuantizedQNetwork.huber_loss_backward``, the same gradients without autograd's graph;
-and ``clip_gradient_norm``, torch's clipping without its general path's overhead). The agents are timed in turn,
+``clip_gradient_norm``, torch's clipping without its general path's overhead; and the policy's ``FlatAdam``, torch's
+Adam in one operation per group; both RIVC rows step it). The agents are timed in turn,
 ``--rounds`` times; the table shows the last round (wall-clock times: compare within a run).
 """
 
@@ -32,7 +33,8 @@ from stable_baselines3 import DQN  # noqa: E402
 from benchmarks.bench_train import SHARED  # noqa: E402
 from benchmarks.common import print_table  # noqa: E402
 from rivc.agents import RIVC  # noqa: E402
-from rivc.agents.rivc_agent import clip_gradient_norm, transitions  # noqa: E402
+from rivc.agents.optim import clip_gradient_norm  # noqa: E402
+from rivc.agents.rivc_agent import transitions  # noqa: E402
 from rivc.targets import gap_increasing_target  # noqa: E402
 
 PARTS = ("replay sample", "target network", "target values", "online pass, loss and gradients", "gradient clipping",

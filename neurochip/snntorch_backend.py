@@ -61,7 +61,7 @@ class IFPolicy(SpikingPolicy):
         return self.network.head_values(membrane * self.network.layers[-1].scale), counts
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        return self.q_values_and_spikes(obs)[0]
+        return self.run(obs)[0]  # (the spikes uncounted: the agent acts on this once an env step)
 
     def q_values_and_spikes(self, obs: np.ndarray) -> tuple[np.ndarray, float]:
         """Q-values and the mean number of hidden-layer spikes per observation."""

@@ -11,7 +11,6 @@ both read :class:`QuantizedLinear` (the layer as the chip computes it) and :func
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 import torch
@@ -42,6 +41,23 @@ INT8_PRODUCTS = _int8_products_work()
 INT8_MIN_PRODUCTS = 2**19
 
 
+class cached_attribute:  # noqa: N801 (named as the decorator it replaces)
+    """``functools.cached_property`` without its lock (Python 3.11 takes one on every first read, and every gradient
+    step makes new layers): the first read computes the value and stores it in the instance, which later reads find."""
+
+    def __init__(self, function) -> None:
+        self.function, self.__doc__ = function, function.__doc__
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        value = instance.__dict__[self.name] = self.function(instance)
+        return value
+
+
 class QuantizedLinear:
     """A layer as the chip computes it (detached): weight codes and scales, bias codes, the value of an
     accumulator unit and the requantization; the integer layer that export() writes and the torch tensors
@@ -58,21 +74,17 @@ class QuantizedLinear:
         self._input_codes = input_codes  # the smallest and largest input code
         self._weight_levels, self._input_max = weight_levels, max(-input_codes[0], input_codes[1])  # largest |code|
         self._shape, self._device = shape, device
-        self._integer: IntegerLayer | None = None
 
-    @property
+    @cached_attribute
     def integer(self) -> IntegerLayer:
         """The integer layer export() writes, made once; its int64 weights are read-only (every export of these
-        weights shares them). (Not a cached_property: in Python 3.11 its first read takes a lock, and each
-        conversion reads a fresh layer's once.)"""
-        if self._integer is None:
-            weights = self._codes.reshape(self._shape).astype(np.int64)
-            weights.setflags(write=False)
-            if self.conv is not None:
-                weights = weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
-            self._integer = IntegerLayer(weights=weights, bias=self.bias_code_values, scale=self.scale,
-                                         requant=self.requant, conv=self.conv)
-        return self._integer
+        weights shares them)."""
+        weights = self._codes.reshape(self._shape).astype(np.int64)
+        weights.setflags(write=False)
+        if self.conv is not None:
+            weights = weights.transpose(0, 2, 3, 1)  # (F, k, k, C)
+        return IntegerLayer(weights=weights, bias=self.bias_code_values, scale=self.scale, requant=self.requant,
+                            conv=self.conv)
 
     def _tensor(self, array, dtype=np.float64, shape=None) -> torch.Tensor | None:
         if array is None:
@@ -81,24 +93,24 @@ class QuantizedLinear:
         tensor = torch.from_numpy(np.asarray(array, dtype=dtype)).reshape(shape or unit)
         return tensor if self._device.type == "cpu" else tensor.to(self._device)
 
-    @cached_property
+    @cached_attribute
     def weight_values(self) -> np.ndarray:
         """codes * scale (float32, ``[out, in]``): the surrogate's weights, on the input's values (with per-unit input
         steps folded in, each column over its step)."""
         values = self._codes * self._weight_scale
         return values if self._input_steps is None else values / self._input_steps
 
-    @cached_property
+    @cached_attribute
     def weight(self) -> torch.Tensor:
         """``weight_values`` as a tensor of the layer's shape."""
         return self._tensor(self.weight_values, np.float32, self._shape)
 
-    @cached_property
+    @cached_attribute
     def bias(self) -> torch.Tensor:
         """bias codes * accumulator scale (float32)."""
         return self._tensor(self.bias_code_values * self.scale, np.float32, (-1,))
 
-    @cached_property
+    @cached_attribute
     def exact_dtype(self) -> torch.dtype:
         """float32 where every partial sum is an integer below 2**24 (exact, and faster), else float64."""
         # first a bound from the shape (fan-in x largest weight code x largest input), the exact one if that is too loose
@@ -108,12 +120,12 @@ class QuantizedLinear:
             bound = self.integer.accumulator_bound(self._input_max)
         return torch.float32 if bound < EXACT_FLOAT32 else torch.float64
 
-    @cached_property
+    @cached_attribute
     def weight_codes(self) -> torch.Tensor:
         """[out, in] or [F, C, k, k]: exact integers in ``exact_dtype``."""
         return self._tensor(self._codes, self._numpy_exact_dtype, self._shape)
 
-    @cached_property
+    @cached_attribute
     def bias_codes(self) -> torch.Tensor:
         return self._tensor(self.bias_code_values, self._numpy_exact_dtype, (-1,))
 
@@ -121,14 +133,14 @@ class QuantizedLinear:
     def _numpy_exact_dtype(self) -> type:
         return np.float32 if self.exact_dtype == torch.float32 else np.float64
 
-    @cached_property
+    @cached_attribute
     def _dense_exact(self) -> tuple[np.ndarray, np.ndarray]:
         """A dense layer's weight codes ``[in, out]`` (contiguous: BLAS reads them faster than a transposed view)
         and bias codes, numpy, in the exact dtype."""
         dtype = self._numpy_exact_dtype
         return np.ascontiguousarray(self._codes.T, dtype=dtype), self.bias_code_values.astype(dtype)
 
-    @cached_property
+    @cached_attribute
     def _dense_int8(self) -> tuple[torch.Tensor, np.ndarray] | None:
         """A dense layer's weight codes ``[in, out]`` as int8 (a transposed view) and its bias codes (int32 where the
         accumulators stay below 2**31, else int64), where int8 holds every weight and input code and the products'
@@ -163,7 +175,7 @@ class QuantizedLinear:
         acc += bias
         return acc
 
-    @cached_property
+    @cached_attribute
     def integer_torch(self) -> IntegerLayer:
         """The requantization and accumulator scale as torch float64 arrays (per channel ``[F, 1, 1]`` for a conv)."""
         return IntegerLayer(weights=self._codes, bias=self.bias_code_values, scale=self._tensor(self.scale),
@@ -308,8 +320,9 @@ def huber_loss_backward(net, obs: torch.Tensor, actions: torch.Tensor, targets: 
     rows, taken = np.arange(len(q)), actions.detach().numpy().reshape(-1).astype(np.intp)
     error = q[rows, taken] - targets.detach().numpy().reshape(-1)
     grad = np.zeros_like(q)  # the gather's backward: the error's gradient on the taken actions' Q-values
-    grad[rows, taken] = np.clip(error, -1.0, 1.0) * np.float32(1.0 / len(error))  # as torch: (1 / B) * error
+    # as torch: (1 / B) * clip(error, -1, 1) (np.clip's wrappers cost more than its two comparisons)
+    grad[rows, taken] = np.minimum(np.maximum(error, -1.0), 1.0) * np.float32(1.0 / len(error))
     for parameter, gradient in zip(_parameters(net), tape.gradients(grad)):
         parameter.grad = torch.from_numpy(gradient) if parameter.requires_grad else None
     size = np.abs(error, dtype=np.float64)
-    return float(np.mean(np.where(size < 1.0, 0.5 * size * size, size - 0.5)))
+    return float(np.add.reduce(np.where(size < 1.0, 0.5 * size * size, size - 0.5)) / len(size))  # (np.mean's sum)

@@ -23,13 +23,13 @@ def soft_max_operator(q: np.ndarray | torch.Tensor, beta: float, operator: str =
         return _as_tensor_like(soft_max_operator(_array(q), beta, operator), q)
     if operator not in OPERATORS:
         raise ValueError(f"unknown operator {operator!r}; use one of {', '.join(OPERATORS)}")
-    top = q.max(axis=-1, keepdims=True)
+    top = np.maximum.reduce(q, axis=-1, keepdims=True)  # (q.max and .sum, without their method wrappers)
     if operator == "max":
         return top[..., 0]
     weights = np.exp(beta * (q - top))  # the largest is 1: no overflow
     if operator == "logsumexp":  # (1/beta) log((1/|A|) sum exp(beta q))
-        return top[..., 0] + np.log(weights.sum(axis=-1) / q.shape[-1]) / beta
-    return (weights * q).sum(axis=-1) / weights.sum(axis=-1)  # boltzmann
+        return top[..., 0] + np.log(np.add.reduce(weights, axis=-1) / q.shape[-1]) / beta
+    return np.add.reduce(weights * q, axis=-1) / np.add.reduce(weights, axis=-1)  # boltzmann
 
 
 def gap_increasing_target(
@@ -38,7 +38,7 @@ def gap_increasing_target(
     actions: np.ndarray | torch.Tensor,
     rewards: np.ndarray | torch.Tensor,
     dones: np.ndarray | torch.Tensor,
-    gamma: float,
+    gamma: float | np.ndarray,
     alpha: float,
     beta: float,
     operator: str = "logsumexp",
@@ -46,7 +46,8 @@ def gap_increasing_target(
 ) -> np.ndarray | torch.Tensor:
     """Targets ``[B]`` from the target network's Q-values at ``s'`` and ``s`` (each ``[B, A]``).
 
-    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) arrays or tensors. ``gap_clip``: a lower
+    ``actions``, ``rewards`` and ``dones`` are ``[B]`` (or ``[B, 1]``) arrays or tensors; ``gamma`` the discount, or one
+    per transition ``[B]`` (n-step returns: ``gamma**k`` after ``k`` rewards, numpy). ``gap_clip``: a lower
     bound ``l0 < 0`` on the gap term ``Psi_bar(s, a) - m_beta Psi_bar(s)``, as Munchausen-DQN clips its scaled
     log-policy to ``[l0, 0]`` (the term's upper bound, ``log|A| / beta`` for the log-sum-exp, holds by itself):
     unclipped, the term grows with the reward scale; ``None``: unclipped.

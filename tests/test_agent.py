@@ -833,6 +833,30 @@ def test_the_value_target_is_the_target_networks_forward_through_the_gap_increas
         assert not torch.equal(target, unbounded.reshape(-1))
 
 
+def test_n_step_returns_discount_the_value_at_s_prime_by_each_transitions_discount():
+    """SB3's n_steps > 1: NStepReplayBuffer samples k rewards and gamma**k; the value target discounts the target
+    network's value at s' by it (DQN's n-step target, with the gap term), in one pass or per batch alike."""
+    from rivc.targets import gap_increasing_target
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, n_steps=3, **FAST)
+    model.learn(400)
+    batches = [model.replay_buffer.sample(size) for size in (32, 64)]
+    data = batches[0]
+    assert data.discounts is not None and len(torch.unique(data.discounts)) > 1  # episode ends cut some returns short
+    alpha, operator = model.target_alpha_operator
+    with torch.no_grad():
+        q_next, q_current = model.q_net_target(torch.cat([data.next_observations, data.observations])).split(32)
+    scale = model.reward_scale or 1.0
+    expected, one_step = (gap_increasing_target(q_next.numpy(), q_current.numpy(), data.actions.numpy(),
+                                                data.rewards.numpy() * scale, data.dones.numpy(), gamma, alpha,
+                                                model.beta, operator, model.gap_clip)
+                          for gamma in (data.discounts.numpy().reshape(-1), model.gamma))
+    target = model.td_target(data.observations, data.actions, data.rewards, data.next_observations, data.dones,
+                             discounts=data.discounts)
+    assert np.array_equal(target.numpy(), expected.astype(np.float32)) and not np.array_equal(expected, one_step)
+    assert torch.equal(model.td_targets(batches)[0], target)
+
+
 @pytest.mark.parametrize("variant, merged", [("rivc", True), ("qat", True), ("fpnn", False)])
 def test_a_train_calls_value_targets_take_one_pass_of_the_target_network_where_its_rows_are_exact(variant, merged,
                                                                                                 monkeypatch):
@@ -1004,9 +1028,9 @@ def test_min_samples_lengthens_a_short_warm_up_so_the_ranges_see_that_many_state
         RIVC("MlpPolicy", "CartPole-v1", calibration={"min_samples": -1})
 
 
-@pytest.mark.parametrize("case", ["below", "at 1", "clipped", "inf", "nan", "float64"])
+@pytest.mark.parametrize("case", ["below", "at 1", "clipped", "inf", "nan", "float64", "tiny max_norm"])
 def test_the_updates_gradient_clipping_is_torchs_bit_for_bit(case):
-    from rivc.agents.rivc_agent import clip_gradient_norm
+    from rivc.agents.optim import clip_gradient_norm
 
     generator = torch.Generator().manual_seed(3)
     shapes = [(64, 4), (64,), (64, 64), (64,), (3, 64), (3,), ()]
@@ -1015,17 +1039,19 @@ def test_the_updates_gradient_clipping_is_torchs_bit_for_bit(case):
     gradients = [torch.randn(shape, generator=generator, dtype=dtype) * scale for shape in shapes]
     if case in ("inf", "nan"):
         gradients[2][1, 1] = float(case)
-    if case == "at 1":  # the norm at max_norm, where the coefficient 10 / (norm + 1e-6) lies within an ulp of 1
-        gradients = [g * (10.0 / torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in gradients]))) for g in gradients]
+    max_norm = 1e-5 if case == "tiny max_norm" else 10.0
+    if case in ("at 1", "tiny max_norm"):  # the norm at max_norm, where 10 / (norm + 1e-6) lies within an ulp of 1;
+        norm = 10.0 if case == "at 1" else 0.95e-5  # below a tiny max_norm, where the 1e-6 makes it clip
+        gradients = [g * (norm / torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in gradients]))) for g in gradients]
     ours, torchs = ([torch.nn.Parameter(torch.zeros(shape, dtype=dtype)) for shape in [*shapes, ()]] for _ in range(2))
     for a, b, gradient in zip(ours, torchs, gradients):  # the last parameter takes none (a tracked clip)
         a.grad, b.grad = gradient.clone(), gradient.clone()
-    clip_gradient_norm(ours, 10.0)
-    torch.nn.utils.clip_grad_norm_(torchs, 10.0)
+    clip_gradient_norm(ours, max_norm)
+    torch.nn.utils.clip_grad_norm_(torchs, max_norm)
     assert ours[-1].grad is None and torchs[-1].grad is None
     for a, b in zip(ours[:-1], torchs[:-1]):
         assert torch.equal(a.grad.isnan(), b.grad.isnan()) and torch.equal(a.grad.nan_to_num(), b.grad.nan_to_num())
-    if case == "clipped":
+    if case in ("clipped", "tiny max_norm"):
         assert not any(torch.equal(a.grad, g) for a, g in zip(ours, gradients))
     if case == "below":
         assert all(torch.equal(a.grad, g) for a, g in zip(ours, gradients))
