@@ -11,13 +11,21 @@ import torch
 
 CLEARLY_BELOW = 0.999  # (norm + 1e-6) / max_norm below this: torch's float32 coefficient is > 1 whatever its rounding
 
+def _adams_step(optimizer: torch.optim.Adam, closure=None):
+    """``torch.optim.Adam.step`` without the hooks' wrapper torch puts around it once an ``Adam`` exists: the caller's
+    step, wrapped itself, has run them."""
+    step = torch.optim.Adam.step
+    return (step.__wrapped__ if getattr(step, "hooked", False) else step)(optimizer, closure)
+
+
 @dataclass(repr=False)
 class _FlatGroup:
-    """A parameter group's Adam state in three flat buffers (each parameter's state tensors are views of them), a flat
-    copy of its parameters (written back to them after each update) and what the next step checks is unchanged."""
+    """A parameter group's Adam state in three flat buffers (each parameter's state tensors are views of them), flat
+    copies of its parameters and gradients (gathered at each step, the parameters written back after it) and what the
+    next step checks is unchanged."""
 
     params: tuple[torch.Tensor, ...]
-    param: torch.Tensor  # the parameters, flat (a copy)
+    param: torch.Tensor  # the parameters, flat (a copy made at each step)
     param_views: list[torch.Tensor]  # views of ``param`` shaped as the parameters
     grad: torch.Tensor  # the gradients, gathered flat
     grad_views: list[torch.Tensor]  # views of ``grad`` shaped as the parameters
@@ -26,7 +34,6 @@ class _FlatGroup:
     steps: torch.Tensor  # float32 [n params]: each parameter's ``state["step"]`` is one of its elements
     step_values: np.ndarray  # ``steps``' memory, read as numpy
     state_views: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # (step, exp_avg, exp_avg_sq) per parameter
-    param_versions: list[int]  # the parameters' version counters after the last write-back
     steps_version: int  # ``steps``' version counter when last checked (this class counts through ``step_values``)
 
 
@@ -45,8 +52,10 @@ class FlatAdam(torch.optim.Adam):
     clips) the per-tensor calls were most of the optimizer's cost.
 
     The moments stay views of the flat buffers, so code that scales a parameter's moments in place (or torch's own
-    step, which this one falls back to for other options, devices or dtypes, a closure, a missing gradient) reads and
-    writes the same state; ``load_state_dict`` gives fresh tensors, gathered again on the next step.
+    step, which this one takes for other options, devices or dtypes and a closure) reads and writes the same state;
+    state that ``load_state_dict`` brings from elsewhere is gathered again on the next step. A parameter without a
+    gradient is left as torch leaves it (no step); once the group's step counts differ (one missed a step that the
+    others took), torch's step runs it, as the flat step has one count.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -60,10 +69,10 @@ class FlatAdam(torch.optim.Adam):
     @torch.no_grad()
     def step(self, closure=None):
         if closure is not None:
-            return super().step(closure)
+            return _adams_step(self, closure)
         flats = [self._flat_group(i, group) for i, group in enumerate(self.param_groups)]
         if any(flat is None for flat in flats):
-            return super().step()
+            return _adams_step(self)
         for group, flat in zip(self.param_groups, flats):
             self._update(group, flat)
         return None
@@ -84,8 +93,6 @@ class FlatAdam(torch.optim.Adam):
             flat = self._flat[index] = self._gather(params)
             if flat is None:
                 return None
-        if [p._version for p in params] != flat.param_versions:  # the parameters were written elsewhere
-            torch._foreach_copy_(flat.param_views, params)
         return flat
 
     def _still_flat(self, flat: _FlatGroup, params: list[torch.Tensor]) -> bool:
@@ -142,13 +149,15 @@ class FlatAdam(torch.optim.Adam):
         return _FlatGroup(params=tuple(params), param=param, param_views=views(param), grad=grad, grad_views=views(grad),
                           exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, steps=steps, step_values=steps.numpy(),
                           state_views=state_views,
-                          param_versions=[p._version for p in params], steps_version=steps._version)
+                          steps_version=steps._version)
 
     @staticmethod
     def _update(group: dict, flat: _FlatGroup) -> None:
         """One Adam step over the group's elements, in torch's operations and order (``_multi_tensor_adam``)."""
         beta1, beta2 = group["betas"]
         lr, eps = group["lr"], group["eps"]
+        # the parameters and gradients gathered each step: a write through .data moves no version counter
+        torch._foreach_copy_(flat.param_views, list(flat.params))
         torch._foreach_copy_(flat.grad_views, [p.grad for p in flat.params])
         grad = flat.grad
         flat.step_values += np.float32(1.0)  # (torch's float32 increment; numpy's call is cheaper)
@@ -162,7 +171,6 @@ class FlatAdam(torch.optim.Adam):
         denominator.add_(eps)
         flat.param.addcdiv_(flat.exp_avg, denominator, value=step_size)
         torch._foreach_copy_(list(flat.params), flat.param_views)
-        flat.param_versions = [p._version for p in flat.params]
 
 
 def clip_gradient_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:

@@ -38,7 +38,7 @@ HYPERPARAMETERS = (
     "variant", "target", "alpha", "gap_clip", "quantization_delay", "max_learning_rate", "beta", "operator",
     "exploration", "learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma",
     "target_update_interval", "exploration_fraction", "exploration_initial_eps", "exploration_final_eps",
-    "max_grad_norm", "gradient_steps",
+    "max_grad_norm", "gradient_steps", "n_steps",
 )
 SAVED_POLICY_KWARGS = ("net_arch", "activation_clip", "obs_range", "conv_arch", "input_units", "activation_steps",
                        "head")

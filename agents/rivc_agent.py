@@ -294,7 +294,8 @@ class RIVC(DQN):
         """SB3's set-up, then the chip check: a network the target cannot hold on hardware is refused
         now (akida's mapper, where the package is installed), not at export. A network whose input
         range is known converts at once; one with unbounded inputs at the end of warm-up."""
-        if self.replay_buffer_class is None and self.n_steps == 1:  # (n-step returns: SB3's NStepReplayBuffer)
+        # SB3's ReplayBuffer, its samples not copied twice (n-step returns: SB3's NStepReplayBuffer)
+        if self.replay_buffer_class is None and self.n_steps == 1 and isinstance(self.observation_space, spaces.Box):
             self.replay_buffer_class = FreshSampleReplayBuffer
         super()._setup_model()
         self._sample_rng = np.random.default_rng(self.seed)  # replay samples for measuring, apart from exploration

@@ -833,28 +833,38 @@ def test_the_value_target_is_the_target_networks_forward_through_the_gap_increas
         assert not torch.equal(target, unbounded.reshape(-1))
 
 
-def test_n_step_returns_discount_the_value_at_s_prime_by_each_transitions_discount():
+@pytest.mark.parametrize("variant", ["rivc", "qat", "fpnn"])
+def test_n_step_returns_discount_the_value_at_s_prime_by_each_transitions_discount(variant):
     """SB3's n_steps > 1: NStepReplayBuffer samples k rewards and gamma**k; the value target discounts the target
-    network's value at s' by it (DQN's n-step target, with the gap term), in one pass or per batch alike."""
+    network's value at s' by it, in one pass over a call's batches (qat, rivc) or per batch (fpnn): without a gap
+    term SB3 DQN's n-step target, r + (1 - done) * discount * max Q'(s'), with it RIVC's."""
     from rivc.targets import gap_increasing_target
 
-    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, n_steps=3, **FAST)
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, n_steps=3, variant=variant, reward_scale=1.0, **FAST)
     model.learn(400)
     batches = [model.replay_buffer.sample(size) for size in (32, 64)]
-    data = batches[0]
-    assert data.discounts is not None and len(torch.unique(data.discounts)) > 1  # episode ends cut some returns short
     alpha, operator = model.target_alpha_operator
-    with torch.no_grad():
-        q_next, q_current = model.q_net_target(torch.cat([data.next_observations, data.observations])).split(32)
-    scale = model.reward_scale or 1.0
-    expected, one_step = (gap_increasing_target(q_next.numpy(), q_current.numpy(), data.actions.numpy(),
-                                                data.rewards.numpy() * scale, data.dones.numpy(), gamma, alpha,
-                                                model.beta, operator, model.gap_clip)
-                          for gamma in (data.discounts.numpy().reshape(-1), model.gamma))
-    target = model.td_target(data.observations, data.actions, data.rewards, data.next_observations, data.dones,
-                             discounts=data.discounts)
-    assert np.array_equal(target.numpy(), expected.astype(np.float32)) and not np.array_equal(expected, one_step)
-    assert torch.equal(model.td_targets(batches)[0], target)
+    for data, target in zip(batches, model.td_targets(batches)):
+        assert data.discounts is not None and len(torch.unique(data.discounts)) > 1  # some returns cut at episode ends
+        with torch.no_grad():
+            q_next, q_current = model.q_net_target(torch.cat([data.next_observations, data.observations])).split(
+                len(data.actions))
+        if not alpha:  # SB3's DQN target (dqn.py), in torch
+            expected = data.rewards + (1 - data.dones) * data.discounts * q_next.max(dim=1)[0].reshape(-1, 1)
+        else:
+            expected = torch.from_numpy(gap_increasing_target(
+                q_next.numpy(), q_current.numpy(), data.actions.numpy(), data.rewards.numpy(), data.dones.numpy(),
+                data.discounts.numpy().reshape(-1), alpha, model.beta, operator, model.gap_clip))
+        one_step = model.td_target(data.observations, data.actions, data.rewards, data.next_observations, data.dones)
+        assert torch.equal(target, expected.reshape(-1).float()) and not torch.equal(target, one_step)
+
+
+def test_a_saved_model_keeps_its_n_step_returns(tmp_path):
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    model = RIVC("MlpPolicy", "CartPole-v1", seed=0, n_steps=3, **FAST)
+    loaded = RIVC.load(model.save(tmp_path / "model"), env="CartPole-v1")
+    assert loaded.n_steps == 3 and type(loaded.replay_buffer) is NStepReplayBuffer
 
 
 @pytest.mark.parametrize("variant, merged", [("rivc", True), ("qat", True), ("fpnn", False)])

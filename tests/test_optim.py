@@ -1,5 +1,7 @@
 """The update's optimizer and replay buffer: torch's Adam and SB3's ReplayBuffer, bit for bit, at less cost."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -47,8 +49,12 @@ def test_flat_adam_is_torchs_adam_bit_for_bit(foreach):
         if step == 20:
             for optimizer in (flat, adam):
                 optimizer.param_groups[0]["lr"] = 3e-4
-        if step == 40:
-            flat.load_state_dict(flat.state_dict())
+        if step == 40:  # through a file: fresh tensors, gathered again
+            saved = io.BytesIO()
+            torch.save(flat.state_dict(), saved)
+            flat.load_state_dict(torch.load(io.BytesIO(saved.getvalue()), weights_only=True))
+            assert all(s["exp_avg"].untyped_storage().data_ptr() != flat._flat[0].exp_avg.untyped_storage().data_ptr()
+                       for s in flat.state.values()) if flat._flat else True
         if step == 60:
             with torch.no_grad():
                 for params in (ours, torchs):
@@ -116,7 +122,47 @@ def test_flat_adam_leaves_other_options_to_torch(options):
             p.grad, q.grad = g.clone(), g.clone()
         flat.step()
         adam.step()
-    assert _equal(ours, torchs) and all(f is None for f in flat._flat)
+    assert _equal(ours, torchs) and not any(flat._flat)  # no flat layout was made
+
+
+@pytest.mark.parametrize("write", ["data in place", "data assigned", "vector_to_parameters", "numpy"])
+def test_flat_adam_steps_from_the_parameters_as_they_are(write):
+    """Writes that move no version counter (through .data, numpy, torch's vector_to_parameters) are kept: the step
+    starts from the parameters, not from its own copy."""
+    ours, torchs = _parameters(), _parameters()
+    flat, adam = FlatAdam(ours, lr=1e-3), torch.optim.Adam(torchs, lr=1e-3)
+    for step in range(1, 7):
+        for p, q, g in zip(ours, torchs, _gradients(step, ours)):
+            p.grad, q.grad = g.clone(), g.clone()
+        flat.step()
+        adam.step()
+        if step == 3:
+            for params in (ours, torchs):
+                if write == "data in place":
+                    params[2].data.mul_(0.5)
+                elif write == "data assigned":
+                    params[2].data = torch.full_like(params[2], 0.25)
+                elif write == "vector_to_parameters":
+                    torch.nn.utils.vector_to_parameters(torch.arange(sum(p.numel() for p in params)) / 1e4, params)
+                else:
+                    params[2].detach().numpy()[:] = 0.125
+        assert _equal(ours, torchs), f"step {step}"
+    assert flat._flat[0] is not None
+
+
+def test_flat_adams_hooks_run_once():
+    """Torch wraps Adam's step with its hooks once an Adam exists; FlatAdam's own step, wrapped too, runs them once
+    also where it takes torch's step (here amsgrad)."""
+    torch.optim.Adam(_parameters(), lr=1e-3)
+    for options in ({}, {"amsgrad": True}):
+        params = _parameters()
+        flat = FlatAdam(params, lr=1e-3, **options)
+        calls = []
+        flat.register_step_post_hook(lambda *args: calls.append(1))
+        for p, g in zip(params, _gradients(1, params)):
+            p.grad = g
+        flat.step()
+        assert calls == [1], options
 
 
 def test_flat_adam_closure_and_float64():
@@ -152,6 +198,20 @@ def _filled(buffer_class: type[ReplayBuffer], optimize_memory_usage: bool = Fals
     return buffer
 
 
+def test_the_agents_training_is_the_same_with_torchs_adam():
+    """The default optimizer (FlatAdam) against torch's Adam (multi-tensor, the default before it): the same trained
+    weights, through the reward scale's measurement and the input range's moves, which write Adam's state in place."""
+    states = []
+    for optimizer in (FlatAdam, torch.optim.Adam):
+        model = RIVC("MlpPolicy", "CartPole-v1", seed=1, learning_starts=200, target_update_interval=100,
+                     calibration=dict(track_every=50), policy_kwargs=dict(optimizer_class=optimizer))
+        model.learn(1500)
+        assert type(model.policy.optimizer) is optimizer and model.input_range_moves > 0 and model.reward_scale
+        states.append(model.policy.state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][key], states[1][key]) for key in states[0])
+
+
 @pytest.mark.parametrize("optimize_memory_usage", [False, True])
 def test_fresh_samples_are_sb3s_and_own_their_memory(optimize_memory_usage):
     ours, sb3s = _filled(FreshSampleReplayBuffer, optimize_memory_usage), _filled(ReplayBuffer, optimize_memory_usage)
@@ -164,3 +224,4 @@ def test_fresh_samples_are_sb3s_and_own_their_memory(optimize_memory_usage):
         assert ours_field.dtype == sb3_field.dtype and torch.equal(ours_field, sb3_field), name
         for array in (ours.observations, getattr(ours, "next_observations", None), ours.actions, ours.rewards, ours.dones):
             assert not np.shares_memory(ours_field.numpy(), array), name  # a write to one leaves the other
+    assert not np.shares_memory(ours.to_torch(ours.observations[:5]).numpy(), ours.observations)  # (others: copied)
