@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-
 CLEARLY_BELOW = 0.999  # (norm + 1e-6) / max_norm below this: torch's float32 coefficient is > 1 whatever its rounding
+
 
 def _adams_step(optimizer: torch.optim.Adam, closure=None):
     """``torch.optim.Adam.step`` without the hooks' wrapper torch puts around it once an ``Adam`` exists: the caller's
@@ -101,7 +101,8 @@ class FlatAdam(torch.optim.Adam):
             return False
         for p, (step, exp_avg, exp_avg_sq) in zip(params, flat.state_views):
             state = self.state[p]
-            if state.get("step") is not step or state.get("exp_avg") is not exp_avg or state.get("exp_avg_sq") is not exp_avg_sq:
+            if (state.get("step") is not step or state.get("exp_avg") is not exp_avg
+                    or state.get("exp_avg_sq") is not exp_avg_sq):
                 return False
         if flat.steps._version != flat.steps_version:  # counted by torch's step (a fallback) or written by hand
             if not bool((flat.steps == flat.steps[0]).all()):
@@ -148,8 +149,7 @@ class FlatAdam(torch.optim.Adam):
         grad = torch.empty(sum(sizes))
         return _FlatGroup(params=tuple(params), param=param, param_views=views(param), grad=grad, grad_views=views(grad),
                           exp_avg=exp_avg, exp_avg_sq=exp_avg_sq, steps=steps, step_values=steps.numpy(),
-                          state_views=state_views,
-                          steps_version=steps._version)
+                          state_views=state_views, steps_version=steps._version)
 
     @staticmethod
     def _update(group: dict, flat: _FlatGroup) -> None:

@@ -31,9 +31,9 @@ from threadpoolctl import threadpool_limits
 
 from rivc import QuantConfig
 from rivc.agents import persistence
-from rivc.agents.optim import clip_gradient_norm
 from rivc.agents.config import (AUTO, DEFAULT_GAP_CLIP, DEFAULT_MAX_LEARNING_RATE, LEGACY_KEYS, CalibrationConfig,
                                  ConversionConfig, as_config)
+from rivc.agents.optim import clip_gradient_norm
 from rivc.agents.policies import RIVCCnnPolicy, RIVCPolicy
 from rivc.agents.replay import FreshSampleReplayBuffer
 from rivc.agents.variants import EXPLORATIONS, VARIANTS, Variant
