@@ -141,7 +141,7 @@ class FlatAdam(torch.optim.Adam):
         def views(flat: torch.Tensor) -> list[torch.Tensor]:
             return [part.view(p.shape) for part, p in zip(flat.split(sizes), params)]
 
-        param, exp_avg, exp_avg_sq = buffer(list(params)), buffer(exp_avgs), buffer(exp_avg_sqs)
+        param, exp_avg, exp_avg_sq = torch.empty(sum(sizes)), buffer(exp_avgs), buffer(exp_avg_sqs)  # (param: each step)
         steps = torch.tensor(step_values, dtype=torch.float32)
         state_views = list(zip(steps.unbind(), views(exp_avg), views(exp_avg_sq)))
         for state, (step, avg, avg_sq) in zip(states, state_views):
