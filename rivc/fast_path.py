@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rivc.cached import cached_attribute
 from rivc.chip import EXACT_FLOAT32
 from rivc.conv import ConvGeometry
 from rivc.integer_net import IntegerLayer, dueling_gradient, dueling_q_values
@@ -39,23 +40,6 @@ INT8_PRODUCTS = _int8_products_work()
 # multiply-accumulates of a product from which the int8 kernel beats float32's: below, its fixed cost per call (about
 # 7 us on a 2-core x86 machine with VNNI, where the two are about even at 2**19 and int8 is 3x faster at 2**22)
 INT8_MIN_PRODUCTS = 2**19
-
-
-class cached_attribute:  # noqa: N801 (named as the decorator it replaces)
-    """``functools.cached_property`` without its lock (Python 3.11 takes one on every first read, and every gradient
-    step makes new layers): the first read computes the value and stores it in the instance, which later reads find."""
-
-    def __init__(self, function) -> None:
-        self.function, self.__doc__ = function, function.__doc__
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance, owner=None):
-        if instance is None:
-            return self
-        value = instance.__dict__[self.name] = self.function(instance)
-        return value
 
 
 class QuantizedLinear:

@@ -21,6 +21,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from rivc.cached import cached_attribute
 from rivc.chip import (
     FLOAT32_ACCUMULATORS,
     MAX_SHIFT,
@@ -148,19 +149,17 @@ class ScaleShift(Requantization):
     def codes(self, acc):
         """(int32 and float32 accumulators, the QAT forward's: float32 codes, where float32 gives the same.)"""
         if isinstance(acc, np.ndarray) and acc.dtype in FLOAT32_ACCUMULATORS:
-            factors = self._float32_factors()
+            factors = self._float32_factors
             if factors is not None:
                 return scale_shift_codes32(acc, *factors, self.levels)
         return scale_shift_codes(acc, self.multiplier, self.shift, self.levels, self.acc_clip)
 
+    @cached_attribute
     def _float32_factors(self) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """The float32 factors of :func:`~rivc.chip.scale_shift_codes32`, where they compute these codes; made once
-        (not a cached_property: in Python 3.11 its first read takes a lock, and every gradient step fits new rules)."""
-        if "_float32" not in self.__dict__:
-            numpy = isinstance(self.multiplier, np.ndarray)  # (torch tensors: the torch forward's copy)
-            self.__dict__["_float32"] = scale_shift_float32(self.multiplier, self.shift, self.levels,
-                                                            self.acc_clip) if numpy else None
-        return self.__dict__["_float32"]
+        """The float32 factors of :func:`~rivc.chip.scale_shift_codes32`, where they compute these codes (every
+        gradient step fits new rules: made on first read)."""
+        numpy = isinstance(self.multiplier, np.ndarray)  # (torch tensors: the torch forward's copy)
+        return scale_shift_float32(self.multiplier, self.shift, self.levels, self.acc_clip) if numpy else None
 
     def firing_membrane(self, acc: np.ndarray) -> tuple[np.ndarray, float]:
         """``membrane = min(acc, acc_clip) * multiplier + 2**(shift-1) + 1``, ``theta = 2**shift`` (the ``+ 1`` and
